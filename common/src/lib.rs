@@ -1,0 +1,25 @@
+//! What every Darter binary needs, and nothing a single service owns.
+//!
+//! - [`config`]: read YAML -> apply `DARTER_*` env overrides -> fill defaults ->
+//!   validate, with one error message naming the bad field;
+//! - [`units`]: human units in config (`64MiB`, `30s`);
+//! - [`telemetry`]: `tracing` logs (text or JSON), OTLP trace export, the
+//!   Prometheus `/metrics` + `/healthz` endpoint;
+//! - [`shutdown`]: SIGINT/SIGTERM into a root `CancellationToken`;
+//! - [`digest`]: `sha256:<hex>` digests, parsed once and validated;
+//! - [`task_id`]: task IDs and URL normalisation (ARCHITECTURE.md section 3);
+//! - [`piece`]: piece length from content length, piece ranges.
+
+pub mod config;
+pub mod digest;
+pub mod piece;
+pub mod shutdown;
+pub mod task_id;
+pub mod telemetry;
+pub mod units;
+
+/// Installs the process-wide rustls crypto provider (ring). Call once at start in
+/// every binary before building any TLS client or server; idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,124 @@
+//! dfdaemon: Darter's per-node peer. See `dfdaemon --help`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use darter_common::config::load;
+use dfdaemon::config::{Config, ENV_PREFIX};
+use tokio_util::sync::CancellationToken;
+
+/// Darter's per-node peer: downloads, stores, verifies and serves content.
+#[derive(Debug, Parser)]
+#[command(name = "dfdaemon", version, about)]
+struct Cli {
+    /// Config file (YAML). Every field has a default; `DFDAEMON__SECTION__FIELD` env vars override it.
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    /// Data directory (storage.data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Download API unix socket (download.socket).
+    #[arg(long)]
+    download_socket: Option<PathBuf>,
+    /// Upload gRPC address (upload.grpc_addr).
+    #[arg(long)]
+    upload_addr: Option<SocketAddr>,
+    /// Piece data address (upload.piece_addr).
+    #[arg(long)]
+    piece_addr: Option<SocketAddr>,
+    /// Metrics and health address (metrics.addr).
+    #[arg(long)]
+    metrics_addr: Option<SocketAddr>,
+    /// Log level or filter (log.level).
+    #[arg(long)]
+    log_level: Option<String>,
+    /// Log format, text or json (log.format).
+    #[arg(long)]
+    log_format: Option<String>,
+    /// Print the effective config as YAML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+impl Cli {
+    fn overrides(&self) -> Vec<(&'static str, String)> {
+        let mut o = Vec::new();
+        let mut add = |k, v: Option<String>| {
+            if let Some(v) = v {
+                o.push((k, v));
+            }
+        };
+        add(
+            "storage.data_dir",
+            self.data_dir.as_ref().map(|p| p.display().to_string()),
+        );
+        add(
+            "download.socket",
+            self.download_socket
+                .as_ref()
+                .map(|p| p.display().to_string()),
+        );
+        add("upload.grpc_addr", self.upload_addr.map(|a| a.to_string()));
+        add("upload.piece_addr", self.piece_addr.map(|a| a.to_string()));
+        add("metrics.addr", self.metrics_addr.map(|a| a.to_string()));
+        add("log.level", self.log_level.clone());
+        add("log.format", self.log_format.clone());
+        o
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let config: Config = match load(
+        cli.config.as_deref(),
+        ENV_PREFIX,
+        std::env::vars(),
+        &cli.overrides(),
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dfdaemon: {e}");
+            std::process::exit(2);
+        }
+    };
+    if cli.print_config {
+        match serde_yaml_ng::to_string(&config) {
+            Ok(y) => print!("{y}"),
+            Err(e) => eprintln!("dfdaemon: cannot print config: {e}"),
+        }
+        return;
+    }
+    darter_common::install_crypto_provider();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let code = runtime.block_on(async move {
+        let _telemetry =
+            match darter_common::telemetry::init("dfdaemon", &config.log, &config.tracing) {
+                Ok(g) => g,
+                Err(e) => {
+                    eprintln!("dfdaemon: cannot start telemetry: {e}");
+                    return 1;
+                }
+            };
+        let listeners = match dfdaemon::Listeners::bind(&config).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("dfdaemon: {e}");
+                return 1;
+            }
+        };
+        let shutdown = CancellationToken::new();
+        darter_common::shutdown::cancel_on_signal(shutdown.clone());
+        match dfdaemon::run(config, listeners, shutdown).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("dfdaemon: {e:#}");
+                1
+            }
+        }
+    });
+    std::process::exit(code);
+}

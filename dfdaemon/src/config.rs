@@ -1,0 +1,238 @@
+//! dfdaemon's config: `dfdaemon.yaml`, `DFDAEMON__*` env overrides, CLI flags.
+//! Loaded as read -> defaults -> validate; every field has a documented default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use darter_common::config::{FieldError, Validate};
+use darter_common::telemetry::{LogConfig, TracingConfig};
+use darter_common::units::{ByteSize, duration};
+use serde::{Deserialize, Serialize};
+
+/// Prefix of environment overrides (`DFDAEMON__STORAGE__DATA_DIR=/x`).
+pub const ENV_PREFIX: &str = "DFDAEMON";
+
+/// The whole config.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Facts about this host.
+    pub host: HostConfig,
+    /// Local storage of task content.
+    pub storage: StorageConfig,
+    /// The download API used by dfget.
+    pub download: DownloadConfig,
+    /// Fetching from the origin.
+    pub back_to_source: BackToSourceConfig,
+    /// Serving pieces to other peers.
+    pub upload: UploadConfig,
+    /// Prometheus metrics and health.
+    pub metrics: MetricsConfig,
+    /// Logs.
+    pub log: LogConfig,
+    /// OpenTelemetry trace export.
+    pub tracing: TracingConfig,
+}
+
+/// `host:`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostConfig {
+    /// Host name reported to the cluster (default: the OS host name).
+    pub hostname: Option<String>,
+    /// IP other peers reach this host on (default: the upload listener's IP, else 127.0.0.1).
+    pub ip: Option<String>,
+    /// IDC of this host (default empty).
+    pub idc: String,
+    /// Location `country|province|city|...` (default empty).
+    pub location: String,
+}
+
+/// `storage:`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Where task content and metadata live (default `/var/lib/darter/dfdaemon`
+    /// for root, else `$XDG_DATA_HOME/darter/dfdaemon` or `~/.local/share/darter/dfdaemon`).
+    pub data_dir: PathBuf,
+    /// Garbage collection.
+    pub gc: GcConfig,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: crate::paths::default_data_dir(),
+            gc: GcConfig::default(),
+        }
+    }
+}
+
+/// `storage.gc:`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcConfig {
+    /// How often GC runs (default `1m`).
+    #[serde(with = "duration")]
+    pub interval: Duration,
+    /// Tasks not accessed for this long are removed (default `24h`).
+    #[serde(with = "duration")]
+    pub task_ttl: Duration,
+    /// Bytes Darter may use on its disk (default: the filesystem's size). Only Darter's own bytes count.
+    pub capacity: Option<ByteSize>,
+    /// When Darter's bytes exceed this fraction of `capacity`, evict least recently used tasks (default 0.9).
+    pub high_watermark: f64,
+    /// ... until they are below this fraction (default 0.7).
+    pub low_watermark: f64,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(60),
+            task_ttl: Duration::from_secs(24 * 3600),
+            capacity: None,
+            high_watermark: 0.9,
+            low_watermark: 0.7,
+        }
+    }
+}
+
+/// `download:`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DownloadConfig {
+    /// Unix socket of the download API (default `/run/darter/dfdaemon.sock` for
+    /// root, else `$XDG_RUNTIME_DIR/darter/dfdaemon.sock` or `/tmp/darter-<uid>/dfdaemon.sock`).
+    pub socket: PathBuf,
+    /// Timeout of a download when the request sets none (default `1h`).
+    #[serde(with = "duration")]
+    pub default_timeout: Duration,
+}
+
+impl Default for DownloadConfig {
+    fn default() -> Self {
+        Self {
+            socket: crate::paths::default_socket(),
+            default_timeout: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// `back_to_source:`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackToSourceConfig {
+    /// Piece-sized range requests in flight per task (default 4).
+    pub concurrency: usize,
+    /// Attempts per piece (and per stream) before the download fails (default 5).
+    pub max_attempts: u32,
+    /// Connect timeout to the origin (default `10s`).
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+    /// An origin response that sends no byte for this long is retried (default `30s`).
+    #[serde(with = "duration")]
+    pub read_timeout: Duration,
+    /// Redirects followed (default 10).
+    pub max_redirects: usize,
+}
+
+impl Default for BackToSourceConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            max_attempts: 5,
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(30),
+            max_redirects: 10,
+        }
+    }
+}
+
+/// `upload:`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadConfig {
+    /// Upload gRPC API (piece availability, seed triggers) (default `0.0.0.0:4000`).
+    pub grpc_addr: SocketAddr,
+    /// Piece data server (bulk piece bytes over HTTP) (default `0.0.0.0:4003`).
+    pub piece_addr: SocketAddr,
+    /// Concurrent piece uploads; more are answered 503 (default 32).
+    pub slots: usize,
+}
+
+impl Default for UploadConfig {
+    fn default() -> Self {
+        Self {
+            grpc_addr: ([0, 0, 0, 0], 4000).into(),
+            piece_addr: ([0, 0, 0, 0], 4003).into(),
+            slots: 32,
+        }
+    }
+}
+
+/// `metrics:`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `/metrics` and `/healthz` (default `0.0.0.0:4002`).
+    pub addr: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            addr: ([0, 0, 0, 0], 4002).into(),
+        }
+    }
+}
+
+impl Validate for Config {
+    fn validate(&self) -> Result<(), FieldError> {
+        let gc = &self.storage.gc;
+        if !(0.0..=1.0).contains(&gc.high_watermark) || gc.high_watermark == 0.0 {
+            return Err(FieldError::new(
+                "storage.gc.high_watermark",
+                "must be in (0, 1]",
+            ));
+        }
+        if !(0.0..=1.0).contains(&gc.low_watermark) || gc.low_watermark >= gc.high_watermark {
+            return Err(FieldError::new(
+                "storage.gc.low_watermark",
+                "must be in [0, high_watermark)",
+            ));
+        }
+        if gc.interval.is_zero() {
+            return Err(FieldError::new("storage.gc.interval", "must be positive"));
+        }
+        if self.storage.data_dir.as_os_str().is_empty() {
+            return Err(FieldError::new("storage.data_dir", "must not be empty"));
+        }
+        if self.download.socket.as_os_str().is_empty() {
+            return Err(FieldError::new("download.socket", "must not be empty"));
+        }
+        let b = &self.back_to_source;
+        if b.concurrency == 0 || b.concurrency > 64 {
+            return Err(FieldError::new(
+                "back_to_source.concurrency",
+                "must be between 1 and 64",
+            ));
+        }
+        if b.max_attempts == 0 {
+            return Err(FieldError::new(
+                "back_to_source.max_attempts",
+                "must be at least 1",
+            ));
+        }
+        if self.upload.slots == 0 {
+            return Err(FieldError::new("upload.slots", "must be at least 1"));
+        }
+        if let Some(ip) = &self.host.ip {
+            ip.parse::<std::net::IpAddr>()
+                .map_err(|_| FieldError::new("host.ip", format!("{ip:?} is not an IP address")))?;
+        }
+        self.log.validate("log")?;
+        self.tracing.validate("tracing")
+    }
+}

@@ -1,0 +1,140 @@
+//! dfdaemon's error type, and the one place it becomes a gRPC status.
+
+use darter_common::digest::Digest;
+use tonic::{Code, Status};
+
+/// Everything that can go wrong in the daemon.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed (bad URL, bad digest, bad header...).
+    #[error("invalid request: {0}")]
+    InvalidArgument(String),
+    /// The origin answered with an error status.
+    #[error("origin answered {status} for {url}")]
+    OriginStatus {
+        /// HTTP status code.
+        status: u16,
+        /// The URL asked for (credentials stripped).
+        url: String,
+    },
+    /// The origin could not be reached or broke the connection too often.
+    #[error("origin unreachable: {0}")]
+    OriginUnavailable(String),
+    /// The origin sent something we cannot use (bad Content-Range, short body...).
+    #[error("origin protocol error: {0}")]
+    OriginProtocol(String),
+    /// The download took longer than its timeout.
+    #[error("download timed out after {0:?}")]
+    Timeout(std::time::Duration),
+    /// The content did not match the expected digest.
+    #[error("digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// What the caller asked for.
+        expected: Digest,
+        /// What the bytes hash to.
+        actual: Digest,
+    },
+    /// The content is not available without the origin and back-to-source is disabled.
+    #[error("back-to-source is disabled for this download and no peer has the content")]
+    BackToSourceDisabled,
+    /// The task is not in local storage.
+    #[error("task {0} not found")]
+    TaskNotFound(String),
+    /// The task is downloading and cannot be changed now.
+    #[error("task {0} is busy")]
+    TaskBusy(String),
+    /// Writing the output file failed.
+    #[error("cannot write output {path}: {reason}")]
+    Output {
+        /// Output path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The disk is full.
+    #[error("no space left on device while storing {0}")]
+    NoSpace(String),
+    /// Local storage failed.
+    #[error("storage error: {0}")]
+    Storage(String),
+    /// The daemon is shutting down.
+    #[error("dfdaemon is shutting down")]
+    ShuttingDown,
+}
+
+impl Error {
+    /// Storage error from an I/O error, recognising a full disk.
+    pub fn storage(context: &str, e: &std::io::Error) -> Self {
+        if e.raw_os_error() == Some(libc::ENOSPC) {
+            Self::NoSpace(context.to_string())
+        } else {
+            Self::Storage(format!("{context}: {e}"))
+        }
+    }
+
+    /// Whether retrying the same request may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::OriginStatus { status, .. } => *status >= 500 || *status == 408 || *status == 429,
+            Self::OriginUnavailable(_) | Self::OriginProtocol(_) => true,
+            _ => false,
+        }
+    }
+
+    /// The gRPC code for this error.
+    pub fn code(&self) -> Code {
+        match self {
+            Self::InvalidArgument(_) => Code::InvalidArgument,
+            Self::OriginStatus {
+                status: 404 | 410, ..
+            }
+            | Self::TaskNotFound(_) => Code::NotFound,
+            Self::OriginStatus {
+                status: 401 | 403, ..
+            } => Code::PermissionDenied,
+            Self::OriginStatus { .. } | Self::OriginUnavailable(_) | Self::ShuttingDown => {
+                Code::Unavailable
+            }
+            Self::OriginProtocol(_) => Code::DataLoss,
+            Self::Timeout(_) => Code::DeadlineExceeded,
+            Self::DigestMismatch { .. } => Code::DataLoss,
+            Self::BackToSourceDisabled | Self::TaskBusy(_) => Code::FailedPrecondition,
+            Self::Output { .. } => Code::PermissionDenied,
+            Self::NoSpace(_) => Code::ResourceExhausted,
+            Self::Storage(_) => Code::Internal,
+        }
+    }
+
+    /// A short stable reason carried in the status metadata (`darter-reason`),
+    /// so clients can tell errors apart without parsing messages.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidArgument(_) => "invalid_argument",
+            Self::OriginStatus { .. } => "origin_status",
+            Self::OriginUnavailable(_) => "origin_unavailable",
+            Self::OriginProtocol(_) => "origin_protocol",
+            Self::Timeout(_) => "timeout",
+            Self::DigestMismatch { .. } => "digest_mismatch",
+            Self::BackToSourceDisabled => "back_to_source_disabled",
+            Self::TaskNotFound(_) => "task_not_found",
+            Self::TaskBusy(_) => "task_busy",
+            Self::Output { .. } => "output",
+            Self::NoSpace(_) => "no_space",
+            Self::Storage(_) => "storage",
+            Self::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        let mut status = Status::new(e.code(), e.to_string());
+        if let Ok(v) = e.reason().parse() {
+            status.metadata_mut().insert("darter-reason", v);
+        }
+        status
+    }
+}
+
+/// Result with the daemon's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

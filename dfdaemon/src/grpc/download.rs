@@ -1,0 +1,199 @@
+//! `DfdaemonDownload` on the unix socket: dfget's API.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use darter_common::task_id::TaskId;
+use darter_proto::common::v1 as pb;
+use darter_proto::dfdaemon::v1::{
+    self as dpb, dfdaemon_download_server::DfdaemonDownload, download_task_response::Response,
+};
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response as TonicResponse, Status};
+
+use super::task_info;
+use crate::error::Error;
+use crate::task::{
+    DownloadSpec, Finished, Status as JobStatus, Subscription, TaskManager, place_output,
+};
+
+/// The download service.
+#[derive(Debug, Clone)]
+pub struct DownloadService {
+    tasks: Arc<TaskManager>,
+    default_timeout: Duration,
+}
+
+impl DownloadService {
+    /// A service over `tasks`.
+    pub fn new(tasks: Arc<TaskManager>, default_timeout: Duration) -> Self {
+        Self {
+            tasks,
+            default_timeout,
+        }
+    }
+}
+
+fn parse_task_id(s: &str) -> Result<TaskId, Status> {
+    TaskId::parse(s).map_err(|e| Error::InvalidArgument(e.to_string()).into())
+}
+
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<dpb::DownloadTaskResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl DfdaemonDownload for DownloadService {
+    type DownloadTaskStream = ResponseStream;
+
+    async fn download_task(
+        &self,
+        request: Request<dpb::DownloadTaskRequest>,
+    ) -> Result<TonicResponse<Self::DownloadTaskStream>, Status> {
+        let download = request
+            .into_inner()
+            .download
+            .ok_or_else(|| Status::from(Error::InvalidArgument("download is required".into())))?;
+        let spec = DownloadSpec::try_from(download)?;
+        let timeout = spec.timeout.unwrap_or(self.default_timeout);
+        tracing::info!(task_id = %spec.task_id, url = %crate::backend::redacted(&spec.url), "download requested");
+        let output = spec.output.clone();
+        let task_id = spec.task_id.clone();
+        let sub = self.tasks.download(spec)?;
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            let result = match tokio::time::timeout(timeout, follow(sub, &tx, &task_id)).await {
+                Err(_) => Err(Error::Timeout(timeout)),
+                Ok(r) => r,
+            };
+            let last = match result {
+                Ok(finished) => finish(finished, output, &task_id).await,
+                Err(e) => Err(e),
+            };
+            let _ = tx.send(last.map_err(Status::from)).await;
+        });
+        Ok(TonicResponse::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn stat_task(
+        &self,
+        request: Request<dpb::StatTaskRequest>,
+    ) -> Result<TonicResponse<dpb::TaskInfo>, Status> {
+        let id = parse_task_id(&request.into_inner().task_id)?;
+        let task = self
+            .tasks
+            .storage()
+            .get(&id)
+            .ok_or_else(|| Status::from(Error::TaskNotFound(id.to_string())))?;
+        Ok(TonicResponse::new(task_info(&task, true)))
+    }
+
+    async fn delete_task(
+        &self,
+        request: Request<dpb::DeleteTaskRequest>,
+    ) -> Result<TonicResponse<()>, Status> {
+        let id = parse_task_id(&request.into_inner().task_id)?;
+        let storage = self.tasks.storage().clone();
+        tokio::task::spawn_blocking(move || storage.remove(&id, false))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(TonicResponse::new(()))
+    }
+
+    async fn list_tasks(
+        &self,
+        _request: Request<()>,
+    ) -> Result<TonicResponse<dpb::ListTasksResponse>, Status> {
+        let tasks = self
+            .tasks
+            .storage()
+            .list()
+            .iter()
+            .map(|t| task_info(t, false))
+            .collect();
+        Ok(TonicResponse::new(dpb::ListTasksResponse { tasks }))
+    }
+}
+
+type Tx = mpsc::Sender<Result<dpb::DownloadTaskResponse, Status>>;
+
+/// Forwards progress until the job ends. A client that went away ends it too.
+async fn follow(mut sub: Subscription, tx: &Tx, task_id: &TaskId) -> Result<Finished, Error> {
+    let mut sent_started = false;
+    let mut pieces_seen = 0;
+    loop {
+        let status: JobStatus = sub.status.borrow_and_update().clone();
+        if !sent_started && let Some(s) = &status.started {
+            sent_started = true;
+            let msg = Response::Started(dpb::DownloadStarted {
+                task_id: task_id.to_string(),
+                content_length: s.content_length,
+                piece_length: s.piece_length,
+                local_bytes: s.local_bytes,
+            });
+            send(tx, msg).await?;
+        }
+        if status.pieces_done != pieces_seen
+            && let Some(p) = status.last_piece
+        {
+            pieces_seen = status.pieces_done;
+            let piece = pb::Piece {
+                number: p.number,
+                offset: p.offset,
+                length: p.length,
+                digest: p.digest.to_string(),
+                source: pb::PieceSource::Origin as i32,
+                ..Default::default()
+            };
+            send(
+                tx,
+                Response::Piece(dpb::PieceProgress {
+                    piece: Some(piece),
+                    completed_bytes: status.completed_bytes,
+                }),
+            )
+            .await?;
+        }
+        if let Some(outcome) = status.outcome {
+            return outcome;
+        }
+        if sub.status.changed().await.is_err() {
+            return Err(Error::ShuttingDown);
+        }
+    }
+}
+
+async fn send(tx: &Tx, msg: Response) -> Result<(), Error> {
+    tx.send(Ok(dpb::DownloadTaskResponse {
+        response: Some(msg),
+    }))
+    .await
+    .map_err(|_| Error::InvalidArgument("client went away".into()))
+}
+
+async fn finish(
+    f: Finished,
+    output: Option<std::path::PathBuf>,
+    task_id: &TaskId,
+) -> Result<dpb::DownloadTaskResponse, Error> {
+    if let Some(path) = output {
+        let entry = f.entry.clone();
+        tokio::task::spawn_blocking(move || {
+            let _lease = entry.lease();
+            place_output(&entry, &path)
+        })
+        .await
+        .map_err(|e| Error::Storage(e.to_string()))??;
+    }
+    Ok(dpb::DownloadTaskResponse {
+        response: Some(Response::Finished(dpb::DownloadFinished {
+            task_id: task_id.to_string(),
+            content_length: f.content_length,
+            digest: f.digest.map(|d| d.to_string()).unwrap_or_default(),
+            origin_bytes: f.sources.origin_bytes,
+            peer_bytes: f.sources.peer_bytes,
+            local_bytes: f.sources.local_bytes,
+        })),
+    })
+}

@@ -1,0 +1,202 @@
+//! Darter's per-node peer, `dfdaemon`, and its CLI, `dfget`.
+//!
+//! Layout:
+//! - [`config`]: the daemon's config (YAML, `DFDAEMON__*` env, flags) and [`paths`] (default locations);
+//! - [`storage`]: tasks on disk, verified pieces, restart recovery, GC;
+//! - [`backend`]: origin access by URL scheme (HTTP(S) today);
+//! - [`task`]: downloads, shared per task, with back-to-source and output placement;
+//! - [`grpc`]: the download API (unix socket, dfget) and the upload API (TCP);
+//! - [`piece_server`]: piece bytes to other peers over HTTP;
+//! - [`metrics`], [`error`];
+//! - `src/bin/`: `dfdaemon` (the daemon) and `dfget` (the CLI, `dfget` module).
+//!
+//! [`run`] starts everything on listeners the caller bound, so tests can use
+//! ephemeral ports.
+
+pub mod backend;
+pub mod config;
+pub mod dfget;
+pub mod error;
+pub mod grpc;
+pub mod metrics;
+pub mod paths;
+pub mod piece_server;
+pub mod storage;
+pub mod task;
+
+mod disk;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use darter_common::telemetry::{Health, bind, metrics_router, serve_http};
+use darter_proto::dfdaemon::v1::dfdaemon_download_server::DfdaemonDownloadServer;
+use darter_proto::dfdaemon::v1::dfdaemon_upload_server::DfdaemonUploadServer;
+use tokio::net::{TcpListener, UnixListener};
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::storage::{GcPolicy, Storage};
+use crate::task::TaskManager;
+
+/// The sockets the daemon serves on.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Download API (dfget).
+    pub download: UnixListener,
+    /// Path of the download socket (removed on shutdown).
+    pub download_path: PathBuf,
+    /// Upload gRPC API.
+    pub upload: TcpListener,
+    /// Piece data server.
+    pub piece: TcpListener,
+    /// Metrics and health.
+    pub metrics: TcpListener,
+}
+
+impl Listeners {
+    /// Binds every address in `config`; a live daemon already on the socket is an error,
+    /// a stale socket file is replaced.
+    pub async fn bind(config: &Config) -> std::io::Result<Self> {
+        let path = config.download.socket.clone();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        if path.exists() {
+            if tokio::net::UnixStream::connect(&path).await.is_ok() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    format!(
+                        "another dfdaemon is already listening on {}",
+                        path.display()
+                    ),
+                ));
+            }
+            std::fs::remove_file(&path)?;
+        }
+        let download = UnixListener::bind(&path).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {}: {e}", path.display()),
+            )
+        })?;
+        Ok(Self {
+            download,
+            download_path: path,
+            upload: bind(config.upload.grpc_addr).await?,
+            piece: bind(config.upload.piece_addr).await?,
+            metrics: bind(config.metrics.addr).await?,
+        })
+    }
+}
+
+/// Runs the daemon until `shutdown` is cancelled, then drains.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let storage = Arc::new(Storage::open(&config.storage.data_dir)?);
+    let metrics = Arc::new(metrics::Metrics::new());
+    let tasks = Arc::new(TaskManager::new(
+        storage.clone(),
+        config.back_to_source.clone(),
+        metrics.clone(),
+        shutdown.child_token(),
+    )?);
+    let health = Health::default();
+    let tracker = TaskTracker::new();
+
+    let gc = &config.storage.gc;
+    let capacity = match gc.capacity {
+        Some(c) => c.as_u64(),
+        None => disk::filesystem_size(storage.root()).unwrap_or(u64::MAX),
+    };
+    let policy = GcPolicy {
+        interval: gc.interval,
+        task_ttl: gc.task_ttl,
+        capacity,
+        high_watermark: gc.high_watermark,
+        low_watermark: gc.low_watermark,
+    };
+    tracker.spawn(storage::run_gc_loop(
+        storage.clone(),
+        policy,
+        shutdown.clone(),
+    ));
+    {
+        let (storage, metrics, shutdown) = (storage.clone(), metrics.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                tokio::select! { _ = shutdown.cancelled() => return, _ = tick.tick() => {} }
+                metrics.storage_bytes.set(storage.used_bytes() as i64);
+            }
+        });
+    }
+
+    let addrs = (
+        listeners.upload.local_addr()?,
+        listeners.piece.local_addr()?,
+        listeners.metrics.local_addr()?,
+    );
+    let download_svc = DfdaemonDownloadServer::new(grpc::download::DownloadService::new(
+        tasks.clone(),
+        config.download.default_timeout,
+    ));
+    let sd = shutdown.clone();
+    let download_incoming = UnixListenerStream::new(listeners.download);
+    tracker.spawn(async move {
+        if let Err(e) = tonic::transport::Server::builder()
+            .add_service(download_svc)
+            .serve_with_incoming_shutdown(download_incoming, sd.cancelled())
+            .await
+        {
+            tracing::error!(error = %e, "download api stopped");
+        }
+    });
+    let upload_svc = DfdaemonUploadServer::new(grpc::upload::UploadService::new(tasks.clone()));
+    let sd = shutdown.clone();
+    let upload_incoming = TcpListenerStream::new(listeners.upload);
+    tracker.spawn(async move {
+        if let Err(e) = tonic::transport::Server::builder()
+            .add_service(upload_svc)
+            .serve_with_incoming_shutdown(upload_incoming, sd.cancelled())
+            .await
+        {
+            tracing::error!(error = %e, "upload api stopped");
+        }
+    });
+    let pieces =
+        piece_server::PieceServer::new(storage.clone(), config.upload.slots, metrics.clone());
+    tracker.spawn(pieces.serve(listeners.piece, shutdown.clone()));
+    tracker.spawn(serve_http(
+        listeners.metrics,
+        metrics_router(metrics.registry.clone(), health.clone()),
+        shutdown.clone(),
+    ));
+    tracker.close();
+
+    health.set_ready(true);
+    tracing::info!(
+        socket = %listeners.download_path.display(),
+        upload = %addrs.0, pieces = %addrs.1, metrics = %addrs.2,
+        data_dir = %config.storage.data_dir.display(),
+        "dfdaemon ready"
+    );
+    shutdown.cancelled().await;
+    health.set_ready(false);
+    if tokio::time::timeout(std::time::Duration::from_secs(10), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some tasks did not stop within 10s");
+    }
+    let _ = std::fs::remove_file(&listeners.download_path);
+    tracing::info!("dfdaemon stopped");
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! dfdaemon's Prometheus metrics (served on `/metrics` of the metrics address).
+
+use std::time::Duration;
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+use crate::error::Error;
+use crate::task::Finished;
+
+/// Every metric the daemon exports.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// The registry to serve.
+    pub registry: Registry,
+    downloads: IntCounterVec,
+    download_seconds: Histogram,
+    bytes: IntCounterVec,
+    /// Piece uploads served to other peers, by result.
+    pub uploads: IntCounterVec,
+    /// Bytes served to other peers.
+    pub upload_bytes: IntCounter,
+    /// Bytes of Darter's tasks on disk.
+    pub storage_bytes: IntGauge,
+}
+
+impl Metrics {
+    /// Registers the metrics.
+    pub fn new() -> Self {
+        let registry = Registry::new_custom(Some("dfdaemon".into()), None).expect("valid prefix");
+        let downloads = IntCounterVec::new(
+            Opts::new("downloads_total", "Downloads by result"),
+            &["result"],
+        )
+        .expect("valid metric");
+        let download_seconds = Histogram::with_opts(
+            HistogramOpts::new("download_duration_seconds", "Time to complete a download")
+                .buckets(prometheus::exponential_buckets(0.01, 4.0, 10).expect("valid buckets")),
+        )
+        .expect("valid metric");
+        let bytes = IntCounterVec::new(
+            Opts::new(
+                "download_bytes_total",
+                "Bytes downloaded by source (origin, peer, local)",
+            ),
+            &["source"],
+        )
+        .expect("valid metric");
+        let uploads = IntCounterVec::new(
+            Opts::new("piece_uploads_total", "Piece uploads by result"),
+            &["result"],
+        )
+        .expect("valid metric");
+        let upload_bytes = IntCounter::new("upload_bytes_total", "Bytes uploaded to other peers")
+            .expect("valid metric");
+        let storage_bytes = IntGauge::new("storage_bytes", "Bytes of verified content in storage")
+            .expect("valid metric");
+        for c in [
+            Box::new(downloads.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(download_seconds.clone()),
+            Box::new(bytes.clone()),
+            Box::new(uploads.clone()),
+            Box::new(upload_bytes.clone()),
+            Box::new(storage_bytes.clone()),
+        ] {
+            registry.register(c).expect("unique metric");
+        }
+        Self {
+            registry,
+            downloads,
+            download_seconds,
+            bytes,
+            uploads,
+            upload_bytes,
+            storage_bytes,
+        }
+    }
+
+    /// Counts a finished download.
+    pub fn download_finished(&self, outcome: &Result<Finished, Error>, elapsed: Duration) {
+        let result = match outcome {
+            Ok(_) => "success",
+            Err(e) => e.reason(),
+        };
+        self.downloads.with_label_values(&[result]).inc();
+        if outcome.is_ok() {
+            self.download_seconds.observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// Bytes fetched from the origin.
+    pub fn bytes_origin(&self, n: u64) {
+        self.bytes.with_label_values(&["origin"]).inc_by(n);
+    }
+
+    /// Bytes served from local storage.
+    pub fn bytes_local(&self, n: u64) {
+        self.bytes.with_label_values(&["local"]).inc_by(n);
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

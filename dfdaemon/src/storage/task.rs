@@ -1,0 +1,412 @@
+//! One task in local storage: its content file, its record and its verified
+//! pieces. A piece is marked present only after its bytes are written and its
+//! digest is known, so nothing unverified is ever served or reported.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write as _;
+use std::os::unix::fs::FileExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+use darter_common::digest::Digest;
+use darter_common::piece::{piece_count, piece_range};
+use darter_common::task_id::TaskId;
+use tokio::sync::watch;
+
+use super::record::{self, TaskRecord};
+use crate::error::{Error, Result};
+
+/// File names inside a task directory.
+pub(super) const RECORD_FILE: &str = "task.json";
+pub(super) const PIECES_FILE: &str = "pieces.log";
+pub(super) const CONTENT_FILE: &str = "content";
+
+/// A verified piece held locally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredPiece {
+    /// Piece number.
+    pub number: u32,
+    /// Offset in the content.
+    pub offset: u64,
+    /// Length.
+    pub length: u64,
+    /// sha256 of the bytes.
+    pub digest: Digest,
+}
+
+#[derive(Debug)]
+struct State {
+    record: TaskRecord,
+    pieces: BTreeMap<u32, StoredPiece>,
+}
+
+/// A task in storage. Shared by the downloader, the upload server and GC.
+#[derive(Debug)]
+pub struct TaskEntry {
+    id: TaskId,
+    dir: PathBuf,
+    content: File,
+    log: Mutex<File>,
+    state: RwLock<State>,
+    /// Bumped on every new piece and on completion; watchers re-read the state.
+    changes: watch::Sender<u64>,
+    /// Active users (downloads, uploads); GC skips tasks in use.
+    leases: AtomicUsize,
+    accessed_at: AtomicU64,
+}
+
+/// Keeps a task from being garbage-collected while held.
+#[derive(Debug)]
+pub struct Lease(Arc<TaskEntry>);
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.0.leases.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl std::ops::Deref for Lease {
+    type Target = Arc<TaskEntry>;
+    fn deref(&self) -> &Arc<TaskEntry> {
+        &self.0
+    }
+}
+
+fn io_err(context: &str, e: std::io::Error) -> Error {
+    Error::storage(context, &e)
+}
+
+impl TaskEntry {
+    /// Creates a new, empty task directory.
+    pub(super) fn create(dir: PathBuf, record: TaskRecord) -> Result<Self> {
+        std::fs::create_dir_all(&dir).map_err(|e| io_err("create task dir", e))?;
+        let content = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.join(CONTENT_FILE))
+            .map_err(|e| io_err("create content", e))?;
+        if let Some(len) = record.content_length {
+            content
+                .set_len(len)
+                .map_err(|e| io_err("size content", e))?;
+        }
+        let log = File::options()
+            .append(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(PIECES_FILE))
+            .map_err(|e| io_err("create pieces.log", e))?;
+        log.set_len(0).map_err(|e| io_err("reset pieces.log", e))?;
+        record::write_record(&dir.join(RECORD_FILE), &record)
+            .map_err(|e| io_err("write task.json", e))?;
+        Ok(Self::assemble(dir, content, log, record, BTreeMap::new()))
+    }
+
+    /// Loads an existing task directory (after a restart).
+    pub(super) fn load(dir: PathBuf) -> std::io::Result<Self> {
+        let record = record::read_record(&dir.join(RECORD_FILE))?;
+        TaskId::parse(&record.id)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        let content = File::options()
+            .read(true)
+            .write(true)
+            .open(dir.join(CONTENT_FILE))?;
+        let log_text = std::fs::read_to_string(dir.join(PIECES_FILE)).unwrap_or_default();
+        let mut pieces = BTreeMap::new();
+        for (number, length, digest) in record::parse_piece_log(&log_text) {
+            let (offset, expected_len) = match record.content_length {
+                Some(len) if number < piece_count(len, record.piece_length) => {
+                    piece_range(number, len, record.piece_length)
+                }
+                Some(_) => continue,
+                None => (number as u64 * record.piece_length, length),
+            };
+            if expected_len == length {
+                pieces.insert(
+                    number,
+                    StoredPiece {
+                        number,
+                        offset,
+                        length,
+                        digest,
+                    },
+                );
+            }
+        }
+        let log = File::options().append(true).open(dir.join(PIECES_FILE))?;
+        Ok(Self::assemble(dir, content, log, record, pieces))
+    }
+
+    fn assemble(
+        dir: PathBuf,
+        content: File,
+        log: File,
+        record: TaskRecord,
+        pieces: BTreeMap<u32, StoredPiece>,
+    ) -> Self {
+        let id = TaskId::parse(&record.id).expect("validated before assembling");
+        let accessed = record.accessed_at;
+        Self {
+            id,
+            dir,
+            content,
+            log: Mutex::new(log),
+            state: RwLock::new(State { record, pieces }),
+            changes: watch::channel(0).0,
+            leases: AtomicUsize::new(0),
+            accessed_at: AtomicU64::new(accessed),
+        }
+    }
+
+    /// Task ID.
+    pub fn id(&self) -> &TaskId {
+        &self.id
+    }
+
+    /// Takes a lease that keeps GC away.
+    pub fn lease(self: &Arc<Self>) -> Lease {
+        self.leases.fetch_add(1, Ordering::AcqRel);
+        self.touch();
+        Lease(self.clone())
+    }
+
+    pub(super) fn in_use(&self) -> bool {
+        self.leases.load(Ordering::Acquire) > 0
+    }
+
+    /// Records an access now (drives TTL GC).
+    pub fn touch(&self) {
+        self.accessed_at
+            .store(record::unix_now(), Ordering::Relaxed);
+    }
+
+    /// Last access, Unix seconds.
+    pub fn accessed_at(&self) -> u64 {
+        self.accessed_at.load(Ordering::Relaxed)
+    }
+
+    /// Path of the content file (for hard-linking a complete task to an output).
+    pub fn content_path(&self) -> PathBuf {
+        self.dir.join(CONTENT_FILE)
+    }
+
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A copy of the record.
+    pub fn record(&self) -> TaskRecord {
+        let mut r = self.state.read().expect("task state lock").record.clone();
+        r.accessed_at = self.accessed_at();
+        r
+    }
+
+    /// Content length, when known.
+    pub fn content_length(&self) -> Option<u64> {
+        self.state
+            .read()
+            .expect("task state lock")
+            .record
+            .content_length
+    }
+
+    /// Piece length.
+    pub fn piece_length(&self) -> u64 {
+        self.state
+            .read()
+            .expect("task state lock")
+            .record
+            .piece_length
+    }
+
+    /// Whether every piece is present and verified.
+    pub fn is_complete(&self) -> bool {
+        self.state.read().expect("task state lock").record.complete
+    }
+
+    /// Verified pieces, in order.
+    pub fn pieces(&self) -> Vec<StoredPiece> {
+        self.state
+            .read()
+            .expect("task state lock")
+            .pieces
+            .values()
+            .copied()
+            .collect()
+    }
+
+    /// A verified piece.
+    pub fn piece(&self, number: u32) -> Option<StoredPiece> {
+        self.state
+            .read()
+            .expect("task state lock")
+            .pieces
+            .get(&number)
+            .copied()
+    }
+
+    /// Whether piece `number` is present.
+    pub fn has_piece(&self, number: u32) -> bool {
+        self.state
+            .read()
+            .expect("task state lock")
+            .pieces
+            .contains_key(&number)
+    }
+
+    /// Bytes of verified pieces.
+    pub fn completed_bytes(&self) -> u64 {
+        self.state
+            .read()
+            .expect("task state lock")
+            .pieces
+            .values()
+            .map(|p| p.length)
+            .sum()
+    }
+
+    /// Numbers of pieces not yet present (requires a known length).
+    pub fn missing_pieces(&self) -> Vec<u32> {
+        let s = self.state.read().expect("task state lock");
+        let Some(len) = s.record.content_length else {
+            return Vec::new();
+        };
+        (0..piece_count(len, s.record.piece_length))
+            .filter(|n| !s.pieces.contains_key(n))
+            .collect()
+    }
+
+    /// Subscribes to changes (new pieces, completion).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Writes a verified piece at its offset, then records it. Blocking: call
+    /// from `spawn_blocking`.
+    pub fn write_piece(&self, number: u32, offset: u64, data: &[u8], digest: Digest) -> Result<()> {
+        {
+            let s = self.state.read().expect("task state lock");
+            if s.record.complete || s.pieces.contains_key(&number) {
+                return Ok(());
+            }
+            if let Some(len) = s.record.content_length {
+                let expected = piece_range(number, len, s.record.piece_length);
+                if number >= piece_count(len, s.record.piece_length)
+                    || expected != (offset, data.len() as u64)
+                {
+                    return Err(Error::Storage(format!(
+                        "piece {number} at {offset}+{} does not fit task {}",
+                        data.len(),
+                        self.id
+                    )));
+                }
+            }
+        }
+        self.content
+            .write_all_at(data, offset)
+            .map_err(|e| io_err("write piece", e))?;
+        {
+            let mut log = self.log.lock().expect("pieces log lock");
+            log.write_all(record::piece_line(number, data.len() as u64, &digest).as_bytes())
+                .map_err(|e| io_err("append pieces.log", e))?;
+        }
+        let piece = StoredPiece {
+            number,
+            offset,
+            length: data.len() as u64,
+            digest,
+        };
+        self.state
+            .write()
+            .expect("task state lock")
+            .pieces
+            .insert(number, piece);
+        self.changes.send_modify(|v| *v += 1);
+        Ok(())
+    }
+
+    /// Reads a verified piece. Blocking: call from `spawn_blocking`.
+    pub fn read_piece(&self, number: u32) -> Result<(StoredPiece, Bytes)> {
+        let piece = self
+            .piece(number)
+            .ok_or_else(|| Error::TaskNotFound(format!("{} piece {number}", self.id)))?;
+        let mut buf = vec![0u8; piece.length as usize];
+        self.content
+            .read_exact_at(&mut buf, piece.offset)
+            .map_err(|e| io_err("read piece", e))?;
+        Ok((piece, Bytes::from(buf)))
+    }
+
+    /// Reads `len` bytes at `offset` of the content. Blocking.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        self.content
+            .read_exact_at(buf, offset)
+            .map_err(|e| io_err("read content", e))
+    }
+
+    /// Sets the length once a streamed origin ends. Blocking.
+    pub fn set_content_length(&self, len: u64) -> Result<()> {
+        let mut s = self.state.write().expect("task state lock");
+        s.record.content_length = Some(len);
+        self.content
+            .set_len(len)
+            .map_err(|e| io_err("size content", e))?;
+        record::write_record(&self.dir.join(RECORD_FILE), &s.record)
+            .map_err(|e| io_err("write task.json", e))
+    }
+
+    /// Marks the task complete (every piece present and, when known, the
+    /// whole digest verified). Blocking.
+    pub fn mark_complete(&self, digest: Option<Digest>) -> Result<()> {
+        {
+            let mut s = self.state.write().expect("task state lock");
+            let len = s
+                .record
+                .content_length
+                .ok_or_else(|| Error::Storage("complete without a length".into()))?;
+            if (s.pieces.len() as u32) != piece_count(len, s.record.piece_length) {
+                return Err(Error::Storage(format!(
+                    "task {} is missing pieces",
+                    self.id
+                )));
+            }
+            self.content
+                .sync_data()
+                .map_err(|e| io_err("sync content", e))?;
+            s.record.complete = true;
+            s.record.digest = digest.map(|d| d.to_string());
+            s.record.accessed_at = self.accessed_at();
+            record::write_record(&self.dir.join(RECORD_FILE), &s.record)
+                .map_err(|e| io_err("write task.json", e))?;
+        }
+        self.changes.send_modify(|v| *v += 1);
+        Ok(())
+    }
+
+    /// Persists the access time (called by GC, not per access).
+    pub(super) fn persist_access(&self) -> std::io::Result<()> {
+        let mut r = self.state.read().expect("task state lock").record.clone();
+        if r.accessed_at == self.accessed_at() {
+            return Ok(());
+        }
+        r.accessed_at = self.accessed_at();
+        record::write_record(&self.dir.join(RECORD_FILE), &r)
+    }
+
+    /// Bytes this task occupies on disk (verified pieces; metadata is small).
+    pub fn disk_bytes(&self) -> u64 {
+        self.completed_bytes()
+    }
+}
+
+#[cfg(test)]
+impl TaskEntry {
+    pub(crate) fn accessed_at_for_test(&self, t: u64) {
+        self.accessed_at.store(t, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,245 @@
+//! Downloads: one shared job per task, however many requests ask for it.
+//!
+//! [`TaskManager::download`] answers at once from local storage when the task
+//! is complete; otherwise it joins the running job for the task or starts one.
+//! A job runs until it ends or until every request that joined it has gone
+//! (then it is cancelled, and its verified pieces stay for a resume).
+
+mod back_to_source;
+mod output;
+mod progress;
+mod spec;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use darter_common::digest::{Digest, Hasher};
+use darter_common::task_id::TaskId;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+pub use back_to_source::NewPiece;
+use back_to_source::{BackToSource, join_err};
+pub use output::place_output;
+use progress::Progress;
+pub use progress::{Finished, Sources, Started, Status};
+pub use spec::DownloadSpec;
+
+use crate::backend::Backends;
+use crate::config::BackToSourceConfig;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::storage::{Storage, TaskEntry};
+
+struct Job {
+    progress: Progress,
+    cancel: CancellationToken,
+    watchers: AtomicUsize,
+}
+
+/// Runs and shares downloads.
+pub struct TaskManager {
+    storage: Arc<Storage>,
+    backends: Backends,
+    config: BackToSourceConfig,
+    metrics: Arc<Metrics>,
+    jobs: Mutex<HashMap<TaskId, Arc<Job>>>,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for TaskManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskManager").finish_non_exhaustive()
+    }
+}
+
+/// A request's view of a download. Dropping it leaves the job; the last one
+/// to leave cancels it.
+pub struct Subscription {
+    job: Arc<Job>,
+    /// Status updates.
+    pub status: watch::Receiver<Status>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let left = self.job.watchers.fetch_sub(1, Ordering::AcqRel) - 1;
+        if left == 0 && self.job.progress.snapshot().outcome.is_none() {
+            self.job.cancel.cancel();
+        }
+    }
+}
+
+impl TaskManager {
+    /// A manager over `storage`.
+    pub fn new(
+        storage: Arc<Storage>,
+        config: BackToSourceConfig,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> Result<Self> {
+        Ok(Self {
+            storage,
+            backends: Backends::new(&config)?,
+            config,
+            metrics,
+            jobs: Mutex::new(HashMap::new()),
+            shutdown,
+        })
+    }
+
+    /// The storage.
+    pub fn storage(&self) -> &Arc<Storage> {
+        &self.storage
+    }
+
+    /// Starts or joins the download of `spec`.
+    pub fn download(self: &Arc<Self>, spec: DownloadSpec) -> Result<Subscription> {
+        if self.shutdown.is_cancelled() {
+            return Err(Error::ShuttingDown);
+        }
+        let backend = self.backends.for_url(&spec.url)?;
+        let mut jobs = self.jobs.lock().expect("jobs lock");
+        if let Some(job) = jobs
+            .get(&spec.task_id)
+            .filter(|j| j.progress.snapshot().outcome.is_none())
+        {
+            job.watchers.fetch_add(1, Ordering::AcqRel);
+            return Ok(Subscription {
+                job: job.clone(),
+                status: job.progress.subscribe(),
+            });
+        }
+        let job = Arc::new(Job {
+            progress: Progress::new(),
+            cancel: self.shutdown.child_token(),
+            watchers: AtomicUsize::new(1),
+        });
+        jobs.insert(spec.task_id.clone(), job.clone());
+        drop(jobs);
+        let sub = Subscription {
+            job: job.clone(),
+            status: job.progress.subscribe(),
+        };
+        let this = self.clone();
+        let fetcher = BackToSource {
+            backend,
+            storage: self.storage.clone(),
+            config: self.config.clone(),
+        };
+        tokio::spawn(async move {
+            let timer = std::time::Instant::now();
+            let outcome = tokio::select! {
+                r = this.run(&fetcher, &spec, &job.progress) => r,
+                _ = job.cancel.cancelled() => Err(if this.shutdown.is_cancelled() { Error::ShuttingDown } else { Error::Timeout(timer.elapsed()) }),
+            };
+            this.metrics.download_finished(&outcome, timer.elapsed());
+            match &outcome {
+                Ok(f) => {
+                    tracing::info!(task_id = %spec.task_id, bytes = f.content_length, origin_bytes = f.sources.origin_bytes, elapsed = ?timer.elapsed(), "download finished")
+                }
+                Err(e) => tracing::warn!(task_id = %spec.task_id, error = %e, "download failed"),
+            }
+            job.progress.finish(outcome);
+            let mut jobs = this.jobs.lock().expect("jobs lock");
+            if jobs
+                .get(&spec.task_id)
+                .is_some_and(|j| Arc::ptr_eq(j, &job))
+            {
+                jobs.remove(&spec.task_id);
+            }
+        });
+        Ok(sub)
+    }
+
+    async fn run(
+        &self,
+        fetcher: &BackToSource,
+        spec: &DownloadSpec,
+        progress: &Progress,
+    ) -> Result<Finished> {
+        if let Some(entry) = self.storage.get(&spec.task_id).filter(|t| t.is_complete()) {
+            let _lease = entry.lease();
+            progress.started(&entry);
+            let len = entry.content_length().unwrap_or(0);
+            self.metrics.bytes_local(len);
+            let digest = entry.record().digest.and_then(|d| d.parse().ok());
+            return Ok(Finished {
+                entry,
+                content_length: len,
+                digest,
+                sources: Sources {
+                    local_bytes: len,
+                    ..Default::default()
+                },
+            });
+        }
+        if spec.disable_back_to_source {
+            return Err(Error::BackToSourceDisabled);
+        }
+        let entry = fetcher.fetch(spec, progress).await?;
+        let _lease = entry.lease();
+        let digest = self.verify_whole(&entry, spec.digest).await?;
+        let status = progress.snapshot();
+        let len = entry.content_length().unwrap_or(0);
+        self.metrics.bytes_origin(status.origin_bytes);
+        let local = status.started.as_ref().map_or(0, |s| s.local_bytes);
+        self.metrics.bytes_local(local);
+        Ok(Finished {
+            entry,
+            content_length: len,
+            digest,
+            sources: Sources {
+                origin_bytes: status.origin_bytes,
+                peer_bytes: 0,
+                local_bytes: local,
+            },
+        })
+    }
+
+    /// Checks the whole content against the expected digest (when there is
+    /// one) and marks the task complete; a mismatch deletes the task.
+    async fn verify_whole(
+        &self,
+        entry: &Arc<TaskEntry>,
+        expected: Option<Digest>,
+    ) -> Result<Option<Digest>> {
+        let e = entry.clone();
+        let storage = self.storage.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Some(expected) = expected {
+                let actual = hash_content(&e)?;
+                if actual != expected {
+                    tracing::warn!(task_id = %e.id(), %expected, %actual, "content does not match its digest; deleting the task");
+                    let _ = storage.remove(e.id(), true);
+                    return Err(Error::DigestMismatch { expected, actual });
+                }
+            }
+            e.mark_complete(expected)?;
+            Ok(expected)
+        })
+        .await
+        .map_err(join_err)?
+    }
+}
+
+fn hash_content(entry: &TaskEntry) -> Result<Digest> {
+    let len = entry.content_length().unwrap_or(0);
+    let mut hasher = Hasher::new();
+    let mut buf = vec![0u8; 4 << 20];
+    let mut offset = 0;
+    while offset < len {
+        let n = buf.len().min((len - offset) as usize);
+        entry.read_at(&mut buf[..n], offset)?;
+        hasher.update(&buf[..n]);
+        offset += n as u64;
+    }
+    Ok(hasher.finish())
+}

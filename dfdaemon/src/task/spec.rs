@@ -1,0 +1,150 @@
+//! A download request, validated once at the boundary (from the proto
+//! `Download`) so the rest of the daemon never handles unchecked strings.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use darter_common::digest::Digest;
+use darter_common::task_id::TaskId;
+use darter_proto::common::v1 as pb;
+
+use crate::error::Error;
+
+/// A validated download.
+#[derive(Debug, Clone)]
+pub struct DownloadSpec {
+    /// Source URL.
+    pub url: url::Url,
+    /// Expected whole-content digest.
+    pub digest: Option<Digest>,
+    /// Task tag.
+    pub tag: String,
+    /// Task application.
+    pub application: String,
+    /// Headers passed to the origin, in a stable order.
+    pub headers: Vec<(String, String)>,
+    /// Absolute output path.
+    pub output: Option<PathBuf>,
+    /// Timeout requested by the caller.
+    pub timeout: Option<Duration>,
+    /// Never fetch from the origin.
+    pub disable_back_to_source: bool,
+    /// Forced piece length.
+    pub piece_length: Option<u64>,
+    /// The task ID derived from the above.
+    pub task_id: TaskId,
+}
+
+/// Largest piece length a caller may force (64 MiB).
+const MAX_FORCED_PIECE_LENGTH: u64 = darter_common::piece::MAX_PIECE_LENGTH;
+
+impl TryFrom<pb::Download> for DownloadSpec {
+    type Error = Error;
+
+    fn try_from(d: pb::Download) -> Result<Self, Error> {
+        let url = url::Url::parse(&d.url)
+            .map_err(|e| Error::InvalidArgument(format!("url {:?}: {e}", d.url)))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(Error::InvalidArgument(format!(
+                "unsupported url scheme {:?} (supported: http, https)",
+                url.scheme()
+            )));
+        }
+        let digest = match d.digest.as_deref() {
+            None | Some("") => None,
+            Some(s) => Some(
+                s.parse::<Digest>()
+                    .map_err(|e| Error::InvalidArgument(e.to_string()))?,
+            ),
+        };
+        let output = match d.output_path.as_str() {
+            "" => None,
+            p => {
+                let p = PathBuf::from(p);
+                if !p.is_absolute() {
+                    return Err(Error::InvalidArgument(format!(
+                        "output path {} must be absolute",
+                        p.display()
+                    )));
+                }
+                if p.file_name().is_none() {
+                    return Err(Error::InvalidArgument(format!(
+                        "output path {} names no file",
+                        p.display()
+                    )));
+                }
+                Some(p)
+            }
+        };
+        let piece_length = match d.piece_length {
+            0 => None,
+            n if n > MAX_FORCED_PIECE_LENGTH => {
+                return Err(Error::InvalidArgument(format!(
+                    "piece length {n} is over the 64MiB maximum"
+                )));
+            }
+            n => Some(n),
+        };
+        let mut headers: Vec<(String, String)> = d.request_headers.into_iter().collect();
+        headers.sort();
+        for (k, v) in &headers {
+            http::HeaderName::try_from(k.as_str())
+                .map_err(|_| Error::InvalidArgument(format!("invalid header name {k:?}")))?;
+            http::HeaderValue::try_from(v.as_str())
+                .map_err(|_| Error::InvalidArgument(format!("invalid value for header {k}")))?;
+        }
+        let task_id = TaskId::for_download(url.as_str(), digest.as_ref(), &d.tag, &d.application)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        Ok(Self {
+            url,
+            digest,
+            tag: d.tag,
+            application: d.application,
+            headers,
+            output,
+            timeout: (d.timeout_ms > 0).then(|| Duration::from_millis(d.timeout_ms)),
+            disable_back_to_source: d.disable_back_to_source,
+            piece_length,
+            task_id,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn download(url: &str) -> pb::Download {
+        pb::Download {
+            url: url.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn validates_every_field() {
+        assert!(DownloadSpec::try_from(download("http://h/f")).is_ok());
+        assert!(DownloadSpec::try_from(download("ftp://h/f")).is_err());
+        assert!(DownloadSpec::try_from(download("nope")).is_err());
+        let mut d = download("http://h/f");
+        d.digest = Some("sha256:1234".into());
+        assert!(DownloadSpec::try_from(d).is_err());
+        let mut d = download("http://h/f");
+        d.output_path = "relative/out".into();
+        assert!(DownloadSpec::try_from(d).is_err());
+        let mut d = download("http://h/f");
+        d.request_headers.insert("Bad Name".into(), "v".into());
+        assert!(DownloadSpec::try_from(d).is_err());
+        let mut d = download("http://h/f");
+        d.piece_length = 1 << 40;
+        assert!(DownloadSpec::try_from(d).is_err());
+    }
+
+    #[test]
+    fn digest_becomes_the_task_id() {
+        let mut d = download("http://h/f");
+        let digest = format!("sha256:{}", "b".repeat(64));
+        d.digest = Some(digest.clone());
+        assert_eq!(DownloadSpec::try_from(d).unwrap().task_id.as_str(), digest);
+    }
+}
