@@ -19,7 +19,7 @@ mod client;
 mod progress;
 
 pub use args::Args;
-pub use client::run;
+pub use client::{Failure, connect, run};
 
 /// Exit codes; see the module doc.
 pub mod exit {

@@ -1,0 +1,168 @@
+//! Harness for dfdaemon's integration tests: a real `dfdaemon` process on
+//! ephemeral ports and a real `dfget` process, against the testkit origin.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use darter_proto::dfdaemon::v1::{
+    StatTaskRequest, TaskInfo, dfdaemon_download_client::DfdaemonDownloadClient,
+};
+use testkit::process::{ChildGuard, wait_for};
+
+/// A free TCP port on loopback (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A dfdaemon process with its own data directory and socket.
+pub struct Daemon {
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    pub piece_port: u16,
+    pub metrics_port: u16,
+    pub env: Vec<(String, String)>,
+    child: Option<ChildGuard>,
+}
+
+impl Daemon {
+    /// Starts a daemon under `dir` with extra `DFDAEMON__*` env overrides.
+    pub async fn start(dir: &Path, env: &[(&str, &str)]) -> Daemon {
+        let mut d = Daemon {
+            dir: dir.to_path_buf(),
+            socket: dir.join("dfdaemon.sock"),
+            piece_port: free_port(),
+            metrics_port: free_port(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            child: None,
+        };
+        d.spawn().await;
+        d
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("dfdaemon.log"))
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dfdaemon"));
+        cmd.arg("--data-dir")
+            .arg(self.dir.join("data"))
+            .arg("--download-socket")
+            .arg(&self.socket)
+            .args(["--upload-addr", "127.0.0.1:0"])
+            .args(["--piece-addr", &format!("127.0.0.1:{}", self.piece_port)])
+            .args([
+                "--metrics-addr",
+                &format!("127.0.0.1:{}", self.metrics_port),
+            ])
+            .args(["--log-level", "info,dfdaemon=debug"])
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(log);
+        self.child = Some(ChildGuard::new(cmd.spawn().expect("spawn dfdaemon")));
+        let socket = self.socket.clone();
+        wait_for("dfdaemon socket", Duration::from_secs(20), || {
+            std::os::unix::net::UnixStream::connect(&socket).is_ok()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}; log:\n{}", self.log()));
+    }
+
+    /// Kills the daemon with SIGKILL (no goodbye).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill();
+        }
+    }
+
+    /// Starts it again on the same data directory and ports.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("dfdaemon.log")).unwrap_or_default()
+    }
+
+    /// `dfget URL -O out ARGS...` against this daemon.
+    pub async fn dfget(&self, url: &str, out: &Path, args: &[&str]) -> Dfget {
+        dfget_on(&self.socket, url, out, args).await
+    }
+
+    /// StatTask over the download API.
+    pub async fn stat(&self, task_id: &str) -> Result<TaskInfo, tonic::Status> {
+        let channel = dfdaemon::dfget::connect(&self.socket)
+            .await
+            .expect("connect to dfdaemon");
+        DfdaemonDownloadClient::new(channel)
+            .stat_task(StatTaskRequest {
+                task_id: task_id.to_string(),
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// `http://127.0.0.1:<piece port>`.
+    pub fn piece_base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.piece_port)
+    }
+}
+
+/// What a dfget run did.
+#[derive(Debug)]
+pub struct Dfget {
+    pub code: i32,
+    pub stderr: String,
+}
+
+/// Runs dfget on a socket.
+pub async fn dfget_on(socket: &Path, url: &str, out: &Path, args: &[&str]) -> Dfget {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_dfget"))
+        .arg(url)
+        .arg("-O")
+        .arg(out)
+        .arg("--socket")
+        .arg(socket)
+        .arg("--no-progress")
+        .args(args)
+        .output()
+        .await
+        .expect("run dfget");
+    Dfget {
+        code: output.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A blocking GET with a raw HTTP/1.1 request; returns (status, headers, body).
+pub fn raw_get(port: u16, method: &str, path: &str) -> (u16, String, Vec<u8>) {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header end");
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head, buf[split + 4..].to_vec())
+}

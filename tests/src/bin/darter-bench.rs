@@ -1,0 +1,90 @@
+//! `darter-bench`: Darter's benchmarks (see `BENCHMARK.md`).
+//!
+//! Parses arguments and hands over to `testkit::bench`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use testkit::bench::backsource::{self, BacksourceConfig};
+use testkit::bench::size::parse_size;
+
+#[derive(Parser)]
+#[command(name = "darter-bench", about = "Darter benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// dfget back-to-source download vs curl from the same local origin.
+    Backsource(BacksourceArgs),
+}
+
+#[derive(clap::Args)]
+struct BacksourceArgs {
+    /// File size: 1GiB, 64MiB, 300KiB or plain bytes.
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    size: u64,
+    /// Number of interleaved curl/dfget runs.
+    #[arg(long, default_value_t = 3)]
+    runs: u32,
+    /// dfdaemon binary [default: next to darter-bench].
+    #[arg(long)]
+    dfdaemon: Option<PathBuf>,
+    /// dfget binary [default: next to darter-bench].
+    #[arg(long)]
+    dfget: Option<PathBuf>,
+    /// curl binary.
+    #[arg(long, default_value = "curl")]
+    curl: PathBuf,
+    /// Directory for a scratch dir (removed at the end) and the JSON result.
+    #[arg(long, default_value = "/tmp")]
+    workdir: PathBuf,
+    /// Where to write the JSON result [default: WORKDIR/backsource.json].
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Only run curl (checks the harness without dfget).
+    #[arg(long)]
+    curl_only: bool,
+    /// Kill any single download after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout_secs: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Cmd::Backsource(args) => backsource_cmd(args).await,
+    }
+}
+
+async fn backsource_cmd(args: BacksourceArgs) -> anyhow::Result<()> {
+    let exe_dir = std::env::current_exe()
+        .context("locate darter-bench executable")?
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let cfg = BacksourceConfig {
+        size: args.size,
+        runs: args.runs,
+        dfdaemon: args.dfdaemon.unwrap_or_else(|| exe_dir.join("dfdaemon")),
+        dfget: args.dfget.unwrap_or_else(|| exe_dir.join("dfget")),
+        curl: args.curl,
+        workdir: args.workdir.clone(),
+        curl_only: args.curl_only,
+        download_timeout: Duration::from_secs(args.timeout_secs),
+    };
+    let report = backsource::run(&cfg).await?;
+    print!("{}", report.markdown());
+    let json_path = args
+        .json
+        .unwrap_or_else(|| args.workdir.join("backsource.json"));
+    let json = serde_json::to_string_pretty(&report)?;
+    std::fs::write(&json_path, json + "\n")
+        .with_context(|| format!("write {}", json_path.display()))?;
+    println!("json: {}", json_path.display());
+    Ok(())
+}

@@ -1,0 +1,23 @@
+//! Darter's end-to-end test kit and benchmarks.
+//!
+//! This crate is the workspace's multi-process test layer: integration tests
+//! under `tests/tests/` start real binaries on loopback, and the
+//! `darter-bench` binary measures Darter against baselines (see
+//! `BENCHMARK.md`).
+//!
+//! Layout:
+//! - [`origin`]: a real HTTP/1.1 origin server on `127.0.0.1:0` with
+//!   configurable misbehaviour and byte counting.
+//! - [`data`]: deterministic random content and SHA-256 helpers.
+//! - [`process`]: [`process::ChildGuard`] (kill-on-drop children) and
+//!   [`process::wait_for`] (poll instead of sleep).
+//! - [`bench`](mod@bench): the library side of `darter-bench` (size parsing, the
+//!   back-to-source comparison, reports); `src/bin/darter-bench.rs` only
+//!   parses arguments.
+
+pub mod bench;
+pub mod data;
+pub mod origin;
+pub mod process;
+
+pub use data::{random_bytes, sha256_file, sha256_hex, write_random_file};
