@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
-use darter_common::config::load;
+use darter_common::config::load_or_exit;
 use dfdaemon::config::{Config, ENV_PREFIX};
 use tokio_util::sync::CancellationToken;
 
@@ -70,18 +70,12 @@ impl Cli {
 
 fn main() {
     let cli = Cli::parse();
-    let config: Config = match load(
+    let config: Config = load_or_exit(
+        "dfdaemon",
         cli.config.as_deref(),
         ENV_PREFIX,
-        std::env::vars(),
         &cli.overrides(),
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("dfdaemon: {e}");
-            std::process::exit(2);
-        }
-    };
+    );
     if cli.print_config {
         match serde_yaml_ng::to_string(&config) {
             Ok(y) => print!("{y}"),

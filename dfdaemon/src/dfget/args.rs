@@ -40,6 +40,9 @@ pub struct Args {
     /// Do not show a progress bar (it is also hidden when stderr is not a terminal).
     #[arg(long)]
     pub no_progress: bool,
+    /// Print a summary line (size, rate, where the bytes came from) even when stderr is not a terminal.
+    #[arg(short, long)]
+    pub verbose: bool,
     /// The dfdaemon's download socket.
     #[arg(long, env = "DFGET_SOCKET")]
     pub socket: Option<PathBuf>,

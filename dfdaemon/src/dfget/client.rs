@@ -171,7 +171,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
     match result {
         Ok(Some(f)) => {
             let secs = started.elapsed().as_secs_f64();
-            display.finish(&format!(
+            let line = format!(
                 "downloaded {} to {} in {secs:.2}s ({}/s): origin {}, peers {}, local {}",
                 human(f.content_length),
                 output.display(),
@@ -179,18 +179,22 @@ pub async fn run(args: Args) -> Result<(), Failure> {
                 human(f.origin_bytes),
                 human(f.peer_bytes),
                 human(f.local_bytes)
-            ));
+            );
+            display.finish();
+            if args.verbose || display.visible() {
+                eprintln!("{line}");
+            }
             Ok(())
         }
         Ok(None) => {
-            display.abandon();
+            display.finish();
             Err(fail(
                 exit::FAILED,
                 "dfdaemon ended the download without finishing it",
             ))
         }
         Err(status) => {
-            display.abandon();
+            display.finish();
             Err(fail(code_for(&status), status.message().to_string()))
         }
     }

@@ -37,16 +37,13 @@ impl Display {
         }
     }
 
-    /// Ends the bar with a line of text.
-    pub fn finish(&self, line: &str) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-            eprintln!("{line}");
-        }
+    /// Whether the bar is shown.
+    pub fn visible(&self) -> bool {
+        self.bar.is_some()
     }
 
-    /// Clears the bar.
-    pub fn abandon(&self) {
+    /// Ends the bar.
+    pub fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }

@@ -103,7 +103,8 @@ mod tests {
         for n in 1..=4u8 {
             let id = TaskId::parse(&format!("{n:02x}").repeat(32)).unwrap();
             let t = s.open_task(&id, "http://h/f", Some(4), 4).unwrap();
-            t.write_piece(0, 0, b"abcd", Digest::of(b"abcd")).unwrap();
+            t.write_piece(0, 0, &[b"abcd"], Digest::of(b"abcd"))
+                .unwrap();
             if n == 1 {
                 leases.push(t.lease());
             }

@@ -157,9 +157,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Storage::open(dir.path()).unwrap();
         let t = s.open_task(&id(1), "http://h/f", Some(10), 4).unwrap();
-        t.write_piece(0, 0, b"abcd", Digest::of(b"abcd")).unwrap();
-        t.write_piece(2, 8, b"ij", Digest::of(b"ij")).unwrap();
-        assert!(t.write_piece(1, 4, b"toolong", Digest::of(b"x")).is_err());
+        t.write_piece(0, 0, &[b"abcd"], Digest::of(b"abcd"))
+            .unwrap();
+        t.write_piece(2, 8, &[b"ij"], Digest::of(b"ij")).unwrap();
+        assert!(
+            t.write_piece(1, 4, &[b"toolong"], Digest::of(b"x"))
+                .is_err()
+        );
         assert_eq!(t.missing_pieces(), vec![1]);
         drop(s);
         let s = Storage::open(dir.path()).unwrap();
@@ -170,8 +174,10 @@ mod tests {
             t.mark_complete(None).is_err(),
             "incomplete task cannot be marked complete"
         );
-        t.write_piece(1, 4, b"efgh", Digest::of(b"efgh")).unwrap();
+        t.write_piece(1, 4, &[b"efgh"], Digest::of(b"efgh"))
+            .unwrap();
         t.mark_complete(None).unwrap();
+        t.persist_complete().unwrap();
         let (p, bytes) = t.read_piece(1).unwrap();
         assert_eq!((&bytes[..], p.digest), (&b"efgh"[..], Digest::of(b"efgh")));
         drop(s);
@@ -187,7 +193,8 @@ mod tests {
         assert!(s.list().is_empty());
         assert!(!dir.path().join("tasks/not-a-task").exists());
         let t = s.open_task(&id(2), "http://h/f", Some(8), 4).unwrap();
-        t.write_piece(0, 0, b"abcd", Digest::of(b"abcd")).unwrap();
+        t.write_piece(0, 0, &[b"abcd"], Digest::of(b"abcd"))
+            .unwrap();
         drop(t);
         let t = s.open_task(&id(2), "http://h/f", Some(8), 4).unwrap();
         assert_eq!(t.missing_pieces(), vec![1], "same geometry resumes");
@@ -203,5 +210,22 @@ mod tests {
         drop(lease);
         s.remove(&id(2), false).unwrap();
         assert!(s.get(&id(2)).is_none());
+    }
+
+    #[test]
+    fn partial_pieces_whose_bytes_changed_are_dropped_on_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::open(dir.path()).unwrap();
+        let t = s.open_task(&id(3), "http://h/f", Some(8), 4).unwrap();
+        t.write_piece(0, 0, &[b"abcd"], Digest::of(b"abcd"))
+            .unwrap();
+        t.write_piece(1, 4, &[b"efgh"], Digest::of(b"efgh"))
+            .unwrap();
+        let content = t.content_path();
+        drop((t, s));
+        // A power loss that kept the log line but not the bytes.
+        std::fs::write(&content, b"abcd\0\0\0\0").unwrap();
+        let s = Storage::open(dir.path()).unwrap();
+        assert_eq!(s.get(&id(3)).unwrap().missing_pieces(), vec![1]);
     }
 }

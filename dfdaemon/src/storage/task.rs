@@ -79,6 +79,11 @@ fn io_err(context: &str, e: std::io::Error) -> Error {
     Error::storage(context, &e)
 }
 
+fn piece_on_disk_matches(content: &File, offset: u64, length: u64, digest: &Digest) -> bool {
+    let mut buf = vec![0u8; length as usize];
+    content.read_exact_at(&mut buf, offset).is_ok() && Digest::of(&buf) == *digest
+}
+
 impl TaskEntry {
     /// Creates a new, empty task directory.
     pub(super) fn create(dir: PathBuf, record: TaskRecord) -> Result<Self> {
@@ -126,17 +131,24 @@ impl TaskEntry {
                 Some(_) => continue,
                 None => (number as u64 * record.piece_length, length),
             };
-            if expected_len == length {
-                pieces.insert(
-                    number,
-                    StoredPiece {
-                        number,
-                        offset,
-                        length,
-                        digest,
-                    },
-                );
+            if expected_len != length {
+                continue;
             }
+            // Bytes of a task not recorded complete were never flushed: after a
+            // power loss they may be gone, so each piece is checked again.
+            if !record.complete && !piece_on_disk_matches(&content, offset, length, &digest) {
+                tracing::warn!(task_id = %record.id, number, "dropping a stored piece that no longer matches its digest");
+                continue;
+            }
+            pieces.insert(
+                number,
+                StoredPiece {
+                    number,
+                    offset,
+                    length,
+                    digest,
+                },
+            );
         }
         let log = File::options().append(true).open(dir.join(PIECES_FILE))?;
         Ok(Self::assemble(dir, content, log, record, pieces))
@@ -286,9 +298,16 @@ impl TaskEntry {
         self.changes.subscribe()
     }
 
-    /// Writes a verified piece at its offset, then records it. Blocking: call
-    /// from `spawn_blocking`.
-    pub fn write_piece(&self, number: u32, offset: u64, data: &[u8], digest: Digest) -> Result<()> {
+    /// Writes a verified piece, given as the chunks it arrived in, at its
+    /// offset, then records it. Blocking: call from `spawn_blocking`.
+    pub fn write_piece<C: AsRef<[u8]>>(
+        &self,
+        number: u32,
+        offset: u64,
+        chunks: &[C],
+        digest: Digest,
+    ) -> Result<()> {
+        let length: u64 = chunks.iter().map(|c| c.as_ref().len() as u64).sum();
         {
             let s = self.state.read().expect("task state lock");
             if s.record.complete || s.pieces.contains_key(&number) {
@@ -296,29 +315,35 @@ impl TaskEntry {
             }
             if let Some(len) = s.record.content_length {
                 let expected = piece_range(number, len, s.record.piece_length);
-                if number >= piece_count(len, s.record.piece_length)
-                    || expected != (offset, data.len() as u64)
+                if number >= piece_count(len, s.record.piece_length) || expected != (offset, length)
                 {
                     return Err(Error::Storage(format!(
-                        "piece {number} at {offset}+{} does not fit task {}",
-                        data.len(),
+                        "piece {number} at {offset}+{length} does not fit task {}",
                         self.id
                     )));
                 }
             }
         }
-        self.content
-            .write_all_at(data, offset)
-            .map_err(|e| io_err("write piece", e))?;
         {
+            // One writer per file at a time: the kernel serialises buffered
+            // writes to one inode anyway, and its lock spins where ours parks,
+            // leaving the CPU to hashing and receiving.
             let mut log = self.log.lock().expect("pieces log lock");
-            log.write_all(record::piece_line(number, data.len() as u64, &digest).as_bytes())
+            let mut at = offset;
+            for chunk in chunks {
+                let chunk = chunk.as_ref();
+                self.content
+                    .write_all_at(chunk, at)
+                    .map_err(|e| io_err("write piece", e))?;
+                at += chunk.len() as u64;
+            }
+            log.write_all(record::piece_line(number, length, &digest).as_bytes())
                 .map_err(|e| io_err("append pieces.log", e))?;
         }
         let piece = StoredPiece {
             number,
             offset,
-            length: data.len() as u64,
+            length,
             digest,
         };
         self.state
@@ -361,7 +386,8 @@ impl TaskEntry {
     }
 
     /// Marks the task complete (every piece present and, when known, the
-    /// whole digest verified). Blocking.
+    /// whole digest verified): visible at once to readers, persisted by
+    /// [`Self::persist_complete`], which the caller runs off the hot path.
     pub fn mark_complete(&self, digest: Option<Digest>) -> Result<()> {
         {
             let mut s = self.state.write().expect("task state lock");
@@ -375,17 +401,24 @@ impl TaskEntry {
                     self.id
                 )));
             }
-            self.content
-                .sync_data()
-                .map_err(|e| io_err("sync content", e))?;
             s.record.complete = true;
             s.record.digest = digest.map(|d| d.to_string());
-            s.record.accessed_at = self.accessed_at();
-            record::write_record(&self.dir.join(RECORD_FILE), &s.record)
-                .map_err(|e| io_err("write task.json", e))?;
         }
         self.changes.send_modify(|v| *v += 1);
         Ok(())
+    }
+
+    /// Flushes the content to disk, then records the task as complete, so a
+    /// record that says complete always has its bytes on disk (partial tasks
+    /// are re-verified when loaded instead). Blocking.
+    pub fn persist_complete(&self) -> Result<()> {
+        self.content
+            .sync_data()
+            .map_err(|e| io_err("sync content", e))?;
+        let mut r = self.state.read().expect("task state lock").record.clone();
+        r.accessed_at = self.accessed_at();
+        record::write_record(&self.dir.join(RECORD_FILE), &r)
+            .map_err(|e| io_err("write task.json", e))
     }
 
     /// Persists the access time (called by GC, not per access).

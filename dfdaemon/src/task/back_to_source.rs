@@ -10,11 +10,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use darter_common::digest::Digest;
+use bytes::Bytes;
+use darter_common::digest::{Digest, Hasher};
 use darter_common::piece::{piece_length_for, piece_range};
 use futures::{StreamExt as _, TryStreamExt as _};
 
+use super::piece_buf::PieceBuf;
 use super::progress::Progress;
 use super::spec::DownloadSpec;
 use crate::backend::redacted;
@@ -117,34 +118,43 @@ impl BackToSource {
             .unwrap_or_else(|| piece_length_for(Some(len)));
         let entry = self.open(spec, Some(len), piece_length).await?;
         progress.started(&entry);
-        let missing = entry.missing_pieces();
-        futures::stream::iter(missing)
-            .map(|number| {
-                let entry = entry.clone();
-                async move {
-                    let (offset, length) = piece_range(number, len, piece_length);
-                    let bytes = self.fetch_range(spec, offset, length).await?;
-                    store(entry, number, offset, bytes).await
-                }
-            })
+        let geometry = Geometry { len, piece_length };
+        let segments = plan_segments(
+            &entry.missing_pieces(),
+            piece_length,
+            self.config.concurrency,
+        );
+        futures::stream::iter(segments)
+            .map(|segment| self.fetch_segment(spec, &entry, geometry, segment, progress))
             .buffer_unordered(self.config.concurrency)
-            .try_for_each(|piece| async move {
-                progress.piece_from_origin(piece);
-                Ok(())
-            })
+            .try_collect::<()>()
             .await?;
         Ok(entry)
     }
 
-    /// Fetches `length` bytes at `offset`, resuming where a broken body stopped.
-    async fn fetch_range(&self, spec: &DownloadSpec, offset: u64, length: u64) -> Result<Bytes> {
-        let mut buf = BytesMut::with_capacity(length as usize);
+    /// Fetches a run of consecutive pieces with one range request, cutting
+    /// pieces as they arrive and storing each while the next is received. A
+    /// broken body is resumed from the byte where it broke.
+    async fn fetch_segment(
+        &self,
+        spec: &DownloadSpec,
+        entry: &Arc<TaskEntry>,
+        g: Geometry,
+        segment: Segment,
+        progress: &Progress,
+    ) -> Result<()> {
+        let end_number = segment.first + segment.count;
+        let (last_offset, last_len) = piece_range(end_number - 1, g.len, g.piece_length);
+        let end = last_offset + last_len - 1;
+        let mut number = segment.first;
+        let mut buf = PieceBuf::default();
+        let mut storing = futures::stream::FuturesUnordered::new();
         let mut attempt = 0;
-        loop {
+        while number < end_number {
             attempt += 1;
-            let start = offset + buf.len() as u64;
-            let end = offset + length - 1;
-            let result = async {
+            let start = piece_range(number, g.len, g.piece_length).0 + buf.len() as u64;
+            let number_before = number;
+            let result: Result<()> = async {
                 let mut resp = self
                     .backend
                     .get(self.request(
@@ -174,31 +184,49 @@ impl BackToSource {
                         });
                     }
                 }
-                while let Some(chunk) = resp.body.try_next().await? {
-                    if buf.len() + chunk.len() > length as usize {
-                        return Err(Error::OriginProtocol(format!(
-                            "origin sent more than the {length} bytes asked for"
-                        )));
+                while let Some(mut chunk) = resp.body.try_next().await? {
+                    while !chunk.is_empty() {
+                        if number >= end_number {
+                            return Err(Error::OriginProtocol(format!(
+                                "origin sent more than the bytes {start}-{end} asked for"
+                            )));
+                        }
+                        let (offset, length) = piece_range(number, g.len, g.piece_length);
+                        buf.fill_from(&mut chunk, length as usize - buf.len());
+                        if buf.len() as u64 == length {
+                            // Keep at most two pieces hashing/writing behind the receiver.
+                            while storing.len() >= 2 {
+                                let piece = storing.next().await.expect("non-empty")?;
+                                progress.piece_from_origin(piece);
+                            }
+                            storing.push(store(entry.clone(), number, offset, buf.take()));
+                            number += 1;
+                        }
                     }
-                    buf.extend_from_slice(&chunk);
                 }
-                if buf.len() as u64 != length {
+                if number < end_number {
                     return Err(Error::OriginUnavailable(format!(
-                        "body ended after {} of {length} bytes",
-                        buf.len()
+                        "body ended at piece {number} of bytes {start}-{end}"
                     )));
                 }
                 Ok(())
             }
             .await;
             match result {
-                Ok(()) => return Ok(buf.freeze()),
+                Ok(()) => {}
                 Err(e) if e.is_transient() && attempt < self.config.max_attempts => {
-                    backoff(attempt, &e, spec).await
+                    if number > number_before {
+                        attempt = 0;
+                    }
+                    backoff(attempt.max(1), &e, spec).await;
                 }
                 Err(e) => return Err(e),
             }
         }
+        while let Some(piece) = storing.next().await {
+            progress.piece_from_origin(piece?);
+        }
+        Ok(())
     }
 
     async fn fetch_streamed(
@@ -246,19 +274,15 @@ impl BackToSource {
         progress.started(&entry);
         let mut number = 0u32;
         let mut offset = 0u64;
-        let mut buf = BytesMut::with_capacity(piece_length as usize);
+        let mut buf = PieceBuf::default();
         loop {
             let chunk = resp.body.try_next().await?;
             let done = chunk.is_none();
             let mut chunk = chunk.unwrap_or_default();
             while !chunk.is_empty() || (done && !buf.is_empty()) {
-                let take = chunk.len().min(piece_length as usize - buf.len());
-                buf.extend_from_slice(&chunk.split_to(take));
+                buf.fill_from(&mut chunk, piece_length as usize - buf.len());
                 if buf.len() as u64 == piece_length || (done && chunk.is_empty()) {
-                    let bytes =
-                        std::mem::replace(&mut buf, BytesMut::with_capacity(piece_length as usize))
-                            .freeze();
-                    let piece_len = bytes.len() as u64;
+                    let piece_len = buf.len() as u64;
                     if let Some(total) = len
                         && offset + piece_len > total
                     {
@@ -266,8 +290,9 @@ impl BackToSource {
                             "origin sent more than its content-length {total}"
                         )));
                     }
+                    let chunks = buf.take();
                     if !entry.has_piece(number) {
-                        let piece = store(entry.clone(), number, offset, bytes).await?;
+                        let piece = store(entry.clone(), number, offset, chunks).await?;
                         progress.piece_from_origin(piece);
                     }
                     number += 1;
@@ -324,14 +349,22 @@ pub struct NewPiece {
 }
 
 /// Hashes and writes a piece off the async runtime.
-async fn store(entry: Arc<TaskEntry>, number: u32, offset: u64, bytes: Bytes) -> Result<NewPiece> {
+async fn store(
+    entry: Arc<TaskEntry>,
+    number: u32,
+    offset: u64,
+    chunks: Vec<Bytes>,
+) -> Result<NewPiece> {
     tokio::task::spawn_blocking(move || {
-        let digest = Digest::of(&bytes);
-        entry.write_piece(number, offset, &bytes, digest)?;
+        let mut hasher = Hasher::new();
+        chunks.iter().for_each(|c| hasher.update(c));
+        let digest = hasher.finish();
+        entry.write_piece(number, offset, &chunks, digest)?;
+        let length = chunks.iter().map(|c| c.len() as u64).sum();
         Ok(NewPiece {
             number,
             offset,
-            length: bytes.len() as u64,
+            length,
             digest,
         })
     })
@@ -348,4 +381,70 @@ async fn backoff(attempt: u32, e: &Error, spec: &DownloadSpec) {
         .min(Duration::from_secs(2));
     tracing::warn!(task_id = %spec.task_id, attempt, error = %e, ?delay, "origin request failed, retrying");
     tokio::time::sleep(delay).await;
+}
+
+/// Content length and piece length of a task.
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    len: u64,
+    piece_length: u64,
+}
+
+/// Consecutive pieces fetched with one range request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Segment {
+    first: u32,
+    count: u32,
+}
+
+/// Longest range asked for in one request (fewer requests, less per-request
+/// cost at the origin), unless that would leave `concurrency` idle.
+const MAX_SEGMENT_BYTES: u64 = 16 << 20;
+
+/// Groups missing pieces into runs of consecutive numbers, each at most
+/// [`MAX_SEGMENT_BYTES`] and small enough that `concurrency` requests share
+/// the work.
+fn plan_segments(missing: &[u32], piece_length: u64, concurrency: usize) -> Vec<Segment> {
+    let total = missing.len() as u64;
+    let by_bytes = (MAX_SEGMENT_BYTES / piece_length).max(1);
+    let by_concurrency = total.div_ceil(concurrency.max(1) as u64).max(1);
+    let max_count = by_bytes.min(by_concurrency) as u32;
+    let mut segments: Vec<Segment> = Vec::new();
+    for &n in missing {
+        match segments.last_mut() {
+            Some(s) if s.first + s.count == n && s.count < max_count => s.count += 1,
+            _ => segments.push(Segment { first: n, count: 1 }),
+        }
+    }
+    segments
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_follow_gaps_and_limits() {
+        let seg = |first, count| Segment { first, count };
+        assert_eq!(
+            plan_segments(&[0, 1, 2, 5, 6], 1 << 20, 1),
+            vec![seg(0, 3), seg(5, 2)]
+        );
+        // 64 pieces of 1 MiB over 4 requests: 16 each (also the byte cap).
+        let all: Vec<u32> = (0..64).collect();
+        assert_eq!(
+            plan_segments(&all, 1 << 20, 4),
+            vec![seg(0, 16), seg(16, 16), seg(32, 16), seg(48, 16)]
+        );
+        // Few pieces still spread over the requests.
+        assert_eq!(plan_segments(&[0, 1, 2, 3], 1 << 20, 4).len(), 4);
+        // The byte cap bounds huge tasks.
+        let many: Vec<u32> = (0..1024).collect();
+        assert!(
+            plan_segments(&many, 1 << 20, 4)
+                .iter()
+                .all(|s| s.count == 16)
+        );
+        assert!(plan_segments(&[], 1 << 20, 4).is_empty());
+    }
 }

@@ -7,6 +7,7 @@
 
 mod back_to_source;
 mod output;
+mod piece_buf;
 mod progress;
 mod spec;
 
@@ -223,6 +224,12 @@ impl TaskManager {
                 }
             }
             e.mark_complete(expected)?;
+            let persisted = e.clone();
+            std::thread::spawn(move || {
+                if let Err(err) = persisted.persist_complete() {
+                    tracing::warn!(task_id = %persisted.id(), error = %err, "cannot persist a complete task; it will be re-verified after a restart");
+                }
+            });
             Ok(expected)
         })
         .await

@@ -4,13 +4,11 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use darter_proto::dfdaemon::v1::{
     StatTaskRequest, TaskInfo, dfdaemon_download_client::DfdaemonDownloadClient,
 };
-use testkit::process::{ChildGuard, wait_for};
+use testkit::dfdaemon::{DaemonOptions, DaemonProcess};
 
 /// A free TCP port on loopback (bound then released).
 pub fn free_port() -> u16 {
@@ -21,80 +19,52 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A dfdaemon process with its own data directory and socket.
+/// A dfdaemon process with its own data directory and socket, on fixed
+/// loopback ports picked at start (so tests can reach its piece server).
 pub struct Daemon {
-    pub dir: PathBuf,
     pub socket: PathBuf,
     pub piece_port: u16,
-    pub metrics_port: u16,
-    pub env: Vec<(String, String)>,
-    child: Option<ChildGuard>,
+    process: DaemonProcess,
 }
 
 impl Daemon {
     /// Starts a daemon under `dir` with extra `DFDAEMON__*` env overrides.
     pub async fn start(dir: &Path, env: &[(&str, &str)]) -> Daemon {
-        let mut d = Daemon {
-            dir: dir.to_path_buf(),
-            socket: dir.join("dfdaemon.sock"),
-            piece_port: free_port(),
-            metrics_port: free_port(),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            child: None,
-        };
-        d.spawn().await;
-        d
-    }
-
-    async fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("dfdaemon.log"))
-            .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dfdaemon"));
-        cmd.arg("--data-dir")
-            .arg(self.dir.join("data"))
-            .arg("--download-socket")
-            .arg(&self.socket)
-            .args(["--upload-addr", "127.0.0.1:0"])
-            .args(["--piece-addr", &format!("127.0.0.1:{}", self.piece_port)])
-            .args([
-                "--metrics-addr",
-                &format!("127.0.0.1:{}", self.metrics_port),
-            ])
-            .args(["--log-level", "info,dfdaemon=debug"])
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(log);
-        self.child = Some(ChildGuard::new(cmd.spawn().expect("spawn dfdaemon")));
-        let socket = self.socket.clone();
-        wait_for("dfdaemon socket", Duration::from_secs(20), || {
-            std::os::unix::net::UnixStream::connect(&socket).is_ok()
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}; log:\n{}", self.log()));
+        let mut options = DaemonOptions::new(env!("CARGO_BIN_EXE_dfdaemon"), dir);
+        options.piece_port = free_port();
+        options.metrics_port = free_port();
+        options.log_level = "info,dfdaemon=debug".into();
+        options.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let piece_port = options.piece_port;
+        let process = DaemonProcess::start(options)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        Daemon {
+            socket: process.socket.clone(),
+            piece_port,
+            process,
+        }
     }
 
     /// Kills the daemon with SIGKILL (no goodbye).
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill();
-        }
+        self.process.kill();
     }
 
     /// Starts it again on the same data directory and ports.
     pub async fn restart(&mut self) {
-        self.kill();
-        self.spawn().await;
+        self.process
+            .restart()
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
     }
 
     /// The daemon's log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("dfdaemon.log")).unwrap_or_default()
+        self.process.log()
     }
 
     /// `dfget URL -O out ARGS...` against this daemon.
@@ -113,11 +83,6 @@ impl Daemon {
             })
             .await
             .map(|r| r.into_inner())
-    }
-
-    /// `http://127.0.0.1:<piece port>`.
-    pub fn piece_base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.piece_port)
     }
 }
 

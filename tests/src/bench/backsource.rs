@@ -5,21 +5,16 @@
 //! on a shared machine hits both sides alike. Every output is checked against
 //! the file's SHA-256.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command as StdCommand, Stdio};
-use std::sync::Mutex;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tokio::process::Command;
 
 use super::report::{BacksourceReport, RunResult};
+use crate::dfdaemon::{DaemonOptions, DaemonProcess};
 use crate::origin::{Behavior, Content, Origin};
-use crate::process::{ChildGuard, wait_for};
-
-/// How long a fresh dfdaemon may take to create its download socket.
-const DAEMON_START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What to run and where.
 #[derive(Clone, Debug)]
@@ -146,40 +141,8 @@ async fn time_dfget(
     digest: &str,
 ) -> anyhow::Result<f64> {
     let data_dir = dir.join(format!("daemon-{run}"));
-    std::fs::create_dir_all(&data_dir)?;
-    let socket = data_dir.join("dfdaemon.sock");
-    let log_path = dir.join(format!("dfdaemon-{run}.log"));
-    let log = File::create(&log_path)?;
-    let child = StdCommand::new(&cfg.dfdaemon)
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .arg("--download-socket")
-        .arg(&socket)
-        .args([
-            "--upload-addr",
-            "127.0.0.1:0",
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("start {}", cfg.dfdaemon.display()))?;
-    let daemon = Mutex::new(ChildGuard::new(child));
-    let ready = wait_for("the dfdaemon download socket", DAEMON_START_TIMEOUT, || {
-        socket.exists() || daemon.lock().unwrap().has_exited()
-    })
-    .await;
-    if let Err(e) = ready.and_then(|()| match daemon.lock().unwrap().has_exited() {
-        true => Err(anyhow::anyhow!(
-            "dfdaemon exited before creating its socket"
-        )),
-        false => Ok(()),
-    }) {
-        bail!("{e}\n--- dfdaemon log tail ---\n{}", tail(&log_path));
-    }
-
+    let mut daemon = DaemonProcess::start(DaemonOptions::new(&cfg.dfdaemon, &data_dir)).await?;
+    let socket = daemon.socket.clone();
     let out = dir.join("dfget.out");
     let mut cmd = Command::new(&cfg.dfget);
     cmd.arg(url)
@@ -190,12 +153,11 @@ async fn time_dfget(
         .arg("--no-progress");
     let secs = match time_download("dfget", cmd, cfg.download_timeout).await {
         Ok(secs) => secs,
-        Err(e) => bail!("{e:#}\n--- dfdaemon log tail ---\n{}", tail(&log_path)),
+        Err(e) => bail!("{e:#}\n--- dfdaemon log tail ---\n{}", daemon.log_tail(20)),
     };
-    daemon.lock().unwrap().kill();
+    daemon.kill();
     verify_and_remove("dfget", &out, digest).await?;
     std::fs::remove_dir_all(&data_dir).with_context(|| format!("remove {}", data_dir.display()))?;
-    std::fs::remove_file(&log_path)?;
     Ok(secs)
 }
 
@@ -234,11 +196,4 @@ async fn verify_and_remove(name: &str, out: &Path, digest: &str) -> anyhow::Resu
     }
     std::fs::remove_file(out)?;
     Ok(())
-}
-
-/// The last lines of a log file, for error messages.
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
 }

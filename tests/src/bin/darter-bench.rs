@@ -21,6 +21,17 @@ struct Cli {
 enum Cmd {
     /// dfget back-to-source download vs curl from the same local origin.
     Backsource(BacksourceArgs),
+    /// Serve a file from the test origin until Ctrl-C (for profiling by hand).
+    Origin(OriginArgs),
+}
+
+#[derive(clap::Args)]
+struct OriginArgs {
+    /// File to serve at /<file name>.
+    file: PathBuf,
+    /// Print the body bytes sent when stopped.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(clap::Args)]
@@ -58,6 +69,7 @@ struct BacksourceArgs {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Cmd::Backsource(args) => backsource_cmd(args).await,
+        Cmd::Origin(args) => origin_cmd(args).await,
     }
 }
 
@@ -86,5 +98,26 @@ async fn backsource_cmd(args: BacksourceArgs) -> anyhow::Result<()> {
     std::fs::write(&json_path, json + "\n")
         .with_context(|| format!("write {}", json_path.display()))?;
     println!("json: {}", json_path.display());
+    Ok(())
+}
+
+async fn origin_cmd(args: OriginArgs) -> anyhow::Result<()> {
+    let name = args
+        .file
+        .file_name()
+        .context("file has no name")?
+        .to_string_lossy()
+        .into_owned();
+    let origin = testkit::origin::Origin::start().await;
+    origin.add(
+        &format!("/{name}"),
+        testkit::origin::Content::File(args.file.clone()),
+        Default::default(),
+    );
+    println!("{}", origin.url(&format!("/{name}")));
+    tokio::signal::ctrl_c().await?;
+    if !args.quiet {
+        eprintln!("origin sent {} body bytes", origin.total_body_bytes());
+    }
     Ok(())
 }
