@@ -176,6 +176,26 @@ fn set_path(doc: &mut Value, dotted: &str, value: Value) -> Result<(), String> {
     Ok(())
 }
 
+/// [`load`] for a binary's `main`: on error prints `<binary>: <error>` and
+/// exits with status 2 (bad configuration).
+pub fn load_or_exit<T>(
+    binary: &str,
+    path: Option<&Path>,
+    env_prefix: &str,
+    overrides: &[(&str, String)],
+) -> T
+where
+    T: DeserializeOwned + Validate,
+{
+    match load(path, env_prefix, std::env::vars(), overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{binary}: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,25 +282,5 @@ mod tests {
         assert!(e.contains("/nonexistent/x.yaml"), "{e}");
         let f = write("inner: [1, 2\n");
         assert!(load::<Cfg, _>(Some(f.path()), "T", vec![], &[]).is_err());
-    }
-}
-
-/// [`load`] for a binary's `main`: on error prints `<binary>: <error>` and
-/// exits with status 2 (bad configuration).
-pub fn load_or_exit<T>(
-    binary: &str,
-    path: Option<&Path>,
-    env_prefix: &str,
-    overrides: &[(&str, String)],
-) -> T
-where
-    T: DeserializeOwned + Validate,
-{
-    match load(path, env_prefix, std::env::vars(), overrides) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{binary}: {e}");
-            std::process::exit(2);
-        }
     }
 }

@@ -201,7 +201,7 @@ async fn a_reset_mid_body_resumes_from_where_it_broke() {
             .unwrap()
             .parse()
             .unwrap();
-        start % (256 * 1024) != 0
+        !start.is_multiple_of(256 * 1024)
     });
     assert!(
         resumed_mid_piece,
