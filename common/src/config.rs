@@ -26,10 +26,7 @@ pub struct FieldError {
 impl FieldError {
     /// A field error.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self { field: field.into(), message: message.into() }
     }
 }
 
@@ -70,12 +67,7 @@ pub enum ConfigError {
 /// `env` is the process environment (passed in so tests never mutate it);
 /// only variables starting with `<env_prefix>__` are read. `overrides` are
 /// `(dotted.path, value)` pairs from CLI flags, applied last.
-pub fn load<T, E>(
-    path: Option<&Path>,
-    env_prefix: &str,
-    env: E,
-    overrides: &[(&str, String)],
-) -> Result<T, ConfigError>
+pub fn load<T, E>(path: Option<&Path>, env_prefix: &str, env: E, overrides: &[(&str, String)]) -> Result<T, ConfigError>
 where
     T: DeserializeOwned + Validate,
     E: IntoIterator<Item = (String, String)>,
@@ -83,10 +75,8 @@ where
     let origin = path.map_or_else(|| "defaults".to_string(), |p| p.display().to_string());
     let mut doc = match path {
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                path: p.to_path_buf(),
-                source,
-            })?;
+            let text =
+                std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?;
             if text.trim().is_empty() {
                 Value::Mapping(Mapping::new())
             } else {
@@ -106,22 +96,13 @@ where
     let mut env_overrides: Vec<(String, String)> = env
         .into_iter()
         .filter_map(|(k, v)| {
-            k.strip_prefix(&env_marker).map(|rest| {
-                (
-                    rest.split("__")
-                        .map(str::to_ascii_lowercase)
-                        .collect::<Vec<_>>()
-                        .join("."),
-                    v,
-                )
-            })
+            k.strip_prefix(&env_marker)
+                .map(|rest| (rest.split("__").map(str::to_ascii_lowercase).collect::<Vec<_>>().join("."), v))
         })
         .collect();
     env_overrides.sort();
-    for (field, value) in env_overrides
-        .iter()
-        .map(|(f, v)| (f.as_str(), v))
-        .chain(overrides.iter().map(|(f, v)| (*f, v)))
+    for (field, value) in
+        env_overrides.iter().map(|(f, v)| (f.as_str(), v)).chain(overrides.iter().map(|(f, v)| (*f, v)))
     {
         set_path(&mut doc, field, parse_scalar(value)).map_err(|message| ConfigError::Parse {
             origin: origin.clone(),
@@ -131,11 +112,7 @@ where
     }
     let config: T = serde_path_to_error::deserialize(doc).map_err(|e| {
         let field = e.path().to_string();
-        ConfigError::Parse {
-            origin,
-            field,
-            message: e.into_inner().to_string(),
-        }
+        ConfigError::Parse { origin, field, message: e.into_inner().to_string() }
     })?;
     config.validate()?;
     Ok(config)
@@ -178,12 +155,7 @@ fn set_path(doc: &mut Value, dotted: &str, value: Value) -> Result<(), String> {
 
 /// [`load`] for a binary's `main`: on error prints `<binary>: <error>` and
 /// exits with status 2 (bad configuration).
-pub fn load_or_exit<T>(
-    binary: &str,
-    path: Option<&Path>,
-    env_prefix: &str,
-    overrides: &[(&str, String)],
-) -> T
+pub fn load_or_exit<T>(binary: &str, path: Option<&Path>, env_prefix: &str, overrides: &[(&str, String)]) -> T
 where
     T: DeserializeOwned + Validate,
 {
@@ -209,10 +181,7 @@ mod tests {
     }
     impl Default for Inner {
         fn default() -> Self {
-            Self {
-                port: 4000,
-                name: "x".into(),
-            }
+            Self { port: 4000, name: "x".into() }
         }
     }
     #[derive(Debug, Deserialize, Default)]
@@ -240,14 +209,8 @@ mod tests {
     fn defaults_file_env_and_flags_layer_in_order() {
         let f = write("inner:\n  port: 5000\nsize: 2MiB\n");
         let c: Cfg = load(Some(f.path()), "T", vec![], &[]).unwrap();
-        assert_eq!(
-            (c.inner.port, c.inner.name.as_str(), c.size.0),
-            (5000, "x", 2 << 20)
-        );
-        let env = vec![
-            ("T__INNER__PORT".to_string(), "6000".to_string()),
-            ("OTHER".into(), "1".into()),
-        ];
+        assert_eq!((c.inner.port, c.inner.name.as_str(), c.size.0), (5000, "x", 2 << 20));
+        let env = vec![("T__INNER__PORT".to_string(), "6000".to_string()), ("OTHER".into(), "1".into())];
         let c: Cfg = load(Some(f.path()), "T", env.clone(), &[]).unwrap();
         assert_eq!(c.inner.port, 6000);
         let c: Cfg = load(Some(f.path()), "T", env, &[("inner.port", "7000".into())]).unwrap();
@@ -259,26 +222,16 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let f = write("inner:\n  port: lots\n");
-        let e = load::<Cfg, _>(Some(f.path()), "T", vec![], &[])
-            .unwrap_err()
-            .to_string();
+        let e = load::<Cfg, _>(Some(f.path()), "T", vec![], &[]).unwrap_err().to_string();
         assert!(e.contains("inner.port"), "{e}");
         let f = write("inner:\n  prot: 1\n");
-        let e = load::<Cfg, _>(Some(f.path()), "T", vec![], &[])
-            .unwrap_err()
-            .to_string();
+        let e = load::<Cfg, _>(Some(f.path()), "T", vec![], &[]).unwrap_err().to_string();
         assert!(e.contains("prot"), "{e}");
-        let e = load::<Cfg, _>(None, "T", vec![], &[("inner.port", "1".into())])
-            .unwrap_err()
-            .to_string();
+        let e = load::<Cfg, _>(None, "T", vec![], &[("inner.port", "1".into())]).unwrap_err().to_string();
         assert_eq!(e, "config: inner.port: must not be 1");
-        let e = load::<Cfg, _>(None, "T", vec![], &[("size", "huge".into())])
-            .unwrap_err()
-            .to_string();
+        let e = load::<Cfg, _>(None, "T", vec![], &[("size", "huge".into())]).unwrap_err().to_string();
         assert!(e.contains("size") && e.contains("invalid size"), "{e}");
-        let e = load::<Cfg, _>(Some(Path::new("/nonexistent/x.yaml")), "T", vec![], &[])
-            .unwrap_err()
-            .to_string();
+        let e = load::<Cfg, _>(Some(Path::new("/nonexistent/x.yaml")), "T", vec![], &[]).unwrap_err().to_string();
         assert!(e.contains("/nonexistent/x.yaml"), "{e}");
         let f = write("inner: [1, 2\n");
         assert!(load::<Cfg, _>(Some(f.path()), "T", vec![], &[]).is_err());

@@ -41,22 +41,15 @@ impl FromStr for Digest {
     type Err = DigestError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (alg, hex_part) = s
-            .split_once(':')
-            .ok_or_else(|| DigestError::Malformed(s.to_string()))?;
+        let (alg, hex_part) = s.split_once(':').ok_or_else(|| DigestError::Malformed(s.to_string()))?;
         if alg != "sha256" {
             return Err(DigestError::UnsupportedAlgorithm(alg.to_string()));
         }
-        if hex_part.len() != 64
-            || !hex_part
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if hex_part.len() != 64 || !hex_part.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(DigestError::Malformed(s.to_string()));
         }
         let mut out = [0u8; 32];
-        hex::decode_to_slice(hex_part, &mut out)
-            .map_err(|_| DigestError::Malformed(s.to_string()))?;
+        hex::decode_to_slice(hex_part, &mut out).map_err(|_| DigestError::Malformed(s.to_string()))?;
         Ok(Self(out))
     }
 }
@@ -105,23 +98,14 @@ mod tests {
     #[test]
     fn round_trips() {
         let d = Digest::of(b"abc");
-        assert_eq!(
-            d.to_string(),
-            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(d.to_string(), "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
     }
 
     #[test]
     fn refuses_bad_input() {
-        assert!(matches!(
-            "sha256".parse::<Digest>(),
-            Err(DigestError::Malformed(_))
-        ));
-        assert!(matches!(
-            "md5:abcd".parse::<Digest>(),
-            Err(DigestError::UnsupportedAlgorithm(_))
-        ));
+        assert!(matches!("sha256".parse::<Digest>(), Err(DigestError::Malformed(_))));
+        assert!(matches!("md5:abcd".parse::<Digest>(), Err(DigestError::UnsupportedAlgorithm(_))));
         assert!("sha256:ABC".parse::<Digest>().is_err());
         let upper = format!("sha256:{}", "A".repeat(64));
         assert!(upper.parse::<Digest>().is_err());

@@ -13,10 +13,7 @@ pub const UNKNOWN_LENGTH_PIECE_LENGTH: u64 = 4 * 1024 * 1024;
 pub fn piece_length_for(content_length: Option<u64>) -> u64 {
     match content_length {
         None => UNKNOWN_LENGTH_PIECE_LENGTH,
-        Some(len) => (len / 1024)
-            .max(1)
-            .next_power_of_two()
-            .clamp(MIN_PIECE_LENGTH, MAX_PIECE_LENGTH),
+        Some(len) => (len / 1024).max(1).next_power_of_two().clamp(MIN_PIECE_LENGTH, MAX_PIECE_LENGTH),
     }
 }
 

@@ -61,9 +61,7 @@ const VOLATILE_QUERY_PARAMS: &[&str] = &[
 ];
 
 fn is_hex64(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl TaskId {
@@ -85,12 +83,7 @@ impl TaskId {
 
     /// The ID of a download: its digest when known, else sha256 over the
     /// normalised URL, tag and application.
-    pub fn for_download(
-        url: &str,
-        digest: Option<&Digest>,
-        tag: &str,
-        application: &str,
-    ) -> Result<Self, TaskIdError> {
+    pub fn for_download(url: &str, digest: Option<&Digest>, tag: &str, application: &str) -> Result<Self, TaskIdError> {
         let normalised = normalise_url(url)?;
         if let Some(d) = digest {
             return Ok(Self::from_digest(d));
@@ -130,15 +123,9 @@ impl fmt::Debug for TaskId {
 /// port and fragment dropped, signing/routing query parameters removed, the
 /// remaining parameters sorted.
 pub fn normalise_url(raw: &str) -> Result<String, TaskIdError> {
-    let mut url = url::Url::parse(raw).map_err(|e| TaskIdError::Url {
-        url: raw.to_string(),
-        reason: e.to_string(),
-    })?;
+    let mut url = url::Url::parse(raw).map_err(|e| TaskIdError::Url { url: raw.to_string(), reason: e.to_string() })?;
     if url.host_str().is_none() {
-        return Err(TaskIdError::Url {
-            url: raw.to_string(),
-            reason: "no host".into(),
-        });
+        return Err(TaskIdError::Url { url: raw.to_string(), reason: "no host".into() });
     }
     url.set_fragment(None);
     let mut pairs: Vec<(String, String)> = url
@@ -162,35 +149,18 @@ mod tests {
     #[test]
     fn digest_addressed_tasks_share_an_id() {
         let d: Digest = format!("sha256:{}", "a".repeat(64)).parse().unwrap();
-        let a = TaskId::for_download("https://r1.example/v2/x/blobs/sha256:aa", Some(&d), "", "")
-            .unwrap();
-        let b = TaskId::for_download(
-            "https://r2.example/v2/y/blobs/sha256:aa",
-            Some(&d),
-            "t",
-            "app",
-        )
-        .unwrap();
+        let a = TaskId::for_download("https://r1.example/v2/x/blobs/sha256:aa", Some(&d), "", "").unwrap();
+        let b = TaskId::for_download("https://r2.example/v2/y/blobs/sha256:aa", Some(&d), "t", "app").unwrap();
         assert_eq!(a, b);
         assert_eq!(a.as_str(), d.to_string());
     }
 
     #[test]
     fn signatures_and_ns_do_not_split_tasks() {
-        let a = TaskId::for_download(
-            "https://B.example:443/o?X-Amz-Signature=1&b=2&a=1&ns=docker.io#frag",
-            None,
-            "",
-            "",
-        )
-        .unwrap();
-        let b = TaskId::for_download(
-            "https://b.example/o?a=1&b=2&X-Amz-Signature=2",
-            None,
-            "",
-            "",
-        )
-        .unwrap();
+        let a =
+            TaskId::for_download("https://B.example:443/o?X-Amz-Signature=1&b=2&a=1&ns=docker.io#frag", None, "", "")
+                .unwrap();
+        let b = TaskId::for_download("https://b.example/o?a=1&b=2&X-Amz-Signature=2", None, "", "").unwrap();
         assert_eq!(a, b);
         let c = TaskId::for_download("https://b.example/o?a=1&b=3", None, "", "").unwrap();
         assert_ne!(a, c);
@@ -208,22 +178,12 @@ mod tests {
 
     #[test]
     fn parse_refuses_path_like_ids() {
-        for bad in [
-            "../etc/passwd",
-            "",
-            "sha256:../../x",
-            &"a".repeat(63),
-            &"G".repeat(64),
-            "sha256:",
-            "/abs",
-        ] {
+        for bad in ["../etc/passwd", "", "sha256:../../x", &"a".repeat(63), &"G".repeat(64), "sha256:", "/abs"] {
             assert!(TaskId::parse(bad).is_err(), "{bad}");
         }
         assert!(TaskId::parse(&"0".repeat(64)).is_ok());
         assert_eq!(
-            TaskId::parse(&format!("sha256:{}", "f".repeat(64)))
-                .unwrap()
-                .file_name(),
+            TaskId::parse(&format!("sha256:{}", "f".repeat(64))).unwrap().file_name(),
             format!("sha256-{}", "f".repeat(64))
         );
     }

@@ -44,10 +44,7 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self {
-            level: "info".into(),
-            format: LogFormat::Text,
-        }
+        Self { level: "info".into(), format: LogFormat::Text }
     }
 }
 
@@ -72,14 +69,9 @@ impl TracingConfig {
     /// Checks that the endpoint is an http(s) URL.
     pub fn validate(&self, field: &str) -> Result<(), FieldError> {
         if let Some(ep) = &self.otlp_endpoint {
-            let ok = url::Url::parse(ep)
-                .map(|u| matches!(u.scheme(), "http" | "https"))
-                .unwrap_or(false);
+            let ok = url::Url::parse(ep).map(|u| matches!(u.scheme(), "http" | "https")).unwrap_or(false);
             if !ok {
-                return Err(FieldError::new(
-                    format!("{field}.otlp_endpoint"),
-                    format!("{ep:?} is not an http(s) URL"),
-                ));
+                return Err(FieldError::new(format!("{field}.otlp_endpoint"), format!("{ep:?} is not an http(s) URL")));
             }
         }
         Ok(())
@@ -108,33 +100,17 @@ pub fn init(
 ) -> anyhow_like::Result<TelemetryGuard> {
     let filter = EnvFilter::try_new(&log.level)?;
     let (fmt_text, fmt_json) = match log.format {
-        LogFormat::Text => (
-            Some(
-                tracing_subscriber::fmt::layer()
-                    .with_writer(std::io::stderr)
-                    .with_target(true),
-            ),
-            None,
-        ),
-        LogFormat::Json => (
-            None,
-            Some(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_writer(std::io::stderr),
-            ),
-        ),
+        LogFormat::Text => {
+            (Some(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(true)), None)
+        }
+        LogFormat::Json => (None, Some(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr))),
     };
     let mut guard = TelemetryGuard::default();
     let otel = match &tracing_cfg.otlp_endpoint {
         Some(endpoint) => {
-            let exporter = opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(endpoint.clone())
-                .build()?;
-            let resource = opentelemetry_sdk::Resource::builder()
-                .with_service_name(service)
-                .build();
+            let exporter =
+                opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(endpoint.clone()).build()?;
+            let resource = opentelemetry_sdk::Resource::builder().with_service_name(service).build();
             let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
                 .with_batch_exporter(exporter)
                 .with_resource(resource)
@@ -149,12 +125,7 @@ pub fn init(
         }
         None => None,
     };
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt_text)
-        .with(fmt_json)
-        .with(otel)
-        .try_init()?;
+    tracing_subscriber::registry().with(filter).with(fmt_text).with(fmt_json).with(otel).try_init()?;
     Ok(guard)
 }
 
@@ -198,22 +169,13 @@ pub fn metrics_router(registry: prometheus::Registry, health: Health) -> Router 
 async fn serve_metrics(State(s): State<MetricsState>) -> impl IntoResponse {
     let mut buf = String::new();
     match prometheus::TextEncoder::new().encode_utf8(&s.registry.gather(), &mut buf) {
-        Ok(()) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            buf,
-        )
-            .into_response(),
+        Ok(()) => (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], buf).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
 
 async fn serve_health(State(s): State<MetricsState>) -> impl IntoResponse {
-    if s.health.is_ready() {
-        (StatusCode::OK, "ok\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
-    }
+    if s.health.is_ready() { (StatusCode::OK, "ok\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "starting\n") }
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled.
@@ -222,9 +184,7 @@ pub async fn serve_http(
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
 }
 
 /// Binds a TCP listener, with the address in the error.

@@ -62,10 +62,7 @@ pub struct StorageConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self {
-            data_dir: crate::paths::default_data_dir(),
-            gc: GcConfig::default(),
-        }
+        Self { data_dir: crate::paths::default_data_dir(), gc: GcConfig::default() }
     }
 }
 
@@ -113,10 +110,7 @@ pub struct DownloadConfig {
 
 impl Default for DownloadConfig {
     fn default() -> Self {
-        Self {
-            socket: crate::paths::default_socket(),
-            default_timeout: Duration::from_secs(3600),
-        }
+        Self { socket: crate::paths::default_socket(), default_timeout: Duration::from_secs(3600) }
     }
 }
 
@@ -164,11 +158,7 @@ pub struct UploadConfig {
 
 impl Default for UploadConfig {
     fn default() -> Self {
-        Self {
-            grpc_addr: ([0, 0, 0, 0], 4000).into(),
-            piece_addr: ([0, 0, 0, 0], 4003).into(),
-            slots: 32,
-        }
+        Self { grpc_addr: ([0, 0, 0, 0], 4000).into(), piece_addr: ([0, 0, 0, 0], 4003).into(), slots: 32 }
     }
 }
 
@@ -182,9 +172,7 @@ pub struct MetricsConfig {
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        Self {
-            addr: ([0, 0, 0, 0], 4002).into(),
-        }
+        Self { addr: ([0, 0, 0, 0], 4002).into() }
     }
 }
 
@@ -192,16 +180,10 @@ impl Validate for Config {
     fn validate(&self) -> Result<(), FieldError> {
         let gc = &self.storage.gc;
         if !(0.0..=1.0).contains(&gc.high_watermark) || gc.high_watermark == 0.0 {
-            return Err(FieldError::new(
-                "storage.gc.high_watermark",
-                "must be in (0, 1]",
-            ));
+            return Err(FieldError::new("storage.gc.high_watermark", "must be in (0, 1]"));
         }
         if !(0.0..=1.0).contains(&gc.low_watermark) || gc.low_watermark >= gc.high_watermark {
-            return Err(FieldError::new(
-                "storage.gc.low_watermark",
-                "must be in [0, high_watermark)",
-            ));
+            return Err(FieldError::new("storage.gc.low_watermark", "must be in [0, high_watermark)"));
         }
         if gc.interval.is_zero() {
             return Err(FieldError::new("storage.gc.interval", "must be positive"));
@@ -214,16 +196,10 @@ impl Validate for Config {
         }
         let b = &self.back_to_source;
         if b.concurrency == 0 || b.concurrency > 64 {
-            return Err(FieldError::new(
-                "back_to_source.concurrency",
-                "must be between 1 and 64",
-            ));
+            return Err(FieldError::new("back_to_source.concurrency", "must be between 1 and 64"));
         }
         if b.max_attempts == 0 {
-            return Err(FieldError::new(
-                "back_to_source.max_attempts",
-                "must be at least 1",
-            ));
+            return Err(FieldError::new("back_to_source.max_attempts", "must be at least 1"));
         }
         if self.upload.slots == 0 {
             return Err(FieldError::new("upload.slots", "must be at least 1"));

@@ -85,16 +85,9 @@ impl Error {
     pub fn code(&self) -> Code {
         match self {
             Self::InvalidArgument(_) => Code::InvalidArgument,
-            Self::OriginStatus {
-                status: 404 | 410, ..
-            }
-            | Self::TaskNotFound(_) => Code::NotFound,
-            Self::OriginStatus {
-                status: 401 | 403, ..
-            } => Code::PermissionDenied,
-            Self::OriginStatus { .. } | Self::OriginUnavailable(_) | Self::ShuttingDown => {
-                Code::Unavailable
-            }
+            Self::OriginStatus { status: 404 | 410, .. } | Self::TaskNotFound(_) => Code::NotFound,
+            Self::OriginStatus { status: 401 | 403, .. } => Code::PermissionDenied,
+            Self::OriginStatus { .. } | Self::OriginUnavailable(_) | Self::ShuttingDown => Code::Unavailable,
             Self::OriginProtocol(_) => Code::DataLoss,
             Self::Timeout(_) => Code::DeadlineExceeded,
             Self::DigestMismatch { .. } => Code::DataLoss,

@@ -62,28 +62,20 @@ impl Listeners {
     pub async fn bind(config: &Config) -> std::io::Result<Self> {
         let path = config.download.socket.clone();
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                std::io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display()))
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display())))?;
         }
         if path.exists() {
             if tokio::net::UnixStream::connect(&path).await.is_ok() {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::AddrInUse,
-                    format!(
-                        "another dfdaemon is already listening on {}",
-                        path.display()
-                    ),
+                    format!("another dfdaemon is already listening on {}", path.display()),
                 ));
             }
             std::fs::remove_file(&path)?;
         }
-        let download = UnixListener::bind(&path).map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("cannot listen on {}: {e}", path.display()),
-            )
-        })?;
+        let download = UnixListener::bind(&path)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", path.display())))?;
         Ok(Self {
             download,
             download_path: path,
@@ -95,11 +87,7 @@ impl Listeners {
 }
 
 /// Runs the daemon until `shutdown` is cancelled, then drains.
-pub async fn run(
-    config: Config,
-    listeners: Listeners,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> anyhow::Result<()> {
     let storage = Arc::new(Storage::open(&config.storage.data_dir)?);
     let metrics = Arc::new(metrics::Metrics::new());
     let tasks = Arc::new(TaskManager::new(
@@ -123,11 +111,7 @@ pub async fn run(
         high_watermark: gc.high_watermark,
         low_watermark: gc.low_watermark,
     };
-    tracker.spawn(storage::run_gc_loop(
-        storage.clone(),
-        policy,
-        shutdown.clone(),
-    ));
+    tracker.spawn(storage::run_gc_loop(storage.clone(), policy, shutdown.clone()));
     {
         let (storage, metrics, shutdown) = (storage.clone(), metrics.clone(), shutdown.clone());
         tracker.spawn(async move {
@@ -139,11 +123,7 @@ pub async fn run(
         });
     }
 
-    let addrs = (
-        listeners.upload.local_addr()?,
-        listeners.piece.local_addr()?,
-        listeners.metrics.local_addr()?,
-    );
+    let addrs = (listeners.upload.local_addr()?, listeners.piece.local_addr()?, listeners.metrics.local_addr()?);
     let download_svc = DfdaemonDownloadServer::new(grpc::download::DownloadService::new(
         tasks.clone(),
         config.download.default_timeout,
@@ -171,8 +151,7 @@ pub async fn run(
             tracing::error!(error = %e, "upload api stopped");
         }
     });
-    let pieces =
-        piece_server::PieceServer::new(storage.clone(), config.upload.slots, metrics.clone());
+    let pieces = piece_server::PieceServer::new(storage.clone(), config.upload.slots, metrics.clone());
     tracker.spawn(pieces.serve(listeners.piece, shutdown.clone()));
     tracker.spawn(serve_http(
         listeners.metrics,
@@ -190,10 +169,7 @@ pub async fn run(
     );
     shutdown.cancelled().await;
     health.set_ready(false);
-    if tokio::time::timeout(std::time::Duration::from_secs(10), tracker.wait())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(std::time::Duration::from_secs(10), tracker.wait()).await.is_err() {
         tracing::warn!("some tasks did not stop within 10s");
     }
     let _ = std::fs::remove_file(&listeners.download_path);

@@ -27,33 +27,24 @@ impl Metrics {
     /// Registers the metrics.
     pub fn new() -> Self {
         let registry = Registry::new_custom(Some("dfdaemon".into()), None).expect("valid prefix");
-        let downloads = IntCounterVec::new(
-            Opts::new("downloads_total", "Downloads by result"),
-            &["result"],
-        )
-        .expect("valid metric");
+        let downloads =
+            IntCounterVec::new(Opts::new("downloads_total", "Downloads by result"), &["result"]).expect("valid metric");
         let download_seconds = Histogram::with_opts(
             HistogramOpts::new("download_duration_seconds", "Time to complete a download")
                 .buckets(prometheus::exponential_buckets(0.01, 4.0, 10).expect("valid buckets")),
         )
         .expect("valid metric");
         let bytes = IntCounterVec::new(
-            Opts::new(
-                "download_bytes_total",
-                "Bytes downloaded by source (origin, peer, local)",
-            ),
+            Opts::new("download_bytes_total", "Bytes downloaded by source (origin, peer, local)"),
             &["source"],
         )
         .expect("valid metric");
-        let uploads = IntCounterVec::new(
-            Opts::new("piece_uploads_total", "Piece uploads by result"),
-            &["result"],
-        )
-        .expect("valid metric");
-        let upload_bytes = IntCounter::new("upload_bytes_total", "Bytes uploaded to other peers")
+        let uploads = IntCounterVec::new(Opts::new("piece_uploads_total", "Piece uploads by result"), &["result"])
             .expect("valid metric");
-        let storage_bytes = IntGauge::new("storage_bytes", "Bytes of verified content in storage")
-            .expect("valid metric");
+        let upload_bytes =
+            IntCounter::new("upload_bytes_total", "Bytes uploaded to other peers").expect("valid metric");
+        let storage_bytes =
+            IntGauge::new("storage_bytes", "Bytes of verified content in storage").expect("valid metric");
         for c in [
             Box::new(downloads.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(download_seconds.clone()),
@@ -64,15 +55,7 @@ impl Metrics {
         ] {
             registry.register(c).expect("unique metric");
         }
-        Self {
-            registry,
-            downloads,
-            download_seconds,
-            bytes,
-            uploads,
-            upload_bytes,
-            storage_bytes,
-        }
+        Self { registry, downloads, download_seconds, bytes, uploads, upload_bytes, storage_bytes }
     }
 
     /// Counts a finished download.

@@ -44,11 +44,7 @@ fn plain(status: StatusCode, msg: &str) -> Response<Full<Bytes>> {
 impl PieceServer {
     /// A server over `storage` with `slots` concurrent uploads.
     pub fn new(storage: Arc<Storage>, slots: usize, metrics: Arc<Metrics>) -> Arc<Self> {
-        Arc::new(Self {
-            storage,
-            slots: Semaphore::new(slots),
-            metrics,
-        })
+        Arc::new(Self { storage, slots: Semaphore::new(slots), metrics })
     }
 
     /// Accepts connections until `shutdown`.
@@ -124,11 +120,7 @@ impl PieceServer {
         match read {
             Ok(Ok((piece, bytes))) => {
                 self.metrics.upload_bytes.inc_by(bytes.len() as u64);
-                let body = if req.method() == Method::HEAD {
-                    Bytes::new()
-                } else {
-                    bytes
-                };
+                let body = if req.method() == Method::HEAD { Bytes::new() } else { bytes };
                 Response::builder()
                     .status(StatusCode::OK)
                     .header("content-type", "application/octet-stream")

@@ -9,9 +9,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use darter_common::config::{FieldError, Validate, load_or_exit};
-use darter_common::telemetry::{
-    Health, LogConfig, TracingConfig, bind, metrics_router, serve_http,
-};
+use darter_common::telemetry::{Health, LogConfig, TracingConfig, bind, metrics_router, serve_http};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -62,11 +60,8 @@ struct Cli {
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    let overrides: Vec<(&str, String)> = cli
-        .metrics_addr
-        .map(|a| ("metrics_addr", a.to_string()))
-        .into_iter()
-        .collect();
+    let overrides: Vec<(&str, String)> =
+        cli.metrics_addr.map(|a| ("metrics_addr", a.to_string())).into_iter().collect();
     let config: Config = load_or_exit("manager", cli.config.as_deref(), "MANAGER", &overrides);
     let _telemetry = match darter_common::telemetry::init("manager", &config.log, &config.tracing) {
         Ok(g) => g,
@@ -87,13 +82,7 @@ async fn main() {
     let health = Health::default();
     health.set_ready(true);
     tracing::info!(metrics = %config.metrics_addr, "manager ready (gRPC API not built yet)");
-    if let Err(e) = serve_http(
-        listener,
-        metrics_router(prometheus::Registry::new(), health),
-        shutdown,
-    )
-    .await
-    {
+    if let Err(e) = serve_http(listener, metrics_router(prometheus::Registry::new(), health), shutdown).await {
         eprintln!("manager: {e}");
         std::process::exit(1);
     }

@@ -9,9 +9,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use darter_common::config::{FieldError, Validate, load_or_exit};
-use darter_common::telemetry::{
-    Health, LogConfig, TracingConfig, bind, metrics_router, serve_http,
-};
+use darter_common::telemetry::{Health, LogConfig, TracingConfig, bind, metrics_router, serve_http};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -62,14 +60,10 @@ struct Cli {
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    let overrides: Vec<(&str, String)> = cli
-        .metrics_addr
-        .map(|a| ("metrics_addr", a.to_string()))
-        .into_iter()
-        .collect();
+    let overrides: Vec<(&str, String)> =
+        cli.metrics_addr.map(|a| ("metrics_addr", a.to_string())).into_iter().collect();
     let config: Config = load_or_exit("scheduler", cli.config.as_deref(), "SCHEDULER", &overrides);
-    let _telemetry = match darter_common::telemetry::init("scheduler", &config.log, &config.tracing)
-    {
+    let _telemetry = match darter_common::telemetry::init("scheduler", &config.log, &config.tracing) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("scheduler: cannot start telemetry: {e}");
@@ -88,13 +82,7 @@ async fn main() {
     let health = Health::default();
     health.set_ready(true);
     tracing::info!(metrics = %config.metrics_addr, "scheduler ready (gRPC API not built yet)");
-    if let Err(e) = serve_http(
-        listener,
-        metrics_router(prometheus::Registry::new(), health),
-        shutdown,
-    )
-    .await
-    {
+    if let Err(e) = serve_http(listener, metrics_router(prometheus::Registry::new(), health), shutdown).await {
         eprintln!("scheduler: {e}");
         std::process::exit(1);
     }

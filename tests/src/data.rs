@@ -108,10 +108,7 @@ mod tests {
 
     #[test]
     fn sha256_of_known_input() {
-        assert_eq!(
-            sha256_hex(b"abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]
@@ -123,10 +120,7 @@ mod tests {
         let on_disk = std::fs::read(&path).unwrap();
         let expected = random_bytes(len as usize, 42);
         assert_eq!(on_disk.len() as u64, len);
-        assert!(
-            on_disk == expected,
-            "file content differs from random_bytes"
-        );
+        assert!(on_disk == expected, "file content differs from random_bytes");
         assert_eq!(digest, sha256_hex(&expected));
         assert_eq!(sha256_file(&path).unwrap(), digest);
     }

@@ -61,8 +61,7 @@ pub struct DaemonProcess {
 impl DaemonProcess {
     /// Starts a daemon and waits until its socket accepts connections.
     pub async fn start(options: DaemonOptions) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&options.dir)
-            .with_context(|| format!("create {}", options.dir.display()))?;
+        std::fs::create_dir_all(&options.dir).with_context(|| format!("create {}", options.dir.display()))?;
         let mut d = Self {
             socket: options.dir.join("dfdaemon.sock"),
             log_path: options.dir.join("dfdaemon.log"),
@@ -75,10 +74,7 @@ impl DaemonProcess {
 
     async fn spawn(&mut self) -> anyhow::Result<()> {
         let o = &self.options;
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)?;
+        let log = File::options().create(true).append(true).open(&self.log_path)?;
         let child = Command::new(&o.bin)
             .arg("--data-dir")
             .arg(o.dir.join("data"))
@@ -97,18 +93,13 @@ impl DaemonProcess {
         let child = Mutex::new(ChildGuard::new(child));
         let socket = self.socket.clone();
         let ready = wait_for("the dfdaemon socket", START_TIMEOUT, || {
-            std::os::unix::net::UnixStream::connect(&socket).is_ok()
-                || child.lock().unwrap().has_exited()
+            std::os::unix::net::UnixStream::connect(&socket).is_ok() || child.lock().unwrap().has_exited()
         })
         .await;
         let exited = child.lock().unwrap().has_exited();
-        if let Err(e) = ready.and_then(|()| {
-            if exited {
-                Err(anyhow::anyhow!("dfdaemon exited at start"))
-            } else {
-                Ok(())
-            }
-        }) {
+        if let Err(e) =
+            ready.and_then(|()| if exited { Err(anyhow::anyhow!("dfdaemon exited at start")) } else { Ok(()) })
+        {
             bail!("{e}\n--- dfdaemon log tail ---\n{}", self.log_tail(20));
         }
         self.child = Some(child);
@@ -119,6 +110,26 @@ impl DaemonProcess {
     pub fn kill(&mut self) {
         if let Some(c) = self.child.take() {
             c.into_inner().unwrap().kill();
+        }
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for a graceful exit.
+    pub async fn terminate(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let child = self.child.take().context("daemon is not running")?;
+        let mut guard = child.into_inner().unwrap();
+        let status = Command::new("kill").args(["-TERM", &guard.id().to_string()]).status()?;
+        if !status.success() {
+            bail!("kill -TERM {} failed", guard.id());
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = guard.0.try_wait()? {
+                return Ok(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                bail!("dfdaemon did not exit within {timeout:?} of SIGTERM\n{}", self.log_tail(20));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -150,19 +161,13 @@ pub fn tail(path: &Path, n: usize) -> String {
 /// lays them out), with a message that says how to build it when missing.
 pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locate own executable")?;
-    let mut dir = exe
-        .parent()
-        .context("executable has no directory")?
-        .to_path_buf();
+    let mut dir = exe.parent().context("executable has no directory")?.to_path_buf();
     if dir.ends_with("deps") {
         dir.pop();
     }
     let path = dir.join(name);
     if !path.is_file() {
-        bail!(
-            "{name} not found at {}: build it with `cargo build --release --workspace --bins`",
-            path.display()
-        );
+        bail!("{name} not found at {}: build it with `cargo build --release --workspace --bins`", path.display());
     }
     Ok(path)
 }

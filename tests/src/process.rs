@@ -67,14 +67,8 @@ mod tests {
     #[tokio::test]
     async fn wait_for_succeeds_and_times_out() {
         let calls = AtomicU32::new(0);
-        wait_for("third call", Duration::from_secs(5), || {
-            calls.fetch_add(1, Ordering::Relaxed) >= 2
-        })
-        .await
-        .unwrap();
-        let err = wait_for("never", Duration::from_millis(50), || false)
-            .await
-            .unwrap_err();
+        wait_for("third call", Duration::from_secs(5), || calls.fetch_add(1, Ordering::Relaxed) >= 2).await.unwrap();
+        let err = wait_for("never", Duration::from_millis(50), || false).await.unwrap_err();
         assert!(err.to_string().contains("waiting for never"), "{err}");
     }
 

@@ -15,26 +15,16 @@ fn script(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 fn bench(args: &[&str]) -> Output {
-    Command::new(BENCH)
-        .arg("backsource")
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(BENCH).arg("backsource").args(args).output().unwrap()
 }
 
 /// curl is a prerequisite of the benchmark (and installed by `.ci/run`).
 fn require_curl() {
-    assert!(
-        Command::new("curl").arg("--version").output().is_ok(),
-        "curl is required: apt-get install curl"
-    );
+    assert!(Command::new("curl").arg("--version").output().is_ok(), "curl is required: apt-get install curl");
 }
 
 fn real(name: &str) -> String {
-    testkit::dfdaemon::sibling_binary(name)
-        .unwrap_or_else(|e| panic!("{e:#}"))
-        .display()
-        .to_string()
+    testkit::dfdaemon::sibling_binary(name).unwrap_or_else(|e| panic!("{e:#}")).display().to_string()
 }
 
 fn json(path: &Path) -> serde_json::Value {
@@ -45,24 +35,12 @@ fn json(path: &Path) -> serde_json::Value {
 fn missing_dfget_says_how_to_build_it() {
     let work = tempfile::tempdir().unwrap();
     let daemon = real("dfdaemon");
-    let out = bench(&[
-        "--dfdaemon",
-        &daemon,
-        "--dfget",
-        "/nonexistent/dfget",
-        "--workdir",
-        work.path().to_str().unwrap(),
-    ]);
+    let out =
+        bench(&["--dfdaemon", &daemon, "--dfget", "/nonexistent/dfget", "--workdir", work.path().to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(
-        stderr.contains("dfget not found at /nonexistent/dfget"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("cargo build --release --workspace --bins"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("dfget not found at /nonexistent/dfget"), "{stderr}");
+    assert!(stderr.contains("cargo build --release --workspace --bins"), "{stderr}");
 }
 
 #[test]
@@ -77,31 +55,16 @@ fn curl_only_run_writes_table_and_json() {
     require_curl();
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().to_str().unwrap();
-    let out = bench(&[
-        "--curl-only",
-        "--size",
-        "3MiB",
-        "--runs",
-        "2",
-        "--workdir",
-        dir,
-    ]);
+    let out = bench(&["--curl-only", "--size", "3MiB", "--runs", "2", "--workdir", dir]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("| median |"), "{stdout}");
     let report = json(&work.path().join("backsource.json"));
     assert_eq!(report["size_bytes"], 3 << 20);
     assert_eq!(report["runs"].as_array().unwrap().len(), 2);
     assert!(report["curl_median_mib_s"].as_f64().unwrap() > 0.0);
     // The scratch directory is gone; only the JSON stays.
-    let left: Vec<_> = std::fs::read_dir(work.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let left: Vec<_> = std::fs::read_dir(work.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left, ["backsource.json"]);
 }
 
@@ -126,20 +89,13 @@ fn full_run_with_the_real_binaries_reports_a_ratio() {
         json_path.to_str().unwrap(),
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("(target >= 0.9x)"), "{stdout}");
     let report = json(&json_path);
     assert!(report["ratio"].as_f64().unwrap() > 0.0);
     for run in report["runs"].as_array().unwrap() {
         let sent = run["dfget_origin_bytes"].as_u64().unwrap();
-        assert!(
-            (1 << 20..=(1 << 20) + 1).contains(&sent),
-            "one copy from the origin (plus the 1-byte probe): {sent}"
-        );
+        assert!((1 << 20..=(1 << 20) + 1).contains(&sent), "one copy from the origin (plus the 1-byte probe): {sent}");
     }
 }
 
@@ -147,11 +103,7 @@ fn full_run_with_the_real_binaries_reports_a_ratio() {
 fn daemon_that_dies_is_reported_with_its_log() {
     require_curl();
     let work = tempfile::tempdir().unwrap();
-    let daemon = script(
-        work.path(),
-        "dfdaemon",
-        "#!/bin/sh\necho 'boom: bad config'\nexit 1\n",
-    );
+    let daemon = script(work.path(), "dfdaemon", "#!/bin/sh\necho 'boom: bad config'\nexit 1\n");
     let dfget = real("dfget");
     let out = bench(&[
         "--size",

@@ -32,22 +32,12 @@ async fn fetch(method: Method, url: &str, headers: &[(&str, &str)]) -> Seen {
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let resp = client()
-        .request(req.body(Empty::new()).unwrap())
-        .await
-        .unwrap();
+    let resp = client().request(req.body(Empty::new()).unwrap()).await.unwrap();
     let (parts, mut body) = resp.into_parts();
-    let mut seen = Seen {
-        status: parts.status,
-        headers: parts.headers,
-        body: Vec::new(),
-        body_error: false,
-    };
+    let mut seen = Seen { status: parts.status, headers: parts.headers, body: Vec::new(), body_error: false };
     while let Some(frame) = body.frame().await {
         match frame {
-            Ok(frame) => seen
-                .body
-                .extend_from_slice(frame.data_ref().map_or(&[][..], |d| &d[..])),
+            Ok(frame) => seen.body.extend_from_slice(frame.data_ref().map_or(&[][..], |d| &d[..])),
             Err(_) => {
                 seen.body_error = true;
                 break;
@@ -84,11 +74,7 @@ async fn full_get_has_length_and_counts_bytes() {
     assert_eq!(stats.requests, 1);
     assert_eq!(stats.body_bytes, 1_000_000);
     assert_eq!(stats.ranges, vec![None]);
-    assert!(
-        stats
-            .last_headers
-            .contains(&("x-test".to_owned(), "yes".to_owned()))
-    );
+    assert!(stats.last_headers.contains(&("x-test".to_owned(), "yes".to_owned())));
     assert_eq!(origin.total_body_bytes(), 1_000_000);
 }
 
@@ -105,31 +91,18 @@ async fn ranges_are_served_as_206() {
     assert_eq!(seen.body, data[100..200]);
 
     let seen = get(&url, &[("range", "bytes=9000-")]).await;
-    assert_eq!(
-        header(&seen, "content-range"),
-        Some("bytes 9000-9999/10000")
-    );
+    assert_eq!(header(&seen, "content-range"), Some("bytes 9000-9999/10000"));
     assert_eq!(seen.body, data[9000..]);
 
     let seen = get(&url, &[("range", "bytes=-300")]).await;
     assert_eq!(seen.status, StatusCode::PARTIAL_CONTENT);
-    assert_eq!(
-        header(&seen, "content-range"),
-        Some("bytes 9700-9999/10000")
-    );
+    assert_eq!(header(&seen, "content-range"), Some("bytes 9700-9999/10000"));
     assert_eq!(seen.body, data[9700..]);
 
     let stats = origin.stats("/f");
     assert_eq!(stats.body_bytes, 100 + 1000 + 300);
     let ranges: Vec<_> = stats.ranges.iter().map(|r| r.as_deref()).collect();
-    assert_eq!(
-        ranges,
-        [
-            Some("bytes=100-199"),
-            Some("bytes=9000-"),
-            Some("bytes=-300")
-        ]
-    );
+    assert_eq!(ranges, [Some("bytes=100-199"), Some("bytes=9000-"), Some("bytes=-300")]);
 }
 
 #[tokio::test]
@@ -146,10 +119,7 @@ async fn unsatisfiable_range_is_416() {
 #[tokio::test]
 async fn ignore_range_answers_200_with_everything() {
     let data = random_bytes(4096, 4);
-    let behavior = Behavior {
-        ignore_range: true,
-        ..Default::default()
-    };
+    let behavior = Behavior { ignore_range: true, ..Default::default() };
     let origin = origin_with(&data, behavior).await;
     let seen = get(&origin.url("/f"), &[("range", "bytes=0-9")]).await;
     assert_eq!(seen.status, StatusCode::OK);
@@ -160,10 +130,7 @@ async fn ignore_range_answers_200_with_everything() {
 #[tokio::test]
 async fn no_content_length_uses_chunked_encoding() {
     let data = random_bytes(700_000, 5);
-    let behavior = Behavior {
-        no_content_length: true,
-        ..Default::default()
-    };
+    let behavior = Behavior { no_content_length: true, ..Default::default() };
     let origin = origin_with(&data, behavior).await;
     let seen = get(&origin.url("/f"), &[]).await;
     assert_eq!(seen.status, StatusCode::OK);
@@ -175,34 +142,11 @@ async fn no_content_length_uses_chunked_encoding() {
 #[tokio::test]
 async fn status_and_unknown_paths() {
     let data = random_bytes(100, 6);
-    let origin = origin_with(
-        &data,
-        Behavior {
-            status: Some(500),
-            ..Default::default()
-        },
-    )
-    .await;
-    origin.add(
-        "/gone",
-        Content::Bytes(data.clone()),
-        Behavior {
-            status: Some(404),
-            ..Default::default()
-        },
-    );
-    assert_eq!(
-        get(&origin.url("/f"), &[]).await.status,
-        StatusCode::INTERNAL_SERVER_ERROR
-    );
-    assert_eq!(
-        get(&origin.url("/gone"), &[]).await.status,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        get(&origin.url("/nothing"), &[]).await.status,
-        StatusCode::NOT_FOUND
-    );
+    let origin = origin_with(&data, Behavior { status: Some(500), ..Default::default() }).await;
+    origin.add("/gone", Content::Bytes(data.clone()), Behavior { status: Some(404), ..Default::default() });
+    assert_eq!(get(&origin.url("/f"), &[]).await.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(get(&origin.url("/gone"), &[]).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(get(&origin.url("/nothing"), &[]).await.status, StatusCode::NOT_FOUND);
     assert_eq!(origin.stats("/nothing").requests, 1);
     assert_eq!(origin.total_body_bytes(), 0, "error bodies are not counted");
 }
@@ -210,10 +154,7 @@ async fn status_and_unknown_paths() {
 #[tokio::test]
 async fn reset_after_cuts_the_body_and_counts_only_what_was_sent() {
     let data = random_bytes(1_000_000, 7);
-    let behavior = Behavior {
-        reset_after: Some(300_000),
-        ..Default::default()
-    };
+    let behavior = Behavior { reset_after: Some(300_000), ..Default::default() };
     let origin = origin_with(&data, behavior).await;
     for _ in 0..2 {
         let seen = get(&origin.url("/f"), &[]).await;
@@ -228,11 +169,7 @@ async fn reset_after_cuts_the_body_and_counts_only_what_was_sent() {
 #[tokio::test]
 async fn reset_once_only_breaks_the_first_request() {
     let data = random_bytes(200_000, 8);
-    let behavior = Behavior {
-        reset_after: Some(1000),
-        reset_once: true,
-        ..Default::default()
-    };
+    let behavior = Behavior { reset_after: Some(1000), reset_once: true, ..Default::default() };
     let origin = origin_with(&data, behavior).await;
     let first = get(&origin.url("/f"), &[]).await;
     assert!(first.body_error);
@@ -250,19 +187,13 @@ async fn redirect_and_required_header() {
     origin.add(
         "/old",
         Content::Bytes(data.clone()),
-        Behavior {
-            redirect_to: Some(target.clone()),
-            ..Default::default()
-        },
+        Behavior { redirect_to: Some(target.clone()), ..Default::default() },
     );
     let seen = get(&origin.url("/old"), &[]).await;
     assert_eq!(seen.status, StatusCode::FOUND);
     assert_eq!(header(&seen, "location"), Some(target.as_str()));
 
-    let guarded = Behavior {
-        require_header: Some(("authorization".into(), "Bearer t".into())),
-        ..Default::default()
-    };
+    let guarded = Behavior { require_header: Some(("authorization".into(), "Bearer t".into())), ..Default::default() };
     origin.add("/secret", Content::Bytes(data.clone()), guarded);
     let denied = get(&origin.url("/secret"), &[("authorization", "Bearer x")]).await;
     assert_eq!(denied.status, StatusCode::FORBIDDEN);
@@ -292,22 +223,12 @@ async fn keep_alive_serves_requests_on_one_connection() {
     let origin = origin_with(&Bytes::from_static(b"hello"), Behavior::default()).await;
     let mut conn = tokio::net::TcpStream::connect(origin.addr()).await.unwrap();
     let req = b"GET /f HTTP/1.1\r\nhost: x\r\n\r\n";
-    conn.write_all(&[&req[..], &req[..]].concat())
-        .await
-        .unwrap();
+    conn.write_all(&[&req[..], &req[..]].concat()).await.unwrap();
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
     while seen.windows(5).filter(|w| w == b"hello").count() < 2 {
-        let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_ne!(
-            n,
-            0,
-            "connection closed early: {}",
-            String::from_utf8_lossy(&seen)
-        );
+        let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf)).await.unwrap().unwrap();
+        assert_ne!(n, 0, "connection closed early: {}", String::from_utf8_lossy(&seen));
         seen.extend_from_slice(&buf[..n]);
     }
     assert_eq!(origin.stats("/f").requests, 2);
@@ -335,21 +256,15 @@ async fn serves_files_and_concurrent_clients() {
 #[tokio::test]
 async fn rate_limit_and_header_delay_slow_responses() {
     let data = random_bytes(100_000, 12);
-    let behavior = Behavior {
-        rate_limit: Some(400_000),
-        header_delay: Some(Duration::from_millis(100)),
-        ..Default::default()
-    };
+    let behavior =
+        Behavior { rate_limit: Some(400_000), header_delay: Some(Duration::from_millis(100)), ..Default::default() };
     let origin = origin_with(&data, behavior).await;
     let started = Instant::now();
     let seen = get(&origin.url("/f"), &[]).await;
     let elapsed = started.elapsed();
     assert!(seen.body == data);
     // 100 ms delay + 100 KB at 400 KB/s = 250 ms body.
-    assert!(
-        elapsed >= Duration::from_millis(330),
-        "took only {elapsed:?}"
-    );
+    assert!(elapsed >= Duration::from_millis(330), "took only {elapsed:?}");
 }
 
 #[tokio::test]

@@ -74,19 +74,13 @@ impl Backend for HttpBackend {
                 .await
                 .map_err(|e| Error::OriginUnavailable(format!("{shown}: {}", error_chain(&e))))?;
             let status = resp.status().as_u16();
-            let header = |name| {
-                resp.headers()
-                    .get(name)
-                    .and_then(|v: &HeaderValue| v.to_str().ok())
-                    .map(str::to_string)
-            };
+            let header =
+                |name| resp.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok()).map(str::to_string);
             let content_range = header(CONTENT_RANGE);
             let content_length = resp.content_length();
             let body = resp
                 .bytes_stream()
-                .map_err(move |e| {
-                    Error::OriginUnavailable(format!("body of {shown} broke: {}", error_chain(&e)))
-                })
+                .map_err(move |e| Error::OriginUnavailable(format!("body of {shown} broke: {}", error_chain(&e))))
                 .boxed();
             Ok(GetResponse {
                 status,

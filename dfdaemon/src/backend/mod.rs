@@ -72,9 +72,7 @@ pub struct Backends {
 
 impl std::fmt::Debug for Backends {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Backends")
-            .field("schemes", &self.by_scheme.keys().collect::<Vec<_>>())
-            .finish()
+        f.debug_struct("Backends").field("schemes", &self.by_scheme.keys().collect::<Vec<_>>()).finish()
     }
 }
 
@@ -107,11 +105,7 @@ pub fn parse_content_range(v: &str) -> Option<(u64, u64, Option<u64>)> {
     let rest = v.trim().strip_prefix("bytes ")?;
     let (range, total) = rest.split_once('/')?;
     let (a, b) = range.split_once('-')?;
-    let total = if total == "*" {
-        None
-    } else {
-        Some(total.parse().ok()?)
-    };
+    let total = if total == "*" { None } else { Some(total.parse().ok()?) };
     let (a, b) = (a.parse().ok()?, b.parse().ok()?);
     (a <= b).then_some((a, b, total))
 }

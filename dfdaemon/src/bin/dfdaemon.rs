@@ -49,16 +49,8 @@ impl Cli {
                 o.push((k, v));
             }
         };
-        add(
-            "storage.data_dir",
-            self.data_dir.as_ref().map(|p| p.display().to_string()),
-        );
-        add(
-            "download.socket",
-            self.download_socket
-                .as_ref()
-                .map(|p| p.display().to_string()),
-        );
+        add("storage.data_dir", self.data_dir.as_ref().map(|p| p.display().to_string()));
+        add("download.socket", self.download_socket.as_ref().map(|p| p.display().to_string()));
         add("upload.grpc_addr", self.upload_addr.map(|a| a.to_string()));
         add("upload.piece_addr", self.piece_addr.map(|a| a.to_string()));
         add("metrics.addr", self.metrics_addr.map(|a| a.to_string()));
@@ -70,12 +62,7 @@ impl Cli {
 
 fn main() {
     let cli = Cli::parse();
-    let config: Config = load_or_exit(
-        "dfdaemon",
-        cli.config.as_deref(),
-        ENV_PREFIX,
-        &cli.overrides(),
-    );
+    let config: Config = load_or_exit("dfdaemon", cli.config.as_deref(), ENV_PREFIX, &cli.overrides());
     if cli.print_config {
         match serde_yaml_ng::to_string(&config) {
             Ok(y) => print!("{y}"),
@@ -84,19 +71,15 @@ fn main() {
         return;
     }
     darter_common::install_crypto_provider();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let code = runtime.block_on(async move {
-        let _telemetry =
-            match darter_common::telemetry::init("dfdaemon", &config.log, &config.tracing) {
-                Ok(g) => g,
-                Err(e) => {
-                    eprintln!("dfdaemon: cannot start telemetry: {e}");
-                    return 1;
-                }
-            };
+        let _telemetry = match darter_common::telemetry::init("dfdaemon", &config.log, &config.tracing) {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("dfdaemon: cannot start telemetry: {e}");
+                return 1;
+            }
+        };
         let listeners = match dfdaemon::Listeners::bind(&config).await {
             Ok(l) => l,
             Err(e) => {

@@ -54,9 +54,7 @@ impl Args {
         self.headers
             .iter()
             .map(|h| {
-                let (name, value) = h
-                    .split_once(':')
-                    .ok_or_else(|| format!("header {h:?} is not 'Name: value'"))?;
+                let (name, value) = h.split_once(':').ok_or_else(|| format!("header {h:?} is not 'Name: value'"))?;
                 let name = name.trim();
                 if name.is_empty() {
                     return Err(format!("header {h:?} has no name"));

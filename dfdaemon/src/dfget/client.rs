@@ -5,9 +5,7 @@ use std::path::{Path, PathBuf};
 
 use darter_proto::common::v1 as pb;
 use darter_proto::dfdaemon::v1::download_task_response::Response;
-use darter_proto::dfdaemon::v1::{
-    DownloadTaskRequest, dfdaemon_download_client::DfdaemonDownloadClient,
-};
+use darter_proto::dfdaemon::v1::{DownloadTaskRequest, dfdaemon_download_client::DfdaemonDownloadClient};
 use hyper_util::rt::TokioIo;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -26,10 +24,7 @@ pub struct Failure {
 }
 
 fn fail(code: i32, message: impl Into<String>) -> Failure {
-    Failure {
-        code,
-        message: message.into(),
-    }
+    Failure { code, message: message.into() }
 }
 
 /// Connects to the daemon's unix socket.
@@ -51,9 +46,7 @@ pub async fn connect(socket: &Path) -> Result<Channel, Failure> {
         .expect("static uri")
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let path = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
-            }
+            async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
         }))
         .await
         .map_err(|_| no_daemon())
@@ -64,29 +57,17 @@ fn absolute(path: &Path) -> Result<PathBuf, Failure> {
         path.to_path_buf()
     } else {
         std::env::current_dir()
-            .map_err(|e| {
-                fail(
-                    exit::OUTPUT,
-                    format!("cannot resolve {}: {e}", path.display()),
-                )
-            })?
+            .map_err(|e| fail(exit::OUTPUT, format!("cannot resolve {}: {e}", path.display())))?
             .join(path)
     };
     if abs.is_dir() {
-        return Err(fail(
-            exit::OUTPUT,
-            format!("output {} is a directory; name a file", abs.display()),
-        ));
+        return Err(fail(exit::OUTPUT, format!("output {} is a directory; name a file", abs.display())));
     }
     Ok(abs)
 }
 
 fn code_for(status: &tonic::Status) -> i32 {
-    let reason = status
-        .metadata()
-        .get("darter-reason")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let reason = status.metadata().get("darter-reason").and_then(|v| v.to_str().ok()).unwrap_or("");
     match reason {
         "origin_status" | "origin_unavailable" | "origin_protocol" => exit::ORIGIN,
         "digest_mismatch" => exit::DIGEST,
@@ -110,21 +91,14 @@ fn human(bytes: u64) -> String {
         v /= 1024.0;
         i += 1;
     }
-    if i == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[i])
-    }
+    if i == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", UNITS[i]) }
 }
 
 /// Runs one download; returns the exit code.
 pub async fn run(args: Args) -> Result<(), Failure> {
     let headers = args.parsed_headers().map_err(|m| fail(exit::USAGE, m))?;
     let output = absolute(&args.output)?;
-    let socket = args
-        .socket
-        .clone()
-        .unwrap_or_else(crate::paths::default_socket);
+    let socket = args.socket.clone().unwrap_or_else(crate::paths::default_socket);
     let channel = connect(&socket).await?;
     let mut client = DfdaemonDownloadClient::new(channel).max_decoding_message_size(16 << 20);
     let download = pb::Download {
@@ -141,12 +115,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
     let display = Display::new(!args.no_progress && std::io::stderr().is_terminal());
     let started = std::time::Instant::now();
     let call = async {
-        let mut stream = client
-            .download_task(DownloadTaskRequest {
-                download: Some(download),
-            })
-            .await?
-            .into_inner();
+        let mut stream = client.download_task(DownloadTaskRequest { download: Some(download) }).await?.into_inner();
         while let Some(msg) = stream.message().await? {
             match msg.response {
                 Some(Response::Started(s)) => {
@@ -162,12 +131,9 @@ pub async fn run(args: Args) -> Result<(), Failure> {
     };
     // The daemon enforces the timeout; this bound only catches a daemon that stopped answering.
     let grace = args.timeout + std::time::Duration::from_secs(10);
-    let result = tokio::time::timeout(grace, call).await.map_err(|_| {
-        fail(
-            exit::TIMEOUT,
-            format!("download timed out after {:?}", args.timeout),
-        )
-    })?;
+    let result = tokio::time::timeout(grace, call)
+        .await
+        .map_err(|_| fail(exit::TIMEOUT, format!("download timed out after {:?}", args.timeout)))?;
     match result {
         Ok(Some(f)) => {
             let secs = started.elapsed().as_secs_f64();
@@ -188,10 +154,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
         }
         Ok(None) => {
             display.finish();
-            Err(fail(
-                exit::FAILED,
-                "dfdaemon ended the download without finishing it",
-            ))
+            Err(fail(exit::FAILED, "dfdaemon ended the download without finishing it"))
         }
         Err(status) => {
             display.finish();

@@ -16,9 +16,7 @@ use tonic::{Request, Response as TonicResponse, Status};
 
 use super::task_info;
 use crate::error::Error;
-use crate::task::{
-    DownloadSpec, Finished, Status as JobStatus, Subscription, TaskManager, place_output,
-};
+use crate::task::{DownloadSpec, Finished, Status as JobStatus, Subscription, TaskManager, place_output};
 
 /// The download service.
 #[derive(Debug, Clone)]
@@ -30,10 +28,7 @@ pub struct DownloadService {
 impl DownloadService {
     /// A service over `tasks`.
     pub fn new(tasks: Arc<TaskManager>, default_timeout: Duration) -> Self {
-        Self {
-            tasks,
-            default_timeout,
-        }
+        Self { tasks, default_timeout }
     }
 }
 
@@ -76,23 +71,13 @@ impl DfdaemonDownload for DownloadService {
         Ok(TonicResponse::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn stat_task(
-        &self,
-        request: Request<dpb::StatTaskRequest>,
-    ) -> Result<TonicResponse<dpb::TaskInfo>, Status> {
+    async fn stat_task(&self, request: Request<dpb::StatTaskRequest>) -> Result<TonicResponse<dpb::TaskInfo>, Status> {
         let id = parse_task_id(&request.into_inner().task_id)?;
-        let task = self
-            .tasks
-            .storage()
-            .get(&id)
-            .ok_or_else(|| Status::from(Error::TaskNotFound(id.to_string())))?;
+        let task = self.tasks.storage().get(&id).ok_or_else(|| Status::from(Error::TaskNotFound(id.to_string())))?;
         Ok(TonicResponse::new(task_info(&task, true)))
     }
 
-    async fn delete_task(
-        &self,
-        request: Request<dpb::DeleteTaskRequest>,
-    ) -> Result<TonicResponse<()>, Status> {
+    async fn delete_task(&self, request: Request<dpb::DeleteTaskRequest>) -> Result<TonicResponse<()>, Status> {
         let id = parse_task_id(&request.into_inner().task_id)?;
         let storage = self.tasks.storage().clone();
         tokio::task::spawn_blocking(move || storage.remove(&id, false))
@@ -101,17 +86,8 @@ impl DfdaemonDownload for DownloadService {
         Ok(TonicResponse::new(()))
     }
 
-    async fn list_tasks(
-        &self,
-        _request: Request<()>,
-    ) -> Result<TonicResponse<dpb::ListTasksResponse>, Status> {
-        let tasks = self
-            .tasks
-            .storage()
-            .list()
-            .iter()
-            .map(|t| task_info(t, false))
-            .collect();
+    async fn list_tasks(&self, _request: Request<()>) -> Result<TonicResponse<dpb::ListTasksResponse>, Status> {
+        let tasks = self.tasks.storage().list().iter().map(|t| task_info(t, false)).collect();
         Ok(TonicResponse::new(dpb::ListTasksResponse { tasks }))
     }
 }
@@ -148,10 +124,7 @@ async fn follow(mut sub: Subscription, tx: &Tx, task_id: &TaskId) -> Result<Fini
             };
             send(
                 tx,
-                Response::Piece(dpb::PieceProgress {
-                    piece: Some(piece),
-                    completed_bytes: status.completed_bytes,
-                }),
+                Response::Piece(dpb::PieceProgress { piece: Some(piece), completed_bytes: status.completed_bytes }),
             )
             .await?;
         }
@@ -165,11 +138,9 @@ async fn follow(mut sub: Subscription, tx: &Tx, task_id: &TaskId) -> Result<Fini
 }
 
 async fn send(tx: &Tx, msg: Response) -> Result<(), Error> {
-    tx.send(Ok(dpb::DownloadTaskResponse {
-        response: Some(msg),
-    }))
-    .await
-    .map_err(|_| Error::InvalidArgument("client went away".into()))
+    tx.send(Ok(dpb::DownloadTaskResponse { response: Some(msg) }))
+        .await
+        .map_err(|_| Error::InvalidArgument("client went away".into()))
 }
 
 async fn finish(

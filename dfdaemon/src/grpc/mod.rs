@@ -36,14 +36,9 @@ pub fn task_info(t: &TaskEntry, with_pieces: bool) -> darter_proto::dfdaemon::v1
         state: state as i32,
         content_length: r.content_length,
         piece_length: r.piece_length,
-        piece_count: r
-            .content_length
-            .map(|l| darter_common::piece::piece_count(l, r.piece_length)),
+        piece_count: r.content_length.map(|l| darter_common::piece::piece_count(l, r.piece_length)),
         pieces: if with_pieces {
-            t.pieces()
-                .iter()
-                .map(|p| piece_to_proto(p, pb::PieceSource::Local))
-                .collect()
+            t.pieces().iter().map(|p| piece_to_proto(p, pb::PieceSource::Local)).collect()
         } else {
             Vec::new()
         },

@@ -36,17 +36,10 @@ type SyncStream = Pin<Box<dyn Stream<Item = Result<dpb::SyncPiecesResponse, Stat
 impl DfdaemonUpload for UploadService {
     type SyncPiecesStream = SyncStream;
 
-    async fn sync_pieces(
-        &self,
-        request: Request<dpb::SyncPiecesRequest>,
-    ) -> Result<Response<SyncStream>, Status> {
+    async fn sync_pieces(&self, request: Request<dpb::SyncPiecesRequest>) -> Result<Response<SyncStream>, Status> {
         let id = TaskId::parse(&request.into_inner().task_id)
             .map_err(|e| Status::from(Error::InvalidArgument(e.to_string())))?;
-        let task = self
-            .tasks
-            .storage()
-            .get(&id)
-            .ok_or_else(|| Status::from(Error::TaskNotFound(id.to_string())))?;
+        let task = self.tasks.storage().get(&id).ok_or_else(|| Status::from(Error::TaskNotFound(id.to_string())))?;
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
             let mut changes = task.subscribe();
@@ -84,9 +77,8 @@ impl DfdaemonUpload for UploadService {
         request: Request<dpb::TriggerDownloadTaskRequest>,
     ) -> Result<Response<()>, Status> {
         let req = request.into_inner();
-        let mut download = req
-            .download
-            .ok_or_else(|| Status::from(Error::InvalidArgument("download is required".into())))?;
+        let mut download =
+            req.download.ok_or_else(|| Status::from(Error::InvalidArgument("download is required".into())))?;
         download.output_path.clear();
         let spec = DownloadSpec::try_from(download)?;
         if !req.task_id.is_empty() && req.task_id != spec.task_id.as_str() {
@@ -98,24 +90,15 @@ impl DfdaemonUpload for UploadService {
         }
         let mut sub = self.tasks.download(spec)?;
         tokio::spawn(async move {
-            while sub.status.borrow_and_update().outcome.is_none()
-                && sub.status.changed().await.is_ok()
-            {}
+            while sub.status.borrow_and_update().outcome.is_none() && sub.status.changed().await.is_ok() {}
         });
         Ok(Response::new(()))
     }
 
-    async fn stat_task(
-        &self,
-        request: Request<dpb::StatTaskRequest>,
-    ) -> Result<Response<dpb::TaskInfo>, Status> {
+    async fn stat_task(&self, request: Request<dpb::StatTaskRequest>) -> Result<Response<dpb::TaskInfo>, Status> {
         let id = TaskId::parse(&request.into_inner().task_id)
             .map_err(|e| Status::from(Error::InvalidArgument(e.to_string())))?;
-        let task = self
-            .tasks
-            .storage()
-            .get(&id)
-            .ok_or_else(|| Status::from(Error::TaskNotFound(id.to_string())))?;
+        let task = self.tasks.storage().get(&id).ok_or_else(|| Status::from(Error::TaskNotFound(id.to_string())))?;
         Ok(Response::new(task_info(&task, true)))
     }
 }

@@ -103,8 +103,7 @@ mod tests {
         for n in 1..=4u8 {
             let id = TaskId::parse(&format!("{n:02x}").repeat(32)).unwrap();
             let t = s.open_task(&id, "http://h/f", Some(4), 4).unwrap();
-            t.write_piece(0, 0, &[b"abcd"], Digest::of(b"abcd"))
-                .unwrap();
+            t.write_piece(0, 0, &[b"abcd"], Digest::of(b"abcd")).unwrap();
             if n == 1 {
                 leases.push(t.lease());
             }
@@ -114,10 +113,7 @@ mod tests {
         assert_eq!(removed.len(), 2);
         assert!(s.get(&TaskId::parse(&"01".repeat(32)).unwrap()).is_some());
         assert_eq!(s.used_bytes(), 8);
-        assert!(
-            s.collect_garbage(&policy(16)).is_empty(),
-            "under the watermark nothing goes"
-        );
+        assert!(s.collect_garbage(&policy(16)).is_empty(), "under the watermark nothing goes");
     }
 
     #[test]

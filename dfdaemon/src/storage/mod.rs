@@ -31,18 +31,13 @@ impl Storage {
     /// task left by a previous run; unreadable task directories are removed.
     pub fn open(data_dir: &Path) -> Result<Self> {
         let root = data_dir.join("tasks");
-        std::fs::create_dir_all(&root)
-            .map_err(|e| Error::storage(&format!("create {}", root.display()), &e))?;
+        std::fs::create_dir_all(&root).map_err(|e| Error::storage(&format!("create {}", root.display()), &e))?;
         let mut tasks = HashMap::new();
         let entries = std::fs::read_dir(&root).map_err(|e| Error::storage("list tasks", &e))?;
         for entry in entries.flatten() {
             let dir = entry.path();
             match TaskEntry::load(dir.clone()) {
-                Ok(task)
-                    if dir
-                        .file_name()
-                        .is_some_and(|n| *n == *task.id().file_name()) =>
-                {
+                Ok(task) if dir.file_name().is_some_and(|n| *n == *task.id().file_name()) => {
                     tasks.insert(task.id().clone(), Arc::new(task));
                 }
                 Ok(_) | Err(_) => {
@@ -52,10 +47,7 @@ impl Storage {
             }
         }
         tracing::info!(root = %root.display(), tasks = tasks.len(), "storage opened");
-        Ok(Self {
-            root,
-            tasks: Mutex::new(tasks),
-        })
+        Ok(Self { root, tasks: Mutex::new(tasks) })
     }
 
     /// A task, if stored.
@@ -65,12 +57,7 @@ impl Storage {
 
     /// Every stored task.
     pub fn list(&self) -> Vec<Arc<TaskEntry>> {
-        self.tasks
-            .lock()
-            .expect("storage lock")
-            .values()
-            .cloned()
-            .collect()
+        self.tasks.lock().expect("storage lock").values().cloned().collect()
     }
 
     /// The task with this geometry: the stored one when it matches (resume),
@@ -116,9 +103,7 @@ impl Storage {
     /// Removes a task; refused while it is in use unless `force`. Blocking.
     pub fn remove(&self, id: &TaskId, force: bool) -> Result<()> {
         let mut tasks = self.tasks.lock().expect("storage lock");
-        let entry = tasks
-            .get(id)
-            .ok_or_else(|| Error::TaskNotFound(id.to_string()))?;
+        let entry = tasks.get(id).ok_or_else(|| Error::TaskNotFound(id.to_string()))?;
         if entry.in_use() && !force {
             return Err(Error::TaskBusy(id.to_string()));
         }
@@ -157,25 +142,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Storage::open(dir.path()).unwrap();
         let t = s.open_task(&id(1), "http://h/f", Some(10), 4).unwrap();
-        t.write_piece(0, 0, &[b"abcd"], Digest::of(b"abcd"))
-            .unwrap();
+        t.write_piece(0, 0, &[b"abcd"], Digest::of(b"abcd")).unwrap();
         t.write_piece(2, 8, &[b"ij"], Digest::of(b"ij")).unwrap();
-        assert!(
-            t.write_piece(1, 4, &[b"toolong"], Digest::of(b"x"))
-                .is_err()
-        );
+        assert!(t.write_piece(1, 4, &[b"toolong"], Digest::of(b"x")).is_err());
         assert_eq!(t.missing_pieces(), vec![1]);
         drop(s);
         let s = Storage::open(dir.path()).unwrap();
         let t = s.get(&id(1)).unwrap();
         assert_eq!(t.missing_pieces(), vec![1]);
         assert!(!t.is_complete());
-        assert!(
-            t.mark_complete(None).is_err(),
-            "incomplete task cannot be marked complete"
-        );
-        t.write_piece(1, 4, &[b"efgh"], Digest::of(b"efgh"))
-            .unwrap();
+        assert!(t.mark_complete(None).is_err(), "incomplete task cannot be marked complete");
+        t.write_piece(1, 4, &[b"efgh"], Digest::of(b"efgh")).unwrap();
         t.mark_complete(None).unwrap();
         t.persist_complete().unwrap();
         let (p, bytes) = t.read_piece(1).unwrap();
@@ -193,18 +170,13 @@ mod tests {
         assert!(s.list().is_empty());
         assert!(!dir.path().join("tasks/not-a-task").exists());
         let t = s.open_task(&id(2), "http://h/f", Some(8), 4).unwrap();
-        t.write_piece(0, 0, &[b"abcd"], Digest::of(b"abcd"))
-            .unwrap();
+        t.write_piece(0, 0, &[b"abcd"], Digest::of(b"abcd")).unwrap();
         drop(t);
         let t = s.open_task(&id(2), "http://h/f", Some(8), 4).unwrap();
         assert_eq!(t.missing_pieces(), vec![1], "same geometry resumes");
         drop(t);
         let t = s.open_task(&id(2), "http://h/f", Some(12), 4).unwrap();
-        assert_eq!(
-            t.missing_pieces(),
-            vec![0, 1, 2],
-            "new geometry starts over"
-        );
+        assert_eq!(t.missing_pieces(), vec![0, 1, 2], "new geometry starts over");
         let lease = t.lease();
         assert!(matches!(s.remove(&id(2), false), Err(Error::TaskBusy(_))));
         drop(lease);
@@ -217,10 +189,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Storage::open(dir.path()).unwrap();
         let t = s.open_task(&id(3), "http://h/f", Some(8), 4).unwrap();
-        t.write_piece(0, 0, &[b"abcd"], Digest::of(b"abcd"))
-            .unwrap();
-        t.write_piece(1, 4, &[b"efgh"], Digest::of(b"efgh"))
-            .unwrap();
+        t.write_piece(0, 0, &[b"abcd"], Digest::of(b"abcd")).unwrap();
+        t.write_piece(1, 4, &[b"efgh"], Digest::of(b"efgh")).unwrap();
         let content = t.content_path();
         drop((t, s));
         // A power loss that kept the log line but not the bytes.

@@ -48,8 +48,8 @@ pub fn write_record(path: &Path, record: &TaskRecord) -> std::io::Result<()> {
 /// Reads `task.json`.
 pub fn read_record(path: &Path) -> std::io::Result<TaskRecord> {
     let bytes = std::fs::read(path)?;
-    let record: TaskRecord = serde_json::from_slice(&bytes)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    let record: TaskRecord =
+        serde_json::from_slice(&bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
     if record.version != RECORD_VERSION {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -88,9 +88,7 @@ pub fn parse_piece_log(text: &str) -> Vec<(u32, u64, Digest)> {
 
 /// Now as Unix seconds.
 pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

@@ -96,9 +96,7 @@ impl TaskEntry {
             .open(dir.join(CONTENT_FILE))
             .map_err(|e| io_err("create content", e))?;
         if let Some(len) = record.content_length {
-            content
-                .set_len(len)
-                .map_err(|e| io_err("size content", e))?;
+            content.set_len(len).map_err(|e| io_err("size content", e))?;
         }
         let log = File::options()
             .append(true)
@@ -107,20 +105,15 @@ impl TaskEntry {
             .open(dir.join(PIECES_FILE))
             .map_err(|e| io_err("create pieces.log", e))?;
         log.set_len(0).map_err(|e| io_err("reset pieces.log", e))?;
-        record::write_record(&dir.join(RECORD_FILE), &record)
-            .map_err(|e| io_err("write task.json", e))?;
+        record::write_record(&dir.join(RECORD_FILE), &record).map_err(|e| io_err("write task.json", e))?;
         Ok(Self::assemble(dir, content, log, record, BTreeMap::new()))
     }
 
     /// Loads an existing task directory (after a restart).
     pub(super) fn load(dir: PathBuf) -> std::io::Result<Self> {
         let record = record::read_record(&dir.join(RECORD_FILE))?;
-        TaskId::parse(&record.id)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-        let content = File::options()
-            .read(true)
-            .write(true)
-            .open(dir.join(CONTENT_FILE))?;
+        TaskId::parse(&record.id).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        let content = File::options().read(true).write(true).open(dir.join(CONTENT_FILE))?;
         let log_text = std::fs::read_to_string(dir.join(PIECES_FILE)).unwrap_or_default();
         let mut pieces = BTreeMap::new();
         for (number, length, digest) in record::parse_piece_log(&log_text) {
@@ -140,15 +133,7 @@ impl TaskEntry {
                 tracing::warn!(task_id = %record.id, number, "dropping a stored piece that no longer matches its digest");
                 continue;
             }
-            pieces.insert(
-                number,
-                StoredPiece {
-                    number,
-                    offset,
-                    length,
-                    digest,
-                },
-            );
+            pieces.insert(number, StoredPiece { number, offset, length, digest });
         }
         let log = File::options().append(true).open(dir.join(PIECES_FILE))?;
         Ok(Self::assemble(dir, content, log, record, pieces))
@@ -193,8 +178,7 @@ impl TaskEntry {
 
     /// Records an access now (drives TTL GC).
     pub fn touch(&self) {
-        self.accessed_at
-            .store(record::unix_now(), Ordering::Relaxed);
+        self.accessed_at.store(record::unix_now(), Ordering::Relaxed);
     }
 
     /// Last access, Unix seconds.
@@ -220,20 +204,12 @@ impl TaskEntry {
 
     /// Content length, when known.
     pub fn content_length(&self) -> Option<u64> {
-        self.state
-            .read()
-            .expect("task state lock")
-            .record
-            .content_length
+        self.state.read().expect("task state lock").record.content_length
     }
 
     /// Piece length.
     pub fn piece_length(&self) -> u64 {
-        self.state
-            .read()
-            .expect("task state lock")
-            .record
-            .piece_length
+        self.state.read().expect("task state lock").record.piece_length
     }
 
     /// Whether every piece is present and verified.
@@ -243,43 +219,22 @@ impl TaskEntry {
 
     /// Verified pieces, in order.
     pub fn pieces(&self) -> Vec<StoredPiece> {
-        self.state
-            .read()
-            .expect("task state lock")
-            .pieces
-            .values()
-            .copied()
-            .collect()
+        self.state.read().expect("task state lock").pieces.values().copied().collect()
     }
 
     /// A verified piece.
     pub fn piece(&self, number: u32) -> Option<StoredPiece> {
-        self.state
-            .read()
-            .expect("task state lock")
-            .pieces
-            .get(&number)
-            .copied()
+        self.state.read().expect("task state lock").pieces.get(&number).copied()
     }
 
     /// Whether piece `number` is present.
     pub fn has_piece(&self, number: u32) -> bool {
-        self.state
-            .read()
-            .expect("task state lock")
-            .pieces
-            .contains_key(&number)
+        self.state.read().expect("task state lock").pieces.contains_key(&number)
     }
 
     /// Bytes of verified pieces.
     pub fn completed_bytes(&self) -> u64 {
-        self.state
-            .read()
-            .expect("task state lock")
-            .pieces
-            .values()
-            .map(|p| p.length)
-            .sum()
+        self.state.read().expect("task state lock").pieces.values().map(|p| p.length).sum()
     }
 
     /// Numbers of pieces not yet present (requires a known length).
@@ -288,9 +243,7 @@ impl TaskEntry {
         let Some(len) = s.record.content_length else {
             return Vec::new();
         };
-        (0..piece_count(len, s.record.piece_length))
-            .filter(|n| !s.pieces.contains_key(n))
-            .collect()
+        (0..piece_count(len, s.record.piece_length)).filter(|n| !s.pieces.contains_key(n)).collect()
     }
 
     /// Subscribes to changes (new pieces, completion).
@@ -300,13 +253,7 @@ impl TaskEntry {
 
     /// Writes a verified piece, given as the chunks it arrived in, at its
     /// offset, then records it. Blocking: call from `spawn_blocking`.
-    pub fn write_piece<C: AsRef<[u8]>>(
-        &self,
-        number: u32,
-        offset: u64,
-        chunks: &[C],
-        digest: Digest,
-    ) -> Result<()> {
+    pub fn write_piece<C: AsRef<[u8]>>(&self, number: u32, offset: u64, chunks: &[C], digest: Digest) -> Result<()> {
         let length: u64 = chunks.iter().map(|c| c.as_ref().len() as u64).sum();
         {
             let s = self.state.read().expect("task state lock");
@@ -315,8 +262,7 @@ impl TaskEntry {
             }
             if let Some(len) = s.record.content_length {
                 let expected = piece_range(number, len, s.record.piece_length);
-                if number >= piece_count(len, s.record.piece_length) || expected != (offset, length)
-                {
+                if number >= piece_count(len, s.record.piece_length) || expected != (offset, length) {
                     return Err(Error::Storage(format!(
                         "piece {number} at {offset}+{length} does not fit task {}",
                         self.id
@@ -332,57 +278,37 @@ impl TaskEntry {
             let mut at = offset;
             for chunk in chunks {
                 let chunk = chunk.as_ref();
-                self.content
-                    .write_all_at(chunk, at)
-                    .map_err(|e| io_err("write piece", e))?;
+                self.content.write_all_at(chunk, at).map_err(|e| io_err("write piece", e))?;
                 at += chunk.len() as u64;
             }
             log.write_all(record::piece_line(number, length, &digest).as_bytes())
                 .map_err(|e| io_err("append pieces.log", e))?;
         }
-        let piece = StoredPiece {
-            number,
-            offset,
-            length,
-            digest,
-        };
-        self.state
-            .write()
-            .expect("task state lock")
-            .pieces
-            .insert(number, piece);
+        let piece = StoredPiece { number, offset, length, digest };
+        self.state.write().expect("task state lock").pieces.insert(number, piece);
         self.changes.send_modify(|v| *v += 1);
         Ok(())
     }
 
     /// Reads a verified piece. Blocking: call from `spawn_blocking`.
     pub fn read_piece(&self, number: u32) -> Result<(StoredPiece, Bytes)> {
-        let piece = self
-            .piece(number)
-            .ok_or_else(|| Error::TaskNotFound(format!("{} piece {number}", self.id)))?;
+        let piece = self.piece(number).ok_or_else(|| Error::TaskNotFound(format!("{} piece {number}", self.id)))?;
         let mut buf = vec![0u8; piece.length as usize];
-        self.content
-            .read_exact_at(&mut buf, piece.offset)
-            .map_err(|e| io_err("read piece", e))?;
+        self.content.read_exact_at(&mut buf, piece.offset).map_err(|e| io_err("read piece", e))?;
         Ok((piece, Bytes::from(buf)))
     }
 
     /// Reads `len` bytes at `offset` of the content. Blocking.
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        self.content
-            .read_exact_at(buf, offset)
-            .map_err(|e| io_err("read content", e))
+        self.content.read_exact_at(buf, offset).map_err(|e| io_err("read content", e))
     }
 
     /// Sets the length once a streamed origin ends. Blocking.
     pub fn set_content_length(&self, len: u64) -> Result<()> {
         let mut s = self.state.write().expect("task state lock");
         s.record.content_length = Some(len);
-        self.content
-            .set_len(len)
-            .map_err(|e| io_err("size content", e))?;
-        record::write_record(&self.dir.join(RECORD_FILE), &s.record)
-            .map_err(|e| io_err("write task.json", e))
+        self.content.set_len(len).map_err(|e| io_err("size content", e))?;
+        record::write_record(&self.dir.join(RECORD_FILE), &s.record).map_err(|e| io_err("write task.json", e))
     }
 
     /// Marks the task complete (every piece present and, when known, the
@@ -391,15 +317,9 @@ impl TaskEntry {
     pub fn mark_complete(&self, digest: Option<Digest>) -> Result<()> {
         {
             let mut s = self.state.write().expect("task state lock");
-            let len = s
-                .record
-                .content_length
-                .ok_or_else(|| Error::Storage("complete without a length".into()))?;
+            let len = s.record.content_length.ok_or_else(|| Error::Storage("complete without a length".into()))?;
             if (s.pieces.len() as u32) != piece_count(len, s.record.piece_length) {
-                return Err(Error::Storage(format!(
-                    "task {} is missing pieces",
-                    self.id
-                )));
+                return Err(Error::Storage(format!("task {} is missing pieces", self.id)));
             }
             s.record.complete = true;
             s.record.digest = digest.map(|d| d.to_string());
@@ -412,13 +332,10 @@ impl TaskEntry {
     /// record that says complete always has its bytes on disk (partial tasks
     /// are re-verified when loaded instead). Blocking.
     pub fn persist_complete(&self) -> Result<()> {
-        self.content
-            .sync_data()
-            .map_err(|e| io_err("sync content", e))?;
+        self.content.sync_data().map_err(|e| io_err("sync content", e))?;
         let mut r = self.state.read().expect("task state lock").record.clone();
         r.accessed_at = self.accessed_at();
-        record::write_record(&self.dir.join(RECORD_FILE), &r)
-            .map_err(|e| io_err("write task.json", e))
+        record::write_record(&self.dir.join(RECORD_FILE), &r).map_err(|e| io_err("write task.json", e))
     }
 
     /// Persists the access time (called by GC, not per access).

@@ -46,10 +46,7 @@ enum Plan {
 impl BackToSource {
     /// Fetches every missing piece of `spec` into storage; returns the task.
     pub async fn fetch(&self, spec: &DownloadSpec, progress: &Progress) -> Result<Arc<TaskEntry>> {
-        let resumable = self
-            .storage
-            .get(&spec.task_id)
-            .filter(|t| t.content_length().is_some() && !t.is_complete());
+        let resumable = self.storage.get(&spec.task_id).filter(|t| t.content_length().is_some() && !t.is_complete());
         let plan = match resumable {
             Some(t) => Plan::Ranged(t.content_length().expect("filtered on a known length")),
             None => self.probe(spec).await?,
@@ -61,11 +58,7 @@ impl BackToSource {
     }
 
     fn request(&self, spec: &DownloadSpec, range: Option<Range>) -> GetRequest {
-        GetRequest {
-            url: spec.url.clone(),
-            headers: spec.headers.clone(),
-            range,
-        }
+        GetRequest { url: spec.url.clone(), headers: spec.headers.clone(), range }
     }
 
     async fn probe(&self, spec: &DownloadSpec) -> Result<Plan> {
@@ -73,16 +66,7 @@ impl BackToSource {
         loop {
             attempt += 1;
             let result = async {
-                let mut resp = self
-                    .backend
-                    .get(self.request(
-                        spec,
-                        Some(Range {
-                            start: 0,
-                            end: Some(0),
-                        }),
-                    ))
-                    .await?;
+                let mut resp = self.backend.get(self.request(spec, Some(Range { start: 0, end: Some(0) }))).await?;
                 match (resp.status, resp.content_range) {
                     (206, Some((0, 0, Some(total)))) => {
                         while resp.body.try_next().await?.is_some() {}
@@ -91,39 +75,23 @@ impl BackToSource {
                     (206, _) => Ok(Plan::Stream(None)),
                     (200, _) => Ok(Plan::Stream(Some(resp))),
                     (416, _) if resp.unsatisfied_total.unwrap_or(0) == 0 => Ok(Plan::Ranged(0)),
-                    (status, _) => Err(Error::OriginStatus {
-                        status,
-                        url: redacted(&spec.url),
-                    }),
+                    (status, _) => Err(Error::OriginStatus { status, url: redacted(&spec.url) }),
                 }
             }
             .await;
             match result {
-                Err(e) if e.is_transient() && attempt < self.config.max_attempts => {
-                    backoff(attempt, &e, spec).await
-                }
+                Err(e) if e.is_transient() && attempt < self.config.max_attempts => backoff(attempt, &e, spec).await,
                 other => return other,
             }
         }
     }
 
-    async fn fetch_ranged(
-        &self,
-        spec: &DownloadSpec,
-        len: u64,
-        progress: &Progress,
-    ) -> Result<Arc<TaskEntry>> {
-        let piece_length = spec
-            .piece_length
-            .unwrap_or_else(|| piece_length_for(Some(len)));
+    async fn fetch_ranged(&self, spec: &DownloadSpec, len: u64, progress: &Progress) -> Result<Arc<TaskEntry>> {
+        let piece_length = spec.piece_length.unwrap_or_else(|| piece_length_for(Some(len)));
         let entry = self.open(spec, Some(len), piece_length).await?;
         progress.started(&entry);
         let geometry = Geometry { len, piece_length };
-        let segments = plan_segments(
-            &entry.missing_pieces(),
-            piece_length,
-            self.config.concurrency,
-        );
+        let segments = plan_segments(&entry.missing_pieces(), piece_length, self.config.concurrency);
         futures::stream::iter(segments)
             .map(|segment| self.fetch_segment(spec, &entry, geometry, segment, progress))
             .buffer_unordered(self.config.concurrency)
@@ -155,16 +123,7 @@ impl BackToSource {
             let start = piece_range(number, g.len, g.piece_length).0 + buf.len() as u64;
             let number_before = number;
             let result: Result<()> = async {
-                let mut resp = self
-                    .backend
-                    .get(self.request(
-                        spec,
-                        Some(Range {
-                            start,
-                            end: Some(end),
-                        }),
-                    ))
-                    .await?;
+                let mut resp = self.backend.get(self.request(spec, Some(Range { start, end: Some(end) }))).await?;
                 match (resp.status, resp.content_range) {
                     (206, Some((a, b, _))) if a == start && b == end => {}
                     (206, other) => {
@@ -173,15 +132,10 @@ impl BackToSource {
                         )));
                     }
                     (200, _) => {
-                        return Err(Error::OriginProtocol(
-                            "origin stopped honouring range requests".into(),
-                        ));
+                        return Err(Error::OriginProtocol("origin stopped honouring range requests".into()));
                     }
                     (status, _) => {
-                        return Err(Error::OriginStatus {
-                            status,
-                            url: redacted(&spec.url),
-                        });
+                        return Err(Error::OriginStatus { status, url: redacted(&spec.url) });
                     }
                 }
                 while let Some(mut chunk) = resp.body.try_next().await? {
@@ -244,18 +198,13 @@ impl BackToSource {
                     None => self.backend.get(self.request(spec, None)).await?,
                 };
                 if resp.status != 200 {
-                    return Err(Error::OriginStatus {
-                        status: resp.status,
-                        url: redacted(&spec.url),
-                    });
+                    return Err(Error::OriginStatus { status: resp.status, url: redacted(&spec.url) });
                 }
                 self.stream_body(spec, resp, progress).await
             }
             .await;
             match result {
-                Err(e) if e.is_transient() && attempt < self.config.max_attempts => {
-                    backoff(attempt, &e, spec).await
-                }
+                Err(e) if e.is_transient() && attempt < self.config.max_attempts => backoff(attempt, &e, spec).await,
                 other => return other,
             }
         }
@@ -286,9 +235,7 @@ impl BackToSource {
                     if let Some(total) = len
                         && offset + piece_len > total
                     {
-                        return Err(Error::OriginProtocol(format!(
-                            "origin sent more than its content-length {total}"
-                        )));
+                        return Err(Error::OriginProtocol(format!("origin sent more than its content-length {total}")));
                     }
                     let chunks = buf.take();
                     if !entry.has_piece(number) {
@@ -304,34 +251,21 @@ impl BackToSource {
             }
         }
         match len {
-            Some(total) if total != offset => Err(Error::OriginUnavailable(format!(
-                "body ended after {offset} of {total} bytes"
-            ))),
+            Some(total) if total != offset => {
+                Err(Error::OriginUnavailable(format!("body ended after {offset} of {total} bytes")))
+            }
             Some(_) => Ok(entry),
             None => {
                 let e = entry.clone();
-                tokio::task::spawn_blocking(move || e.set_content_length(offset))
-                    .await
-                    .map_err(join_err)??;
+                tokio::task::spawn_blocking(move || e.set_content_length(offset)).await.map_err(join_err)??;
                 Ok(entry)
             }
         }
     }
 
-    async fn open(
-        &self,
-        spec: &DownloadSpec,
-        len: Option<u64>,
-        piece_length: u64,
-    ) -> Result<Arc<TaskEntry>> {
-        let (storage, id, url) = (
-            self.storage.clone(),
-            spec.task_id.clone(),
-            redacted(&spec.url),
-        );
-        tokio::task::spawn_blocking(move || storage.open_task(&id, &url, len, piece_length))
-            .await
-            .map_err(join_err)?
+    async fn open(&self, spec: &DownloadSpec, len: Option<u64>, piece_length: u64) -> Result<Arc<TaskEntry>> {
+        let (storage, id, url) = (self.storage.clone(), spec.task_id.clone(), redacted(&spec.url));
+        tokio::task::spawn_blocking(move || storage.open_task(&id, &url, len, piece_length)).await.map_err(join_err)?
     }
 }
 
@@ -349,24 +283,14 @@ pub struct NewPiece {
 }
 
 /// Hashes and writes a piece off the async runtime.
-async fn store(
-    entry: Arc<TaskEntry>,
-    number: u32,
-    offset: u64,
-    chunks: Vec<Bytes>,
-) -> Result<NewPiece> {
+async fn store(entry: Arc<TaskEntry>, number: u32, offset: u64, chunks: Vec<Bytes>) -> Result<NewPiece> {
     tokio::task::spawn_blocking(move || {
         let mut hasher = Hasher::new();
         chunks.iter().for_each(|c| hasher.update(c));
         let digest = hasher.finish();
         entry.write_piece(number, offset, &chunks, digest)?;
         let length = chunks.iter().map(|c| c.len() as u64).sum();
-        Ok(NewPiece {
-            number,
-            offset,
-            length,
-            digest,
-        })
+        Ok(NewPiece { number, offset, length, digest })
     })
     .await
     .map_err(join_err)?
@@ -377,8 +301,7 @@ pub(crate) fn join_err(e: tokio::task::JoinError) -> Error {
 }
 
 async fn backoff(attempt: u32, e: &Error, spec: &DownloadSpec) {
-    let delay = Duration::from_millis(100u64.saturating_mul(1 << attempt.min(5)))
-        .min(Duration::from_secs(2));
+    let delay = Duration::from_millis(100u64.saturating_mul(1 << attempt.min(5))).min(Duration::from_secs(2));
     tracing::warn!(task_id = %spec.task_id, attempt, error = %e, ?delay, "origin request failed, retrying");
     tokio::time::sleep(delay).await;
 }
@@ -426,25 +349,15 @@ mod tests {
     #[test]
     fn segments_follow_gaps_and_limits() {
         let seg = |first, count| Segment { first, count };
-        assert_eq!(
-            plan_segments(&[0, 1, 2, 5, 6], 1 << 20, 1),
-            vec![seg(0, 3), seg(5, 2)]
-        );
+        assert_eq!(plan_segments(&[0, 1, 2, 5, 6], 1 << 20, 1), vec![seg(0, 3), seg(5, 2)]);
         // 64 pieces of 1 MiB over 4 requests: 16 each (also the byte cap).
         let all: Vec<u32> = (0..64).collect();
-        assert_eq!(
-            plan_segments(&all, 1 << 20, 4),
-            vec![seg(0, 16), seg(16, 16), seg(32, 16), seg(48, 16)]
-        );
+        assert_eq!(plan_segments(&all, 1 << 20, 4), vec![seg(0, 16), seg(16, 16), seg(32, 16), seg(48, 16)]);
         // Few pieces still spread over the requests.
         assert_eq!(plan_segments(&[0, 1, 2, 3], 1 << 20, 4).len(), 4);
         // The byte cap bounds huge tasks.
         let many: Vec<u32> = (0..1024).collect();
-        assert!(
-            plan_segments(&many, 1 << 20, 4)
-                .iter()
-                .all(|s| s.count == 16)
-        );
+        assert!(plan_segments(&many, 1 << 20, 4).iter().all(|s| s.count == 16));
         assert!(plan_segments(&[], 1 << 20, 4).is_empty());
     }
 }

@@ -108,15 +108,9 @@ impl TaskManager {
         }
         let backend = self.backends.for_url(&spec.url)?;
         let mut jobs = self.jobs.lock().expect("jobs lock");
-        if let Some(job) = jobs
-            .get(&spec.task_id)
-            .filter(|j| j.progress.snapshot().outcome.is_none())
-        {
+        if let Some(job) = jobs.get(&spec.task_id).filter(|j| j.progress.snapshot().outcome.is_none()) {
             job.watchers.fetch_add(1, Ordering::AcqRel);
-            return Ok(Subscription {
-                job: job.clone(),
-                status: job.progress.subscribe(),
-            });
+            return Ok(Subscription { job: job.clone(), status: job.progress.subscribe() });
         }
         let job = Arc::new(Job {
             progress: Progress::new(),
@@ -125,16 +119,9 @@ impl TaskManager {
         });
         jobs.insert(spec.task_id.clone(), job.clone());
         drop(jobs);
-        let sub = Subscription {
-            job: job.clone(),
-            status: job.progress.subscribe(),
-        };
+        let sub = Subscription { job: job.clone(), status: job.progress.subscribe() };
         let this = self.clone();
-        let fetcher = BackToSource {
-            backend,
-            storage: self.storage.clone(),
-            config: self.config.clone(),
-        };
+        let fetcher = BackToSource { backend, storage: self.storage.clone(), config: self.config.clone() };
         tokio::spawn(async move {
             let timer = std::time::Instant::now();
             let outcome = tokio::select! {
@@ -150,22 +137,14 @@ impl TaskManager {
             }
             job.progress.finish(outcome);
             let mut jobs = this.jobs.lock().expect("jobs lock");
-            if jobs
-                .get(&spec.task_id)
-                .is_some_and(|j| Arc::ptr_eq(j, &job))
-            {
+            if jobs.get(&spec.task_id).is_some_and(|j| Arc::ptr_eq(j, &job)) {
                 jobs.remove(&spec.task_id);
             }
         });
         Ok(sub)
     }
 
-    async fn run(
-        &self,
-        fetcher: &BackToSource,
-        spec: &DownloadSpec,
-        progress: &Progress,
-    ) -> Result<Finished> {
+    async fn run(&self, fetcher: &BackToSource, spec: &DownloadSpec, progress: &Progress) -> Result<Finished> {
         if let Some(entry) = self.storage.get(&spec.task_id).filter(|t| t.is_complete()) {
             let _lease = entry.lease();
             progress.started(&entry);
@@ -176,16 +155,22 @@ impl TaskManager {
                 entry,
                 content_length: len,
                 digest,
-                sources: Sources {
-                    local_bytes: len,
-                    ..Default::default()
-                },
+                sources: Sources { local_bytes: len, ..Default::default() },
             });
         }
         if spec.disable_back_to_source {
             return Err(Error::BackToSourceDisabled);
         }
-        let entry = fetcher.fetch(spec, progress).await?;
+        let entry = match fetcher.fetch(spec, progress).await {
+            Ok(entry) => entry,
+            Err(e @ Error::NoSpace(_)) => {
+                // The task cannot finish here; do not leave the disk full of it.
+                let (storage, id) = (self.storage.clone(), spec.task_id.clone());
+                let _ = tokio::task::spawn_blocking(move || storage.remove(&id, true)).await;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         let _lease = entry.lease();
         let digest = self.verify_whole(&entry, spec.digest).await?;
         let status = progress.snapshot();
@@ -197,21 +182,13 @@ impl TaskManager {
             entry,
             content_length: len,
             digest,
-            sources: Sources {
-                origin_bytes: status.origin_bytes,
-                peer_bytes: 0,
-                local_bytes: local,
-            },
+            sources: Sources { origin_bytes: status.origin_bytes, peer_bytes: 0, local_bytes: local },
         })
     }
 
     /// Checks the whole content against the expected digest (when there is
     /// one) and marks the task complete; a mismatch deletes the task.
-    async fn verify_whole(
-        &self,
-        entry: &Arc<TaskEntry>,
-        expected: Option<Digest>,
-    ) -> Result<Option<Digest>> {
+    async fn verify_whole(&self, entry: &Arc<TaskEntry>, expected: Option<Digest>) -> Result<Option<Digest>> {
         let e = entry.clone();
         let storage = self.storage.clone();
         tokio::task::spawn_blocking(move || {

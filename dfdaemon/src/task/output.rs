@@ -11,20 +11,13 @@ fn out_err(path: &Path, e: &std::io::Error) -> Error {
     if e.raw_os_error() == Some(libc::ENOSPC) {
         return Error::NoSpace(path.display().to_string());
     }
-    Error::Output {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    }
+    Error::Output { path: path.display().to_string(), reason: e.to_string() }
 }
 
 fn temp_name(output: &Path) -> PathBuf {
-    let name = output
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let nonce: u64 = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
+    let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let nonce: u64 =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     output.with_file_name(format!(".{name}.darter-{}-{nonce:x}", std::process::id()))
 }
 
@@ -38,10 +31,7 @@ pub fn place_output(entry: &TaskEntry, output: &Path) -> Result<()> {
         });
     }
     if output.is_dir() {
-        return Err(Error::Output {
-            path: output.display().to_string(),
-            reason: "is a directory".into(),
-        });
+        return Err(Error::Output { path: output.display().to_string(), reason: "is a directory".into() });
     }
     let tmp = temp_name(output);
     let linked = std::fs::hard_link(entry.content_path(), &tmp);

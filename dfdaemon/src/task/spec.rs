@@ -42,8 +42,7 @@ impl TryFrom<pb::Download> for DownloadSpec {
     type Error = Error;
 
     fn try_from(d: pb::Download) -> Result<Self, Error> {
-        let url = url::Url::parse(&d.url)
-            .map_err(|e| Error::InvalidArgument(format!("url {:?}: {e}", d.url)))?;
+        let url = url::Url::parse(&d.url).map_err(|e| Error::InvalidArgument(format!("url {:?}: {e}", d.url)))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(Error::InvalidArgument(format!(
                 "unsupported url scheme {:?} (supported: http, https)",
@@ -52,26 +51,17 @@ impl TryFrom<pb::Download> for DownloadSpec {
         }
         let digest = match d.digest.as_deref() {
             None | Some("") => None,
-            Some(s) => Some(
-                s.parse::<Digest>()
-                    .map_err(|e| Error::InvalidArgument(e.to_string()))?,
-            ),
+            Some(s) => Some(s.parse::<Digest>().map_err(|e| Error::InvalidArgument(e.to_string()))?),
         };
         let output = match d.output_path.as_str() {
             "" => None,
             p => {
                 let p = PathBuf::from(p);
                 if !p.is_absolute() {
-                    return Err(Error::InvalidArgument(format!(
-                        "output path {} must be absolute",
-                        p.display()
-                    )));
+                    return Err(Error::InvalidArgument(format!("output path {} must be absolute", p.display())));
                 }
                 if p.file_name().is_none() {
-                    return Err(Error::InvalidArgument(format!(
-                        "output path {} names no file",
-                        p.display()
-                    )));
+                    return Err(Error::InvalidArgument(format!("output path {} names no file", p.display())));
                 }
                 Some(p)
             }
@@ -79,9 +69,7 @@ impl TryFrom<pb::Download> for DownloadSpec {
         let piece_length = match d.piece_length {
             0 => None,
             n if n > MAX_FORCED_PIECE_LENGTH => {
-                return Err(Error::InvalidArgument(format!(
-                    "piece length {n} is over the 64MiB maximum"
-                )));
+                return Err(Error::InvalidArgument(format!("piece length {n} is over the 64MiB maximum")));
             }
             n => Some(n),
         };
@@ -115,10 +103,7 @@ mod tests {
     use super::*;
 
     fn download(url: &str) -> pb::Download {
-        pb::Download {
-            url: url.into(),
-            ..Default::default()
-        }
+        pb::Download { url: url.into(), ..Default::default() }
     }
 
     #[test]

@@ -5,18 +5,12 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
-use darter_proto::dfdaemon::v1::{
-    StatTaskRequest, TaskInfo, dfdaemon_download_client::DfdaemonDownloadClient,
-};
+use darter_proto::dfdaemon::v1::{StatTaskRequest, TaskInfo, dfdaemon_download_client::DfdaemonDownloadClient};
 use testkit::dfdaemon::{DaemonOptions, DaemonProcess};
 
 /// A free TCP port on loopback (bound then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A dfdaemon process with its own data directory and socket, on fixed
@@ -24,7 +18,8 @@ pub fn free_port() -> u16 {
 pub struct Daemon {
     pub socket: PathBuf,
     pub piece_port: u16,
-    process: DaemonProcess,
+    pub metrics_port: u16,
+    pub process: DaemonProcess,
 }
 
 impl Daemon {
@@ -34,19 +29,10 @@ impl Daemon {
         options.piece_port = free_port();
         options.metrics_port = free_port();
         options.log_level = "info,dfdaemon=debug".into();
-        options.env = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let piece_port = options.piece_port;
-        let process = DaemonProcess::start(options)
-            .await
-            .unwrap_or_else(|e| panic!("{e:#}"));
-        Daemon {
-            socket: process.socket.clone(),
-            piece_port,
-            process,
-        }
+        options.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let (piece_port, metrics_port) = (options.piece_port, options.metrics_port);
+        let process = DaemonProcess::start(options).await.unwrap_or_else(|e| panic!("{e:#}"));
+        Daemon { socket: process.socket.clone(), piece_port, metrics_port, process }
     }
 
     /// Kills the daemon with SIGKILL (no goodbye).
@@ -56,10 +42,7 @@ impl Daemon {
 
     /// Starts it again on the same data directory and ports.
     pub async fn restart(&mut self) {
-        self.process
-            .restart()
-            .await
-            .unwrap_or_else(|e| panic!("{e:#}"));
+        self.process.restart().await.unwrap_or_else(|e| panic!("{e:#}"));
     }
 
     /// The daemon's log so far.
@@ -74,13 +57,9 @@ impl Daemon {
 
     /// StatTask over the download API.
     pub async fn stat(&self, task_id: &str) -> Result<TaskInfo, tonic::Status> {
-        let channel = dfdaemon::dfget::connect(&self.socket)
-            .await
-            .expect("connect to dfdaemon");
+        let channel = dfdaemon::dfget::connect(&self.socket).await.expect("connect to dfdaemon");
         DfdaemonDownloadClient::new(channel)
-            .stat_task(StatTaskRequest {
-                task_id: task_id.to_string(),
-            })
+            .stat_task(StatTaskRequest { task_id: task_id.to_string() })
             .await
             .map(|r| r.into_inner())
     }
@@ -106,27 +85,17 @@ pub async fn dfget_on(socket: &Path, url: &str, out: &Path, args: &[&str]) -> Df
         .output()
         .await
         .expect("run dfget");
-    Dfget {
-        code: output.status.code().unwrap_or(-1),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    Dfget { code: output.status.code().unwrap_or(-1), stderr: String::from_utf8_lossy(&output.stderr).into_owned() }
 }
 
 /// A blocking GET with a raw HTTP/1.1 request; returns (status, headers, body).
 pub fn raw_get(port: u16, method: &str, path: &str) -> (u16, String, Vec<u8>) {
     use std::io::{Read as _, Write as _};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).unwrap();
-    let split = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("header end");
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("header end");
     let head = String::from_utf8_lossy(&buf[..split]).into_owned();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
     (status, head, buf[split + 4..].to_vec())

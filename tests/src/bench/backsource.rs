@@ -47,12 +47,9 @@ pub async fn run(cfg: &BacksourceConfig) -> anyhow::Result<BacksourceReport> {
         check_binary("dfdaemon", &cfg.dfdaemon)?;
         check_binary("dfget", &cfg.dfget)?;
     }
-    std::fs::create_dir_all(&cfg.workdir)
-        .with_context(|| format!("create workdir {}", cfg.workdir.display()))?;
-    let scratch = tempfile::Builder::new()
-        .prefix("darter-bench-")
-        .tempdir_in(&cfg.workdir)
-        .context("create scratch dir")?;
+    std::fs::create_dir_all(&cfg.workdir).with_context(|| format!("create workdir {}", cfg.workdir.display()))?;
+    let scratch =
+        tempfile::Builder::new().prefix("darter-bench-").tempdir_in(&cfg.workdir).context("create scratch dir")?;
     let dir = scratch.path().to_owned();
 
     let blob = dir.join("blob");
@@ -78,17 +75,9 @@ pub async fn run(cfg: &BacksourceConfig) -> anyhow::Result<BacksourceReport> {
         } else {
             let before = origin.total_body_bytes();
             let secs = time_dfget(cfg, run, &dir, &url, &digest).await?;
-            (
-                Some(mib_per_s(size, secs)),
-                Some(origin.total_body_bytes() - before),
-            )
+            (Some(mib_per_s(size, secs)), Some(origin.total_body_bytes() - before))
         };
-        let result = RunResult {
-            run,
-            curl_mib_s,
-            dfget_mib_s,
-            dfget_origin_bytes,
-        };
+        let result = RunResult { run, curl_mib_s, dfget_mib_s, dfget_origin_bytes };
         eprintln!(
             "run {run}/{}: curl {curl_mib_s:.1} MiB/s, dfget {}",
             cfg.runs,
@@ -118,12 +107,7 @@ fn mib_per_s(bytes: u64, secs: f64) -> f64 {
 
 /// Downloads `url` with curl into `out`, checks it and removes it; returns
 /// the seconds taken.
-async fn time_curl(
-    cfg: &BacksourceConfig,
-    url: &str,
-    out: &Path,
-    digest: &str,
-) -> anyhow::Result<f64> {
+async fn time_curl(cfg: &BacksourceConfig, url: &str, out: &Path, digest: &str) -> anyhow::Result<f64> {
     let mut cmd = Command::new(&cfg.curl);
     cmd.args(["-sS", "-o"]).arg(out).arg(url);
     let secs = time_download("curl", cmd, cfg.download_timeout).await?;
@@ -133,24 +117,13 @@ async fn time_curl(
 
 /// Starts a fresh dfdaemon, downloads `url` through it with dfget, checks and
 /// removes the output and the daemon's data; returns the dfget seconds.
-async fn time_dfget(
-    cfg: &BacksourceConfig,
-    run: u32,
-    dir: &Path,
-    url: &str,
-    digest: &str,
-) -> anyhow::Result<f64> {
+async fn time_dfget(cfg: &BacksourceConfig, run: u32, dir: &Path, url: &str, digest: &str) -> anyhow::Result<f64> {
     let data_dir = dir.join(format!("daemon-{run}"));
     let mut daemon = DaemonProcess::start(DaemonOptions::new(&cfg.dfdaemon, &data_dir)).await?;
     let socket = daemon.socket.clone();
     let out = dir.join("dfget.out");
     let mut cmd = Command::new(&cfg.dfget);
-    cmd.arg(url)
-        .arg("-O")
-        .arg(&out)
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--no-progress");
+    cmd.arg(url).arg("-O").arg(&out).arg("--socket").arg(&socket).arg("--no-progress");
     let secs = match time_download("dfget", cmd, cfg.download_timeout).await {
         Ok(secs) => secs,
         Err(e) => bail!("{e:#}\n--- dfdaemon log tail ---\n{}", daemon.log_tail(20)),
@@ -164,10 +137,7 @@ async fn time_dfget(
 /// Runs `cmd` to completion within `limit` (killing it after), fails on a
 /// non-zero exit with its stderr, and returns the wall-clock seconds.
 async fn time_download(name: &str, mut cmd: Command, limit: Duration) -> anyhow::Result<f64> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     let started = Instant::now();
     let child = cmd.spawn().with_context(|| format!("run {name}"))?;
     let output = tokio::time::timeout(limit, child.wait_with_output())

@@ -46,9 +46,7 @@ impl BacksourceReport {
         let dfget: Option<Vec<f64>> = runs.iter().map(|r| r.dfget_mib_s).collect();
         let curl_median_mib_s = median(&curl).unwrap_or(0.0);
         let dfget_median_mib_s = dfget.as_deref().and_then(median);
-        let ratio = dfget_median_mib_s
-            .filter(|_| curl_median_mib_s > 0.0)
-            .map(|d| d / curl_median_mib_s);
+        let ratio = dfget_median_mib_s.filter(|_| curl_median_mib_s > 0.0).map(|d| d / curl_median_mib_s);
         Self {
             benchmark: "backsource",
             size_bytes,
@@ -69,20 +67,9 @@ impl BacksourceReport {
         let _ = writeln!(out, "| run | curl | dfget |");
         let _ = writeln!(out, "|----:|-----:|------:|");
         for r in &self.runs {
-            let _ = writeln!(
-                out,
-                "| {} | {:.1} | {} |",
-                r.run,
-                r.curl_mib_s,
-                cell(r.dfget_mib_s)
-            );
+            let _ = writeln!(out, "| {} | {:.1} | {} |", r.run, r.curl_mib_s, cell(r.dfget_mib_s));
         }
-        let _ = writeln!(
-            out,
-            "| median | {:.1} | {} |\n",
-            self.curl_median_mib_s,
-            cell(self.dfget_median_mib_s)
-        );
+        let _ = writeln!(out, "| median | {:.1} | {} |\n", self.curl_median_mib_s, cell(self.dfget_median_mib_s));
         match self.ratio {
             Some(ratio) => {
                 let _ = writeln!(out, "ratio: {ratio:.2}x (target >= {TARGET_RATIO}x)");
@@ -103,11 +90,7 @@ pub fn median(values: &[f64]) -> Option<f64> {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let mid = sorted.len() / 2;
-    Some(if sorted.len().is_multiple_of(2) {
-        (sorted[mid - 1] + sorted[mid]) / 2.0
-    } else {
-        sorted[mid]
-    })
+    Some(if sorted.len().is_multiple_of(2) { (sorted[mid - 1] + sorted[mid]) / 2.0 } else { sorted[mid] })
 }
 
 #[cfg(test)]
@@ -115,12 +98,7 @@ mod tests {
     use super::*;
 
     fn run(run: u32, curl: f64, dfget: Option<f64>) -> RunResult {
-        RunResult {
-            run,
-            curl_mib_s: curl,
-            dfget_mib_s: dfget,
-            dfget_origin_bytes: None,
-        }
+        RunResult { run, curl_mib_s: curl, dfget_mib_s: dfget, dfget_origin_bytes: None }
     }
 
     #[test]
@@ -134,11 +112,7 @@ mod tests {
     fn ratio_and_markdown() {
         let report = BacksourceReport::new(
             1 << 30,
-            vec![
-                run(1, 1000.0, Some(900.0)),
-                run(2, 1000.0, Some(950.0)),
-                run(3, 2000.0, Some(930.0)),
-            ],
+            vec![run(1, 1000.0, Some(900.0)), run(2, 1000.0, Some(950.0)), run(3, 2000.0, Some(930.0))],
         );
         assert_eq!(report.ratio, Some(0.93));
         let md = report.markdown();

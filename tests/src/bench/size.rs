@@ -5,18 +5,12 @@
 /// is allowed. Decimal units (`MB`) are rejected rather than guessed.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     if digits.is_empty() {
-        return Err(format!(
-            "invalid size {text:?}: expected a number such as 64MiB"
-        ));
+        return Err(format!("invalid size {text:?}: expected a number such as 64MiB"));
     }
-    let number: u64 = digits
-        .parse()
-        .map_err(|e| format!("invalid size {text:?}: {e}"))?;
+    let number: u64 = digits.parse().map_err(|e| format!("invalid size {text:?}: {e}"))?;
     let shift = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 0,
         "kib" => 10,
@@ -24,14 +18,10 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "gib" => 30,
         "tib" => 40,
         other => {
-            return Err(format!(
-                "invalid size {text:?}: unknown unit {other:?} (use B, KiB, MiB, GiB or TiB)"
-            ));
+            return Err(format!("invalid size {text:?}: unknown unit {other:?} (use B, KiB, MiB, GiB or TiB)"));
         }
     };
-    number
-        .checked_mul(1u64 << shift)
-        .ok_or_else(|| format!("invalid size {text:?}: too large"))
+    number.checked_mul(1u64 << shift).ok_or_else(|| format!("invalid size {text:?}: too large"))
 }
 
 /// Formats `bytes` with the largest binary unit that divides it exactly, so
@@ -65,11 +55,7 @@ mod tests {
         assert!(parse_size("GiB").is_err());
         assert!(parse_size("1.5GiB").is_err());
         assert!(parse_size("10MB").unwrap_err().contains("unknown unit"));
-        assert!(
-            parse_size("99999999999TiB")
-                .unwrap_err()
-                .contains("too large")
-        );
+        assert!(parse_size("99999999999TiB").unwrap_err().contains("too large"));
     }
 
     #[test]

@@ -91,29 +91,17 @@ async fn backsource_cmd(args: BacksourceArgs) -> anyhow::Result<()> {
     };
     let report = backsource::run(&cfg).await?;
     print!("{}", report.markdown());
-    let json_path = args
-        .json
-        .unwrap_or_else(|| args.workdir.join("backsource.json"));
+    let json_path = args.json.unwrap_or_else(|| args.workdir.join("backsource.json"));
     let json = serde_json::to_string_pretty(&report)?;
-    std::fs::write(&json_path, json + "\n")
-        .with_context(|| format!("write {}", json_path.display()))?;
+    std::fs::write(&json_path, json + "\n").with_context(|| format!("write {}", json_path.display()))?;
     println!("json: {}", json_path.display());
     Ok(())
 }
 
 async fn origin_cmd(args: OriginArgs) -> anyhow::Result<()> {
-    let name = args
-        .file
-        .file_name()
-        .context("file has no name")?
-        .to_string_lossy()
-        .into_owned();
+    let name = args.file.file_name().context("file has no name")?.to_string_lossy().into_owned();
     let origin = testkit::origin::Origin::start().await;
-    origin.add(
-        &format!("/{name}"),
-        testkit::origin::Content::File(args.file.clone()),
-        Default::default(),
-    );
+    origin.add(&format!("/{name}"), testkit::origin::Content::File(args.file.clone()), Default::default());
     println!("{}", origin.url(&format!("/{name}")));
     tokio::signal::ctrl_c().await?;
     if !args.quiet {

@@ -73,10 +73,7 @@ pub(crate) struct Counters {
 /// A response body: either a short uncounted message or counted content.
 pub(crate) enum OriginBody {
     Message(Option<Bytes>),
-    Content {
-        rx: mpsc::Receiver<io::Result<Bytes>>,
-        counters: Counters,
-    },
+    Content { rx: mpsc::Receiver<io::Result<Bytes>>, counters: Counters },
 }
 
 impl OriginBody {
@@ -119,10 +116,7 @@ async fn produce(plan: Plan, tx: mpsc::Sender<io::Result<Bytes>>) {
     }
     if limit < plan.len {
         tokio::time::sleep(RESET_GRACE).await;
-        let reset = io::Error::new(
-            io::ErrorKind::ConnectionReset,
-            "origin: reset_after reached",
-        );
+        let reset = io::Error::new(io::ErrorKind::ConnectionReset, "origin: reset_after reached");
         let _ = tx.send(Err(reset)).await;
     }
 }
@@ -131,10 +125,7 @@ impl Body for OriginBody {
     type Data = Bytes;
     type Error = io::Error;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         match self.get_mut() {
             OriginBody::Message(text) => Poll::Ready(text.take().map(|t| Ok(Frame::data(t)))),
             OriginBody::Content { rx, counters } => match rx.poll_recv(cx) {
@@ -157,9 +148,7 @@ impl Body for OriginBody {
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            OriginBody::Message(text) => {
-                SizeHint::with_exact(text.as_ref().map_or(0, |t| t.len() as u64))
-            }
+            OriginBody::Message(text) => SizeHint::with_exact(text.as_ref().map_or(0, |t| t.len() as u64)),
             // The handler sets Content-Length itself unless the behaviour asks
             // for chunked encoding, so the length stays unknown here.
             OriginBody::Content { .. } => SizeHint::default(),

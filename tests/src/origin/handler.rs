@@ -18,10 +18,7 @@ type Reply = Response<OriginBody>;
 pub(super) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Infallible> {
     let path = req.uri().path().to_owned();
     let record = state.record(&path);
-    let range_header = req
-        .headers()
-        .get(header::RANGE)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let range_header = req.headers().get(header::RANGE).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     {
         let mut log = record.log.lock().unwrap();
         log.requests += 1;
@@ -29,12 +26,7 @@ pub(super) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<
         log.last_headers = req
             .headers()
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
+            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect();
     }
 
@@ -47,26 +39,14 @@ pub(super) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<
         tokio::time::sleep(delay).await;
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut reply = message(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "origin: only GET and HEAD\n",
-        );
-        reply
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        let mut reply = message(StatusCode::METHOD_NOT_ALLOWED, "origin: only GET and HEAD\n");
+        reply.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return Ok(reply);
     }
     if let Some((name, value)) = &behavior.require_header {
-        let present = req
-            .headers()
-            .get_all(name.as_str())
-            .iter()
-            .any(|v| v.as_bytes() == value.as_bytes());
+        let present = req.headers().get_all(name.as_str()).iter().any(|v| v.as_bytes() == value.as_bytes());
         if !present {
-            return Ok(message(
-                StatusCode::FORBIDDEN,
-                "origin: required header missing\n",
-            ));
+            return Ok(message(StatusCode::FORBIDDEN, "origin: required header missing\n"));
         }
     }
     if let Some(location) = &behavior.redirect_to {
@@ -74,10 +54,7 @@ pub(super) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<
         match HeaderValue::from_str(location) {
             Ok(v) => reply.headers_mut().insert(header::LOCATION, v),
             Err(_) => {
-                return Ok(message(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "origin: bad redirect_to\n",
-                ));
+                return Ok(message(StatusCode::INTERNAL_SERVER_ERROR, "origin: bad redirect_to\n"));
             }
         };
         return Ok(reply);
@@ -90,17 +67,10 @@ pub(super) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<
     let (source, len) = match open(&resource.content).await {
         Ok(opened) => opened,
         Err(e) => {
-            return Ok(message(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("origin: {e}\n"),
-            ));
+            return Ok(message(StatusCode::INTERNAL_SERVER_ERROR, format!("origin: {e}\n")));
         }
     };
-    let wanted = if behavior.ignore_range {
-        RangeRequest::Full
-    } else {
-        range::parse(range_header.as_deref(), len)
-    };
+    let wanted = if behavior.ignore_range { RangeRequest::Full } else { range::parse(range_header.as_deref(), len) };
     let (status, start, end) = match wanted {
         RangeRequest::Full => (StatusCode::OK, 0, len),
         RangeRequest::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start, end + 1),
@@ -120,39 +90,22 @@ pub(super) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<
             start,
             len: end - start,
             rate: behavior.rate_limit,
-            reset_after: behavior
-                .reset_after
-                .filter(|&limit| end - start > limit && should_reset(&resource)),
+            reset_after: behavior.reset_after.filter(|&limit| end - start > limit && should_reset(&resource)),
         };
-        let counters = Counters {
-            path: Arc::clone(&record.body_bytes),
-            total: Arc::clone(&state.total_body_bytes),
-        };
+        let counters = Counters { path: Arc::clone(&record.body_bytes), total: Arc::clone(&state.total_body_bytes) };
         OriginBody::content(plan, counters)
     };
     let mut reply = Response::new(body);
     *reply.status_mut() = status;
-    set(
-        &mut reply,
-        header::CONTENT_TYPE,
-        "application/octet-stream".to_owned(),
-    );
+    set(&mut reply, header::CONTENT_TYPE, "application/octet-stream".to_owned());
     if !behavior.ignore_range {
         set(&mut reply, header::ACCEPT_RANGES, "bytes".to_owned());
     }
     if status == StatusCode::PARTIAL_CONTENT {
-        set(
-            &mut reply,
-            header::CONTENT_RANGE,
-            format!("bytes {start}-{}/{len}", end - 1),
-        );
+        set(&mut reply, header::CONTENT_RANGE, format!("bytes {start}-{}/{len}", end - 1));
     }
     if !behavior.no_content_length {
-        set(
-            &mut reply,
-            header::CONTENT_LENGTH,
-            (end - start).to_string(),
-        );
+        set(&mut reply, header::CONTENT_LENGTH, (end - start).to_string());
     }
     Ok(reply)
 }

@@ -123,9 +123,7 @@ impl Origin {
     /// Starts an origin on `127.0.0.1:0`. Panics if loopback cannot be bound;
     /// see [`Origin::try_start`].
     pub async fn start() -> Origin {
-        Self::try_start()
-            .await
-            .expect("bind test origin on 127.0.0.1:0")
+        Self::try_start().await.expect("bind test origin on 127.0.0.1:0")
     }
 
     /// Starts an origin on `127.0.0.1:0`, returning bind errors.
@@ -135,11 +133,7 @@ impl Origin {
         let state = Arc::new(State::default());
         let shutdown = CancellationToken::new();
         tokio::spawn(serve(listener, Arc::clone(&state), shutdown.clone()));
-        Ok(Origin {
-            addr,
-            state,
-            shutdown,
-        })
+        Ok(Origin { addr, state, shutdown })
     }
 
     /// The address the origin listens on.
@@ -156,24 +150,14 @@ impl Origin {
     /// Registers `content` at `path` (the URL path, without query), replacing
     /// any previous resource there. Statistics of the path are kept.
     pub fn add(&self, path: &str, content: Content, behavior: Behavior) {
-        let resource = Resource {
-            content,
-            behavior,
-            reset_fired: AtomicBool::new(false),
-        };
+        let resource = Resource { content, behavior, reset_fired: AtomicBool::new(false) };
         let mut resources = self.state.resources.lock().unwrap();
         resources.insert(normalize(path), Arc::new(resource));
     }
 
     /// A snapshot of the statistics of `path` (all zero if never requested).
     pub fn stats(&self, path: &str) -> PathStats {
-        let record = self
-            .state
-            .records
-            .lock()
-            .unwrap()
-            .get(&normalize(path))
-            .cloned();
+        let record = self.state.records.lock().unwrap().get(&normalize(path)).cloned();
         record.map_or_else(PathStats::default, |r| {
             let mut stats = r.log.lock().unwrap().clone();
             stats.body_bytes = r.body_bytes.load(Ordering::Relaxed);
@@ -194,11 +178,7 @@ impl Drop for Origin {
 }
 
 fn normalize(path: &str) -> String {
-    if path.starts_with('/') {
-        path.to_owned()
-    } else {
-        format!("/{path}")
-    }
+    if path.starts_with('/') { path.to_owned() } else { format!("/{path}") }
 }
 
 async fn serve(listener: TcpListener, state: Arc<State>, shutdown: CancellationToken) {

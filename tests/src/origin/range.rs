@@ -38,29 +38,20 @@ pub(crate) fn parse(header: Option<&str>, len: u64) -> RangeRequest {
         (true, false) => match number(last) {
             Some(0) => RangeRequest::Unsatisfiable,
             Some(_) if len == 0 => RangeRequest::Unsatisfiable,
-            Some(n) => RangeRequest::Partial {
-                start: len.saturating_sub(n),
-                end: len - 1,
-            },
+            Some(n) => RangeRequest::Partial { start: len.saturating_sub(n), end: len - 1 },
             None => RangeRequest::Full,
         },
         // bytes=a-: from a to the end.
         (false, true) => match number(first) {
             Some(start) if start >= len => RangeRequest::Unsatisfiable,
-            Some(start) => RangeRequest::Partial {
-                start,
-                end: len - 1,
-            },
+            Some(start) => RangeRequest::Partial { start, end: len - 1 },
             None => RangeRequest::Full,
         },
         // bytes=a-b.
         (false, false) => match (number(first), number(last)) {
             (Some(start), Some(end)) if start > end => RangeRequest::Full,
             (Some(start), Some(_)) if start >= len => RangeRequest::Unsatisfiable,
-            (Some(start), Some(end)) => RangeRequest::Partial {
-                start,
-                end: end.min(len - 1),
-            },
+            (Some(start), Some(end)) => RangeRequest::Partial { start, end: end.min(len - 1) },
             _ => RangeRequest::Full,
         },
         (true, true) => RangeRequest::Full,
