@@ -19,6 +19,7 @@ use darter_common::digest::{Digest, Hasher};
 use darter_common::task_id::TaskId;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 pub use back_to_source::NewPiece;
 use back_to_source::{BackToSource, join_err};
@@ -122,7 +123,9 @@ impl TaskManager {
         let sub = Subscription { job: job.clone(), status: job.progress.subscribe() };
         let this = self.clone();
         let fetcher = BackToSource { backend, storage: self.storage.clone(), config: self.config.clone() };
-        tokio::spawn(async move {
+        let span = tracing::info_span!("download", task_id = %spec.task_id, url = %crate::backend::redacted(&spec.url));
+        tokio::spawn(
+            async move {
             let timer = std::time::Instant::now();
             let outcome = tokio::select! {
                 r = this.run(&fetcher, &spec, &job.progress) => r,
@@ -140,7 +143,9 @@ impl TaskManager {
             if jobs.get(&spec.task_id).is_some_and(|j| Arc::ptr_eq(j, &job)) {
                 jobs.remove(&spec.task_id);
             }
-        });
+        }
+            .instrument(span),
+        );
         Ok(sub)
     }
 
