@@ -248,3 +248,38 @@ async fn without_a_daemon_dfget_says_how_to_start_one() {
         r.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn progress_shows_on_a_terminal_and_nothing_prints_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start().await;
+    let daemon = Daemon::start(dir.path(), &[]).await;
+    let data = random_bytes(4 * MIB, 15);
+    origin.add("/p", Content::Bytes(data.clone()), Behavior { rate_limit: Some(MIB as u64), ..Default::default() });
+    // Not a terminal, no flags: silent on success.
+    let quiet = tokio::process::Command::new(env!("CARGO_BIN_EXE_dfget"))
+        .arg(origin.url("/p"))
+        .arg("-O")
+        .arg(dir.path().join("quiet"))
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .output()
+        .await
+        .unwrap();
+    assert!(quiet.status.success());
+    assert!(quiet.stdout.is_empty() && quiet.stderr.is_empty(), "{}", String::from_utf8_lossy(&quiet.stderr));
+    // On a terminal (a pty from `script`), a bar with bytes, rate and ETA.
+    origin.add("/p2", Content::Bytes(data), Behavior { rate_limit: Some(MIB as u64), ..Default::default() });
+    let cmd = format!(
+        "{} {} -O {} --socket {}",
+        env!("CARGO_BIN_EXE_dfget"),
+        origin.url("/p2"),
+        dir.path().join("tty").display(),
+        daemon.socket.display()
+    );
+    let tty = tokio::process::Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().await.unwrap();
+    let screen = String::from_utf8_lossy(&tty.stdout);
+    assert!(tty.status.success(), "{screen}");
+    assert!(screen.contains("ETA") && screen.contains("MiB"), "{screen}");
+    assert!(screen.contains("downloaded 4.0 MiB"), "{screen}");
+}
