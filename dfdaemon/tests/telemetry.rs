@@ -14,9 +14,12 @@ use testkit::origin::{Behavior, Content, Origin};
 use testkit::process::wait_for;
 use tokio_stream::wrappers::TcpListenerStream;
 
+/// A received span: its name and attribute keys.
+type SpanSeen = (String, Vec<String>);
+
 #[derive(Clone, Default)]
 struct Collector {
-    spans: Arc<Mutex<Vec<(String, Vec<String>)>>>,
+    spans: Arc<Mutex<Vec<SpanSeen>>>,
 }
 
 #[tonic::async_trait]
