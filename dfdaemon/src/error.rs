@@ -20,6 +20,10 @@ pub enum Error {
     /// The origin could not be reached or broke the connection too often.
     #[error("origin unreachable: {0}")]
     OriginUnavailable(String),
+    /// The origin's content changed while it was being fetched (a range
+    /// request with `If-Range` got the whole new content).
+    #[error("origin content changed during the download of {0}; try again")]
+    OriginChanged(String),
     /// The origin sent something we cannot use (bad Content-Range, short body...).
     #[error("origin protocol error: {0}")]
     OriginProtocol(String),
@@ -57,6 +61,9 @@ pub enum Error {
     /// Local storage failed.
     #[error("storage error: {0}")]
     Storage(String),
+    /// Every request for the download left before it finished.
+    #[error("download abandoned by every request")]
+    Abandoned,
     /// The daemon is shutting down.
     #[error("dfdaemon is shutting down")]
     ShuttingDown,
@@ -89,12 +96,14 @@ impl Error {
             Self::OriginStatus { status: 401 | 403, .. } => Code::PermissionDenied,
             Self::OriginStatus { .. } | Self::OriginUnavailable(_) | Self::ShuttingDown => Code::Unavailable,
             Self::OriginProtocol(_) => Code::DataLoss,
+            Self::OriginChanged(_) => Code::Aborted,
             Self::Timeout(_) => Code::DeadlineExceeded,
             Self::DigestMismatch { .. } => Code::DataLoss,
             Self::BackToSourceDisabled | Self::TaskBusy(_) => Code::FailedPrecondition,
             Self::Output { .. } => Code::PermissionDenied,
             Self::NoSpace(_) => Code::ResourceExhausted,
             Self::Storage(_) => Code::Internal,
+            Self::Abandoned => Code::Cancelled,
         }
     }
 
@@ -106,6 +115,7 @@ impl Error {
             Self::OriginStatus { .. } => "origin_status",
             Self::OriginUnavailable(_) => "origin_unavailable",
             Self::OriginProtocol(_) => "origin_protocol",
+            Self::OriginChanged(_) => "origin_changed",
             Self::Timeout(_) => "timeout",
             Self::DigestMismatch { .. } => "digest_mismatch",
             Self::BackToSourceDisabled => "back_to_source_disabled",
@@ -115,6 +125,7 @@ impl Error {
             Self::NoSpace(_) => "no_space",
             Self::Storage(_) => "storage",
             Self::ShuttingDown => "shutting_down",
+            Self::Abandoned => "abandoned",
         }
     }
 }

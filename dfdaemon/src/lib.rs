@@ -26,6 +26,7 @@ pub mod task;
 
 mod disk;
 
+use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -65,7 +66,13 @@ impl Listeners {
             std::fs::create_dir_all(dir)
                 .map_err(|e| std::io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display())))?;
         }
-        if path.exists() {
+        if let Ok(meta) = std::fs::symlink_metadata(&path) {
+            if !meta.file_type().is_socket() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!("{} exists and is not a socket; refusing to replace it", path.display()),
+                ));
+            }
             if tokio::net::UnixStream::connect(&path).await.is_ok() {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::AddrInUse,
@@ -76,6 +83,8 @@ impl Listeners {
         }
         let download = UnixListener::bind(&path)
             .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", path.display())))?;
+        // Owner and group only: the daemon writes outputs with its own rights.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))?;
         Ok(Self {
             download,
             download_path: path,
@@ -88,7 +97,8 @@ impl Listeners {
 
 /// Runs the daemon until `shutdown` is cancelled, then drains.
 pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let storage = Arc::new(Storage::open(&config.storage.data_dir)?);
+    let data_dir = config.storage.data_dir.clone();
+    let storage = Arc::new(tokio::task::spawn_blocking(move || Storage::open(&data_dir)).await??);
     let metrics = Arc::new(metrics::Metrics::new());
     let tasks = Arc::new(TaskManager::new(
         storage.clone(),
@@ -153,12 +163,14 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     });
     let pieces = piece_server::PieceServer::new(storage.clone(), config.upload.slots, metrics.clone());
     tracker.spawn(pieces.serve(listeners.piece, shutdown.clone()));
-    tracker.spawn(serve_http(
+    tracker.close();
+    // Metrics and health outlive the drain, so probes see 503 while it runs.
+    let metrics_stop = CancellationToken::new();
+    let metrics_server = tokio::spawn(serve_http(
         listeners.metrics,
         metrics_router(metrics.registry.clone(), health.clone()),
-        shutdown.clone(),
+        metrics_stop.clone(),
     ));
-    tracker.close();
 
     health.set_ready(true);
     tracing::info!(
@@ -173,6 +185,8 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         tracing::warn!("some tasks did not stop within 10s");
     }
     let _ = std::fs::remove_file(&listeners.download_path);
+    metrics_stop.cancel();
+    let _ = metrics_server.await;
     tracing::info!("dfdaemon stopped");
     Ok(())
 }

@@ -3,10 +3,18 @@
 //! path). The only route is `GET /v1/tasks/{task_id}/pieces/{number}`; the task
 //! ID is validated before it touches storage and nothing else from the
 //! request reaches the filesystem. The response carries the piece's digest in
-//! `x-darter-piece-digest`. At most `slots` uploads run at once; more get 503.
+//! `x-darter-piece-digest`.
+//!
+//! Bounds, since any peer can connect: at most `slots` uploads run at once
+//! (more get 503) and a slot is held until the piece's bytes have left the
+//! process, so piece memory is at most `slots` pieces; at most
+//! [`MAX_CONNECTIONS`] connections are open (more are closed on accept); a
+//! connection that does not finish sending request headers within
+//! [`HEADER_READ_TIMEOUT`] is closed.
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use darter_common::task_id::TaskId;
@@ -14,9 +22,9 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -25,12 +33,39 @@ use crate::storage::Storage;
 /// Header carrying the piece digest.
 pub const PIECE_DIGEST_HEADER: &str = "x-darter-piece-digest";
 
+/// Connections open at once; more are accepted and closed at once.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// Time a connection gets to send a request's headers (also while idle
+/// between keep-alive requests).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Shared state of the piece server.
 #[derive(Debug)]
 pub struct PieceServer {
     storage: Arc<Storage>,
-    slots: Semaphore,
+    slots: Arc<Semaphore>,
+    connections: Arc<Semaphore>,
     metrics: Arc<Metrics>,
+}
+
+/// A piece's bytes that own the upload slot they were read under.
+///
+/// The slot must last until the bytes leave the process, not until the body
+/// is handed to hyper: hyper drops a body as soon as it has taken the last
+/// frame and keeps that frame (here the whole piece) in its write queue until
+/// the peer reads it, so a permit kept in the body type would be released
+/// while the piece is still in memory. Owned by the `Bytes` themselves, it is
+/// released when hyper has written the last byte or the connection is gone.
+struct SlotBytes {
+    bytes: Bytes,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl AsRef<[u8]> for SlotBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
 }
 
 fn plain(status: StatusCode, msg: &str) -> Response<Full<Bytes>> {
@@ -44,7 +79,16 @@ fn plain(status: StatusCode, msg: &str) -> Response<Full<Bytes>> {
 impl PieceServer {
     /// A server over `storage` with `slots` concurrent uploads.
     pub fn new(storage: Arc<Storage>, slots: usize, metrics: Arc<Metrics>) -> Arc<Self> {
-        Arc::new(Self { storage, slots: Semaphore::new(slots), metrics })
+        Self::with_limits(storage, slots, MAX_CONNECTIONS, metrics)
+    }
+
+    fn with_limits(storage: Arc<Storage>, slots: usize, connections: usize, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Self {
+            storage,
+            slots: Arc::new(Semaphore::new(slots)),
+            connections: Arc::new(Semaphore::new(connections)),
+            metrics,
+        })
     }
 
     /// Accepts connections until `shutdown`.
@@ -57,16 +101,28 @@ impl PieceServer {
                     Err(e) => { tracing::warn!(error = %e, "piece server accept failed"); continue; }
                 },
             };
+            let Ok(connection) = self.connections.clone().try_acquire_owned() else {
+                tracing::debug!(limit = MAX_CONNECTIONS, "piece server connection limit reached, closing");
+                drop(stream);
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let this = self.clone();
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
+                let _connection = connection;
                 let svc = service_fn(move |req| {
                     let this = this.clone();
                     async move { Ok::<_, Infallible>(this.handle(req).await) }
                 });
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .keep_alive(true)
+                    // Queue body buffers instead of copying them into one flat
+                    // buffer, so that a piece's `SlotBytes` live until written.
+                    .writev(true)
+                    .serve_connection(TokioIo::new(stream), svc);
                 tokio::select! {
                     _ = conn => {}
                     _ = shutdown.cancelled() => {}
@@ -106,21 +162,24 @@ impl PieceServer {
         let Ok(number) = raw_number.parse::<u32>() else {
             return plain(StatusCode::BAD_REQUEST, "invalid piece number");
         };
-        let Some(task) = self.storage.get(&id) else {
+        let Some(lease) = self.storage.lease(&id) else {
             return plain(StatusCode::NOT_FOUND, "unknown task");
         };
-        if !task.has_piece(number) {
+        if !lease.has_piece(number) {
             return plain(StatusCode::NOT_FOUND, "piece not available");
         }
-        let Ok(_permit) = self.slots.try_acquire() else {
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
             return plain(StatusCode::SERVICE_UNAVAILABLE, "upload slots full");
         };
-        let lease = task.lease();
         let read = tokio::task::spawn_blocking(move || lease.read_piece(number)).await;
         match read {
             Ok(Ok((piece, bytes))) => {
                 self.metrics.upload_bytes.inc_by(bytes.len() as u64);
-                let body = if req.method() == Method::HEAD { Bytes::new() } else { bytes };
+                let body = if req.method() == Method::HEAD {
+                    Bytes::new()
+                } else {
+                    Bytes::from_owner(SlotBytes { bytes, _permit: permit })
+                };
                 Response::builder()
                     .status(StatusCode::OK)
                     .header("content-type", "application/octet-stream")
@@ -135,5 +194,65 @@ impl PieceServer {
             }
             Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read piece"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read as _, Write as _};
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    /// One keep-alive request for an unknown path; returns once the 404 is read.
+    async fn served(conn: &mut tokio::net::TcpStream) {
+        conn.write_all(b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut got = Vec::new();
+        while !got.ends_with(b"unknown path\n") {
+            let mut buf = [0u8; 256];
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(got.starts_with(b"HTTP/1.1 404"), "{}", String::from_utf8_lossy(&got));
+    }
+
+    /// Whether a fresh connection gets an answer (blocking, for `wait_for`).
+    fn answers(addr: std::net::SocketAddr) -> bool {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.write_all(b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        got.starts_with(b"HTTP/1.1 404")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_over_the_cap_are_closed_until_one_leaves() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(Storage::open(dir.path()).unwrap());
+        let server = PieceServer::with_limits(storage, 1, 2, Arc::new(Metrics::new()));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(server.serve(listener, shutdown.clone()));
+
+        let mut first = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
+        served(&mut first).await;
+        served(&mut second).await;
+
+        let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(10), third.read(&mut buf)).await.expect("closed, not hung");
+        assert!(matches!(read, Ok(0) | Err(_)), "closed without an answer: {read:?}");
+        served(&mut second).await;
+
+        drop(first);
+        testkit::process::wait_for("a connection slot to free up", Duration::from_secs(10), || answers(addr))
+            .await
+            .unwrap();
+        shutdown.cancel();
     }
 }

@@ -32,6 +32,10 @@ pub struct GetRequest {
     pub headers: Vec<(String, String)>,
     /// Range to ask for, if any.
     pub range: Option<Range>,
+    /// `If-Range` validator (an ETag or Last-Modified from an earlier
+    /// response): if the content changed since, the origin answers 200 with
+    /// the whole new content instead of 206.
+    pub if_range: Option<String>,
 }
 
 /// The origin's answer, with the body still to be read.
@@ -44,6 +48,9 @@ pub struct GetResponse {
     pub content_range: Option<(u64, u64, Option<u64>)>,
     /// `Content-Range: bytes */total` of a 416.
     pub unsatisfied_total: Option<u64>,
+    /// The content's validator: the strong `ETag` if there is one, else
+    /// `Last-Modified`; used as `If-Range` by later requests.
+    pub validator: Option<String>,
     /// Body chunks; an error means the connection broke.
     pub body: BoxStream<'static, Result<Bytes>>,
 }

@@ -69,7 +69,7 @@ fn absolute(path: &Path) -> Result<PathBuf, Failure> {
 fn code_for(status: &tonic::Status) -> i32 {
     let reason = status.metadata().get("darter-reason").and_then(|v| v.to_str().ok()).unwrap_or("");
     match reason {
-        "origin_status" | "origin_unavailable" | "origin_protocol" => exit::ORIGIN,
+        "origin_status" | "origin_unavailable" | "origin_protocol" | "origin_changed" => exit::ORIGIN,
         "digest_mismatch" => exit::DIGEST,
         "timeout" => exit::TIMEOUT,
         "back_to_source_disabled" => exit::NO_SOURCE,

@@ -131,8 +131,10 @@ async fn follow(mut sub: Subscription, tx: &Tx, task_id: &TaskId) -> Result<Fini
         if let Some(outcome) = status.outcome {
             return outcome;
         }
-        if sub.status.changed().await.is_err() {
-            return Err(Error::ShuttingDown);
+        tokio::select! {
+            changed = sub.status.changed() => if changed.is_err() { return Err(Error::ShuttingDown) },
+            // The client went away: leave the job (the last to leave cancels it).
+            _ = tx.closed() => return Err(Error::Abandoned),
         }
     }
 }
@@ -149,13 +151,10 @@ async fn finish(
     task_id: &TaskId,
 ) -> Result<dpb::DownloadTaskResponse, Error> {
     if let Some(path) = output {
-        let entry = f.entry.clone();
-        tokio::task::spawn_blocking(move || {
-            let _lease = entry.lease();
-            place_output(&entry, &path)
-        })
-        .await
-        .map_err(|e| Error::Storage(e.to_string()))??;
+        let lease = f.entry.clone();
+        tokio::task::spawn_blocking(move || place_output(&lease, &path))
+            .await
+            .map_err(|e| Error::Storage(e.to_string()))??;
     }
     Ok(dpb::DownloadTaskResponse {
         response: Some(Response::Finished(dpb::DownloadFinished {

@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 
 use super::{piece_to_proto, task_info};
 use crate::error::Error;
-use crate::task::{DownloadSpec, TaskManager};
+use crate::task::TaskManager;
 
 /// The upload control service.
 #[derive(Debug, Clone)]
@@ -43,6 +43,7 @@ impl DfdaemonUpload for UploadService {
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
             let mut changes = task.subscribe();
+            let removed = task.removed();
             let mut sent = BTreeSet::new();
             loop {
                 changes.borrow_and_update();
@@ -64,8 +65,12 @@ impl DfdaemonUpload for UploadService {
                         return;
                     }
                 }
-                if changes.changed().await.is_err() {
-                    return;
+                // Stop when the peer leaves or the task leaves storage, not only
+                // on the next piece: a stalled task must not pin this stream.
+                tokio::select! {
+                    changed = changes.changed() => if changed.is_err() { return },
+                    _ = tx.closed() => return,
+                    _ = removed.cancelled() => return,
                 }
             }
         });
@@ -74,25 +79,11 @@ impl DfdaemonUpload for UploadService {
 
     async fn trigger_download_task(
         &self,
-        request: Request<dpb::TriggerDownloadTaskRequest>,
+        _request: Request<dpb::TriggerDownloadTaskRequest>,
     ) -> Result<Response<()>, Status> {
-        let req = request.into_inner();
-        let mut download =
-            req.download.ok_or_else(|| Status::from(Error::InvalidArgument("download is required".into())))?;
-        download.output_path.clear();
-        let spec = DownloadSpec::try_from(download)?;
-        if !req.task_id.is_empty() && req.task_id != spec.task_id.as_str() {
-            return Err(Error::InvalidArgument(format!(
-                "task id {} does not match the download's {}",
-                req.task_id, spec.task_id
-            ))
-            .into());
-        }
-        let mut sub = self.tasks.download(spec)?;
-        tokio::spawn(async move {
-            while sub.status.borrow_and_update().outcome.is_none() && sub.status.changed().await.is_ok() {}
-        });
-        Ok(Response::new(()))
+        // Triggers make a daemon fetch any URL for whoever asks; they are for
+        // seed peers driven by an authenticated scheduler, which come later.
+        Err(Status::failed_precondition("this dfdaemon is not a seed peer; download triggers are refused"))
     }
 
     async fn stat_task(&self, request: Request<dpb::StatTaskRequest>) -> Result<Response<dpb::TaskInfo>, Status> {

@@ -84,6 +84,7 @@ mod tests {
     use darter_common::task_id::TaskId;
 
     use super::*;
+    use crate::storage::Shape;
 
     fn policy(capacity: u64) -> GcPolicy {
         GcPolicy {
@@ -102,10 +103,12 @@ mod tests {
         let mut leases = Vec::new();
         for n in 1..=4u8 {
             let id = TaskId::parse(&format!("{n:02x}").repeat(32)).unwrap();
-            let t = s.open_task(&id, "http://h/f", Some(4), 4).unwrap();
+            let t = s
+                .open_task(&id, "http://h/f", Shape { content_length: Some(4), piece_length: 4, validator: None })
+                .unwrap();
             t.write_piece(0, 0, &[b"abcd"], Digest::of(b"abcd")).unwrap();
             if n == 1 {
-                leases.push(t.lease());
+                leases.push(t);
             }
         }
         // 16 bytes used, capacity 16: over 0.9 -> evict down to 8, skipping the leased task 1.
@@ -121,7 +124,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Storage::open(dir.path()).unwrap();
         let id = TaskId::parse(&"0a".repeat(32)).unwrap();
-        s.open_task(&id, "http://h/f", Some(4), 4).unwrap();
+        s.open_task(&id, "http://h/f", Shape { content_length: Some(4), piece_length: 4, validator: None }).unwrap();
         let mut p = policy(u64::MAX);
         assert!(s.collect_garbage(&p).is_empty());
         p.task_ttl = Duration::ZERO;

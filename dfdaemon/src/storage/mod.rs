@@ -1,7 +1,9 @@
-//! Local storage: one directory per task under `<data_dir>/tasks/<task id>/`
-//! holding `content` (pieces at their offsets), `task.json` and `pieces.log`.
-//! Directory names come only from validated [`TaskId`]s, never from paths
-//! received over the network.
+//! Local storage: one directory per copy of a task under
+//! `<data_dir>/tasks/<task id>.<nonce>/` holding `content` (pieces at their
+//! offsets), `task.json` and `pieces.log`. Directory names come only from
+//! validated [`TaskId`]s (never from paths received over the network), and a
+//! task that is replaced or removed never shares a directory with its
+//! successor, so a late writer of the old copy cannot touch the new one.
 
 mod gc;
 mod record;
@@ -9,6 +11,7 @@ mod task;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use darter_common::task_id::TaskId;
@@ -19,35 +22,56 @@ pub use task::{Lease, StoredPiece, TaskEntry};
 
 use crate::error::{Error, Result};
 
+/// What a task's content looks like, as the origin described it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shape {
+    /// Content length, when known.
+    pub content_length: Option<u64>,
+    /// Piece length.
+    pub piece_length: u64,
+    /// The origin's validator (ETag or Last-Modified), when it gave one.
+    pub validator: Option<String>,
+}
+
 /// All tasks on this node.
 #[derive(Debug)]
 pub struct Storage {
     root: PathBuf,
     tasks: Mutex<HashMap<TaskId, Arc<TaskEntry>>>,
+    nonce: AtomicU64,
+}
+
+fn dir_belongs_to(dir: &Path, id: &TaskId) -> bool {
+    dir.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix(&id.file_name()))
+        .is_some_and(|rest| rest.starts_with('.'))
 }
 
 impl Storage {
     /// Opens (creating if needed) the storage under `data_dir`, loading every
     /// task left by a previous run; unreadable task directories are removed.
+    /// Blocking (partial tasks are re-verified).
     pub fn open(data_dir: &Path) -> Result<Self> {
         let root = data_dir.join("tasks");
         std::fs::create_dir_all(&root).map_err(|e| Error::storage(&format!("create {}", root.display()), &e))?;
-        let mut tasks = HashMap::new();
+        let mut tasks: HashMap<TaskId, Arc<TaskEntry>> = HashMap::new();
         let entries = std::fs::read_dir(&root).map_err(|e| Error::storage("list tasks", &e))?;
         for entry in entries.flatten() {
             let dir = entry.path();
             match TaskEntry::load(dir.clone()) {
-                Ok(task) if dir.file_name().is_some_and(|n| *n == *task.id().file_name()) => {
+                Ok(task) if dir_belongs_to(&dir, task.id()) && !tasks.contains_key(task.id()) => {
                     tasks.insert(task.id().clone(), Arc::new(task));
                 }
                 Ok(_) | Err(_) => {
-                    tracing::warn!(dir = %dir.display(), "removing unreadable task directory");
+                    tracing::warn!(dir = %dir.display(), "removing unreadable or duplicate task directory");
                     let _ = std::fs::remove_dir_all(&dir);
                 }
             }
         }
         tracing::info!(root = %root.display(), tasks = tasks.len(), "storage opened");
-        Ok(Self { root, tasks: Mutex::new(tasks) })
+        let nonce = AtomicU64::new(record::unix_now_nanos());
+        Ok(Self { root, tasks: Mutex::new(tasks), nonce })
     }
 
     /// A task, if stored.
@@ -55,62 +79,73 @@ impl Storage {
         self.tasks.lock().expect("storage lock").get(id).cloned()
     }
 
+    /// A lease on a stored task, taken under the storage lock so that GC and
+    /// removal see it.
+    pub fn lease(&self, id: &TaskId) -> Option<Lease> {
+        self.tasks.lock().expect("storage lock").get(id).map(|t| t.lease())
+    }
+
     /// Every stored task.
     pub fn list(&self) -> Vec<Arc<TaskEntry>> {
         self.tasks.lock().expect("storage lock").values().cloned().collect()
     }
 
-    /// The task with this geometry: the stored one when it matches (resume),
-    /// else a fresh one replacing it. Blocking (creates files).
-    pub fn open_task(
-        &self,
-        id: &TaskId,
-        url: &str,
-        content_length: Option<u64>,
-        piece_length: u64,
-    ) -> Result<Arc<TaskEntry>> {
-        let mut tasks = self.tasks.lock().expect("storage lock");
-        if let Some(existing) = tasks.get(id) {
-            let same = existing.piece_length() == piece_length
-                && (existing.content_length() == content_length || content_length.is_none());
-            if same {
-                return Ok(existing.clone());
+    /// A lease on the task with this shape: the stored copy when it matches
+    /// (resume), else a fresh copy replacing it. Blocking (creates files).
+    pub fn open_task(&self, id: &TaskId, url: &str, shape: Shape) -> Result<Lease> {
+        let mut stale = None;
+        let lease = {
+            let mut tasks = self.tasks.lock().expect("storage lock");
+            if let Some(existing) = tasks.get(id) {
+                let r = existing.record();
+                let same = r.piece_length == shape.piece_length
+                    && (r.content_length == shape.content_length || shape.content_length.is_none())
+                    && (r.validator == shape.validator || shape.validator.is_none());
+                if same {
+                    return Ok(existing.lease());
+                }
+                if existing.in_use() {
+                    return Err(Error::TaskBusy(id.to_string()));
+                }
+                tracing::info!(task_id = %id, "stored task has another shape or validator; starting over");
+                stale = tasks.remove(id);
             }
-            if existing.in_use() {
-                return Err(Error::TaskBusy(id.to_string()));
-            }
-            tracing::info!(task_id = %id, "stored task has another geometry; starting over");
-            let _ = std::fs::remove_dir_all(existing.dir());
-            tasks.remove(id);
-        }
-        let now = record::unix_now();
-        let rec = TaskRecord {
-            version: record::RECORD_VERSION,
-            id: id.to_string(),
-            url: url.to_string(),
-            content_length,
-            piece_length,
-            digest: None,
-            complete: false,
-            created_at: now,
-            accessed_at: now,
+            let now = record::unix_now();
+            let rec = TaskRecord {
+                version: record::RECORD_VERSION,
+                id: id.to_string(),
+                url: url.to_string(),
+                content_length: shape.content_length,
+                piece_length: shape.piece_length,
+                validator: shape.validator,
+                digest: None,
+                complete: false,
+                created_at: now,
+                accessed_at: now,
+            };
+            let dir = self.root.join(format!("{}.{:x}", id.file_name(), self.nonce.fetch_add(1, Ordering::Relaxed)));
+            let entry = Arc::new(TaskEntry::create(dir, rec)?);
+            tasks.insert(id.clone(), entry.clone());
+            entry.lease()
         };
-        let entry = Arc::new(TaskEntry::create(self.root.join(id.file_name()), rec)?);
-        tasks.insert(id.clone(), entry.clone());
-        Ok(entry)
+        if let Some(old) = stale {
+            old.discard();
+        }
+        Ok(lease)
     }
 
     /// Removes a task; refused while it is in use unless `force`. Blocking.
     pub fn remove(&self, id: &TaskId, force: bool) -> Result<()> {
-        let mut tasks = self.tasks.lock().expect("storage lock");
-        let entry = tasks.get(id).ok_or_else(|| Error::TaskNotFound(id.to_string()))?;
-        if entry.in_use() && !force {
-            return Err(Error::TaskBusy(id.to_string()));
-        }
-        let dir = entry.dir().to_path_buf();
-        tasks.remove(id);
-        drop(tasks);
-        std::fs::remove_dir_all(&dir).map_err(|e| Error::storage("remove task", &e))
+        let entry = {
+            let mut tasks = self.tasks.lock().expect("storage lock");
+            let entry = tasks.get(id).ok_or_else(|| Error::TaskNotFound(id.to_string()))?;
+            if entry.in_use() && !force {
+                return Err(Error::TaskBusy(id.to_string()));
+            }
+            tasks.remove(id).expect("present under the lock")
+        };
+        entry.discard();
+        Ok(())
     }
 
     /// Bytes used by Darter's own tasks.
@@ -136,12 +171,15 @@ mod tests {
     fn hex_id(n: u8) -> String {
         format!("{n:02x}").repeat(32)
     }
+    fn shape(content_length: Option<u64>, piece_length: u64) -> Shape {
+        Shape { content_length, piece_length, validator: None }
+    }
 
     #[test]
     fn pieces_survive_a_restart_and_only_verified_ones_count() {
         let dir = tempfile::tempdir().unwrap();
         let s = Storage::open(dir.path()).unwrap();
-        let t = s.open_task(&id(1), "http://h/f", Some(10), 4).unwrap();
+        let t = s.open_task(&id(1), "http://h/f", shape(Some(10), 4)).unwrap();
         t.write_piece(0, 0, &[b"abcd"], Digest::of(b"abcd")).unwrap();
         t.write_piece(2, 8, &[b"ij"], Digest::of(b"ij")).unwrap();
         assert!(t.write_piece(1, 4, &[b"toolong"], Digest::of(b"x")).is_err());
@@ -169,17 +207,19 @@ mod tests {
         let s = Storage::open(dir.path()).unwrap();
         assert!(s.list().is_empty());
         assert!(!dir.path().join("tasks/not-a-task").exists());
-        let t = s.open_task(&id(2), "http://h/f", Some(8), 4).unwrap();
+        let t = s.open_task(&id(2), "http://h/f", shape(Some(8), 4)).unwrap();
         t.write_piece(0, 0, &[b"abcd"], Digest::of(b"abcd")).unwrap();
         drop(t);
-        let t = s.open_task(&id(2), "http://h/f", Some(8), 4).unwrap();
+        let t = s.open_task(&id(2), "http://h/f", shape(Some(8), 4)).unwrap();
         assert_eq!(t.missing_pieces(), vec![1], "same geometry resumes");
         drop(t);
-        let t = s.open_task(&id(2), "http://h/f", Some(12), 4).unwrap();
+        let t = s.open_task(&id(2), "http://h/f", shape(Some(12), 4)).unwrap();
         assert_eq!(t.missing_pieces(), vec![0, 1, 2], "new geometry starts over");
-        let lease = t.lease();
+        assert!(matches!(s.remove(&id(2), false), Err(Error::TaskBusy(_))), "a leased task stays");
+        let other = s.lease(&id(2)).unwrap();
+        drop(t);
         assert!(matches!(s.remove(&id(2), false), Err(Error::TaskBusy(_))));
-        drop(lease);
+        drop(other);
         s.remove(&id(2), false).unwrap();
         assert!(s.get(&id(2)).is_none());
     }
@@ -188,7 +228,7 @@ mod tests {
     fn partial_pieces_whose_bytes_changed_are_dropped_on_load() {
         let dir = tempfile::tempdir().unwrap();
         let s = Storage::open(dir.path()).unwrap();
-        let t = s.open_task(&id(3), "http://h/f", Some(8), 4).unwrap();
+        let t = s.open_task(&id(3), "http://h/f", shape(Some(8), 4)).unwrap();
         t.write_piece(0, 0, &[b"abcd"], Digest::of(b"abcd")).unwrap();
         t.write_piece(1, 4, &[b"efgh"], Digest::of(b"efgh")).unwrap();
         let content = t.content_path();

@@ -24,6 +24,9 @@ pub struct TaskRecord {
     pub content_length: Option<u64>,
     /// Piece length.
     pub piece_length: u64,
+    /// The origin's validator (ETag or Last-Modified) the bytes were fetched under.
+    #[serde(default)]
+    pub validator: Option<String>,
     /// Whole-content digest, set when the content was verified against it.
     pub digest: Option<String>,
     /// Every piece present (and the whole digest verified when known).
@@ -84,6 +87,11 @@ pub fn parse_piece_log(text: &str) -> Vec<(u32, u64, Digest)> {
         }
     }
     out
+}
+
+/// Now as Unix nanoseconds (a seed for unique names).
+pub fn unix_now_nanos() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Now as Unix seconds.

@@ -6,15 +6,17 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write as _;
 use std::os::unix::fs::FileExt as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 use darter_common::digest::Digest;
-use darter_common::piece::{piece_count, piece_range};
+use darter_common::piece::{MAX_PIECE_COUNT, MAX_PIECE_LENGTH, piece_count, piece_range};
 use darter_common::task_id::TaskId;
+use std::os::unix::fs::PermissionsExt as _;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::record::{self, TaskRecord};
 use crate::error::{Error, Result};
@@ -55,12 +57,21 @@ pub struct TaskEntry {
     changes: watch::Sender<u64>,
     /// Active users (downloads, uploads); GC skips tasks in use.
     leases: AtomicUsize,
+    /// Cancelled when the task leaves storage (watchers of it stop).
+    removed: CancellationToken,
     accessed_at: AtomicU64,
 }
 
 /// Keeps a task from being garbage-collected while held.
 #[derive(Debug)]
 pub struct Lease(Arc<TaskEntry>);
+
+impl Clone for Lease {
+    fn clone(&self) -> Self {
+        self.0.leases.fetch_add(1, Ordering::AcqRel);
+        Lease(self.0.clone())
+    }
+}
 
 impl Drop for Lease {
     fn drop(&mut self) {
@@ -112,7 +123,14 @@ impl TaskEntry {
     /// Loads an existing task directory (after a restart).
     pub(super) fn load(dir: PathBuf) -> std::io::Result<Self> {
         let record = record::read_record(&dir.join(RECORD_FILE))?;
-        TaskId::parse(&record.id).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
+        TaskId::parse(&record.id).map_err(|e| invalid(e.to_string()))?;
+        // Bounds that keep a corrupt record from dividing by zero or asking for
+        // absurd allocations (the minimum piece length is a policy for new tasks).
+        let count = record.content_length.unwrap_or(0).checked_div(record.piece_length);
+        if record.piece_length > MAX_PIECE_LENGTH || count.is_none_or(|c| c >= MAX_PIECE_COUNT as u64) {
+            return Err(invalid(format!("piece length {} does not fit the content", record.piece_length)));
+        }
         let content = File::options().read(true).write(true).open(dir.join(CONTENT_FILE))?;
         let log_text = std::fs::read_to_string(dir.join(PIECES_FILE)).unwrap_or_default();
         let mut pieces = BTreeMap::new();
@@ -122,7 +140,10 @@ impl TaskEntry {
                     piece_range(number, len, record.piece_length)
                 }
                 Some(_) => continue,
-                None => (number as u64 * record.piece_length, length),
+                None if length <= record.piece_length && number < MAX_PIECE_COUNT => {
+                    (number as u64 * record.piece_length, length)
+                }
+                None => continue,
             };
             if expected_len != length {
                 continue;
@@ -157,6 +178,7 @@ impl TaskEntry {
             changes: watch::channel(0).0,
             leases: AtomicUsize::new(0),
             accessed_at: AtomicU64::new(accessed),
+            removed: CancellationToken::new(),
         }
     }
 
@@ -165,7 +187,8 @@ impl TaskEntry {
         &self.id
     }
 
-    /// Takes a lease that keeps GC away.
+    /// Takes a lease that keeps GC away. Prefer [`super::Storage::lease`],
+    /// which also guarantees the task is still stored when the lease starts.
     pub fn lease(self: &Arc<Self>) -> Lease {
         self.leases.fetch_add(1, Ordering::AcqRel);
         self.touch();
@@ -189,10 +212,6 @@ impl TaskEntry {
     /// Path of the content file (for hard-linking a complete task to an output).
     pub fn content_path(&self) -> PathBuf {
         self.dir.join(CONTENT_FILE)
-    }
-
-    pub(super) fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// A copy of the record.
@@ -323,6 +342,9 @@ impl TaskEntry {
             }
             s.record.complete = true;
             s.record.digest = digest.map(|d| d.to_string());
+            // Complete content never changes again; read-only guards the hard
+            // links handed out as outputs against writes in place.
+            let _ = std::fs::set_permissions(self.dir.join(CONTENT_FILE), std::fs::Permissions::from_mode(0o444));
         }
         self.changes.send_modify(|v| *v += 1);
         Ok(())
@@ -333,6 +355,9 @@ impl TaskEntry {
     /// are re-verified when loaded instead). Blocking.
     pub fn persist_complete(&self) -> Result<()> {
         self.content.sync_data().map_err(|e| io_err("sync content", e))?;
+        if self.removed.is_cancelled() {
+            return Ok(());
+        }
         let mut r = self.state.read().expect("task state lock").record.clone();
         r.accessed_at = self.accessed_at();
         record::write_record(&self.dir.join(RECORD_FILE), &r).map_err(|e| io_err("write task.json", e))
@@ -346,6 +371,20 @@ impl TaskEntry {
         }
         r.accessed_at = self.accessed_at();
         record::write_record(&self.dir.join(RECORD_FILE), &r)
+    }
+
+    /// Cancelled once the task has left storage.
+    pub fn removed(&self) -> CancellationToken {
+        self.removed.clone()
+    }
+
+    /// Marks the task gone and deletes its directory (already out of the
+    /// storage map). Blocking.
+    pub(super) fn discard(&self) {
+        self.removed.cancel();
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot delete task directory");
+        }
     }
 
     /// Bytes this task occupies on disk (verified pieces; metadata is small).

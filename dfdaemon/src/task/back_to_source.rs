@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use darter_common::digest::{Digest, Hasher};
-use darter_common::piece::{piece_length_for, piece_range};
+use darter_common::piece::{check_geometry, piece_length_for, piece_range};
 use futures::{StreamExt as _, TryStreamExt as _};
 
 use super::piece_buf::PieceBuf;
@@ -22,7 +22,7 @@ use crate::backend::redacted;
 use crate::backend::{Backend, GetRequest, GetResponse, Range};
 use crate::config::BackToSourceConfig;
 use crate::error::{Error, Result};
-use crate::storage::{Storage, TaskEntry};
+use crate::storage::{Lease, Shape, Storage};
 
 /// What back-to-source needs.
 #[derive(Clone)]
@@ -37,28 +37,25 @@ pub struct BackToSource {
 
 /// How the origin is to be read.
 enum Plan {
-    /// Known length, ranges work.
-    Ranged(u64),
+    /// Known length, ranges work; the validator pins the content version.
+    Ranged { len: u64, validator: Option<String> },
     /// Stream a full response (this one, when the probe already got it).
     Stream(Option<GetResponse>),
 }
 
 impl BackToSource {
-    /// Fetches every missing piece of `spec` into storage; returns the task.
-    pub async fn fetch(&self, spec: &DownloadSpec, progress: &Progress) -> Result<Arc<TaskEntry>> {
-        let resumable = self.storage.get(&spec.task_id).filter(|t| t.content_length().is_some() && !t.is_complete());
-        let plan = match resumable {
-            Some(t) => Plan::Ranged(t.content_length().expect("filtered on a known length")),
-            None => self.probe(spec).await?,
-        };
-        match plan {
-            Plan::Ranged(len) => self.fetch_ranged(spec, len, progress).await,
+    /// Fetches every missing piece of `spec` into storage; returns the task,
+    /// leased. The origin is always probed first, so a stored partial task is
+    /// resumed only when the origin still describes the same content.
+    pub async fn fetch(&self, spec: &DownloadSpec, progress: &Progress) -> Result<Lease> {
+        match self.probe(spec).await? {
+            Plan::Ranged { len, validator } => self.fetch_ranged(spec, len, validator, progress).await,
             Plan::Stream(first) => self.fetch_streamed(spec, first, progress).await,
         }
     }
 
-    fn request(&self, spec: &DownloadSpec, range: Option<Range>) -> GetRequest {
-        GetRequest { url: spec.url.clone(), headers: spec.headers.clone(), range }
+    fn request(&self, spec: &DownloadSpec, range: Option<Range>, if_range: Option<String>) -> GetRequest {
+        GetRequest { url: spec.url.clone(), headers: spec.headers.clone(), range, if_range }
     }
 
     async fn probe(&self, spec: &DownloadSpec) -> Result<Plan> {
@@ -66,15 +63,20 @@ impl BackToSource {
         loop {
             attempt += 1;
             let result = async {
-                let mut resp = self.backend.get(self.request(spec, Some(Range { start: 0, end: Some(0) }))).await?;
+                let mut resp =
+                    self.backend.get(self.request(spec, Some(Range { start: 0, end: Some(0) }), None)).await?;
                 match (resp.status, resp.content_range) {
                     (206, Some((0, 0, Some(total)))) => {
                         while resp.body.try_next().await?.is_some() {}
-                        Ok(Plan::Ranged(total))
+                        Ok(Plan::Ranged { len: total, validator: resp.validator })
                     }
                     (206, _) => Ok(Plan::Stream(None)),
                     (200, _) => Ok(Plan::Stream(Some(resp))),
-                    (416, _) if resp.unsatisfied_total.unwrap_or(0) == 0 => Ok(Plan::Ranged(0)),
+                    (416, _) if resp.unsatisfied_total == Some(0) => {
+                        Ok(Plan::Ranged { len: 0, validator: resp.validator })
+                    }
+                    // A 416 that does not say the content is empty: read it whole.
+                    (416, _) => Ok(Plan::Stream(None)),
                     (status, _) => Err(Error::OriginStatus { status, url: redacted(&spec.url) }),
                 }
             }
@@ -86,14 +88,21 @@ impl BackToSource {
         }
     }
 
-    async fn fetch_ranged(&self, spec: &DownloadSpec, len: u64, progress: &Progress) -> Result<Arc<TaskEntry>> {
+    async fn fetch_ranged(
+        &self,
+        spec: &DownloadSpec,
+        len: u64,
+        validator: Option<String>,
+        progress: &Progress,
+    ) -> Result<Lease> {
         let piece_length = spec.piece_length.unwrap_or_else(|| piece_length_for(Some(len)));
-        let entry = self.open(spec, Some(len), piece_length).await?;
+        let entry =
+            self.open(spec, Shape { content_length: Some(len), piece_length, validator: validator.clone() }).await?;
         progress.started(&entry);
-        let geometry = Geometry { len, piece_length };
+        let geometry = Geometry { len, piece_length, validator };
         let segments = plan_segments(&entry.missing_pieces(), piece_length, self.config.concurrency);
         futures::stream::iter(segments)
-            .map(|segment| self.fetch_segment(spec, &entry, geometry, segment, progress))
+            .map(|segment| self.fetch_segment(spec, &entry, &geometry, segment, progress))
             .buffer_unordered(self.config.concurrency)
             .try_collect::<()>()
             .await?;
@@ -106,8 +115,8 @@ impl BackToSource {
     async fn fetch_segment(
         &self,
         spec: &DownloadSpec,
-        entry: &Arc<TaskEntry>,
-        g: Geometry,
+        entry: &Lease,
+        g: &Geometry,
         segment: Segment,
         progress: &Progress,
     ) -> Result<()> {
@@ -123,16 +132,17 @@ impl BackToSource {
             let start = piece_range(number, g.len, g.piece_length).0 + buf.len() as u64;
             let number_before = number;
             let result: Result<()> = async {
-                let mut resp = self.backend.get(self.request(spec, Some(Range { start, end: Some(end) }))).await?;
+                let range = Some(Range { start, end: Some(end) });
+                let mut resp = self.backend.get(self.request(spec, range, g.validator.clone())).await?;
                 match (resp.status, resp.content_range) {
-                    (206, Some((a, b, _))) if a == start && b == end => {}
+                    (206, Some((a, b, total))) if a == start && b == end && total.is_none_or(|t| t == g.len) => {}
                     (206, other) => {
                         return Err(Error::OriginProtocol(format!(
                             "asked for bytes {start}-{end}, got content-range {other:?}"
                         )));
                     }
                     (200, _) => {
-                        return Err(Error::OriginProtocol("origin stopped honouring range requests".into()));
+                        return Err(Error::OriginChanged(redacted(&spec.url)));
                     }
                     (status, _) => {
                         return Err(Error::OriginStatus { status, url: redacted(&spec.url) });
@@ -188,14 +198,14 @@ impl BackToSource {
         spec: &DownloadSpec,
         mut first: Option<GetResponse>,
         progress: &Progress,
-    ) -> Result<Arc<TaskEntry>> {
+    ) -> Result<Lease> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let result = async {
                 let resp = match first.take() {
                     Some(r) => r,
-                    None => self.backend.get(self.request(spec, None)).await?,
+                    None => self.backend.get(self.request(spec, None, None)).await?,
                 };
                 if resp.status != 200 {
                     return Err(Error::OriginStatus { status: resp.status, url: redacted(&spec.url) });
@@ -211,15 +221,11 @@ impl BackToSource {
     }
 
     /// Cuts a full body into pieces; pieces already stored are skipped.
-    async fn stream_body(
-        &self,
-        spec: &DownloadSpec,
-        mut resp: GetResponse,
-        progress: &Progress,
-    ) -> Result<Arc<TaskEntry>> {
+    async fn stream_body(&self, spec: &DownloadSpec, mut resp: GetResponse, progress: &Progress) -> Result<Lease> {
         let len = resp.content_length;
         let piece_length = spec.piece_length.unwrap_or_else(|| piece_length_for(len));
-        let entry = self.open(spec, len, piece_length).await?;
+        let entry =
+            self.open(spec, Shape { content_length: len, piece_length, validator: resp.validator.clone() }).await?;
         progress.started(&entry);
         let mut number = 0u32;
         let mut offset = 0u64;
@@ -263,9 +269,11 @@ impl BackToSource {
         }
     }
 
-    async fn open(&self, spec: &DownloadSpec, len: Option<u64>, piece_length: u64) -> Result<Arc<TaskEntry>> {
+    /// Opens (or resumes) the task in storage, refusing shapes it cannot hold.
+    async fn open(&self, spec: &DownloadSpec, shape: Shape) -> Result<Lease> {
+        check_geometry(shape.content_length.unwrap_or(0), shape.piece_length).map_err(Error::OriginProtocol)?;
         let (storage, id, url) = (self.storage.clone(), spec.task_id.clone(), redacted(&spec.url));
-        tokio::task::spawn_blocking(move || storage.open_task(&id, &url, len, piece_length)).await.map_err(join_err)?
+        tokio::task::spawn_blocking(move || storage.open_task(&id, &url, shape)).await.map_err(join_err)?
     }
 }
 
@@ -283,7 +291,7 @@ pub struct NewPiece {
 }
 
 /// Hashes and writes a piece off the async runtime.
-async fn store(entry: Arc<TaskEntry>, number: u32, offset: u64, chunks: Vec<Bytes>) -> Result<NewPiece> {
+async fn store(entry: Lease, number: u32, offset: u64, chunks: Vec<Bytes>) -> Result<NewPiece> {
     tokio::task::spawn_blocking(move || {
         let mut hasher = Hasher::new();
         chunks.iter().for_each(|c| hasher.update(c));
@@ -306,11 +314,12 @@ async fn backoff(attempt: u32, e: &Error, spec: &DownloadSpec) {
     tokio::time::sleep(delay).await;
 }
 
-/// Content length and piece length of a task.
-#[derive(Debug, Clone, Copy)]
+/// Content length, piece length and validator of a task being fetched.
+#[derive(Debug, Clone)]
 struct Geometry {
     len: u64,
     piece_length: u64,
+    validator: Option<String>,
 }
 
 /// Consecutive pieces fetched with one range request.
@@ -343,21 +352,5 @@ fn plan_segments(missing: &[u32], piece_length: u64, concurrency: usize) -> Vec<
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn segments_follow_gaps_and_limits() {
-        let seg = |first, count| Segment { first, count };
-        assert_eq!(plan_segments(&[0, 1, 2, 5, 6], 1 << 20, 1), vec![seg(0, 3), seg(5, 2)]);
-        // 64 pieces of 1 MiB over 4 requests: 16 each (also the byte cap).
-        let all: Vec<u32> = (0..64).collect();
-        assert_eq!(plan_segments(&all, 1 << 20, 4), vec![seg(0, 16), seg(16, 16), seg(32, 16), seg(48, 16)]);
-        // Few pieces still spread over the requests.
-        assert_eq!(plan_segments(&[0, 1, 2, 3], 1 << 20, 4).len(), 4);
-        // The byte cap bounds huge tasks.
-        let many: Vec<u32> = (0..1024).collect();
-        assert!(plan_segments(&many, 1 << 20, 4).iter().all(|s| s.count == 16));
-        assert!(plan_segments(&[], 1 << 20, 4).is_empty());
-    }
-}
+#[path = "back_to_source_tests.rs"]
+mod tests;

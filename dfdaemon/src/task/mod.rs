@@ -6,23 +6,24 @@
 //! (then it is cancelled, and its verified pieces stay for a resume).
 
 mod back_to_source;
+mod job;
 mod output;
 mod piece_buf;
 mod progress;
 mod spec;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use darter_common::digest::{Digest, Hasher};
 use darter_common::task_id::TaskId;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 pub use back_to_source::NewPiece;
 use back_to_source::{BackToSource, join_err};
+use job::Job;
+pub use job::Subscription;
 pub use output::place_output;
 use progress::Progress;
 pub use progress::{Finished, Sources, Started, Status};
@@ -32,13 +33,7 @@ use crate::backend::Backends;
 use crate::config::BackToSourceConfig;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::storage::{Storage, TaskEntry};
-
-struct Job {
-    progress: Progress,
-    cancel: CancellationToken,
-    watchers: AtomicUsize,
-}
+use crate::storage::{Lease, Storage, TaskEntry};
 
 /// Runs and shares downloads.
 pub struct TaskManager {
@@ -53,29 +48,6 @@ pub struct TaskManager {
 impl std::fmt::Debug for TaskManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TaskManager").finish_non_exhaustive()
-    }
-}
-
-/// A request's view of a download. Dropping it leaves the job; the last one
-/// to leave cancels it.
-pub struct Subscription {
-    job: Arc<Job>,
-    /// Status updates.
-    pub status: watch::Receiver<Status>,
-}
-
-impl std::fmt::Debug for Subscription {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subscription").finish_non_exhaustive()
-    }
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        let left = self.job.watchers.fetch_sub(1, Ordering::AcqRel) - 1;
-        if left == 0 && self.job.progress.snapshot().outcome.is_none() {
-            self.job.cancel.cancel();
-        }
     }
 }
 
@@ -109,18 +81,12 @@ impl TaskManager {
         }
         let backend = self.backends.for_url(&spec.url)?;
         let mut jobs = self.jobs.lock().expect("jobs lock");
-        if let Some(job) = jobs.get(&spec.task_id).filter(|j| j.progress.snapshot().outcome.is_none()) {
-            job.watchers.fetch_add(1, Ordering::AcqRel);
-            return Ok(Subscription { job: job.clone(), status: job.progress.subscribe() });
+        if let Some(sub) = jobs.get(&spec.task_id).and_then(|job| job.join()) {
+            return Ok(sub);
         }
-        let job = Arc::new(Job {
-            progress: Progress::new(),
-            cancel: self.shutdown.child_token(),
-            watchers: AtomicUsize::new(1),
-        });
+        let (job, sub) = Job::start(self.shutdown.child_token());
         jobs.insert(spec.task_id.clone(), job.clone());
         drop(jobs);
-        let sub = Subscription { job: job.clone(), status: job.progress.subscribe() };
         let this = self.clone();
         let fetcher = BackToSource { backend, storage: self.storage.clone(), config: self.config.clone() };
         let span = tracing::info_span!("download", task_id = %spec.task_id, url = %crate::backend::redacted(&spec.url));
@@ -129,7 +95,7 @@ impl TaskManager {
             let timer = std::time::Instant::now();
             let outcome = tokio::select! {
                 r = this.run(&fetcher, &spec, &job.progress) => r,
-                _ = job.cancel.cancelled() => Err(if this.shutdown.is_cancelled() { Error::ShuttingDown } else { Error::Timeout(timer.elapsed()) }),
+                _ = job.cancel.cancelled() => Err(if job.abandoned() { Error::Abandoned } else { Error::ShuttingDown }),
             };
             this.metrics.download_finished(&outcome, timer.elapsed());
             match &outcome {
@@ -150,14 +116,13 @@ impl TaskManager {
     }
 
     async fn run(&self, fetcher: &BackToSource, spec: &DownloadSpec, progress: &Progress) -> Result<Finished> {
-        if let Some(entry) = self.storage.get(&spec.task_id).filter(|t| t.is_complete()) {
-            let _lease = entry.lease();
-            progress.started(&entry);
-            let len = entry.content_length().unwrap_or(0);
+        if let Some(lease) = self.storage.lease(&spec.task_id).filter(|t| t.is_complete()) {
+            progress.started(&lease);
+            let len = lease.content_length().unwrap_or(0);
             self.metrics.bytes_local(len);
-            let digest = entry.record().digest.and_then(|d| d.parse().ok());
+            let digest = lease.record().digest.and_then(|d| d.parse().ok());
             return Ok(Finished {
-                entry,
+                entry: lease,
                 content_length: len,
                 digest,
                 sources: Sources { local_bytes: len, ..Default::default() },
@@ -166,8 +131,8 @@ impl TaskManager {
         if spec.disable_back_to_source {
             return Err(Error::BackToSourceDisabled);
         }
-        let entry = match fetcher.fetch(spec, progress).await {
-            Ok(entry) => entry,
+        let lease = match fetcher.fetch(spec, progress).await {
+            Ok(lease) => lease,
             Err(e @ Error::NoSpace(_)) => {
                 // The task cannot finish here; do not leave the disk full of it.
                 let (storage, id) = (self.storage.clone(), spec.task_id.clone());
@@ -176,15 +141,14 @@ impl TaskManager {
             }
             Err(e) => return Err(e),
         };
-        let _lease = entry.lease();
-        let digest = self.verify_whole(&entry, spec.digest).await?;
+        let digest = self.verify_whole(&lease, spec.digest).await?;
         let status = progress.snapshot();
-        let len = entry.content_length().unwrap_or(0);
+        let len = lease.content_length().unwrap_or(0);
         self.metrics.bytes_origin(status.origin_bytes);
         let local = status.started.as_ref().map_or(0, |s| s.local_bytes);
         self.metrics.bytes_local(local);
         Ok(Finished {
-            entry,
+            entry: lease,
             content_length: len,
             digest,
             sources: Sources { origin_bytes: status.origin_bytes, peer_bytes: 0, local_bytes: local },
@@ -193,8 +157,8 @@ impl TaskManager {
 
     /// Checks the whole content against the expected digest (when there is
     /// one) and marks the task complete; a mismatch deletes the task.
-    async fn verify_whole(&self, entry: &Arc<TaskEntry>, expected: Option<Digest>) -> Result<Option<Digest>> {
-        let e = entry.clone();
+    async fn verify_whole(&self, lease: &Lease, expected: Option<Digest>) -> Result<Option<Digest>> {
+        let e = lease.clone();
         let storage = self.storage.clone();
         tokio::task::spawn_blocking(move || {
             if let Some(expected) = expected {
@@ -206,10 +170,10 @@ impl TaskManager {
                 }
             }
             e.mark_complete(expected)?;
-            let persisted = e.clone();
+            // Flushing a large file takes a while; nobody needs to wait for it.
             std::thread::spawn(move || {
-                if let Err(err) = persisted.persist_complete() {
-                    tracing::warn!(task_id = %persisted.id(), error = %err, "cannot persist a complete task; it will be re-verified after a restart");
+                if let Err(err) = e.persist_complete() {
+                    tracing::warn!(task_id = %e.id(), error = %err, "cannot persist a complete task; it will be re-verified after a restart");
                 }
             });
             Ok(expected)

@@ -2,13 +2,11 @@
 //! joined it. Progress is cumulative, so a slow watcher that skips updates
 //! still sees the right totals.
 
-use std::sync::Arc;
-
 use tokio::sync::watch;
 
 use super::back_to_source::NewPiece;
 use crate::error::Error;
-use crate::storage::TaskEntry;
+use crate::storage::{Lease, TaskEntry};
 
 /// The task has been sized.
 #[derive(Debug, Clone)]
@@ -35,8 +33,8 @@ pub struct Sources {
 /// A finished download.
 #[derive(Debug, Clone)]
 pub struct Finished {
-    /// The complete, verified task.
-    pub entry: Arc<TaskEntry>,
+    /// The complete, verified task, leased until every watcher has placed its output.
+    pub entry: Lease,
     /// Content length.
     pub content_length: u64,
     /// Whole-content digest, when it was verified.

@@ -35,6 +35,23 @@ pub struct DownloadSpec {
     pub task_id: TaskId,
 }
 
+/// Headers a caller may not set: the daemon owns ranges, conditions, framing
+/// and encodings, and a caller's choice would change the bytes cached for a
+/// task that other callers share. (`If-*` headers are refused too.)
+const RESERVED_HEADERS: &[&str] = &[
+    "range",
+    "accept-encoding",
+    "te",
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "proxy-connection",
+    "expect",
+];
+
 /// Largest piece length a caller may force (64 MiB).
 const MAX_FORCED_PIECE_LENGTH: u64 = darter_common::piece::MAX_PIECE_LENGTH;
 
@@ -68,8 +85,8 @@ impl TryFrom<pb::Download> for DownloadSpec {
         };
         let piece_length = match d.piece_length {
             0 => None,
-            n if n > MAX_FORCED_PIECE_LENGTH => {
-                return Err(Error::InvalidArgument(format!("piece length {n} is over the 64MiB maximum")));
+            n if !(darter_common::piece::MIN_PIECE_LENGTH..=MAX_FORCED_PIECE_LENGTH).contains(&n) => {
+                return Err(Error::InvalidArgument(format!("piece length {n} is outside [256KiB, 64MiB]")));
             }
             n => Some(n),
         };
@@ -80,6 +97,12 @@ impl TryFrom<pb::Download> for DownloadSpec {
                 .map_err(|_| Error::InvalidArgument(format!("invalid header name {k:?}")))?;
             http::HeaderValue::try_from(v.as_str())
                 .map_err(|_| Error::InvalidArgument(format!("invalid value for header {k}")))?;
+            if RESERVED_HEADERS.contains(&k.to_ascii_lowercase().as_str()) || k.to_ascii_lowercase().starts_with("if-")
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "header {k} is managed by dfdaemon (it would change the bytes stored for everyone)"
+                )));
+            }
         }
         let task_id = TaskId::for_download(url.as_str(), digest.as_ref(), &d.tag, &d.application)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
@@ -120,9 +143,16 @@ mod tests {
         let mut d = download("http://h/f");
         d.request_headers.insert("Bad Name".into(), "v".into());
         assert!(DownloadSpec::try_from(d).is_err());
-        let mut d = download("http://h/f");
-        d.piece_length = 1 << 40;
-        assert!(DownloadSpec::try_from(d).is_err());
+        for bad in [1 << 40, 1] {
+            let mut d = download("http://h/f");
+            d.piece_length = bad;
+            assert!(DownloadSpec::try_from(d).is_err(), "{bad}");
+        }
+        for reserved in ["Range", "accept-encoding", "If-None-Match", "Host"] {
+            let mut d = download("http://h/f");
+            d.request_headers.insert(reserved.into(), "x".into());
+            assert!(DownloadSpec::try_from(d).is_err(), "{reserved}");
+        }
     }
 
     #[test]

@@ -70,7 +70,11 @@ pub(super) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<
             return Ok(message(StatusCode::INTERNAL_SERVER_ERROR, format!("origin: {e}\n")));
         }
     };
-    let wanted = if behavior.ignore_range { RangeRequest::Full } else { range::parse(range_header.as_deref(), len) };
+    // RFC 9110 If-Range: a validator that no longer matches means "send it all".
+    let if_range = req.headers().get(header::IF_RANGE).map(|v| v.as_bytes().to_vec());
+    let stale = if_range.is_some_and(|v| behavior.etag.as_deref().map(str::as_bytes) != Some(v.as_slice()));
+    let wanted =
+        if behavior.ignore_range || stale { RangeRequest::Full } else { range::parse(range_header.as_deref(), len) };
     let (status, start, end) = match wanted {
         RangeRequest::Full => (StatusCode::OK, 0, len),
         RangeRequest::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start, end + 1),
@@ -100,6 +104,9 @@ pub(super) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<
     set(&mut reply, header::CONTENT_TYPE, "application/octet-stream".to_owned());
     if !behavior.ignore_range {
         set(&mut reply, header::ACCEPT_RANGES, "bytes".to_owned());
+    }
+    if let Some(etag) = &behavior.etag {
+        set(&mut reply, header::ETAG, etag.clone());
     }
     if status == StatusCode::PARTIAL_CONTENT {
         set(&mut reply, header::CONTENT_RANGE, format!("bytes {start}-{}/{len}", end - 1));

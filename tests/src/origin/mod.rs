@@ -63,6 +63,9 @@ pub struct Behavior {
     pub header_delay: Option<Duration>,
     /// Answer 302 with this `Location`.
     pub redirect_to: Option<String>,
+    /// Send this `ETag` (give it quotes: `"v1"`); a request whose `If-Range`
+    /// differs from it gets the whole content with 200.
+    pub etag: Option<String>,
     /// Answer 403 unless the request carries this header (name, value).
     pub require_header: Option<(String, String)>,
 }
