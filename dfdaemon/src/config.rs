@@ -25,6 +25,10 @@ pub struct Config {
     pub download: DownloadConfig,
     /// Fetching from the origin.
     pub back_to_source: BackToSourceConfig,
+    /// The schedulers that plan peer-to-peer downloads.
+    pub scheduler: SchedulerConfig,
+    /// Fetching pieces from other peers.
+    pub p2p: P2pConfig,
     /// Serving pieces to other peers.
     pub upload: UploadConfig,
     /// Prometheus metrics and health.
@@ -47,6 +51,58 @@ pub struct HostConfig {
     pub idc: String,
     /// Location `country|province|city|...` (default empty).
     pub location: String,
+    /// Run as a seed peer: accept download triggers from the scheduler and
+    /// always fetch from the origin when told to (default false).
+    pub seed: bool,
+}
+
+/// `scheduler:`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerConfig {
+    /// Scheduler gRPC addresses (`IP:PORT`); empty (default) means no swarm:
+    /// every download goes to the origin. With several, each task goes to
+    /// the one its ID hashes to, so all peers of a task meet there.
+    pub addrs: Vec<String>,
+    /// How often the host is announced (default `30s`).
+    #[serde(with = "duration")]
+    pub announce_interval: Duration,
+    /// Connect timeout to a scheduler (default `2s`).
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self { addrs: Vec::new(), announce_interval: Duration::from_secs(30), connect_timeout: Duration::from_secs(2) }
+    }
+}
+
+/// `p2p:`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct P2pConfig {
+    /// Piece requests in flight per download, over all parents (default 16).
+    pub concurrency: usize,
+    /// Piece requests in flight to one parent (default 4).
+    pub per_parent: usize,
+    /// A piece request slower than this is abandoned and the parent marked slow (default `30s`).
+    #[serde(with = "duration")]
+    pub piece_timeout: Duration,
+    /// No piece completing for this long asks the scheduler for new parents (default `20s`).
+    #[serde(with = "duration")]
+    pub stall_timeout: Duration,
+}
+
+impl Default for P2pConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            per_parent: 4,
+            piece_timeout: Duration::from_secs(30),
+            stall_timeout: Duration::from_secs(20),
+        }
+    }
 }
 
 /// `storage:`.
@@ -200,6 +256,19 @@ impl Validate for Config {
         }
         if b.max_attempts == 0 {
             return Err(FieldError::new("back_to_source.max_attempts", "must be at least 1"));
+        }
+        for (i, a) in self.scheduler.addrs.iter().enumerate() {
+            a.parse::<SocketAddr>()
+                .map_err(|_| FieldError::new(format!("scheduler.addrs[{i}]"), format!("{a:?} is not IP:PORT")))?;
+        }
+        if self.scheduler.announce_interval.is_zero() {
+            return Err(FieldError::new("scheduler.announce_interval", "must be positive"));
+        }
+        if self.p2p.concurrency == 0 || self.p2p.concurrency > 256 {
+            return Err(FieldError::new("p2p.concurrency", "must be between 1 and 256"));
+        }
+        if self.p2p.per_parent == 0 {
+            return Err(FieldError::new("p2p.per_parent", "must be at least 1"));
         }
         if self.upload.slots == 0 {
             return Err(FieldError::new("upload.slots", "must be at least 1"));

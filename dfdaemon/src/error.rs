@@ -41,6 +41,9 @@ pub enum Error {
     /// The content is not available without the origin and back-to-source is disabled.
     #[error("back-to-source is disabled for this download and no peer has the content")]
     BackToSourceDisabled,
+    /// No scheduler answered and back-to-source is disabled for this download.
+    #[error("back-to-source is disabled for this download and no scheduler is reachable: {0}")]
+    SchedulerUnavailable(String),
     /// The task is not in local storage.
     #[error("task {0} not found")]
     TaskNotFound(String),
@@ -100,6 +103,7 @@ impl Error {
             Self::Timeout(_) => Code::DeadlineExceeded,
             Self::DigestMismatch { .. } => Code::DataLoss,
             Self::BackToSourceDisabled | Self::TaskBusy(_) => Code::FailedPrecondition,
+            Self::SchedulerUnavailable(_) => Code::Unavailable,
             Self::Output { .. } => Code::PermissionDenied,
             Self::NoSpace(_) => Code::ResourceExhausted,
             Self::Storage(_) => Code::Internal,
@@ -119,6 +123,7 @@ impl Error {
             Self::Timeout(_) => "timeout",
             Self::DigestMismatch { .. } => "digest_mismatch",
             Self::BackToSourceDisabled => "back_to_source_disabled",
+            Self::SchedulerUnavailable(_) => "scheduler_unavailable",
             Self::TaskNotFound(_) => "task_not_found",
             Self::TaskBusy(_) => "task_busy",
             Self::Output { .. } => "output",

@@ -21,10 +21,12 @@ pub mod grpc;
 pub mod metrics;
 pub mod paths;
 pub mod piece_server;
+pub mod scheduler_client;
 pub mod storage;
 pub mod task;
 
 mod disk;
+mod host;
 
 use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
 use std::path::PathBuf;
@@ -39,8 +41,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::scheduler_client::SchedulerClient;
 use crate::storage::{GcPolicy, Storage};
-use crate::task::TaskManager;
+use crate::task::{Swarm, TaskManager};
 
 /// The sockets the daemon serves on.
 #[derive(Debug)]
@@ -100,14 +103,18 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     let data_dir = config.storage.data_dir.clone();
     let storage = Arc::new(tokio::task::spawn_blocking(move || Storage::open(&data_dir)).await??);
     let metrics = Arc::new(metrics::Metrics::new());
-    let tasks = Arc::new(TaskManager::new(
-        storage.clone(),
-        config.back_to_source.clone(),
-        metrics.clone(),
-        shutdown.child_token(),
-    )?);
-    let health = Health::default();
+    let upload_addr = listeners.upload.local_addr()?;
+    let piece_addr = listeners.piece.local_addr()?;
+    let host = host::facts(&config, upload_addr, piece_addr);
     let tracker = TaskTracker::new();
+    let mut manager =
+        TaskManager::new(storage.clone(), config.back_to_source.clone(), metrics.clone(), shutdown.child_token())?;
+    if let Some(scheduler) = SchedulerClient::new(&config.scheduler, host.clone()) {
+        manager = manager.with_swarm(Swarm::new(scheduler.clone(), config.p2p.clone())?);
+        tracker.spawn(scheduler.announce_loop(shutdown.clone()));
+    }
+    let tasks = Arc::new(manager);
+    let health = Health::default();
 
     let gc = &config.storage.gc;
     let capacity = match gc.capacity {
@@ -149,7 +156,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
             tracing::error!(error = %e, "download api stopped");
         }
     });
-    let upload_svc = DfdaemonUploadServer::new(grpc::upload::UploadService::new(tasks.clone()));
+    let upload_svc = DfdaemonUploadServer::new(grpc::upload::UploadService::new(tasks.clone(), config.host.seed));
     let sd = shutdown.clone();
     let upload_incoming = TcpListenerStream::new(listeners.upload);
     tracker.spawn(async move {

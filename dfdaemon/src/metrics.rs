@@ -21,6 +21,8 @@ pub struct Metrics {
     pub upload_bytes: IntCounter,
     /// Bytes of Darter's tasks on disk.
     pub storage_bytes: IntGauge,
+    /// Pieces from parents that did not match their reference digest.
+    pub digest_mismatches: IntCounter,
 }
 
 impl Metrics {
@@ -45,6 +47,9 @@ impl Metrics {
             IntCounter::new("upload_bytes_total", "Bytes uploaded to other peers").expect("valid metric");
         let storage_bytes =
             IntGauge::new("storage_bytes", "Bytes of verified content in storage").expect("valid metric");
+        let digest_mismatches =
+            IntCounter::new("piece_digest_mismatches_total", "Pieces from parents that failed verification")
+                .expect("valid metric");
         for c in [
             Box::new(downloads.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(download_seconds.clone()),
@@ -52,10 +57,11 @@ impl Metrics {
             Box::new(uploads.clone()),
             Box::new(upload_bytes.clone()),
             Box::new(storage_bytes.clone()),
+            Box::new(digest_mismatches.clone()),
         ] {
             registry.register(c).expect("unique metric");
         }
-        Self { registry, downloads, download_seconds, bytes, uploads, upload_bytes, storage_bytes }
+        Self { registry, downloads, download_seconds, bytes, uploads, upload_bytes, storage_bytes, digest_mismatches }
     }
 
     /// Counts a finished download.
@@ -73,6 +79,11 @@ impl Metrics {
     /// Bytes fetched from the origin.
     pub fn bytes_origin(&self, n: u64) {
         self.bytes.with_label_values(&["origin"]).inc_by(n);
+    }
+
+    /// Bytes fetched from other peers.
+    pub fn bytes_peer(&self, n: u64) {
+        self.bytes.with_label_values(&["peer"]).inc_by(n);
     }
 
     /// Bytes served from local storage.

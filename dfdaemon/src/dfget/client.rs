@@ -72,7 +72,7 @@ fn code_for(status: &tonic::Status) -> i32 {
         "origin_status" | "origin_unavailable" | "origin_protocol" | "origin_changed" => exit::ORIGIN,
         "digest_mismatch" => exit::DIGEST,
         "timeout" => exit::TIMEOUT,
-        "back_to_source_disabled" => exit::NO_SOURCE,
+        "back_to_source_disabled" | "scheduler_unavailable" => exit::NO_SOURCE,
         "output" | "no_space" => exit::OUTPUT,
         "invalid_argument" => exit::USAGE,
         _ => match status.code() {

@@ -15,20 +15,40 @@ use tonic::{Request, Response, Status};
 
 use super::{piece_to_proto, task_info};
 use crate::error::Error;
-use crate::task::TaskManager;
+use crate::task::{DownloadSpec, TaskManager};
 
 /// The upload control service.
 #[derive(Debug, Clone)]
 pub struct UploadService {
     tasks: Arc<TaskManager>,
+    seed: bool,
 }
 
 impl UploadService {
-    /// A service over `tasks`.
-    pub fn new(tasks: Arc<TaskManager>) -> Self {
-        Self { tasks }
+    /// A service over `tasks`; `seed` accepts download triggers.
+    pub fn new(tasks: Arc<TaskManager>, seed: bool) -> Self {
+        Self { tasks, seed }
+    }
+
+    /// The task, waiting a little for it to appear: a seed that was just
+    /// triggered creates it once its origin answers, and children may ask
+    /// before that.
+    async fn wait_for_task(&self, id: &TaskId) -> Option<Arc<crate::storage::TaskEntry>> {
+        let deadline = tokio::time::Instant::now() + TASK_APPEAR_TIMEOUT;
+        loop {
+            if let Some(t) = self.tasks.storage().get(id) {
+                return Some(t);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 }
+
+/// How long `SyncPieces` waits for a task this daemon does not hold yet.
+const TASK_APPEAR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 type SyncStream = Pin<Box<dyn Stream<Item = Result<dpb::SyncPiecesResponse, Status>> + Send>>;
 
@@ -39,7 +59,7 @@ impl DfdaemonUpload for UploadService {
     async fn sync_pieces(&self, request: Request<dpb::SyncPiecesRequest>) -> Result<Response<SyncStream>, Status> {
         let id = TaskId::parse(&request.into_inner().task_id)
             .map_err(|e| Status::from(Error::InvalidArgument(e.to_string())))?;
-        let task = self.tasks.storage().get(&id).ok_or_else(|| Status::from(Error::TaskNotFound(id.to_string())))?;
+        let task = self.wait_for_task(&id).await.ok_or_else(|| Status::from(Error::TaskNotFound(id.to_string())))?;
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
             let mut changes = task.subscribe();
@@ -79,11 +99,33 @@ impl DfdaemonUpload for UploadService {
 
     async fn trigger_download_task(
         &self,
-        _request: Request<dpb::TriggerDownloadTaskRequest>,
+        request: Request<dpb::TriggerDownloadTaskRequest>,
     ) -> Result<Response<()>, Status> {
-        // Triggers make a daemon fetch any URL for whoever asks; they are for
-        // seed peers driven by an authenticated scheduler, which come later.
-        Err(Status::failed_precondition("this dfdaemon is not a seed peer; download triggers are refused"))
+        // Triggers make a daemon fetch a URL for whoever asks: only seed peers
+        // take them (and should listen where only schedulers reach them).
+        if !self.seed {
+            return Err(Status::failed_precondition("this dfdaemon is not a seed peer; download triggers are refused"));
+        }
+        let req = request.into_inner();
+        let mut download =
+            req.download.ok_or_else(|| Status::from(Error::InvalidArgument("download is required".into())))?;
+        download.output_path.clear();
+        download.disable_back_to_source = false;
+        let spec = DownloadSpec::try_from(download)?;
+        if req.task_id != spec.task_id.as_str() {
+            return Err(Error::InvalidArgument(format!(
+                "task id {} does not match the download's {}",
+                req.task_id, spec.task_id
+            ))
+            .into());
+        }
+        tracing::info!(task_id = %spec.task_id, "download triggered by the scheduler");
+        let mut sub = self.tasks.download(spec)?;
+        // Hold the subscription until the download ends, so it is not abandoned.
+        tokio::spawn(async move {
+            while sub.status.borrow_and_update().outcome.is_none() && sub.status.changed().await.is_ok() {}
+        });
+        Ok(Response::new(()))
     }
 
     async fn stat_task(&self, request: Request<dpb::StatTaskRequest>) -> Result<Response<dpb::TaskInfo>, Status> {

@@ -15,6 +15,7 @@ use darter_common::digest::{Digest, Hasher};
 use darter_common::piece::{check_geometry, piece_length_for, piece_range};
 use futures::{StreamExt as _, TryStreamExt as _};
 
+use super::announcer::Reporter;
 use super::piece_buf::PieceBuf;
 use super::progress::Progress;
 use super::spec::DownloadSpec;
@@ -33,6 +34,8 @@ pub struct BackToSource {
     pub storage: Arc<Storage>,
     /// Limits.
     pub config: BackToSourceConfig,
+    /// Where origin pieces are reported (the scheduler), when in a swarm.
+    pub reporter: Option<Reporter>,
 }
 
 /// How the origin is to be read.
@@ -51,6 +54,14 @@ impl BackToSource {
         match self.probe(spec).await? {
             Plan::Ranged { len, validator } => self.fetch_ranged(spec, len, validator, progress).await,
             Plan::Stream(first) => self.fetch_streamed(spec, first, progress).await,
+        }
+    }
+
+    /// A piece from the origin is stored: count it and report its digest.
+    fn piece_done(&self, progress: &Progress, piece: NewPiece, content_length: Option<u64>, piece_length: u64) {
+        progress.piece_from_origin(piece);
+        if let Some(r) = &self.reporter {
+            r.origin_piece(&piece, content_length, piece_length);
         }
     }
 
@@ -161,7 +172,7 @@ impl BackToSource {
                             // Keep at most two pieces hashing/writing behind the receiver.
                             while storing.len() >= 2 {
                                 let piece = storing.next().await.expect("non-empty")?;
-                                progress.piece_from_origin(piece);
+                                self.piece_done(progress, piece, Some(g.len), g.piece_length);
                             }
                             storing.push(store(entry.clone(), number, offset, buf.take()));
                             number += 1;
@@ -188,7 +199,7 @@ impl BackToSource {
             }
         }
         while let Some(piece) = storing.next().await {
-            progress.piece_from_origin(piece?);
+            self.piece_done(progress, piece?, Some(g.len), g.piece_length);
         }
         Ok(())
     }
@@ -246,7 +257,7 @@ impl BackToSource {
                     let chunks = buf.take();
                     if !entry.has_piece(number) {
                         let piece = store(entry.clone(), number, offset, chunks).await?;
-                        progress.piece_from_origin(piece);
+                        self.piece_done(progress, piece, len, piece_length);
                     }
                     number += 1;
                     offset += piece_len;

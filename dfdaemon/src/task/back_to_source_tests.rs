@@ -39,6 +39,7 @@ fn fetcher(dir: &std::path::Path, answer: Scripted) -> BackToSource {
         backend: Arc::new(answer),
         storage: Arc::new(Storage::open(dir).unwrap()),
         config: BackToSourceConfig::default(),
+        reporter: None,
     }
 }
 

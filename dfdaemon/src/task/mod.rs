@@ -5,12 +5,15 @@
 //! A job runs until it ends or until every request that joined it has gone
 //! (then it is cancelled, and its verified pieces stay for a resume).
 
+mod announcer;
 mod back_to_source;
 mod job;
 mod output;
+mod p2p;
 mod piece_buf;
 mod progress;
 mod spec;
+mod swarm;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,6 +31,8 @@ pub use output::place_output;
 use progress::Progress;
 pub use progress::{Finished, Sources, Started, Status};
 pub use spec::DownloadSpec;
+pub use swarm::Swarm;
+use swarm::SwarmFetch;
 
 use crate::backend::Backends;
 use crate::config::BackToSourceConfig;
@@ -43,6 +48,7 @@ pub struct TaskManager {
     metrics: Arc<Metrics>,
     jobs: Mutex<HashMap<TaskId, Arc<Job>>>,
     shutdown: CancellationToken,
+    swarm: Option<Swarm>,
 }
 
 impl std::fmt::Debug for TaskManager {
@@ -66,7 +72,14 @@ impl TaskManager {
             metrics,
             jobs: Mutex::new(HashMap::new()),
             shutdown,
+            swarm: None,
         })
+    }
+
+    /// Downloads through the swarm the schedulers plan.
+    pub fn with_swarm(mut self, swarm: Swarm) -> Self {
+        self.swarm = Some(swarm);
+        self
     }
 
     /// The storage.
@@ -88,7 +101,8 @@ impl TaskManager {
         jobs.insert(spec.task_id.clone(), job.clone());
         drop(jobs);
         let this = self.clone();
-        let fetcher = BackToSource { backend, storage: self.storage.clone(), config: self.config.clone() };
+        let fetcher =
+            BackToSource { backend, storage: self.storage.clone(), config: self.config.clone(), reporter: None };
         let span = tracing::info_span!("download", task_id = %spec.task_id, url = %crate::backend::redacted(&spec.url));
         tokio::spawn(
             async move {
@@ -121,18 +135,26 @@ impl TaskManager {
             let len = lease.content_length().unwrap_or(0);
             self.metrics.bytes_local(len);
             let digest = lease.record().digest.and_then(|d| d.parse().ok());
-            return Ok(Finished {
-                entry: lease,
-                content_length: len,
-                digest,
-                sources: Sources { local_bytes: len, ..Default::default() },
-            });
+            let sources = Sources { local_bytes: len, ..Default::default() };
+            return Ok(Finished { entry: lease, content_length: len, digest, sources });
         }
-        if spec.disable_back_to_source {
-            return Err(Error::BackToSourceDisabled);
+        let fetched = match &self.swarm {
+            Some(swarm) => self.fetch_in_swarm(swarm, fetcher, spec, progress).await,
+            None if spec.disable_back_to_source => {
+                SwarmFetch { result: Err(Error::BackToSourceDisabled), announcer: None }
+            }
+            None => SwarmFetch { result: fetcher.fetch(spec, progress).await.map(|l| (l, true)), announcer: None },
+        };
+        let verified = match fetched.result {
+            Ok((lease, from_origin)) => self.verify_whole(&lease, spec.digest).await.map(|d| (lease, from_origin, d)),
+            Err(e) => Err(e),
+        };
+        if let Some(announcer) = fetched.announcer {
+            let outcome = verified.as_ref().map(|(l, o, d)| (l, *o, *d));
+            swarm::report_end(announcer, outcome).await;
         }
-        let lease = match fetcher.fetch(spec, progress).await {
-            Ok(lease) => lease,
+        let (lease, _, digest) = match verified {
+            Ok(v) => v,
             Err(e @ Error::NoSpace(_)) => {
                 // The task cannot finish here; do not leave the disk full of it.
                 let (storage, id) = (self.storage.clone(), spec.task_id.clone());
@@ -141,18 +163,13 @@ impl TaskManager {
             }
             Err(e) => return Err(e),
         };
-        let digest = self.verify_whole(&lease, spec.digest).await?;
         let status = progress.snapshot();
         let len = lease.content_length().unwrap_or(0);
         self.metrics.bytes_origin(status.origin_bytes);
         let local = status.started.as_ref().map_or(0, |s| s.local_bytes);
         self.metrics.bytes_local(local);
-        Ok(Finished {
-            entry: lease,
-            content_length: len,
-            digest,
-            sources: Sources { origin_bytes: status.origin_bytes, peer_bytes: 0, local_bytes: local },
-        })
+        let sources = Sources { origin_bytes: status.origin_bytes, peer_bytes: status.peer_bytes, local_bytes: local };
+        Ok(Finished { entry: lease, content_length: len, digest, sources })
     }
 
     /// Checks the whole content against the expected digest (when there is

@@ -56,6 +56,8 @@ pub struct Status {
     pub last_piece: Option<NewPiece>,
     /// Bytes fetched from the origin so far.
     pub origin_bytes: u64,
+    /// Bytes fetched from other peers so far.
+    pub peer_bytes: u64,
     /// Set once the download ended.
     pub outcome: Option<Result<Finished, Error>>,
 }
@@ -95,6 +97,16 @@ impl Progress {
         self.0.send_modify(|s| {
             s.completed_bytes += piece.length;
             s.origin_bytes += piece.length;
+            s.pieces_done += 1;
+            s.last_piece = Some(piece);
+        });
+    }
+
+    /// A piece arrived from a parent and was verified.
+    pub fn piece_from_peer(&self, piece: NewPiece) {
+        self.0.send_modify(|s| {
+            s.completed_bytes += piece.length;
+            s.peer_bytes += piece.length;
             s.pieces_done += 1;
             s.last_piece = Some(piece);
         });

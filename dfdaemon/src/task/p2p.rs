@@ -1,0 +1,454 @@
+//! Downloading a task from parents.
+//!
+//! Each parent streams the pieces it holds (`SyncPieces`), live, so a piece
+//! can be fetched from a parent the moment the parent has it. Pieces are
+//! chosen rarest first (keeps the swarm diverse), fetched over the parents'
+//! piece servers, verified against the digest the scheduler published (never
+//! the parent's word), written, and reported. When every piece that is left
+//! is already in flight, idle parents fetch duplicates (endgame), so one slow
+//! parent cannot hold up the end. Failing, lying or stalled parents are
+//! dropped and the scheduler is asked for others; when it says so (or it is
+//! gone and no parent is left) the rest comes from the origin.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use darter_common::digest::Digest;
+use darter_common::piece::{check_geometry, piece_range};
+use darter_proto::dfdaemon::v1::{SyncPiecesRequest, dfdaemon_upload_client::DfdaemonUploadClient};
+use darter_proto::scheduler::v1::announce_peer_request::Request as Req;
+use darter_proto::scheduler::v1::announce_peer_response::Response as Resp;
+use darter_proto::scheduler::v1::{self as spb, NormalTaskResponse};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::announcer::Announcer;
+use super::back_to_source::{NewPiece, join_err};
+use super::progress::Progress;
+use super::spec::DownloadSpec;
+use crate::config::P2pConfig;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::storage::{Lease, Shape, Storage};
+
+/// Network failures after which a parent is dropped.
+const MAX_PARENT_FAILURES: u32 = 3;
+
+/// How a peer-to-peer attempt ended.
+#[derive(Debug)]
+pub enum P2pEnd {
+    /// Every piece is stored and verified.
+    Complete(Lease),
+    /// Fetch the rest from the origin (the scheduler said so, or it is gone
+    /// and no parent is left); the reason is for the log.
+    BackToSource(String),
+}
+
+/// What a P2P download needs.
+pub struct P2p<'a> {
+    /// Storage.
+    pub storage: &'a Arc<Storage>,
+    /// Limits.
+    pub config: &'a P2pConfig,
+    /// Client for parents' piece servers.
+    pub http: &'a reqwest::Client,
+    /// This host.
+    pub host_id: &'a str,
+    /// The download.
+    pub spec: &'a DownloadSpec,
+    /// Its progress.
+    pub progress: &'a Progress,
+    /// Metrics.
+    pub metrics: &'a Metrics,
+}
+
+struct Parent {
+    peer_id: String,
+    host_id: String,
+    pieces_url: String,
+    available: HashSet<u32>,
+    inflight: usize,
+    failures: u32,
+    alive: bool,
+    sync: JoinHandle<()>,
+}
+
+impl Drop for Parent {
+    fn drop(&mut self) {
+        self.sync.abort();
+    }
+}
+
+enum Event {
+    Sync { parent: usize, pieces: Vec<u32>, content_length: Option<u64>, piece_length: u64 },
+    SyncEnded { parent: usize, error: Option<String> },
+    Piece { parent: usize, number: u32, result: std::result::Result<NewPiece, PieceError> },
+}
+
+enum PieceError {
+    Network(String),
+    DigestMismatch(Digest),
+    Storage(Error),
+}
+
+#[derive(Default)]
+struct State {
+    parents: Vec<Parent>,
+    digests: HashMap<u32, Digest>,
+    geometry: Option<(u64, u64)>,
+    entry: Option<Lease>,
+    missing: BTreeSet<u32>,
+    /// Parents fetching each piece in flight.
+    inflight: HashMap<u32, Vec<usize>>,
+    blocklist: HashSet<String>,
+    rescheduling: bool,
+}
+
+impl State {
+    fn alive_parents(&self) -> usize {
+        self.parents.iter().filter(|p| p.alive).count()
+    }
+
+    fn drop_parent(&mut self, idx: usize) {
+        let p = &mut self.parents[idx];
+        p.alive = false;
+        p.sync.abort();
+        self.blocklist.insert(p.host_id.clone());
+    }
+}
+
+impl P2p<'_> {
+    /// Runs the download from the scheduler's first answer until it completes
+    /// or must go back to the origin.
+    pub async fn run(&self, announcer: &mut Announcer, first: NormalTaskResponse) -> Result<P2pEnd> {
+        let (events, mut rx) = mpsc::channel(256);
+        let mut st = State::default();
+        self.apply_parents(&mut st, first, &events);
+        self.ensure_entry(&mut st).await?;
+        announcer.reporter.send(Req::DownloadPeerStarted(spb::DownloadPeerStartedRequest {}));
+        let mut scheduler_alive = true;
+        let mut last_progress = Instant::now();
+        loop {
+            if let Some(entry) = &st.entry
+                && st.missing.is_empty()
+            {
+                return Ok(P2pEnd::Complete(entry.clone()));
+            }
+            self.schedule(&mut st, &events);
+            if st.alive_parents() == 0 && !st.rescheduling {
+                if !scheduler_alive {
+                    return Ok(P2pEnd::BackToSource("the scheduler is gone and no parent is left".into()));
+                }
+                self.reschedule(&mut st, announcer, "no parent left");
+            }
+            let stall = tokio::time::sleep_until((last_progress + self.config.stall_timeout).into());
+            tokio::select! {
+                Some(event) = rx.recv() => {
+                    if self.handle(&mut st, event, announcer).await? {
+                        last_progress = Instant::now();
+                    }
+                }
+                response = announcer.next(), if scheduler_alive => match response {
+                    Some(Ok(Resp::NormalTask(n))) => {
+                        st.rescheduling = false;
+                        self.apply_parents(&mut st, n, &events);
+                        self.ensure_entry(&mut st).await?;
+                    }
+                    Some(Ok(Resp::PieceDigests(d))) => self.add_digests(&mut st, &d.piece_digests),
+                    Some(Ok(Resp::NeedBackToSource(n))) => return Ok(P2pEnd::BackToSource(n.description)),
+                    Some(Ok(Resp::EmptyTask(_))) => return Ok(P2pEnd::BackToSource("the task is empty".into())),
+                    Some(Err(status)) => {
+                        tracing::warn!(task_id = %self.spec.task_id, error = %status.message(), "scheduler stream failed; going on with the parents we have");
+                        scheduler_alive = false;
+                    }
+                    None => scheduler_alive = false,
+                },
+                _ = stall => {
+                    if !scheduler_alive || st.rescheduling {
+                        return Ok(P2pEnd::BackToSource("no progress from parents".into()));
+                    }
+                    let stalled: Vec<usize> = (0..st.parents.len()).filter(|&i| st.parents[i].alive && st.parents[i].inflight > 0).collect();
+                    for i in stalled {
+                        st.drop_parent(i);
+                    }
+                    self.reschedule(&mut st, announcer, "no progress from parents");
+                    last_progress = Instant::now();
+                }
+            }
+        }
+    }
+
+    fn reschedule(&self, st: &mut State, announcer: &Announcer, why: &str) {
+        let bad = st.parents.iter().filter(|p| !p.alive).map(|p| p.peer_id.clone()).collect();
+        tracing::info!(task_id = %self.spec.task_id, why, "asking the scheduler for other parents");
+        announcer.reporter.send(Req::ReschedulePeer(spb::ReschedulePeerRequest {
+            bad_parent_peer_ids: bad,
+            description: why.to_string(),
+        }));
+        st.rescheduling = true;
+    }
+
+    fn add_digests(&self, st: &mut State, digests: &HashMap<u32, String>) {
+        for (n, d) in digests {
+            match d.parse::<Digest>() {
+                Ok(d) => {
+                    st.digests.insert(*n, d);
+                }
+                Err(e) => {
+                    tracing::warn!(task_id = %self.spec.task_id, piece = n, error = %e, "scheduler sent a bad digest")
+                }
+            }
+        }
+    }
+
+    fn apply_parents(&self, st: &mut State, n: NormalTaskResponse, events: &mpsc::Sender<Event>) {
+        self.add_digests(st, &n.piece_digests);
+        if st.geometry.is_none()
+            && let Some(len) = n.content_length
+            && n.piece_length > 0
+        {
+            st.geometry = Some((len, n.piece_length));
+        }
+        for c in n.candidate_parents {
+            let Some(host) = c.host else { continue };
+            let known = st.parents.iter().any(|p| p.alive && p.host_id == host.id);
+            if host.id == self.host_id || known || st.blocklist.contains(&host.id) || host.download_port == 0 {
+                continue;
+            }
+            let idx = st.parents.len();
+            let pieces_url =
+                format!("http://{}:{}/v1/tasks/{}/pieces/", host.ip, host.download_port, self.spec.task_id);
+            let sync = tokio::spawn(sync_parent(
+                idx,
+                format!("http://{}:{}", host.ip, host.port),
+                self.spec.task_id.to_string(),
+                self.host_id.to_string(),
+                events.clone(),
+            ));
+            st.parents.push(Parent {
+                peer_id: c.peer_id,
+                host_id: host.id,
+                pieces_url,
+                available: c.pieces.into_iter().collect(),
+                inflight: 0,
+                failures: 0,
+                alive: true,
+                sync,
+            });
+        }
+    }
+
+    /// Opens the task in storage once its geometry is known.
+    async fn ensure_entry(&self, st: &mut State) -> Result<()> {
+        let Some((len, piece_length)) = st.geometry else { return Ok(()) };
+        if st.entry.is_some() {
+            return Ok(());
+        }
+        check_geometry(len, piece_length).map_err(Error::OriginProtocol)?;
+        let (storage, id, url) = (self.storage.clone(), self.spec.task_id.clone(), self.spec.url.to_string());
+        let shape = Shape { content_length: Some(len), piece_length, validator: None };
+        let lease =
+            tokio::task::spawn_blocking(move || storage.open_task(&id, &url, shape)).await.map_err(join_err)??;
+        self.progress.started(&lease);
+        st.missing = lease.missing_pieces().into_iter().collect();
+        st.entry = Some(lease);
+        Ok(())
+    }
+
+    /// Starts piece requests up to the limits: rarest first, then endgame
+    /// duplicates of pieces already in flight.
+    fn schedule(&self, st: &mut State, events: &mpsc::Sender<Event>) {
+        let Some(entry) = st.entry.clone() else { return };
+        let mut total: usize = st.parents.iter().map(|p| p.inflight).sum();
+        if total >= self.config.concurrency {
+            return;
+        }
+        let has_room = |p: &Parent| p.alive && p.inflight < self.config.per_parent;
+        let mut wanted: Vec<(usize, u32)> = st
+            .missing
+            .iter()
+            .filter(|n| !st.inflight.contains_key(n) && st.digests.contains_key(n))
+            .map(|&n| (st.parents.iter().filter(|p| p.alive && p.available.contains(&n)).count(), n))
+            .filter(|(holders, _)| *holders > 0)
+            .collect();
+        wanted.sort_unstable();
+        let endgame = wanted.is_empty();
+        if endgame {
+            wanted = st.inflight.iter().filter(|(_, who)| who.len() == 1).map(|(&n, _)| (0, n)).collect();
+        }
+        for (_, number) in wanted {
+            if total >= self.config.concurrency {
+                break;
+            }
+            let busy = st.inflight.get(&number).cloned().unwrap_or_default();
+            let choice = (0..st.parents.len())
+                .filter(|&i| {
+                    has_room(&st.parents[i]) && st.parents[i].available.contains(&number) && !busy.contains(&i)
+                })
+                .min_by_key(|&i| (st.parents[i].inflight, st.parents[i].failures));
+            let Some(parent) = choice else { continue };
+            let (len, piece_length) = st.geometry.expect("entry implies geometry");
+            let (offset, length) = piece_range(number, len, piece_length);
+            let digest = st.digests[&number];
+            st.parents[parent].inflight += 1;
+            st.inflight.entry(number).or_default().push(parent);
+            total += 1;
+            let url = format!("{}{number}", st.parents[parent].pieces_url);
+            let fetch = fetch_piece(
+                self.http.clone(),
+                url,
+                entry.clone(),
+                number,
+                offset,
+                length,
+                digest,
+                self.config.piece_timeout,
+            );
+            let events = events.clone();
+            tokio::spawn(async move {
+                let result = fetch.await;
+                let _ = events.send(Event::Piece { parent, number, result }).await;
+            });
+        }
+    }
+
+    /// Applies an event; returns whether a piece was completed.
+    async fn handle(&self, st: &mut State, event: Event, announcer: &Announcer) -> Result<bool> {
+        match event {
+            Event::Sync { parent, pieces, content_length, piece_length } => {
+                st.parents[parent].available.extend(pieces);
+                if st.geometry.is_none()
+                    && let Some(len) = content_length
+                    && piece_length > 0
+                {
+                    st.geometry = Some((len, piece_length));
+                    self.ensure_entry(st).await?;
+                }
+                Ok(false)
+            }
+            Event::SyncEnded { parent, error } => {
+                if let Some(e) = error
+                    && st.parents[parent].alive
+                {
+                    tracing::info!(task_id = %self.spec.task_id, parent = %st.parents[parent].host_id, error = %e, "lost a parent");
+                    st.drop_parent(parent);
+                }
+                Ok(false)
+            }
+            Event::Piece { parent, number, result } => {
+                st.parents[parent].inflight -= 1;
+                if let Some(who) = st.inflight.get_mut(&number) {
+                    who.retain(|&i| i != parent);
+                    if who.is_empty() {
+                        st.inflight.remove(&number);
+                    }
+                }
+                let p = &st.parents[parent];
+                let (peer_id, host_id) = (p.peer_id.clone(), p.host_id.clone());
+                match result {
+                    Ok(piece) => {
+                        st.parents[parent].failures = 0;
+                        if !st.missing.remove(&number) {
+                            return Ok(false);
+                        }
+                        self.progress.piece_from_peer(piece);
+                        self.metrics.bytes_peer(piece.length);
+                        announcer.reporter.peer_piece(&piece, &peer_id, &host_id);
+                        Ok(true)
+                    }
+                    Err(PieceError::DigestMismatch(actual)) => {
+                        tracing::warn!(task_id = %self.spec.task_id, parent = %host_id, number, %actual, "piece from parent does not match its digest; dropping the parent");
+                        self.metrics.digest_mismatches.inc();
+                        announcer.reporter.send(Req::DownloadPieceFailed(spb::DownloadPieceFailedRequest {
+                            piece_number: number,
+                            parent_peer_id: peer_id,
+                            digest_mismatch: true,
+                            temporary: true,
+                            description: format!("digest mismatch: got {actual}"),
+                        }));
+                        st.drop_parent(parent);
+                        Ok(false)
+                    }
+                    Err(PieceError::Network(e)) => {
+                        let p = &mut st.parents[parent];
+                        p.failures += 1;
+                        tracing::debug!(task_id = %self.spec.task_id, parent = %host_id, number, error = %e, failures = p.failures, "piece fetch failed");
+                        if p.failures >= MAX_PARENT_FAILURES && p.alive {
+                            announcer.reporter.send(Req::DownloadPieceFailed(spb::DownloadPieceFailedRequest {
+                                piece_number: number,
+                                parent_peer_id: peer_id,
+                                digest_mismatch: false,
+                                temporary: true,
+                                description: e,
+                            }));
+                            st.drop_parent(parent);
+                        }
+                        Ok(false)
+                    }
+                    Err(PieceError::Storage(e)) => Err(e),
+                }
+            }
+        }
+    }
+}
+
+/// Fetches one piece from a parent, verifies it against the reference
+/// digest and stores it.
+#[allow(clippy::too_many_arguments)]
+async fn fetch_piece(
+    http: reqwest::Client,
+    url: String,
+    entry: Lease,
+    number: u32,
+    offset: u64,
+    length: u64,
+    expected: Digest,
+    timeout: std::time::Duration,
+) -> std::result::Result<NewPiece, PieceError> {
+    let net = |e: reqwest::Error| PieceError::Network(e.without_url().to_string());
+    let resp = http.get(&url).timeout(timeout).send().await.map_err(net)?;
+    if !resp.status().is_success() {
+        return Err(PieceError::Network(format!("parent answered {}", resp.status())));
+    }
+    let bytes: Bytes = resp.bytes().await.map_err(net)?;
+    tokio::task::spawn_blocking(move || {
+        let actual = Digest::of(&bytes);
+        if actual != expected || bytes.len() as u64 != length {
+            return Err(PieceError::DigestMismatch(actual));
+        }
+        entry.write_piece(number, offset, &[&bytes], actual).map_err(PieceError::Storage)?;
+        Ok(NewPiece { number, offset, length, digest: actual })
+    })
+    .await
+    .map_err(|e| PieceError::Storage(join_err(e)))?
+}
+
+/// Follows a parent's piece availability until it completes or fails.
+async fn sync_parent(idx: usize, endpoint: String, task_id: String, host_id: String, events: mpsc::Sender<Event>) {
+    let result = async {
+        let channel = tonic::transport::Endpoint::from_shared(endpoint)
+            .map_err(|e| e.to_string())?
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .connect()
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut stream = DfdaemonUploadClient::new(channel)
+            .sync_pieces(SyncPiecesRequest { task_id, requester_host_id: host_id })
+            .await
+            .map_err(|s| s.message().to_string())?
+            .into_inner();
+        while let Some(msg) = stream.message().await.map_err(|s| s.message().to_string())? {
+            let pieces = msg.pieces.iter().map(|p| p.number).collect();
+            let event =
+                Event::Sync { parent: idx, pieces, content_length: msg.content_length, piece_length: msg.piece_length };
+            if events.send(event).await.is_err() {
+                return Ok(());
+            }
+        }
+        Ok::<_, String>(())
+    }
+    .await;
+    let _ = events.send(Event::SyncEnded { parent: idx, error: result.err() }).await;
+}

@@ -1,0 +1,192 @@
+//! A download in a swarm: register with the scheduler that owns the task,
+//! then fetch from parents or from the origin as it says, reporting every
+//! piece. When the scheduler cannot be reached the download goes to the
+//! origin directly, unless back-to-source is disabled for it: then it fails
+//! with a clear error, never a silent origin fetch.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use darter_common::digest::Digest;
+use darter_common::piece::piece_count;
+use darter_proto::common::v1 as pb;
+use darter_proto::scheduler::v1 as spb;
+use darter_proto::scheduler::v1::announce_peer_request::Request as Req;
+use darter_proto::scheduler::v1::announce_peer_response::Response as Resp;
+use tonic::Code;
+
+use super::TaskManager;
+use super::announcer::Announcer;
+use super::back_to_source::BackToSource;
+use super::p2p::{P2p, P2pEnd};
+use super::progress::Progress;
+use super::spec::DownloadSpec;
+use crate::config::P2pConfig;
+use crate::error::{Error, Result};
+use crate::scheduler_client::SchedulerClient;
+use crate::storage::Lease;
+
+/// What a daemon in a swarm has.
+#[derive(Debug, Clone)]
+pub struct Swarm {
+    /// The schedulers.
+    pub scheduler: Arc<SchedulerClient>,
+    /// Peer-to-peer limits.
+    pub config: P2pConfig,
+    /// Client for parents' piece servers (a connection pool).
+    pub http: reqwest::Client,
+}
+
+impl Swarm {
+    /// A swarm client with a pooled HTTP client for piece transfers.
+    pub fn new(scheduler: Arc<SchedulerClient>, config: P2pConfig) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .no_proxy()
+            .pool_max_idle_per_host(config.per_parent * 2)
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .map_err(|e| Error::InvalidArgument(format!("cannot build the piece client: {e}")))?;
+        Ok(Self { scheduler, config, http })
+    }
+}
+
+/// How long the scheduler may take to answer a registration.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a swarm download's bytes came from, with the stream to report the end on.
+pub(super) struct SwarmFetch {
+    pub result: Result<(Lease, bool)>,
+    pub announcer: Option<Announcer>,
+}
+
+fn to_proto(spec: &DownloadSpec) -> pb::Download {
+    pb::Download {
+        url: spec.url.to_string(),
+        digest: spec.digest.map(|d| d.to_string()),
+        tag: spec.tag.clone(),
+        application: spec.application.clone(),
+        request_headers: spec.headers.iter().cloned().collect(),
+        output_path: String::new(),
+        timeout_ms: 0,
+        disable_back_to_source: spec.disable_back_to_source,
+        piece_length: spec.piece_length.unwrap_or(0),
+    }
+}
+
+impl TaskManager {
+    /// Registers with the owning scheduler and returns its first answer;
+    /// re-announces the host once if the scheduler does not know it (e.g. it
+    /// restarted).
+    async fn register(&self, swarm: &Swarm, spec: &DownloadSpec) -> std::result::Result<(Announcer, Resp), String> {
+        let present: Vec<u32> =
+            self.storage.get(&spec.task_id).map(|t| t.pieces().iter().map(|p| p.number).collect()).unwrap_or_default();
+        let (addr, client) = swarm.scheduler.for_task(&spec.task_id);
+        for attempt in 0..2 {
+            let host_id = &swarm.scheduler.host().id;
+            let opened = async {
+                let mut a =
+                    Announcer::open(client.clone(), host_id, &spec.task_id, to_proto(spec), present.clone()).await?;
+                match a.next().await {
+                    Some(Ok(first)) => Ok((a, first)),
+                    Some(Err(status)) => Err(status),
+                    None => Err(tonic::Status::unavailable("the scheduler closed the stream")),
+                }
+            };
+            match tokio::time::timeout(REGISTER_TIMEOUT, opened).await {
+                Ok(Ok(answer)) => return Ok(answer),
+                Ok(Err(status)) if attempt == 0 && status.code() == Code::FailedPrecondition => {
+                    tracing::info!(scheduler = addr, error = %status.message(), "announcing the host again");
+                    swarm.scheduler.announce_host().await;
+                }
+                Ok(Err(status)) => return Err(format!("scheduler {addr}: {}", status.message())),
+                Err(_) => return Err(format!("scheduler {addr} did not answer within {REGISTER_TIMEOUT:?}")),
+            }
+        }
+        Err(format!("scheduler {addr} does not accept this host"))
+    }
+
+    /// Fetches a task in the swarm. `bool` in the result: the origin was used.
+    pub(super) async fn fetch_in_swarm(
+        &self,
+        swarm: &Swarm,
+        fetcher: &BackToSource,
+        spec: &DownloadSpec,
+        progress: &Progress,
+    ) -> SwarmFetch {
+        let (mut announcer, first) = match self.register(swarm, spec).await {
+            Ok(answer) => answer,
+            Err(why) => {
+                tracing::warn!(task_id = %spec.task_id, error = %why, "no scheduler; going to the origin directly");
+                let result = if spec.disable_back_to_source {
+                    Err(Error::SchedulerUnavailable(why))
+                } else {
+                    fetcher.fetch(spec, progress).await.map(|l| (l, true))
+                };
+                return SwarmFetch { result, announcer: None };
+            }
+        };
+        let reason = match first {
+            Resp::NormalTask(n) => {
+                let p2p = P2p {
+                    storage: &self.storage,
+                    config: &swarm.config,
+                    http: &swarm.http,
+                    host_id: &swarm.scheduler.host().id,
+                    spec,
+                    progress,
+                    metrics: &self.metrics,
+                };
+                match p2p.run(&mut announcer, n).await {
+                    Ok(P2pEnd::Complete(lease)) => {
+                        return SwarmFetch { result: Ok((lease, false)), announcer: Some(announcer) };
+                    }
+                    Ok(P2pEnd::BackToSource(why)) => why,
+                    Err(e) => return SwarmFetch { result: Err(e), announcer: Some(announcer) },
+                }
+            }
+            Resp::NeedBackToSource(n) => n.description,
+            Resp::EmptyTask(_) => "the task is empty".to_string(),
+            Resp::PieceDigests(_) => "the scheduler answered out of order".to_string(),
+        };
+        if spec.disable_back_to_source {
+            return SwarmFetch { result: Err(Error::BackToSourceDisabled), announcer: Some(announcer) };
+        }
+        tracing::info!(task_id = %spec.task_id, why = %reason, "fetching from the origin");
+        let reporter = announcer.reporter.clone();
+        reporter.send(Req::DownloadPeerBackToSourceStarted(spb::DownloadPeerBackToSourceStartedRequest {
+            description: reason,
+        }));
+        let origin = BackToSource { reporter: Some(reporter), ..fetcher.clone() };
+        let result = origin.fetch(spec, progress).await.map(|l| (l, true));
+        SwarmFetch { result, announcer: Some(announcer) }
+    }
+}
+
+/// Tells the scheduler how the download ended, then closes the stream.
+pub(super) async fn report_end(
+    announcer: Announcer,
+    outcome: std::result::Result<(&Lease, bool, Option<Digest>), &Error>,
+) {
+    let reporter = &announcer.reporter;
+    match outcome {
+        Ok((lease, from_origin, digest)) => {
+            let len = lease.content_length().unwrap_or(0);
+            let count = piece_count(len, lease.piece_length());
+            if from_origin {
+                reporter.send(Req::DownloadPeerBackToSourceFinished(spb::DownloadPeerBackToSourceFinishedRequest {
+                    content_length: len,
+                    piece_count: count,
+                    digest: digest.map(|d| d.to_string()).unwrap_or_default(),
+                }));
+            } else {
+                reporter.send(Req::DownloadPeerFinished(spb::DownloadPeerFinishedRequest {
+                    content_length: len,
+                    piece_count: count,
+                }));
+            }
+        }
+        Err(e) => reporter.send(Req::DownloadPeerFailed(spb::DownloadPeerFailedRequest { description: e.to_string() })),
+    }
+    announcer.finish().await;
+}
