@@ -118,9 +118,12 @@ where
     Ok(config)
 }
 
+/// An override value: numbers and booleans as such, `[a, b]` as a list,
+/// anything else as a string.
 fn parse_scalar(raw: &str) -> Value {
     match serde_yaml_ng::from_str::<Value>(raw) {
         Ok(v @ (Value::Bool(_) | Value::Number(_))) => v,
+        Ok(v @ Value::Sequence(_)) if raw.trim_start().starts_with('[') => v,
         _ => Value::String(raw.to_string()),
     }
 }
@@ -189,6 +192,7 @@ mod tests {
     struct Cfg {
         inner: Inner,
         size: crate::units::ByteSize,
+        list: Vec<String>,
     }
     impl Validate for Cfg {
         fn validate(&self) -> Result<(), FieldError> {
@@ -217,6 +221,9 @@ mod tests {
         assert_eq!(c.inner.port, 7000);
         let c: Cfg = load(None, "T", vec![], &[]).unwrap();
         assert_eq!(c.inner.port, 4000);
+        let env = vec![("T__LIST".to_string(), "[a:1, b:2]".to_string())];
+        let c: Cfg = load(None, "T", env, &[]).unwrap();
+        assert_eq!(c.list, vec!["a:1", "b:2"]);
     }
 
     #[test]

@@ -47,7 +47,13 @@ pub struct PieceServer {
     slots: Arc<Semaphore>,
     connections: Arc<Semaphore>,
     metrics: Arc<Metrics>,
+    corrupt: bool,
 }
+
+/// Test-only fault injection: when this environment variable is `1`, every
+/// piece served has its first byte flipped, so tests can show that children
+/// reject a lying parent. Nothing in the config turns it on.
+pub const CORRUPT_PIECES_ENV: &str = "DFDAEMON_FAULT_CORRUPT_PIECES";
 
 /// A piece's bytes that own the upload slot they were read under.
 ///
@@ -88,6 +94,7 @@ impl PieceServer {
             slots: Arc::new(Semaphore::new(slots)),
             connections: Arc::new(Semaphore::new(connections)),
             metrics,
+            corrupt: std::env::var(CORRUPT_PIECES_ENV).is_ok_and(|v| v == "1"),
         })
     }
 
@@ -173,8 +180,14 @@ impl PieceServer {
         };
         let read = tokio::task::spawn_blocking(move || lease.read_piece(number)).await;
         match read {
-            Ok(Ok((piece, bytes))) => {
+            Ok(Ok((piece, mut bytes))) => {
                 self.metrics.upload_bytes.inc_by(bytes.len() as u64);
+                if self.corrupt && !bytes.is_empty() {
+                    tracing::warn!(task_id = %id, number, "fault injection: serving a corrupted piece");
+                    let mut v = bytes.to_vec();
+                    v[0] ^= 0xff;
+                    bytes = Bytes::from(v);
+                }
                 let body = if req.method() == Method::HEAD {
                     Bytes::new()
                 } else {

@@ -26,6 +26,10 @@ pub struct DaemonOptions {
     pub piece_port: u16,
     /// Metrics port (0: ephemeral).
     pub metrics_port: u16,
+    /// Upload gRPC port (0: ephemeral; a seed peer needs a known one).
+    pub upload_port: u16,
+    /// More flags (e.g. `--scheduler 127.0.0.1:8002`, `--seed`).
+    pub args: Vec<String>,
     /// Extra environment (e.g. `DFDAEMON__BACK_TO_SOURCE__CONCURRENCY`).
     pub env: Vec<(String, String)>,
     /// `--log-level`.
@@ -40,6 +44,8 @@ impl DaemonOptions {
             dir: dir.into(),
             piece_port: 0,
             metrics_port: 0,
+            upload_port: 0,
+            args: Vec::new(),
             env: Vec::new(),
             log_level: "info".into(),
         }
@@ -80,10 +86,11 @@ impl DaemonProcess {
             .arg(o.dir.join("data"))
             .arg("--download-socket")
             .arg(&self.socket)
-            .args(["--upload-addr", "127.0.0.1:0"])
+            .args(["--upload-addr", &format!("127.0.0.1:{}", o.upload_port)])
             .args(["--piece-addr", &format!("127.0.0.1:{}", o.piece_port)])
             .args(["--metrics-addr", &format!("127.0.0.1:{}", o.metrics_port)])
             .args(["--log-level", &o.log_level])
+            .args(&o.args)
             .envs(o.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -104,6 +111,11 @@ impl DaemonProcess {
         }
         self.child = Some(child);
         Ok(())
+    }
+
+    /// The process ID, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.lock().unwrap().id())
     }
 
     /// Kills the daemon with SIGKILL (no goodbye).

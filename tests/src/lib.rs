@@ -9,6 +9,7 @@
 //! - [`origin`]: a real HTTP/1.1 origin server on `127.0.0.1:0` with
 //!   configurable misbehaviour and byte counting.
 //! - [`data`]: deterministic random content and SHA-256 helpers.
+//! - [`cluster`]: a scheduler, a seed peer and N peers as real processes on loopback.
 //! - [`dfdaemon`](mod@dfdaemon): a real dfdaemon process on loopback, killed on drop.
 //! - [`process`]: [`process::ChildGuard`] (kill-on-drop children) and
 //!   [`process::wait_for`] (poll instead of sleep).
@@ -17,6 +18,7 @@
 //!   parses arguments.
 
 pub mod bench;
+pub mod cluster;
 pub mod data;
 pub mod dfdaemon;
 pub mod origin;

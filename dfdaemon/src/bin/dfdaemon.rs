@@ -30,6 +30,12 @@ struct Cli {
     /// Metrics and health address (metrics.addr).
     #[arg(long)]
     metrics_addr: Option<SocketAddr>,
+    /// Scheduler address IP:PORT, repeatable (scheduler.addrs).
+    #[arg(long = "scheduler")]
+    schedulers: Vec<String>,
+    /// Run as a seed peer (host.seed).
+    #[arg(long)]
+    seed: bool,
     /// Log level or filter (log.level).
     #[arg(long)]
     log_level: Option<String>,
@@ -55,6 +61,8 @@ impl Cli {
         add("upload.piece_addr", self.piece_addr.map(|a| a.to_string()));
         add("metrics.addr", self.metrics_addr.map(|a| a.to_string()));
         add("log.level", self.log_level.clone());
+        add("scheduler.addrs", (!self.schedulers.is_empty()).then(|| format!("[{}]", self.schedulers.join(", "))));
+        add("host.seed", self.seed.then(|| "true".to_string()));
         add("log.format", self.log_format.clone());
         o
     }

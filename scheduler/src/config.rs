@@ -1,0 +1,218 @@
+//! The scheduler's config: `scheduler.yaml`, `SCHEDULER__*` env overrides, CLI
+//! flags. Loaded as read -> defaults -> validate; every field has a documented default.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use darter_common::config::{FieldError, Validate};
+use darter_common::telemetry::{LogConfig, TracingConfig};
+use darter_common::units::duration;
+use serde::{Deserialize, Serialize};
+
+/// Prefix of environment overrides (`SCHEDULER__SCHEDULING__CANDIDATE_PARENT_LIMIT=8`).
+pub const ENV_PREFIX: &str = "SCHEDULER";
+
+/// The whole config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// gRPC API for peers (default `0.0.0.0:8002`, the cluster's well-known scheduler port).
+    pub grpc_addr: SocketAddr,
+    /// `/metrics` and `/healthz` (default `0.0.0.0:8000`).
+    pub metrics_addr: SocketAddr,
+    /// Seed peers of this cluster, triggered to fetch a task no peer has yet
+    /// (default none: the first peer of a task fetches from the origin itself).
+    pub seed_peers: Vec<SeedPeerConfig>,
+    /// Scheduling limits.
+    pub scheduling: SchedulingConfig,
+    /// Garbage collection of hosts, tasks and peers.
+    pub gc: GcConfig,
+    /// Logs.
+    pub log: LogConfig,
+    /// OpenTelemetry trace export.
+    pub tracing: TracingConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            grpc_addr: ([0, 0, 0, 0], 8002).into(),
+            metrics_addr: ([0, 0, 0, 0], 8000).into(),
+            seed_peers: Vec::new(),
+            scheduling: SchedulingConfig::default(),
+            gc: GcConfig::default(),
+            log: LogConfig::default(),
+            tracing: TracingConfig::default(),
+        }
+    }
+}
+
+/// One entry of `seed_peers:`. The seed must also announce itself as a host of
+/// type SEED with this IP and upload port, so the scheduler can hand it out as a parent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedPeerConfig {
+    /// IP of the seed's dfdaemon (required).
+    pub ip: IpAddr,
+    /// Port of its upload gRPC API, where `TriggerDownloadTask` is served
+    /// (default 4000, dfdaemon's default upload port).
+    #[serde(default = "default_seed_port")]
+    pub port: u16,
+}
+
+fn default_seed_port() -> u16 {
+    4000
+}
+
+impl SeedPeerConfig {
+    /// Address of the seed's upload API.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.ip, self.port)
+    }
+}
+
+/// `scheduling:`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulingConfig {
+    /// Candidate parents handed to a peer per answer (default 4: enough to
+    /// spread load and survive a slow parent, few enough to keep the DAG shallow).
+    pub candidate_parent_limit: usize,
+    /// Peers of one task fetching from the origin at once (default 1: origin
+    /// protection, a cold flash crowd costs the origin about one copy). Seed
+    /// peers do not count: they are the cluster's designated origin fetchers.
+    pub back_to_source_limit: usize,
+    /// Reschedules a peer may ask for in one download before it is sent to the
+    /// origin (when the limit above allows) or refused (default 10).
+    pub max_reschedules: u32,
+    /// Parents a peer may download from at once, passed to the peer (default 4).
+    pub concurrent_parent_limit: u32,
+}
+
+impl Default for SchedulingConfig {
+    fn default() -> Self {
+        Self { candidate_parent_limit: 4, back_to_source_limit: 1, max_reschedules: 10, concurrent_parent_limit: 4 }
+    }
+}
+
+/// `gc:`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcConfig {
+    /// How often GC runs (default `30s`).
+    #[serde(with = "duration")]
+    pub interval: Duration,
+    /// A peer not heard from for this long is removed (default `1h`).
+    #[serde(with = "duration")]
+    pub peer_ttl: Duration,
+    /// A task with no peers for this long is removed, with its piece digests (default `1h`).
+    #[serde(with = "duration")]
+    pub task_ttl: Duration,
+    /// A host that has not announced itself for this long is removed with its
+    /// peers (default `5m`: ten missed announcements at dfdaemon's default 30s interval).
+    #[serde(with = "duration")]
+    pub host_ttl: Duration,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(30),
+            peer_ttl: Duration::from_secs(3600),
+            task_ttl: Duration::from_secs(3600),
+            host_ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Validate for Config {
+    fn validate(&self) -> Result<(), FieldError> {
+        for (i, seed) in self.seed_peers.iter().enumerate() {
+            if seed.port == 0 {
+                return Err(FieldError::new(format!("seed_peers[{i}].port"), "must not be 0"));
+            }
+            if seed.ip.is_unspecified() {
+                return Err(FieldError::new(
+                    format!("seed_peers[{i}].ip"),
+                    "must be a reachable address, not 0.0.0.0/::",
+                ));
+            }
+            if self.seed_peers[..i].contains(seed) {
+                return Err(FieldError::new(format!("seed_peers[{i}]"), format!("{} is listed twice", seed.addr())));
+            }
+        }
+        let s = &self.scheduling;
+        if !(1..=64).contains(&s.candidate_parent_limit) {
+            return Err(FieldError::new("scheduling.candidate_parent_limit", "must be between 1 and 64"));
+        }
+        if s.back_to_source_limit == 0 {
+            return Err(FieldError::new(
+                "scheduling.back_to_source_limit",
+                "must be at least 1 (without seed peers, someone has to fetch from the origin)",
+            ));
+        }
+        if !(1..=64).contains(&s.concurrent_parent_limit) {
+            return Err(FieldError::new("scheduling.concurrent_parent_limit", "must be between 1 and 64"));
+        }
+        for (field, value) in [
+            ("gc.interval", self.gc.interval),
+            ("gc.peer_ttl", self.gc.peer_ttl),
+            ("gc.task_ttl", self.gc.task_ttl),
+            ("gc.host_ttl", self.gc.host_ttl),
+        ] {
+            if value.is_zero() {
+                return Err(FieldError::new(field, "must be positive"));
+            }
+        }
+        self.log.validate("log")?;
+        self.tracing.validate("tracing")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use darter_common::config::load;
+
+    fn load_yaml(text: &str) -> Result<Config, String> {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        load::<Config, _>(Some(f.path()), ENV_PREFIX, Vec::new(), &[]).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_are_documented_values() {
+        let c = load_yaml("").unwrap();
+        assert_eq!(c.grpc_addr.port(), 8002);
+        assert_eq!(c.metrics_addr.port(), 8000);
+        assert_eq!(c.scheduling.candidate_parent_limit, 4);
+        assert_eq!(c.scheduling.back_to_source_limit, 1);
+        assert_eq!(c.gc.host_ttl, Duration::from_secs(300));
+        assert!(c.seed_peers.is_empty());
+    }
+
+    #[test]
+    fn seed_peers_and_durations_parse() {
+        let c = load_yaml("seed_peers:\n  - ip: 10.0.0.1\n  - ip: 10.0.0.2\n    port: 4100\ngc:\n  peer_ttl: 10m\n")
+            .unwrap();
+        assert_eq!(c.seed_peers[0].addr(), "10.0.0.1:4000".parse().unwrap());
+        assert_eq!(c.seed_peers[1].port, 4100);
+        assert_eq!(c.gc.peer_ttl, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = load_yaml("scheduling:\n  candidate_parent_limit: 0\n").unwrap_err();
+        assert!(e.contains("scheduling.candidate_parent_limit"), "{e}");
+        let e = load_yaml("scheduling:\n  back_to_source_limit: 0\n").unwrap_err();
+        assert!(e.contains("scheduling.back_to_source_limit"), "{e}");
+        let e = load_yaml("gc:\n  interval: 0s\n").unwrap_err();
+        assert!(e.contains("gc.interval"), "{e}");
+        let e = load_yaml("seed_peers:\n  - ip: 10.0.0.1\n  - ip: 10.0.0.1\n").unwrap_err();
+        assert!(e.contains("seed_peers[1]"), "{e}");
+        let e = load_yaml("seed_peers:\n  - ip: nope\n").unwrap_err();
+        assert!(e.contains("seed_peers"), "{e}");
+        let e = load_yaml("scheduling:\n  candidate_parents: 3\n").unwrap_err();
+        assert!(e.contains("candidate_parents"), "{e}");
+    }
+}

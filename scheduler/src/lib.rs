@@ -1,0 +1,127 @@
+//! Darter's scheduler: for each task, which peers fetch which pieces from
+//! whom, and who goes back to the origin (ARCHITECTURE.md section 4).
+//!
+//! Layout:
+//! - [`config`]: the scheduler's config (YAML, `SCHEDULER__*` env, flags);
+//! - [`resource`]: the in-memory model (hosts, tasks, one peer per host per
+//!   task, pieces and reference digests) behind one lock;
+//! - [`scheduling`]: candidate parents (filter, score, no cycles) and the
+//!   answer to a register or reschedule;
+//! - [`service`]: the gRPC service, with one task per announce stream;
+//! - [`seed`]: triggering seed peers; [`gc`]: expiry by TTL;
+//! - [`metrics`], [`error`] (the one place errors become gRPC statuses);
+//! - `src/main.rs`: the `scheduler` binary.
+//!
+//! [`run`] serves on listeners the caller bound, so tests use ephemeral ports.
+
+pub mod config;
+pub mod error;
+pub mod gc;
+pub mod metrics;
+pub mod resource;
+pub mod scheduling;
+pub mod seed;
+pub mod service;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use darter_common::telemetry::{Health, bind, metrics_router, serve_http};
+use darter_proto::scheduler::v1::scheduler_server::SchedulerServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use crate::config::Config;
+use crate::service::{Context, SchedulerService};
+
+/// How long shutdown waits for announce streams and the GC loop to stop.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP/2 keepalive on announce streams, so peers that vanish are noticed.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// A keepalive ping not answered within this time closes the connection.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The sockets the scheduler serves on.
+#[derive(Debug)]
+pub struct Listeners {
+    /// gRPC API.
+    pub grpc: TcpListener,
+    /// Metrics and health.
+    pub metrics: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the addresses in `config`.
+    pub async fn bind(config: &Config) -> std::io::Result<Self> {
+        Ok(Self { grpc: bind(config.grpc_addr).await?, metrics: bind(config.metrics_addr).await? })
+    }
+}
+
+/// Runs the scheduler until `shutdown` is cancelled, then drains: announce
+/// streams end with UNAVAILABLE, the gRPC server stops, `/healthz` answers 503
+/// until the end. Fails if the gRPC server stops on its own.
+pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let metrics = metrics::Metrics::new();
+    let health = Health::default();
+    let tracker = TaskTracker::new();
+    let ctx = Arc::new(Context::new(config, metrics.clone(), shutdown.clone(), tracker.clone()));
+    let addrs = (listeners.grpc.local_addr()?, listeners.metrics.local_addr()?);
+
+    tracker.spawn(gc::run(ctx.clone(), shutdown.clone()));
+    let service = SchedulerServer::new(SchedulerService::new(ctx.clone()));
+    let incoming = TcpListenerStream::new(listeners.grpc);
+    let server_stop = shutdown.clone();
+    let mut server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, async move { server_stop.cancelled().await }),
+    );
+    // Metrics and health outlive the drain, so probes see 503 while it runs.
+    let metrics_stop = CancellationToken::new();
+    let metrics_server = tokio::spawn(serve_http(
+        listeners.metrics,
+        metrics_router(metrics.registry.clone(), health.clone()),
+        metrics_stop.clone(),
+    ));
+
+    health.set_ready(true);
+    tracing::info!(
+        grpc = %addrs.0, metrics = %addrs.1, seed_peers = ctx.seed_addrs.len(),
+        "scheduler ready"
+    );
+    let mut failure = None;
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        result = &mut server => {
+            failure = Some(match result {
+                Ok(Ok(())) => anyhow::anyhow!("gRPC server stopped unexpectedly"),
+                Ok(Err(e)) => anyhow::anyhow!("gRPC server failed: {e}"),
+                Err(e) => anyhow::anyhow!("gRPC server panicked: {e}"),
+            });
+            shutdown.cancel();
+        }
+    }
+    health.set_ready(false);
+    tracker.close();
+    let drained = async {
+        tracker.wait().await;
+        if failure.is_none() {
+            let _ = (&mut server).await;
+        }
+    };
+    if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
+        tracing::warn!("scheduler did not drain within {DRAIN_TIMEOUT:?}");
+        server.abort();
+    }
+    metrics_stop.cancel();
+    let _ = metrics_server.await;
+    tracing::info!("scheduler stopped");
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

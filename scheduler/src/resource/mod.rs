@@ -1,0 +1,351 @@
+//! The scheduler's in-memory model: hosts, tasks, and their peers (one per
+//! host per task), behind one `std::sync::Mutex`. Every operation is
+//! synchronous and short; callers never hold the lock across an `.await`.
+//!
+//! Nothing is persisted: after a restart peers re-announce and re-register.
+
+pub mod host;
+pub mod peer;
+pub mod pieces;
+pub mod task;
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use darter_common::digest::Digest;
+use darter_common::task_id::TaskId;
+use darter_proto::common::v1 as pb;
+use darter_proto::scheduler::v1 as spb;
+
+pub use self::host::{Host, HostInfo, HostType};
+pub use self::peer::{Peer, PeerState, ResponseTx};
+pub use self::pieces::PieceSet;
+pub use self::task::{OriginOutcome, OriginPiece, Task};
+use crate::error::Error;
+
+/// The shared model.
+#[derive(Debug, Default)]
+pub struct Resources {
+    state: Mutex<State>,
+}
+
+impl Resources {
+    /// An empty model.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Locks the model. A panic while locked cannot leave it half-changed in a
+    /// way later requests rely on (every operation validates before it writes),
+    /// so a poisoned lock is taken over rather than propagated.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Identifies one registration of a peer: the (task, host) key plus the
+/// generation, so a replaced registration's stream cannot touch its successor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerKey {
+    /// Task.
+    pub task_id: TaskId,
+    /// Host.
+    pub host_id: String,
+    /// Registration.
+    pub generation: u64,
+}
+
+/// A validated `register` message.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// Task, checked against the download.
+    pub task_id: TaskId,
+    /// Host of the peer.
+    pub host_id: String,
+    /// Peer ID.
+    pub peer_id: String,
+    /// What is downloaded (used to trigger seeds).
+    pub download: pb::Download,
+    /// Pieces the peer says it already holds.
+    pub present_pieces: Vec<u32>,
+}
+
+impl Registration {
+    /// Validates the IDs of the first message and its `register` payload:
+    /// the task ID must be the ID the download yields.
+    pub fn from_request(
+        task_id: &str,
+        host_id: &str,
+        peer_id: &str,
+        register: spb::RegisterPeerRequest,
+    ) -> Result<Self, Error> {
+        if host_id.is_empty() || host_id.len() > host::MAX_ID_LEN {
+            return Err(Error::InvalidArgument(format!(
+                "host_id must be 1 to {} bytes, got {}",
+                host::MAX_ID_LEN,
+                host_id.len()
+            )));
+        }
+        if peer_id.is_empty() || peer_id.len() > peer::MAX_PEER_ID_LEN {
+            return Err(Error::InvalidArgument(format!(
+                "peer_id must be 1 to {} bytes, got {}",
+                peer::MAX_PEER_ID_LEN,
+                peer_id.len()
+            )));
+        }
+        let id = TaskId::parse(task_id).map_err(|e| Error::InvalidArgument(format!("task_id: {e}")))?;
+        let download =
+            register.download.ok_or_else(|| Error::InvalidArgument("register.download is required".into()))?;
+        let digest = match &download.digest {
+            Some(d) => Some(
+                d.parse::<Digest>().map_err(|e| Error::InvalidArgument(format!("register.download.digest: {e}")))?,
+            ),
+            None => None,
+        };
+        let expected = TaskId::for_download(&download.url, digest.as_ref(), &download.tag, &download.application)
+            .map_err(|e| Error::InvalidArgument(format!("register.download: {e}")))?;
+        if expected != id {
+            return Err(Error::TaskIdMismatch { given: id.to_string(), expected: expected.to_string() });
+        }
+        Ok(Self {
+            task_id: id,
+            host_id: host_id.to_string(),
+            peer_id: peer_id.to_string(),
+            download,
+            present_pieces: register.present_pieces,
+        })
+    }
+}
+
+/// The URL as `StatTask` shows it: normalised (signing query parameters
+/// dropped) and without credentials, so stats never leak secrets.
+fn display_url(raw: &str) -> String {
+    let normalised = darter_common::task_id::normalise_url(raw).unwrap_or_default();
+    match url::Url::parse(&normalised) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => String::new(),
+    }
+}
+
+/// Everything the scheduler knows.
+#[derive(Debug, Default)]
+pub struct State {
+    /// Hosts by ID.
+    pub hosts: HashMap<String, Host>,
+    /// Tasks by ID.
+    pub tasks: HashMap<TaskId, Task>,
+}
+
+impl State {
+    /// Adds or refreshes a host.
+    pub fn announce_host(&mut self, info: HostInfo, now: Instant) {
+        match self.hosts.get_mut(&info.id) {
+            Some(h) => {
+                h.info = info;
+                h.last_announce = now;
+            }
+            None => {
+                self.hosts.insert(info.id.clone(), Host::new(info, now));
+            }
+        }
+    }
+
+    /// Removes a host and its peers; returns whether it was known.
+    pub fn leave_host(&mut self, host_id: &str, now: Instant) -> bool {
+        for task in self.tasks.values_mut() {
+            if let Some(mut peer) = task.peers.remove(host_id) {
+                peer.evict();
+                task.updated_at = now;
+            }
+        }
+        self.hosts.remove(host_id).is_some()
+    }
+
+    /// Registers a peer, replacing (and evicting) an earlier peer of the same
+    /// (task, host). The host must have announced itself.
+    pub fn register(&mut self, reg: &Registration, now: Instant) -> Result<(PeerKey, &mut Task), Error> {
+        if !self.hosts.contains_key(&reg.host_id) {
+            return Err(Error::UnknownHost(reg.host_id.clone()));
+        }
+        let task = self
+            .tasks
+            .entry(reg.task_id.clone())
+            .or_insert_with(|| Task::new(reg.task_id.clone(), display_url(&reg.download.url), now));
+        let pieces = task.present_pieces(&reg.present_pieces)?;
+        let generation = peer::next_generation();
+        let mut peer = Peer::new(reg.peer_id.clone(), reg.host_id.clone(), generation, now);
+        peer.pieces = pieces;
+        peer.may_back_to_source = !reg.download.disable_back_to_source;
+        if let Some(mut old) = task.peers.remove(&reg.host_id) {
+            old.evict();
+            peer.inherit_ids(&old);
+        }
+        task.peers.insert(reg.host_id.clone(), peer);
+        task.updated_at = now;
+        let key = PeerKey { task_id: reg.task_id.clone(), host_id: reg.host_id.clone(), generation };
+        Ok((key, task))
+    }
+
+    /// The task of a live registration, refreshing its last-seen time.
+    /// Fails when the peer was removed or replaced since.
+    pub fn session(&mut self, key: &PeerKey, now: Instant) -> Result<&mut Task, Error> {
+        live_task(&mut self.tasks, key, now)
+    }
+
+    /// Why a registration is gone, for its stream's final status.
+    pub fn eviction_reason(&self, key: &PeerKey) -> Error {
+        evicted_in(self.tasks.get(&key.task_id), key)
+    }
+
+    /// Removes the peer of `host_id` from a task if it is still generation `generation`.
+    pub fn remove_peer(&mut self, task_id: &TaskId, host_id: &str, generation: u64, now: Instant) -> bool {
+        let Some(task) = self.tasks.get_mut(task_id) else { return false };
+        if task.peers.get(host_id).is_none_or(|p| p.generation != generation) {
+            return false;
+        }
+        if let Some(mut p) = task.peers.remove(host_id) {
+            p.evict();
+        }
+        task.updated_at = now;
+        true
+    }
+
+    /// Numbers of hosts, tasks and peers.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (self.hosts.len(), self.tasks.len(), self.tasks.values().map(|t| t.peers.len()).sum())
+    }
+
+    /// A peer as `StatPeer` shows it.
+    pub fn peer_info(&self, task: &Task, peer: &Peer) -> spb::PeerInfo {
+        let parent_peer_ids =
+            peer.parents.iter().map(|h| task.peers.get(h).map_or_else(|| h.clone(), |p| p.id.clone())).collect();
+        spb::PeerInfo {
+            id: peer.id.clone(),
+            task_id: task.id.to_string(),
+            host: self.hosts.get(&peer.host_id).map(|h| h.info.proto.clone()),
+            state: peer.state.to_proto() as i32,
+            pieces: peer.pieces.iter().collect(),
+            parent_peer_ids,
+            blocklisted_peer_ids: peer.blocklist.iter().cloned().collect(),
+        }
+    }
+}
+
+/// The task of a live registration in `tasks` (see [`State::session`]); a free
+/// function so callers can hold `hosts` at the same time.
+pub fn live_task<'a>(tasks: &'a mut HashMap<TaskId, Task>, key: &PeerKey, now: Instant) -> Result<&'a mut Task, Error> {
+    let task = tasks.get_mut(&key.task_id).ok_or_else(|| evicted_in(None, key))?;
+    if let Some(p) = task.peers.get_mut(&key.host_id)
+        && p.generation == key.generation
+    {
+        p.last_seen = now;
+        task.updated_at = now;
+        return Ok(task);
+    }
+    Err(evicted_in(Some(task), key))
+}
+
+fn evicted_in(task: Option<&Task>, key: &PeerKey) -> Error {
+    match task.and_then(|t| t.peers.get(&key.host_id)) {
+        Some(p) if p.generation != key.generation => Error::Evicted(format!(
+            "peer was replaced by a newer registration from host {} for task {}",
+            key.host_id, key.task_id
+        )),
+        _ => Error::Evicted(format!(
+            "peer of host {} for task {} was removed (it left, its host left, or it expired)",
+            key.host_id, key.task_id
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn host(id: &str) -> HostInfo {
+        HostInfo::try_from(pb::Host {
+            id: id.into(),
+            ip: "10.0.0.1".into(),
+            port: 4000,
+            download_port: 4003,
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    fn registration(host: &str, peer: &str) -> Registration {
+        let download = pb::Download { url: "http://origin/f".into(), ..Default::default() };
+        let id = TaskId::for_download(&download.url, None, "", "").unwrap();
+        Registration::from_request(
+            id.as_str(),
+            host,
+            peer,
+            spb::RegisterPeerRequest { download: Some(download), present_pieces: vec![] },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn registration_checks_ids_against_the_download() {
+        let download = pb::Download { url: "http://origin/f".into(), ..Default::default() };
+        let reg = |task: &str, host: &str, peer: &str, d: Option<pb::Download>| {
+            Registration::from_request(
+                task,
+                host,
+                peer,
+                spb::RegisterPeerRequest { download: d, present_pieces: vec![] },
+            )
+        };
+        let good = TaskId::for_download("http://origin/f", None, "", "").unwrap().to_string();
+        assert!(reg(&good, "h", "p", Some(download.clone())).is_ok());
+        let other = TaskId::for_download("http://origin/g", None, "", "").unwrap().to_string();
+        assert!(matches!(reg(&other, "h", "p", Some(download.clone())), Err(Error::TaskIdMismatch { .. })));
+        assert!(
+            matches!(reg("../x", "h", "p", Some(download.clone())), Err(Error::InvalidArgument(m)) if m.starts_with("task_id"))
+        );
+        assert!(
+            matches!(reg(&good, "", "p", Some(download.clone())), Err(Error::InvalidArgument(m)) if m.starts_with("host_id"))
+        );
+        assert!(
+            matches!(reg(&good, "h", "", Some(download.clone())), Err(Error::InvalidArgument(m)) if m.starts_with("peer_id"))
+        );
+        assert!(matches!(reg(&good, "h", "p", None), Err(Error::InvalidArgument(m)) if m.contains("download")));
+        let bad_digest = pb::Download { digest: Some("md5:x".into()), ..download };
+        assert!(
+            matches!(reg(&good, "h", "p", Some(bad_digest)), Err(Error::InvalidArgument(m)) if m.contains("digest"))
+        );
+    }
+
+    #[test]
+    fn one_peer_per_task_and_host() {
+        let now = Instant::now();
+        let mut s = State::default();
+        assert!(matches!(s.register(&registration("h1", "p1"), now), Err(Error::UnknownHost(h)) if h == "h1"));
+        s.announce_host(host("h1"), now);
+        let (k1, _) = s.register(&registration("h1", "p1"), now).unwrap();
+        let token = s.tasks[&k1.task_id].peers["h1"].evicted.clone();
+        let (k2, task) = s.register(&registration("h1", "p2"), now).unwrap();
+        assert_eq!(task.peers.len(), 1);
+        assert!(task.peers["h1"].is_named("p1"), "former id kept");
+        assert!(token.is_cancelled(), "old stream is told");
+        assert!(matches!(s.session(&k1, now), Err(Error::Evicted(m)) if m.contains("replaced")));
+        assert!(s.session(&k2, now).is_ok());
+        assert!(!s.remove_peer(&k1.task_id, "h1", k1.generation, now), "stale generation removes nothing");
+        assert!(s.leave_host("h1", now));
+        assert!(matches!(s.session(&k2, now), Err(Error::Evicted(m)) if m.contains("removed")));
+        assert_eq!(s.counts(), (0, 1, 0));
+    }
+
+    #[test]
+    fn task_urls_drop_credentials_and_signatures() {
+        assert_eq!(
+            display_url("https://user:secret@Origin.example/f?X-Amz-Signature=abc&v=1"),
+            "https://origin.example/f?v=1"
+        );
+    }
+}

@@ -1,0 +1,163 @@
+//! The `darter.scheduler.v1.Scheduler` gRPC service: host announcements,
+//! the per-peer announce stream ([`stream`] drives it, [`announce`] handles
+//! each message), and the stat / leave calls.
+
+mod announce;
+mod stream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use darter_common::task_id::TaskId;
+use darter_proto::scheduler::v1::{
+    self as spb, AnnouncePeerRequest, AnnouncePeerResponse, scheduler_server::Scheduler,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::resource::{HostInfo, Resources};
+use crate::seed::SeedClient;
+
+/// Responses buffered per announce stream. Pushes to a full buffer are
+/// dropped (the peer is not reading), so one slow peer never blocks the scheduler.
+pub const RESPONSE_BUFFER: usize = 64;
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub struct Context {
+    /// The config.
+    pub config: Config,
+    /// Upload addresses of the configured seed peers.
+    pub seed_addrs: Vec<SocketAddr>,
+    /// The model.
+    pub resources: Resources,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Seed trigger client.
+    pub seeds: SeedClient,
+    /// Cancelled when the scheduler stops; announce streams end with UNAVAILABLE.
+    pub shutdown: CancellationToken,
+    /// Announce stream tasks, drained on shutdown.
+    pub tracker: TaskTracker,
+}
+
+impl Context {
+    /// A context with an empty model.
+    pub fn new(config: Config, metrics: Metrics, shutdown: CancellationToken, tracker: TaskTracker) -> Self {
+        let seed_addrs = config.seed_peers.iter().map(|s| s.addr()).collect();
+        Self { config, seed_addrs, resources: Resources::new(), metrics, seeds: SeedClient::new(), shutdown, tracker }
+    }
+
+    fn reject(&self, e: Error) -> Status {
+        self.metrics.rejected(e.reason());
+        Status::from(e)
+    }
+}
+
+/// The service.
+#[derive(Debug, Clone)]
+pub struct SchedulerService {
+    ctx: Arc<Context>,
+}
+
+impl SchedulerService {
+    /// A service over `ctx`.
+    pub fn new(ctx: Arc<Context>) -> Self {
+        Self { ctx }
+    }
+}
+
+fn parse_task_id(raw: &str) -> Result<TaskId, Error> {
+    TaskId::parse(raw).map_err(|e| Error::InvalidArgument(format!("task_id: {e}")))
+}
+
+fn task_not_found(id: &TaskId) -> Error {
+    Error::NotFound(format!("task {id} not found"))
+}
+
+#[tonic::async_trait]
+impl Scheduler for SchedulerService {
+    async fn announce_host(&self, request: Request<spb::AnnounceHostRequest>) -> Result<Response<()>, Status> {
+        let host = request
+            .into_inner()
+            .host
+            .ok_or_else(|| self.ctx.reject(Error::InvalidArgument("host is required".into())))?;
+        let info = HostInfo::try_from(host).map_err(|e| self.ctx.reject(e))?;
+        let (id, ip, seed) = (info.id.clone(), info.ip, info.kind == crate::resource::HostType::Seed);
+        let new = {
+            let mut state = self.ctx.resources.lock();
+            let new = !state.hosts.contains_key(&id);
+            state.announce_host(info, Instant::now());
+            new
+        };
+        if new {
+            tracing::info!(host_id = %id, %ip, seed, "host announced");
+        } else {
+            tracing::debug!(host_id = %id, "host re-announced");
+        }
+        Ok(Response::new(()))
+    }
+
+    async fn leave_host(&self, request: Request<spb::LeaveHostRequest>) -> Result<Response<()>, Status> {
+        let id = request.into_inner().host_id;
+        if id.is_empty() {
+            return Err(self.ctx.reject(Error::InvalidArgument("host_id must not be empty".into())));
+        }
+        if self.ctx.resources.lock().leave_host(&id, Instant::now()) {
+            tracing::info!(host_id = %id, "host left");
+        }
+        Ok(Response::new(()))
+    }
+
+    type AnnouncePeerStream = ReceiverStream<Result<AnnouncePeerResponse, Status>>;
+
+    async fn announce_peer(
+        &self,
+        request: Request<Streaming<AnnouncePeerRequest>>,
+    ) -> Result<Response<Self::AnnouncePeerStream>, Status> {
+        if self.ctx.shutdown.is_cancelled() {
+            return Err(Error::ShuttingDown.into());
+        }
+        let (tx, rx) = mpsc::channel(RESPONSE_BUFFER);
+        self.ctx.tracker.spawn(stream::run(self.ctx.clone(), request.into_inner(), tx));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn stat_peer(&self, request: Request<spb::StatPeerRequest>) -> Result<Response<spb::PeerInfo>, Status> {
+        let req = request.into_inner();
+        let id = parse_task_id(&req.task_id).map_err(|e| self.ctx.reject(e))?;
+        let state = self.ctx.resources.lock();
+        let task = state.tasks.get(&id).ok_or_else(|| Status::from(task_not_found(&id)))?;
+        let peer = task
+            .find_peer(&req.peer_id)
+            .ok_or_else(|| Status::from(Error::NotFound(format!("peer {} of task {id} not found", req.peer_id))))?;
+        Ok(Response::new(state.peer_info(task, peer)))
+    }
+
+    async fn leave_peer(&self, request: Request<spb::LeavePeerRequest>) -> Result<Response<()>, Status> {
+        let req = request.into_inner();
+        let id = parse_task_id(&req.task_id).map_err(|e| self.ctx.reject(e))?;
+        let mut state = self.ctx.resources.lock();
+        let found =
+            state.tasks.get(&id).and_then(|t| t.find_peer(&req.peer_id)).map(|p| (p.host_id.clone(), p.generation));
+        if let Some((host_id, generation)) = found {
+            state.remove_peer(&id, &host_id, generation, Instant::now());
+            tracing::info!(task_id = %id, peer_id = %req.peer_id, %host_id, "peer left");
+        }
+        Ok(Response::new(()))
+    }
+
+    async fn stat_task(&self, request: Request<spb::StatTaskRequest>) -> Result<Response<spb::TaskInfo>, Status> {
+        let id = parse_task_id(&request.into_inner().task_id).map_err(|e| self.ctx.reject(e))?;
+        let state = self.ctx.resources.lock();
+        let task = state.tasks.get(&id).ok_or_else(|| Status::from(task_not_found(&id)))?;
+        Ok(Response::new(task.info()))
+    }
+}

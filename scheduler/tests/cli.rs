@@ -1,0 +1,54 @@
+//! The `scheduler` binary: bad config exits 2 naming the field; flags land in the config.
+
+use std::process::Command;
+
+fn scheduler(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_scheduler")).args(args).env_remove("SCHEDULER__LOG__LEVEL").output().unwrap()
+}
+
+fn with_config(text: &str, extra: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, text).unwrap();
+    let mut args = vec!["--config", path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    scheduler(&args)
+}
+
+#[test]
+fn bad_config_exits_2_naming_the_field() {
+    for (yaml, field) in [
+        ("scheduling:\n  candidate_parent_limit: 0\n", "scheduling.candidate_parent_limit"),
+        ("gc:\n  host_ttl: soon\n", "gc.host_ttl"),
+        ("seed_peers:\n  - ip: 10.0.0.1\n    port: 0\n", "seed_peers[0].port"),
+        ("scheduling:\n  back_to_source: 3\n", "back_to_source"),
+    ] {
+        let out = with_config(yaml, &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{yaml}: {stderr}");
+        assert!(stderr.starts_with("scheduler: ") && stderr.contains(field), "{yaml}: {stderr}");
+    }
+}
+
+#[test]
+fn flags_override_the_file() {
+    let out = with_config(
+        "seed_peers:\n  - ip: 10.0.0.9\n",
+        &[
+            "--grpc-addr",
+            "127.0.0.1:9002",
+            "--seed-peer",
+            "10.0.0.1:4000",
+            "--seed-peer",
+            "[::1]:4100",
+            "--print-config",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("grpc_addr: 127.0.0.1:9002"), "{stdout}");
+    assert!(stdout.contains("ip: 10.0.0.1") && stdout.contains("ip: ::1") && !stdout.contains("10.0.0.9"), "{stdout}");
+    let out = scheduler(&["--seed-peer", "10.0.0.1:0", "--print-config"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("seed_peers[0].port"));
+}

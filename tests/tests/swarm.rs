@@ -1,0 +1,211 @@
+//! The swarm end to end: a real scheduler, seed peer and peers (processes on
+//! loopback) downloading from a byte-counting origin.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use testkit::cluster::{Cluster, ClusterOptions};
+use testkit::dfdaemon::{DaemonProcess, sibling_binary};
+use testkit::origin::{Behavior, Content, Origin};
+use testkit::process::wait_for;
+use testkit::{random_bytes, sha256_file, sha256_hex};
+
+const MIB: usize = 1 << 20;
+
+fn bin_dir() -> PathBuf {
+    sibling_binary("scheduler").unwrap_or_else(|e| panic!("{e:#}")).parent().unwrap().to_path_buf()
+}
+
+struct Run {
+    code: i32,
+    stderr: String,
+}
+
+async fn dfget(daemon: &DaemonProcess, url: &str, out: &Path, args: &[&str]) -> Run {
+    let o = tokio::process::Command::new(bin_dir().join("dfget"))
+        .arg(url)
+        .arg("-O")
+        .arg(out)
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .args(["--no-progress", "--verbose", "--timeout", "5m"])
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    Run { code: o.status.code().unwrap_or(-1), stderr: String::from_utf8_lossy(&o.stderr).into_owned() }
+}
+
+async fn all_download(cluster: &Cluster, url: &str, dir: &Path, args: &[&str]) -> Vec<(PathBuf, Run)> {
+    let runs = cluster.peers.iter().enumerate().map(|(i, p)| {
+        let out = dir.join(format!("out-{i}"));
+        async move {
+            let r = dfget(p, url, &out, args).await;
+            (out, r)
+        }
+    });
+    futures::future::join_all(runs).await
+}
+
+fn logs(cluster: &Cluster) -> String {
+    let mut s = format!("--- scheduler ---\n{}\n", testkit::dfdaemon::tail(&cluster.scheduler.log_path, 30));
+    for p in cluster.seed.iter().chain(&cluster.peers) {
+        s.push_str(&format!("--- {} ---\n{}\n", p.log_path.display(), p.log_tail(15)));
+    }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn eight_peers_get_the_file_while_the_origin_serves_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(&ClusterOptions::new(dir.path(), &bin_dir(), 8)).await.unwrap();
+    let origin = Origin::start().await;
+    let size = 256 * MIB;
+    let data = random_bytes(size, 31);
+    let expected = sha256_hex(&data);
+    origin.add("/big", Content::Bytes(data), Behavior::default());
+    let runs = all_download(&cluster, &origin.url("/big"), dir.path(), &[]).await;
+    for (out, r) in &runs {
+        assert_eq!(r.code, 0, "{}\n{}", r.stderr, logs(&cluster));
+        assert_eq!(sha256_file(out).unwrap(), expected, "{}", out.display());
+    }
+    let sent = origin.total_body_bytes();
+    assert!(sent as f64 <= size as f64 * 1.05, "origin sent {sent} bytes for a {size}-byte file\n{}", logs(&cluster));
+    let from_peers = runs.iter().filter(|(_, r)| !r.stderr.contains("peers 0 B")).count();
+    assert!(
+        from_peers >= 7,
+        "peers fetched from each other: {:?}",
+        runs.iter().map(|(_, r)| &r.stderr).collect::<Vec<_>>()
+    );
+}
+
+fn options(dir: &Path, peers: usize, env: &[(&str, &str)]) -> ClusterOptions {
+    let mut o = ClusterOptions::new(dir, &bin_dir(), peers);
+    o.daemon_env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    o
+}
+
+/// Short stalls so that failover is quick in tests.
+const QUICK: &[(&str, &str)] = &[("DFDAEMON__P2P__STALL_TIMEOUT", "3s"), ("DFDAEMON__P2P__PIECE_TIMEOUT", "5s")];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_parent_killed_mid_transfer_does_not_stop_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(&options(dir.path(), 4, QUICK)).await.unwrap();
+    let origin = Origin::start().await;
+    let size = 64 * MIB;
+    let data = random_bytes(size, 32);
+    let expected = sha256_hex(&data);
+    // Slow enough that the swarm is mid-transfer when a peer dies.
+    origin.add("/f", Content::Bytes(data), Behavior { rate_limit: Some(4 * MIB as u64), ..Default::default() });
+    let url = origin.url("/f");
+    let victim_pid = cluster.peers[0].pid().unwrap();
+    let victim_out = dir.path().join("victim");
+    let victim = dfget(&cluster.peers[0], &url, &victim_out, &[]);
+    let survivors = futures::future::join_all(cluster.peers[1..].iter().enumerate().map(|(i, p)| {
+        let out = dir.path().join(format!("out-{i}"));
+        let url = url.clone();
+        async move {
+            let r = dfget(p, &url, &out, &[]).await;
+            (out, r)
+        }
+    }));
+    let kill = async {
+        wait_for("a third of the file at the origin", Duration::from_secs(60), || {
+            origin.total_body_bytes() > (size / 3) as u64
+        })
+        .await
+        .unwrap();
+        let killed = std::process::Command::new("kill").args(["-9", &victim_pid.to_string()]).status().unwrap();
+        assert!(killed.success());
+    };
+    let (victim, runs, ()) = tokio::join!(victim, survivors, kill);
+    assert_ne!(victim.code, 0, "the killed peer's download failed with it");
+    for (out, r) in &runs {
+        assert_eq!(r.code, 0, "{}\n{}", r.stderr, logs(&cluster));
+        assert_eq!(sha256_file(out).unwrap(), expected);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_parent_serving_corrupt_pieces_is_rejected_and_blocklisted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(&options(dir.path(), 2, QUICK)).await.unwrap();
+    let liar = cluster.add_peer(&[("DFDAEMON_FAULT_CORRUPT_PIECES", "1")]).await.unwrap();
+    let origin = Origin::start().await;
+    let size = 32 * MIB;
+    let data = random_bytes(size, 34);
+    let expected = sha256_hex(&data);
+    origin.add("/c", Content::Bytes(data), Behavior::default());
+    let url = origin.url("/c");
+    // The liar gets the file first, so the scheduler offers it as a full parent.
+    let r = dfget(&cluster.peers[liar], &url, &dir.path().join("liar"), &[]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, logs(&cluster));
+    let honest = futures::future::join_all((0..2).map(|i| {
+        let (out, url, peer) = (dir.path().join(format!("honest-{i}")), url.clone(), &cluster.peers[i]);
+        async move { (out.clone(), dfget(peer, &url, &out, &[]).await) }
+    }))
+    .await;
+    for (out, r) in &honest {
+        assert_eq!(r.code, 0, "{}\n{}", r.stderr, logs(&cluster));
+        assert_eq!(sha256_file(out).unwrap(), expected, "no corrupted byte got through");
+    }
+    let rejected = cluster.peers[..2].iter().filter(|p| p.log().contains("does not match its digest")).count();
+    assert!(rejected >= 1, "a child met the liar and rejected its pieces\n{}", logs(&cluster));
+    assert!(origin.total_body_bytes() as f64 <= size as f64 * 1.05, "the origin was not asked again");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_scheduler_peers_finish_from_the_origin_unless_told_not_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(&options(dir.path(), 3, QUICK)).await.unwrap();
+    let origin = Origin::start().await;
+    let size = 64 * MIB;
+    let data = random_bytes(size, 35);
+    let expected = sha256_hex(&data);
+    origin.add("/s", Content::Bytes(data), Behavior { rate_limit: Some(4 * MIB as u64), ..Default::default() });
+    let url = origin.url("/s");
+    let scheduler_pid_kill = async {
+        wait_for("the swarm under way", Duration::from_secs(60), || origin.total_body_bytes() > (size / 4) as u64)
+            .await
+            .unwrap();
+    };
+    let (runs, ()) = tokio::join!(all_download(&cluster, &url, dir.path(), &[]), async {
+        scheduler_pid_kill.await;
+        let pid = cluster.scheduler.pid().unwrap();
+        assert!(std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success());
+    });
+    for (out, r) in &runs {
+        assert_eq!(r.code, 0, "{}\n{}", r.stderr, logs(&cluster));
+        assert_eq!(sha256_file(out).unwrap(), expected);
+    }
+    cluster.scheduler.kill();
+    // A new download with back-to-source disabled fails clearly, and the origin is not touched.
+    origin.add("/t", Content::Bytes(random_bytes(MIB, 36)), Behavior::default());
+    let r = dfget(&cluster.peers[0], &origin.url("/t"), &dir.path().join("t"), &["--disable-back-to-source"]).await;
+    assert_eq!(r.code, 7, "{}", r.stderr);
+    assert!(r.stderr.contains("no scheduler is reachable"), "{}", r.stderr);
+    assert_eq!(origin.stats("/t").requests, 0);
+    // Without the flag it goes to the origin directly.
+    let r = dfget(&cluster.peers[0], &origin.url("/t"), &dir.path().join("t"), &[]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_scheduler_is_repopulated_by_the_peers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(&options(dir.path(), 3, QUICK)).await.unwrap();
+    let origin = Origin::start().await;
+    cluster.scheduler.restart().await.unwrap();
+    let size = 16 * MIB;
+    let data = random_bytes(size, 37);
+    let expected = sha256_hex(&data);
+    origin.add("/r", Content::Bytes(data), Behavior::default());
+    let runs = all_download(&cluster, &origin.url("/r"), dir.path(), &[]).await;
+    for (out, r) in &runs {
+        assert_eq!(r.code, 0, "{}\n{}", r.stderr, logs(&cluster));
+        assert_eq!(sha256_file(out).unwrap(), expected);
+    }
+    let sent = origin.total_body_bytes();
+    assert!(sent as f64 <= size as f64 * 1.05, "still one origin copy after the restart: {sent}\n{}", logs(&cluster));
+}
