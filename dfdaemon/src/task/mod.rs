@@ -187,7 +187,9 @@ impl TaskManager {
                 }
             }
             e.mark_complete(expected)?;
-            // Flushing a large file takes a while; nobody needs to wait for it.
+            // Flushing a large file takes a while; nobody needs to wait for it,
+            // and it does not hold the task in use (no lease).
+            let e: Arc<TaskEntry> = Arc::clone(&e);
             std::thread::spawn(move || {
                 if let Err(err) = e.persist_complete() {
                     tracing::warn!(task_id = %e.id(), error = %err, "cannot persist a complete task; it will be re-verified after a restart");
