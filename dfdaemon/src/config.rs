@@ -210,11 +210,19 @@ pub struct UploadConfig {
     pub piece_addr: SocketAddr,
     /// Concurrent piece uploads; more are answered 503 (default 32).
     pub slots: usize,
+    /// Upload bandwidth for all peers together, per second (e.g. `100MiB`;
+    /// default none: unlimited).
+    pub rate_limit: Option<ByteSize>,
 }
 
 impl Default for UploadConfig {
     fn default() -> Self {
-        Self { grpc_addr: ([0, 0, 0, 0], 4000).into(), piece_addr: ([0, 0, 0, 0], 4003).into(), slots: 32 }
+        Self {
+            grpc_addr: ([0, 0, 0, 0], 4000).into(),
+            piece_addr: ([0, 0, 0, 0], 4003).into(),
+            slots: 32,
+            rate_limit: None,
+        }
     }
 }
 
@@ -269,6 +277,9 @@ impl Validate for Config {
         }
         if self.p2p.per_parent == 0 {
             return Err(FieldError::new("p2p.per_parent", "must be at least 1"));
+        }
+        if self.upload.rate_limit.is_some_and(|r| r.as_u64() == 0) {
+            return Err(FieldError::new("upload.rate_limit", "must be positive (leave it out for no limit)"));
         }
         if self.upload.slots == 0 {
             return Err(FieldError::new("upload.slots", "must be at least 1"));

@@ -21,6 +21,7 @@ pub mod grpc;
 pub mod metrics;
 pub mod paths;
 pub mod piece_server;
+pub mod rate_limit;
 pub mod scheduler_client;
 pub mod storage;
 pub mod task;
@@ -168,7 +169,12 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
             tracing::error!(error = %e, "upload api stopped");
         }
     });
-    let pieces = piece_server::PieceServer::new(storage.clone(), config.upload.slots, metrics.clone());
+    let pieces = piece_server::PieceServer::with_rate_limit(
+        storage.clone(),
+        config.upload.slots,
+        metrics.clone(),
+        config.upload.rate_limit.map(|r| r.as_u64()),
+    );
     tracker.spawn(pieces.serve(listeners.piece, shutdown.clone()));
     tracker.close();
     // Metrics and health outlive the drain, so probes see 503 while it runs.

@@ -28,6 +28,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
+use crate::rate_limit::RateLimit;
 use crate::storage::Storage;
 
 /// Header carrying the piece digest.
@@ -48,6 +49,7 @@ pub struct PieceServer {
     connections: Arc<Semaphore>,
     metrics: Arc<Metrics>,
     corrupt: bool,
+    rate: Option<RateLimit>,
 }
 
 /// Test-only fault injection: when this environment variable is `1`, every
@@ -88,6 +90,18 @@ impl PieceServer {
         Self::with_limits(storage, slots, MAX_CONNECTIONS, metrics)
     }
 
+    /// The same, with the host's upload bandwidth capped at `bytes_per_second`.
+    pub fn with_rate_limit(
+        storage: Arc<Storage>,
+        slots: usize,
+        metrics: Arc<Metrics>,
+        bytes_per_second: Option<u64>,
+    ) -> Arc<Self> {
+        let mut this = Self::with_limits(storage, slots, MAX_CONNECTIONS, metrics);
+        Arc::get_mut(&mut this).expect("just created").rate = bytes_per_second.map(RateLimit::new);
+        this
+    }
+
     fn with_limits(storage: Arc<Storage>, slots: usize, connections: usize, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Self {
             storage,
@@ -95,6 +109,7 @@ impl PieceServer {
             connections: Arc::new(Semaphore::new(connections)),
             metrics,
             corrupt: std::env::var(CORRUPT_PIECES_ENV).is_ok_and(|v| v == "1"),
+            rate: None,
         })
     }
 
@@ -181,6 +196,9 @@ impl PieceServer {
         let read = tokio::task::spawn_blocking(move || lease.read_piece(number)).await;
         match read {
             Ok(Ok((piece, mut bytes))) => {
+                if let Some(rate) = &self.rate {
+                    rate.acquire(bytes.len() as u64).await;
+                }
                 self.metrics.upload_bytes.inc_by(bytes.len() as u64);
                 if self.corrupt && !bytes.is_empty() {
                     tracing::warn!(task_id = %id, number, "fault injection: serving a corrupted piece");
