@@ -44,6 +44,9 @@ pub enum Error {
     /// No scheduler answered and back-to-source is disabled for this download.
     #[error("back-to-source is disabled for this download and no scheduler is reachable: {0}")]
     SchedulerUnavailable(String),
+    /// The scheduler refused this download (the message says why).
+    #[error("the scheduler refused the download: {0}")]
+    SchedulerRefused(String),
     /// The task is not in local storage.
     #[error("task {0} not found")]
     TaskNotFound(String),
@@ -104,6 +107,7 @@ impl Error {
             Self::DigestMismatch { .. } => Code::DataLoss,
             Self::BackToSourceDisabled | Self::TaskBusy(_) => Code::FailedPrecondition,
             Self::SchedulerUnavailable(_) => Code::Unavailable,
+            Self::SchedulerRefused(_) => Code::FailedPrecondition,
             Self::Output { .. } => Code::PermissionDenied,
             Self::NoSpace(_) => Code::ResourceExhausted,
             Self::Storage(_) => Code::Internal,
@@ -124,6 +128,7 @@ impl Error {
             Self::DigestMismatch { .. } => "digest_mismatch",
             Self::BackToSourceDisabled => "back_to_source_disabled",
             Self::SchedulerUnavailable(_) => "scheduler_unavailable",
+            Self::SchedulerRefused(_) => "scheduler_refused",
             Self::TaskNotFound(_) => "task_not_found",
             Self::TaskBusy(_) => "task_busy",
             Self::Output { .. } => "output",

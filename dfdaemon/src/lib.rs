@@ -111,7 +111,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     let mut manager =
         TaskManager::new(storage.clone(), config.back_to_source.clone(), metrics.clone(), shutdown.child_token())?;
     if let Some(scheduler) = SchedulerClient::new(&config.scheduler, host.clone()) {
-        manager = manager.with_swarm(Swarm::new(scheduler.clone(), config.p2p.clone())?);
+        manager = manager.with_swarm(Swarm::new(scheduler.clone(), config.p2p.clone(), config.host.seed)?);
         tracker.spawn(scheduler.announce_loop(shutdown.clone()));
     }
     let tasks = Arc::new(manager);

@@ -15,8 +15,11 @@ async fn health_and_metrics_tell_what_happened() {
     let dir = tempfile::tempdir().unwrap();
     let origin = Origin::start().await;
     let daemon = Daemon::start(dir.path(), &[]).await;
-    let (status, _, _) = raw_get(daemon.metrics_port, "GET", "/healthz");
-    assert_eq!(status, 200);
+    // Ready shortly after the socket accepts (the services start in order).
+    let port = daemon.metrics_port;
+    testkit::process::wait_for("/healthz 200", Duration::from_secs(10), || raw_get(port, "GET", "/healthz").0 == 200)
+        .await
+        .unwrap();
     let data = random_bytes(1 << 20, 11);
     origin.add("/m", Content::Bytes(data), Behavior::default());
     for _ in 0..2 {

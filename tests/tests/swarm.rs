@@ -130,7 +130,7 @@ async fn a_parent_killed_mid_transfer_does_not_stop_the_others() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_parent_serving_corrupt_pieces_is_rejected_and_blocklisted() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = Cluster::start(&options(dir.path(), 2, QUICK)).await.unwrap();
+    let mut cluster = Cluster::start(&options(dir.path(), 2, &[])).await.unwrap();
     let liar = cluster.add_peer(&[("DFDAEMON_FAULT_CORRUPT_PIECES", "1")]).await.unwrap();
     let origin = Origin::start().await;
     let size = 32 * MIB;
@@ -196,16 +196,32 @@ async fn a_restarted_scheduler_is_repopulated_by_the_peers() {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = Cluster::start(&options(dir.path(), 3, QUICK)).await.unwrap();
     let origin = Origin::start().await;
-    cluster.scheduler.restart().await.unwrap();
     let size = 16 * MIB;
-    let data = random_bytes(size, 37);
-    let expected = sha256_hex(&data);
-    origin.add("/r", Content::Bytes(data), Behavior::default());
-    let runs = all_download(&cluster, &origin.url("/r"), dir.path(), &[]).await;
-    for (out, r) in &runs {
+    let (a, b) = (random_bytes(size, 37), random_bytes(size, 38));
+    let (expected_a, expected_b) = (sha256_hex(&a), sha256_hex(&b));
+    origin.add("/a", Content::Bytes(a), Behavior::default());
+    origin.add("/b", Content::Bytes(b), Behavior::default());
+    let first = dir.path().join("first");
+    std::fs::create_dir_all(&first).unwrap();
+    for (out, r) in all_download(&cluster, &origin.url("/a"), &first, &[]).await {
         assert_eq!(r.code, 0, "{}\n{}", r.stderr, logs(&cluster));
-        assert_eq!(sha256_file(out).unwrap(), expected);
+        assert_eq!(sha256_file(out).unwrap(), expected_a);
     }
-    let sent = origin.total_body_bytes();
-    assert!(sent as f64 <= size as f64 * 1.05, "still one origin copy after the restart: {sent}\n{}", logs(&cluster));
+    cluster.scheduler.restart().await.unwrap();
+    // New downloads work once the peers have announced themselves again.
+    for (out, r) in all_download(&cluster, &origin.url("/b"), dir.path(), &[]).await {
+        assert_eq!(r.code, 0, "{}\n{}", r.stderr, logs(&cluster));
+        assert_eq!(sha256_file(out).unwrap(), expected_b);
+    }
+    let sent_b = origin.stats("/b").body_bytes;
+    assert!(sent_b as f64 <= size as f64 * 1.05, "one origin copy after the restart: {sent_b}\n{}", logs(&cluster));
+    // A task the restarted scheduler never saw, held by the seed: a new peer
+    // gets it from the swarm (the seed tells the scheduler what it holds),
+    // not from the origin again.
+    let sent_a = origin.stats("/a").body_bytes;
+    let newcomer = cluster.add_peer(QUICK).await.unwrap();
+    let r = dfget(&cluster.peers[newcomer], &origin.url("/a"), &dir.path().join("newcomer"), &[]).await;
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, logs(&cluster));
+    assert_eq!(sha256_file(dir.path().join("newcomer")).unwrap(), expected_a);
+    assert_eq!(origin.stats("/a").body_bytes, sent_a, "the seed's copy served the newcomer\n{}", logs(&cluster));
 }

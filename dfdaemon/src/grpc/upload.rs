@@ -47,8 +47,9 @@ impl UploadService {
     }
 }
 
-/// How long `SyncPieces` waits for a task this daemon does not hold yet.
-const TASK_APPEAR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long `SyncPieces` waits for a task this daemon does not hold yet
+/// (longer than an origin's connect timeout, so a slow origin is not taken for a dead seed).
+const TASK_APPEAR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 type SyncStream = Pin<Box<dyn Stream<Item = Result<dpb::SyncPiecesResponse, Status>> + Send>>;
 

@@ -100,7 +100,9 @@ impl Storage {
                 let r = existing.record();
                 let same = r.piece_length == shape.piece_length
                     && (r.content_length == shape.content_length || shape.content_length.is_none())
-                    && (r.validator == shape.validator || shape.validator.is_none());
+                    // No validator on either side (a peer-to-peer copy, or an
+                    // origin without one) cannot tell versions apart: compatible.
+                    && (r.validator == shape.validator || shape.validator.is_none() || r.validator.is_none());
                 if same {
                     return Ok(existing.lease());
                 }

@@ -131,6 +131,9 @@ impl TaskManager {
 
     async fn run(&self, fetcher: &BackToSource, spec: &DownloadSpec, progress: &Progress) -> Result<Finished> {
         if let Some(lease) = self.storage.lease(&spec.task_id).filter(|t| t.is_complete()) {
+            if let Some(swarm) = self.swarm.as_ref().filter(|s| s.seed) {
+                self.announce_complete(swarm, spec, &lease).await;
+            }
             progress.started(&lease);
             let len = lease.content_length().unwrap_or(0);
             self.metrics.bytes_local(len);

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use darter_common::digest::Digest;
@@ -35,6 +35,10 @@ use crate::storage::{Lease, Shape, Storage};
 
 /// Network failures after which a parent is dropped.
 const MAX_PARENT_FAILURES: u32 = 3;
+/// How long a parent whose upload slots are full is left alone.
+const BUSY_BACKOFF: Duration = Duration::from_millis(200);
+/// Shortest and longest wait between two reschedules that found no parent.
+const RESCHEDULE_BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(5));
 
 /// How a peer-to-peer attempt ended.
 #[derive(Debug)]
@@ -72,6 +76,8 @@ struct Parent {
     inflight: usize,
     failures: u32,
     alive: bool,
+    complete: bool,
+    busy_until: Option<Instant>,
     sync: JoinHandle<()>,
 }
 
@@ -82,12 +88,14 @@ impl Drop for Parent {
 }
 
 enum Event {
-    Sync { parent: usize, pieces: Vec<u32>, content_length: Option<u64>, piece_length: u64 },
+    Sync { parent: usize, pieces: Vec<u32>, content_length: Option<u64>, piece_length: u64, complete: bool },
     SyncEnded { parent: usize, error: Option<String> },
     Piece { parent: usize, number: u32, result: std::result::Result<NewPiece, PieceError> },
 }
 
 enum PieceError {
+    /// The parent's upload slots are full: not its fault.
+    Busy,
     Network(String),
     DigestMismatch(Digest),
     Storage(Error),
@@ -104,6 +112,10 @@ struct State {
     inflight: HashMap<u32, Vec<usize>>,
     blocklist: HashSet<String>,
     rescheduling: bool,
+    next_reschedule: Option<Instant>,
+    reschedule_backoff: Duration,
+    /// Piece requests in flight; aborted when the download ends.
+    fetches: tokio::task::JoinSet<()>,
 }
 
 impl State {
@@ -124,7 +136,7 @@ impl P2p<'_> {
     /// or must go back to the origin.
     pub async fn run(&self, announcer: &mut Announcer, first: NormalTaskResponse) -> Result<P2pEnd> {
         let (events, mut rx) = mpsc::channel(256);
-        let mut st = State::default();
+        let mut st = State { reschedule_backoff: RESCHEDULE_BACKOFF.0, ..Default::default() };
         self.apply_parents(&mut st, first, &events);
         self.ensure_entry(&mut st).await?;
         announcer.reporter.send(Req::DownloadPeerStarted(spb::DownloadPeerStartedRequest {}));
@@ -141,9 +153,20 @@ impl P2p<'_> {
                 if !scheduler_alive {
                     return Ok(P2pEnd::BackToSource("the scheduler is gone and no parent is left".into()));
                 }
-                self.reschedule(&mut st, announcer, "no parent left");
+                if st.next_reschedule.is_none_or(|t| Instant::now() >= t) {
+                    self.reschedule(&mut st, announcer, "no parent left");
+                }
             }
             let stall = tokio::time::sleep_until((last_progress + self.config.stall_timeout).into());
+            // Wake for parents that were busy and for a deferred reschedule.
+            let wake = st
+                .parents
+                .iter()
+                .filter_map(|p| p.busy_until.filter(|_| p.alive))
+                .chain(st.next_reschedule.filter(|_| !st.rescheduling && st.alive_parents() == 0))
+                .min();
+            let wakeup =
+                tokio::time::sleep_until(wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)).into());
             tokio::select! {
                 Some(event) = rx.recv() => {
                     if self.handle(&mut st, event, announcer).await? {
@@ -153,21 +176,31 @@ impl P2p<'_> {
                 response = announcer.next(), if scheduler_alive => match response {
                     Some(Ok(Resp::NormalTask(n))) => {
                         st.rescheduling = false;
+                        let before = st.alive_parents();
                         self.apply_parents(&mut st, n, &events);
                         self.ensure_entry(&mut st).await?;
+                        if st.alive_parents() > before {
+                            st.reschedule_backoff = RESCHEDULE_BACKOFF.0;
+                        }
                     }
-                    Some(Ok(Resp::PieceDigests(d))) => self.add_digests(&mut st, &d.piece_digests),
+                    Some(Ok(Resp::PieceDigests(d))) => {
+                        self.add_digests(&mut st, &d.piece_digests);
+                        self.learn_geometry(&mut st, d.content_length, d.piece_length);
+                        self.ensure_entry(&mut st).await?;
+                    }
                     Some(Ok(Resp::NeedBackToSource(n))) => return Ok(P2pEnd::BackToSource(n.description)),
                     Some(Ok(Resp::EmptyTask(_))) => return Ok(P2pEnd::BackToSource("the task is empty".into())),
-                    Some(Err(status)) => {
+                    Some(Err(status)) if is_transport_failure(&status) => {
                         tracing::warn!(task_id = %self.spec.task_id, error = %status.message(), "scheduler stream failed; going on with the parents we have");
                         scheduler_alive = false;
                     }
+                    Some(Err(status)) => return Err(Error::SchedulerRefused(status.message().to_string())),
                     None => scheduler_alive = false,
                 },
+                _ = wakeup => {}
                 _ = stall => {
-                    if !scheduler_alive || st.rescheduling {
-                        return Ok(P2pEnd::BackToSource("no progress from parents".into()));
+                    if !scheduler_alive {
+                        return Ok(P2pEnd::BackToSource("no progress from parents and no scheduler".into()));
                     }
                     let stalled: Vec<usize> = (0..st.parents.len()).filter(|&i| st.parents[i].alive && st.parents[i].inflight > 0).collect();
                     for i in stalled {
@@ -180,6 +213,16 @@ impl P2p<'_> {
         }
     }
 
+    /// Takes content and piece length from the scheduler (never from a parent).
+    fn learn_geometry(&self, st: &mut State, content_length: Option<u64>, piece_length: u64) {
+        if st.geometry.is_none()
+            && let Some(len) = content_length
+            && piece_length > 0
+        {
+            st.geometry = Some((len, piece_length));
+        }
+    }
+
     fn reschedule(&self, st: &mut State, announcer: &Announcer, why: &str) {
         let bad = st.parents.iter().filter(|p| !p.alive).map(|p| p.peer_id.clone()).collect();
         tracing::info!(task_id = %self.spec.task_id, why, "asking the scheduler for other parents");
@@ -188,6 +231,9 @@ impl P2p<'_> {
             description: why.to_string(),
         }));
         st.rescheduling = true;
+        // If the answer brings no parent, wait longer before asking again.
+        st.next_reschedule = Some(Instant::now() + st.reschedule_backoff);
+        st.reschedule_backoff = (st.reschedule_backoff * 2).min(RESCHEDULE_BACKOFF.1);
     }
 
     fn add_digests(&self, st: &mut State, digests: &HashMap<u32, String>) {
@@ -205,12 +251,7 @@ impl P2p<'_> {
 
     fn apply_parents(&self, st: &mut State, n: NormalTaskResponse, events: &mpsc::Sender<Event>) {
         self.add_digests(st, &n.piece_digests);
-        if st.geometry.is_none()
-            && let Some(len) = n.content_length
-            && n.piece_length > 0
-        {
-            st.geometry = Some((len, n.piece_length));
-        }
+        self.learn_geometry(st, n.content_length, n.piece_length);
         for c in n.candidate_parents {
             let Some(host) = c.host else { continue };
             let known = st.parents.iter().any(|p| p.alive && p.host_id == host.id);
@@ -235,6 +276,8 @@ impl P2p<'_> {
                 inflight: 0,
                 failures: 0,
                 alive: true,
+                complete: false,
+                busy_until: None,
                 sync,
             });
         }
@@ -249,8 +292,21 @@ impl P2p<'_> {
         check_geometry(len, piece_length).map_err(Error::OriginProtocol)?;
         let (storage, id, url) = (self.storage.clone(), self.spec.task_id.clone(), self.spec.url.to_string());
         let shape = Shape { content_length: Some(len), piece_length, validator: None };
-        let lease =
-            tokio::task::spawn_blocking(move || storage.open_task(&id, &url, shape)).await.map_err(join_err)??;
+        let digests = st.digests.clone();
+        let lease = tokio::task::spawn_blocking(move || {
+            let lease = storage.open_task(&id, &url, shape.clone())?;
+            // Pieces kept from an earlier attempt must be of this content.
+            let stale = lease.pieces().iter().any(|p| digests.get(&p.number).is_some_and(|d| *d != p.digest));
+            if !stale {
+                return Ok(lease);
+            }
+            tracing::warn!(task_id = %id, "stored pieces do not match the reference digests; starting over");
+            drop(lease);
+            storage.remove(&id, true)?;
+            storage.open_task(&id, &url, shape)
+        })
+        .await
+        .map_err(join_err)??;
         self.progress.started(&lease);
         st.missing = lease.missing_pieces().into_iter().collect();
         st.entry = Some(lease);
@@ -265,7 +321,9 @@ impl P2p<'_> {
         if total >= self.config.concurrency {
             return;
         }
-        let has_room = |p: &Parent| p.alive && p.inflight < self.config.per_parent;
+        let now = Instant::now();
+        let has_room =
+            |p: &Parent| p.alive && p.inflight < self.config.per_parent && p.busy_until.is_none_or(|t| t <= now);
         let mut wanted: Vec<(usize, u32)> = st
             .missing
             .iter()
@@ -307,7 +365,7 @@ impl P2p<'_> {
                 self.config.piece_timeout,
             );
             let events = events.clone();
-            tokio::spawn(async move {
+            st.fetches.spawn(async move {
                 let result = fetch.await;
                 let _ = events.send(Event::Piece { parent, number, result }).await;
             });
@@ -317,22 +375,27 @@ impl P2p<'_> {
     /// Applies an event; returns whether a piece was completed.
     async fn handle(&self, st: &mut State, event: Event, announcer: &Announcer) -> Result<bool> {
         match event {
-            Event::Sync { parent, pieces, content_length, piece_length } => {
-                st.parents[parent].available.extend(pieces);
-                if st.geometry.is_none()
-                    && let Some(len) = content_length
-                    && piece_length > 0
-                {
-                    st.geometry = Some((len, piece_length));
-                    self.ensure_entry(st).await?;
+            Event::Sync { parent, pieces, content_length, piece_length, complete } => {
+                // A parent that describes another content is not a parent for this one.
+                let disagrees = st.geometry.is_some_and(|(len, pl)| {
+                    (content_length.is_some() && content_length != Some(len))
+                        || (piece_length != 0 && piece_length != pl)
+                });
+                if disagrees {
+                    tracing::warn!(task_id = %self.spec.task_id, parent = %st.parents[parent].host_id, "parent describes another geometry; dropping it");
+                    st.drop_parent(parent);
+                    return Ok(false);
                 }
+                let p = &mut st.parents[parent];
+                p.available.extend(pieces);
+                p.complete |= complete;
                 Ok(false)
             }
             Event::SyncEnded { parent, error } => {
-                if let Some(e) = error
-                    && st.parents[parent].alive
-                {
-                    tracing::info!(task_id = %self.spec.task_id, parent = %st.parents[parent].host_id, error = %e, "lost a parent");
+                let p = &st.parents[parent];
+                if p.alive && (error.is_some() || !p.complete) {
+                    let why = error.unwrap_or_else(|| "its piece stream ended before it had the task".into());
+                    tracing::info!(task_id = %self.spec.task_id, parent = %p.host_id, error = %why, "lost a parent");
                     st.drop_parent(parent);
                 }
                 Ok(false)
@@ -369,6 +432,10 @@ impl P2p<'_> {
                             description: format!("digest mismatch: got {actual}"),
                         }));
                         st.drop_parent(parent);
+                        Ok(false)
+                    }
+                    Err(PieceError::Busy) => {
+                        st.parents[parent].busy_until = Some(Instant::now() + BUSY_BACKOFF);
                         Ok(false)
                     }
                     Err(PieceError::Network(e)) => {
@@ -409,6 +476,9 @@ async fn fetch_piece(
 ) -> std::result::Result<NewPiece, PieceError> {
     let net = |e: reqwest::Error| PieceError::Network(e.without_url().to_string());
     let resp = http.get(&url).timeout(timeout).send().await.map_err(net)?;
+    if resp.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+        return Err(PieceError::Busy);
+    }
     if !resp.status().is_success() {
         return Err(PieceError::Network(format!("parent answered {}", resp.status())));
     }
@@ -441,8 +511,13 @@ async fn sync_parent(idx: usize, endpoint: String, task_id: String, host_id: Str
             .into_inner();
         while let Some(msg) = stream.message().await.map_err(|s| s.message().to_string())? {
             let pieces = msg.pieces.iter().map(|p| p.number).collect();
-            let event =
-                Event::Sync { parent: idx, pieces, content_length: msg.content_length, piece_length: msg.piece_length };
+            let event = Event::Sync {
+                parent: idx,
+                pieces,
+                content_length: msg.content_length,
+                piece_length: msg.piece_length,
+                complete: msg.complete,
+            };
             if events.send(event).await.is_err() {
                 return Ok(());
             }
@@ -451,4 +526,13 @@ async fn sync_parent(idx: usize, endpoint: String, task_id: String, host_id: Str
     }
     .await;
     let _ = events.send(Event::SyncEnded { parent: idx, error: result.err() }).await;
+}
+
+/// Whether a failed scheduler stream means "the scheduler is gone" (carry on
+/// without it) rather than "the scheduler refuses" (stop).
+pub(super) fn is_transport_failure(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::DeadlineExceeded
+    )
 }

@@ -18,7 +18,7 @@ use tonic::Code;
 use super::TaskManager;
 use super::announcer::Announcer;
 use super::back_to_source::BackToSource;
-use super::p2p::{P2p, P2pEnd};
+use super::p2p::{P2p, P2pEnd, is_transport_failure};
 use super::progress::Progress;
 use super::spec::DownloadSpec;
 use crate::config::P2pConfig;
@@ -35,11 +35,13 @@ pub struct Swarm {
     pub config: P2pConfig,
     /// Client for parents' piece servers (a connection pool).
     pub http: reqwest::Client,
+    /// This daemon is a seed peer.
+    pub seed: bool,
 }
 
 impl Swarm {
     /// A swarm client with a pooled HTTP client for piece transfers.
-    pub fn new(scheduler: Arc<SchedulerClient>, config: P2pConfig) -> Result<Self> {
+    pub fn new(scheduler: Arc<SchedulerClient>, config: P2pConfig, seed: bool) -> Result<Self> {
         let http = reqwest::Client::builder()
             .tcp_nodelay(true)
             .no_proxy()
@@ -47,8 +49,16 @@ impl Swarm {
             .connect_timeout(Duration::from_secs(2))
             .build()
             .map_err(|e| Error::InvalidArgument(format!("cannot build the piece client: {e}")))?;
-        Ok(Self { scheduler, config, http })
+        Ok(Self { scheduler, config, http, seed })
     }
+}
+
+/// Why a registration did not go through.
+pub(super) enum Refusal {
+    /// No scheduler answered (transport failure or timeout): the origin may be used.
+    Unreachable(String),
+    /// The scheduler answered no: the download fails.
+    Refused(String),
 }
 
 /// How long the scheduler may take to answer a registration.
@@ -78,7 +88,7 @@ impl TaskManager {
     /// Registers with the owning scheduler and returns its first answer;
     /// re-announces the host once if the scheduler does not know it (e.g. it
     /// restarted).
-    async fn register(&self, swarm: &Swarm, spec: &DownloadSpec) -> std::result::Result<(Announcer, Resp), String> {
+    async fn register(&self, swarm: &Swarm, spec: &DownloadSpec) -> std::result::Result<(Announcer, Resp), Refusal> {
         let present: Vec<u32> =
             self.storage.get(&spec.task_id).map(|t| t.pieces().iter().map(|p| p.number).collect()).unwrap_or_default();
         let (addr, client) = swarm.scheduler.for_task(&spec.task_id);
@@ -99,11 +109,18 @@ impl TaskManager {
                     tracing::info!(scheduler = addr, error = %status.message(), "announcing the host again");
                     swarm.scheduler.announce_host().await;
                 }
-                Ok(Err(status)) => return Err(format!("scheduler {addr}: {}", status.message())),
-                Err(_) => return Err(format!("scheduler {addr} did not answer within {REGISTER_TIMEOUT:?}")),
+                Ok(Err(status)) if is_transport_failure(&status) => {
+                    return Err(Refusal::Unreachable(format!("scheduler {addr}: {}", status.message())));
+                }
+                Ok(Err(status)) => return Err(Refusal::Refused(format!("scheduler {addr}: {}", status.message()))),
+                Err(_) => {
+                    return Err(Refusal::Unreachable(format!(
+                        "scheduler {addr} did not answer within {REGISTER_TIMEOUT:?}"
+                    )));
+                }
             }
         }
-        Err(format!("scheduler {addr} does not accept this host"))
+        Err(Refusal::Refused(format!("scheduler {addr} does not accept this host")))
     }
 
     /// Fetches a task in the swarm. `bool` in the result: the origin was used.
@@ -116,7 +133,10 @@ impl TaskManager {
     ) -> SwarmFetch {
         let (mut announcer, first) = match self.register(swarm, spec).await {
             Ok(answer) => answer,
-            Err(why) => {
+            Err(Refusal::Refused(why)) => {
+                return SwarmFetch { result: Err(Error::SchedulerRefused(why)), announcer: None };
+            }
+            Err(Refusal::Unreachable(why)) => {
                 tracing::warn!(task_id = %spec.task_id, error = %why, "no scheduler; going to the origin directly");
                 let result = if spec.disable_back_to_source {
                     Err(Error::SchedulerUnavailable(why))
@@ -189,4 +209,29 @@ pub(super) async fn report_end(
         Err(e) => reporter.send(Req::DownloadPeerFailed(spb::DownloadPeerFailedRequest { description: e.to_string() })),
     }
     announcer.finish().await;
+}
+
+impl TaskManager {
+    /// A seed asked for a task it already holds tells the scheduler, so the
+    /// swarm can use it (after a scheduler restart, or a GC of the task's
+    /// peers there): the stored pieces are reported as the origin pieces they
+    /// were, or the seed reports a finished download when another peer leads.
+    pub(super) async fn announce_complete(&self, swarm: &Swarm, spec: &DownloadSpec, lease: &Lease) {
+        let Ok((announcer, first)) = self.register(swarm, spec).await else { return };
+        let len = lease.content_length().unwrap_or(0);
+        let from_origin = matches!(first, Resp::NeedBackToSource(_));
+        if from_origin {
+            for p in lease.pieces() {
+                let piece = super::back_to_source::NewPiece {
+                    number: p.number,
+                    offset: p.offset,
+                    length: p.length,
+                    digest: p.digest,
+                };
+                announcer.reporter.origin_piece(&piece, Some(len), lease.piece_length());
+            }
+        }
+        let digest = lease.record().digest.and_then(|d| d.parse().ok());
+        report_end(announcer, Ok((lease, from_origin, digest))).await;
+    }
 }

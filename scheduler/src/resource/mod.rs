@@ -144,6 +144,7 @@ pub struct State {
 impl State {
     /// Adds or refreshes a host.
     pub fn announce_host(&mut self, info: HostInfo, now: Instant) {
+        let id = info.id.clone();
         match self.hosts.get_mut(&info.id) {
             Some(h) => {
                 h.info = info;
@@ -151,6 +152,14 @@ impl State {
             }
             None => {
                 self.hosts.insert(info.id.clone(), Host::new(info, now));
+            }
+        }
+        // A live host keeps its finished peers: they are still parents. (Peers
+        // still downloading must keep talking on their own stream.)
+        for task in self.tasks.values_mut() {
+            if let Some(peer) = task.peers.get_mut(&id).filter(|p| p.state == PeerState::Succeeded) {
+                peer.last_seen = now;
+                task.updated_at = now;
             }
         }
     }

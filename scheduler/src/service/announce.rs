@@ -237,14 +237,17 @@ fn started(ctx: &Context, s: &Session) -> Result<Flow, Error> {
 }
 
 fn back_to_source_started(ctx: &Context, s: &Session, description: &str) -> Result<Flow, Error> {
+    // Only the scheduler sends a peer to the origin (origin protection, and
+    // only such peers' digests become references).
     with_task(ctx, s, |task, _| {
-        if let Some(p) = task.peers.get_mut(&s.key.host_id)
-            && p.state != PeerState::BackToSource
-        {
-            p.state = PeerState::BackToSource;
-            p.parents.clear();
-            ctx.metrics.went_back_to_source();
+        let state = task.peers.get(&s.key.host_id).map(|p| p.state);
+        if state != Some(PeerState::BackToSource) {
+            return Err(Error::OutOfOrder(format!(
+                "download_peer_back_to_source_started without the scheduler's go-ahead (state {})",
+                state.map_or("unknown", PeerState::name)
+            )));
         }
+        ctx.metrics.went_back_to_source();
         Ok(())
     })?;
     tracing::info!(task_id = %s.key.task_id, host_id = %s.key.host_id, description = short(description), "peer fetches from the origin");
@@ -309,6 +312,10 @@ fn piece_finished(ctx: &Context, s: &Session, r: DownloadPieceFinishedRequest) -
     let digest = parse_piece_digest(piece.number, &piece.digest)?;
     let bytes = with_task(ctx, s, |task, hosts| {
         let bytes = task.record_peer_piece(&s.key.host_id, piece.number, &digest)?;
+        if let Some(p) = task.peers.get_mut(&s.key.host_id) {
+            // Progress: the reschedule budget is for stuck peers, not long downloads.
+            p.reschedules = 0;
+        }
         if let Some((_, parent_host)) = parent_of(task, &r.parent_peer_id, &s.key.host_id)
             && let Some(h) = hosts.get_mut(&parent_host)
         {
@@ -349,6 +356,7 @@ fn push_digest(task: &Task, from_host: &str, number: u32, digest: &Digest) {
         response: Some(Response::PieceDigests(PieceDigestsResponse {
             piece_digests: HashMap::from([(number, digest.to_string())]),
             content_length: task.content_length,
+            piece_length: task.piece_length.unwrap_or(0),
         })),
     };
     for peer in task.peers.values().filter(|p| p.host_id != from_host) {

@@ -27,7 +27,7 @@ use crate::seed::SeedClient;
 
 /// Responses buffered per announce stream. Pushes to a full buffer are
 /// dropped (the peer is not reading), so one slow peer never blocks the scheduler.
-pub const RESPONSE_BUFFER: usize = 64;
+pub const RESPONSE_BUFFER: usize = 1024;
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -89,7 +89,15 @@ impl Scheduler for SchedulerService {
             .into_inner()
             .host
             .ok_or_else(|| self.ctx.reject(Error::InvalidArgument("host is required".into())))?;
-        let info = HostInfo::try_from(host).map_err(|e| self.ctx.reject(e))?;
+        let mut info = HostInfo::try_from(host).map_err(|e| self.ctx.reject(e))?;
+        // Being a seed grants origin access and a scoring bonus: only hosts
+        // at a configured seed address get it, whatever they claim.
+        if info.kind == crate::resource::HostType::Seed
+            && !self.ctx.config.seed_peers.iter().any(|s| s.ip == info.ip && s.port as u32 == info.port as u32)
+        {
+            tracing::warn!(host_id = %info.id, ip = %info.ip, "host claims to be a seed but is not a configured seed peer; treating it as normal");
+            info.kind = crate::resource::HostType::Normal;
+        }
         let (id, ip, seed) = (info.id.clone(), info.ip, info.kind == crate::resource::HostType::Seed);
         let new = {
             let mut state = self.ctx.resources.lock();
