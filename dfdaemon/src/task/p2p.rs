@@ -36,7 +36,7 @@ use crate::storage::{Lease, Shape, Storage};
 /// Network failures after which a parent is dropped.
 const MAX_PARENT_FAILURES: u32 = 3;
 /// How long a parent whose upload slots are full is left alone.
-const BUSY_BACKOFF: Duration = Duration::from_millis(200);
+const BUSY_BACKOFF: Duration = Duration::from_millis(50);
 /// Shortest and longest wait between two reschedules that found no parent.
 const RESCHEDULE_BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(5));
 
@@ -74,6 +74,9 @@ struct Parent {
     pieces_url: String,
     available: HashSet<u32>,
     inflight: usize,
+    /// Requests this parent takes at once: halved when it says it is busy,
+    /// grown back by one per piece it serves (up to `p2p.per_parent`).
+    cap: usize,
     failures: u32,
     alive: bool,
     complete: bool,
@@ -274,6 +277,7 @@ impl P2p<'_> {
                 pieces_url,
                 available: c.pieces.into_iter().collect(),
                 inflight: 0,
+                cap: self.config.per_parent,
                 failures: 0,
                 alive: true,
                 complete: false,
@@ -322,8 +326,7 @@ impl P2p<'_> {
             return;
         }
         let now = Instant::now();
-        let has_room =
-            |p: &Parent| p.alive && p.inflight < self.config.per_parent && p.busy_until.is_none_or(|t| t <= now);
+        let has_room = |p: &Parent| p.alive && p.inflight < p.cap && p.busy_until.is_none_or(|t| t <= now);
         let mut wanted: Vec<(usize, u32)> = st
             .missing
             .iter()
@@ -412,7 +415,9 @@ impl P2p<'_> {
                 let (peer_id, host_id) = (p.peer_id.clone(), p.host_id.clone());
                 match result {
                     Ok(piece) => {
-                        st.parents[parent].failures = 0;
+                        let p = &mut st.parents[parent];
+                        p.failures = 0;
+                        p.cap = (p.cap + 1).min(self.config.per_parent);
                         if !st.missing.remove(&number) {
                             return Ok(false);
                         }
@@ -435,7 +440,9 @@ impl P2p<'_> {
                         Ok(false)
                     }
                     Err(PieceError::Busy) => {
-                        st.parents[parent].busy_until = Some(Instant::now() + BUSY_BACKOFF);
+                        let p = &mut st.parents[parent];
+                        p.cap = (p.cap / 2).max(1);
+                        p.busy_until = Some(Instant::now() + BUSY_BACKOFF);
                         Ok(false)
                     }
                     Err(PieceError::Network(e)) => {
