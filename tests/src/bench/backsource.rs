@@ -138,6 +138,9 @@ async fn time_dfget(cfg: &BacksourceConfig, run: u32, dir: &Path, url: &str, dig
 /// non-zero exit with its stderr, and returns the wall-clock seconds.
 async fn time_download(name: &str, mut cmd: Command, limit: Duration) -> anyhow::Result<f64> {
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    // Start every timed download on a clean page cache: dirty data left by an
+    // earlier run (or another program) throttles writers and skews the ratio.
+    let _ = Command::new("sync").status().await;
     let started = Instant::now();
     let child = cmd.spawn().with_context(|| format!("run {name}"))?;
     let output = tokio::time::timeout(limit, child.wait_with_output())
