@@ -6,6 +6,7 @@
 //! - [`telemetry`]: `tracing` logs (text or JSON), OTLP trace export, the
 //!   Prometheus `/metrics` + `/healthz` endpoint;
 //! - [`shutdown`]: SIGINT/SIGTERM into a root `CancellationToken`;
+//! - [`status`]: errors as gRPC statuses with a stable `darter-reason`;
 //! - [`service`]: the skeleton of a service binary (config, telemetry, metrics, shutdown);
 //! - [`digest`]: `sha256:<hex>` digests, parsed once and validated;
 //! - [`task_id`]: task IDs and URL normalisation (ARCHITECTURE.md section 3);
@@ -16,6 +17,7 @@ pub mod digest;
 pub mod piece;
 pub mod service;
 pub mod shutdown;
+pub mod status;
 pub mod task_id;
 pub mod telemetry;
 pub mod units;

@@ -187,6 +187,29 @@ pub async fn serve_http(
     axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
 }
 
+/// The `/metrics` + `/healthz` server of a service, stopped last so that
+/// probes see 503 while the service drains.
+#[derive(Debug)]
+pub struct MetricsServer {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl MetricsServer {
+    /// Serves `registry` and `health` on `listener` until [`Self::stop`].
+    pub fn spawn(listener: tokio::net::TcpListener, registry: prometheus::Registry, health: Health) -> Self {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(serve_http(listener, metrics_router(registry, health), stop.clone()));
+        Self { stop, task }
+    }
+
+    /// Stops serving and waits for the server to end.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
 /// Binds a TCP listener, with the address in the error.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr)

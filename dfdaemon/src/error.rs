@@ -142,11 +142,7 @@ impl Error {
 
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
-        let mut status = Status::new(e.code(), e.to_string());
-        if let Ok(v) = e.reason().parse() {
-            status.metadata_mut().insert("darter-reason", v);
-        }
-        status
+        darter_common::status::with_reason(e.code(), e.to_string(), e.reason())
     }
 }
 

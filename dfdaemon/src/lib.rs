@@ -33,7 +33,7 @@ use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use darter_common::telemetry::{Health, bind, metrics_router, serve_http};
+use darter_common::telemetry::{Health, MetricsServer, bind};
 use darter_proto::dfdaemon::v1::dfdaemon_download_server::DfdaemonDownloadServer;
 use darter_proto::dfdaemon::v1::dfdaemon_upload_server::DfdaemonUploadServer;
 use tokio::net::{TcpListener, UnixListener};
@@ -178,12 +178,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     tracker.spawn(pieces.serve(listeners.piece, shutdown.clone()));
     tracker.close();
     // Metrics and health outlive the drain, so probes see 503 while it runs.
-    let metrics_stop = CancellationToken::new();
-    let metrics_server = tokio::spawn(serve_http(
-        listeners.metrics,
-        metrics_router(metrics.registry.clone(), health.clone()),
-        metrics_stop.clone(),
-    ));
+    let metrics_server = MetricsServer::spawn(listeners.metrics, metrics.registry.clone(), health.clone());
 
     health.set_ready(true);
     tracing::info!(
@@ -198,8 +193,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         tracing::warn!("some tasks did not stop within 10s");
     }
     let _ = std::fs::remove_file(&listeners.download_path);
-    metrics_stop.cancel();
-    let _ = metrics_server.await;
+    metrics_server.stop().await;
     tracing::info!("dfdaemon stopped");
     Ok(())
 }

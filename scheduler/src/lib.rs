@@ -26,7 +26,7 @@ pub mod service;
 use std::sync::Arc;
 use std::time::Duration;
 
-use darter_common::telemetry::{Health, bind, metrics_router, serve_http};
+use darter_common::telemetry::{Health, MetricsServer, bind};
 use darter_proto::scheduler::v1::scheduler_server::SchedulerServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -81,12 +81,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
             .serve_with_incoming_shutdown(incoming, async move { server_stop.cancelled().await }),
     );
     // Metrics and health outlive the drain, so probes see 503 while it runs.
-    let metrics_stop = CancellationToken::new();
-    let metrics_server = tokio::spawn(serve_http(
-        listeners.metrics,
-        metrics_router(metrics.registry.clone(), health.clone()),
-        metrics_stop.clone(),
-    ));
+    let metrics_server = MetricsServer::spawn(listeners.metrics, metrics.registry.clone(), health.clone());
 
     health.set_ready(true);
     tracing::info!(
@@ -117,8 +112,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         tracing::warn!("scheduler did not drain within {DRAIN_TIMEOUT:?}");
         server.abort();
     }
-    metrics_stop.cancel();
-    let _ = metrics_server.await;
+    metrics_server.stop().await;
     tracing::info!("scheduler stopped");
     match failure {
         Some(e) => Err(e),

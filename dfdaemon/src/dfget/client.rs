@@ -67,7 +67,7 @@ fn absolute(path: &Path) -> Result<PathBuf, Failure> {
 }
 
 fn code_for(status: &tonic::Status) -> i32 {
-    let reason = status.metadata().get("darter-reason").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let reason = darter_common::status::reason(status);
     match reason {
         "origin_status" | "origin_unavailable" | "origin_protocol" | "origin_changed" => exit::ORIGIN,
         "digest_mismatch" => exit::DIGEST,
