@@ -8,7 +8,10 @@
 //!   by URL scheme ([`store::Store::open`]). Its domain types ([`store::Cluster`],
 //!   [`store::Member`], [`store::User`], [`store::Token`]) are what the rest of
 //!   the manager works with; its one error type is [`store::StoreError`].
+//! - [`matching`]: which cluster a peer belongs to (ARCHITECTURE.md §5), a pure
+//!   function over the stored clusters that says which rule matched.
 //! - `main.rs`: the binary; for now it serves `/metrics` and `/healthz` only and
 //!   does not open the store yet.
 
+pub mod matching;
 pub mod store;
