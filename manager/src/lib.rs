@@ -10,8 +10,124 @@
 //!   the manager works with; its one error type is [`store::StoreError`].
 //! - [`matching`]: which cluster a peer belongs to (ARCHITECTURE.md §5), a pure
 //!   function over the stored clusters that says which rule matched.
+//! - [`config`]: the manager's config (addresses, database URL, keepalive
+//!   grace, expiry and GC timing).
+//! - [`grpc`]: the `darter.manager.v1.Manager` service (register, keepalive
+//!   stream, `ListSchedulers`), with request validation in `grpc::convert`.
+//! - [`expiry`]: the loop that marks silent members inactive and deletes old
+//!   inactive rows.
+//! - [`error`]: the one error type, and the one place it becomes a gRPC status.
 //! - `main.rs`: the binary; for now it serves `/metrics` and `/healthz` only and
 //!   does not open the store yet.
+//!
+//! [`run`] serves on listeners the caller bound, so tests use ephemeral ports.
 
+pub mod config;
+pub mod error;
+pub mod expiry;
+pub mod grpc;
 pub mod matching;
 pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use darter_common::telemetry::{Health, MetricsServer, bind};
+use darter_proto::manager::v1::manager_server::ManagerServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use crate::config::Config;
+use crate::grpc::{Context, ManagerService};
+use crate::store::Store;
+
+/// How long shutdown waits for keepalive streams and the expiry loop to stop.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP/2 keepalive, so a member whose host vanished has its stream closed
+/// (and is marked inactive) without waiting for the grace period.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// A ping not answered within this time closes the connection.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The sockets the manager serves on.
+#[derive(Debug)]
+pub struct Listeners {
+    /// gRPC API.
+    pub grpc: TcpListener,
+    /// Metrics and health.
+    pub metrics: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the addresses in `config`.
+    pub async fn bind(config: &Config) -> std::io::Result<Self> {
+        Ok(Self { grpc: bind(config.grpc_addr).await?, metrics: bind(config.metrics_addr).await? })
+    }
+}
+
+/// Opens the store, then runs the manager until `shutdown` is cancelled and
+/// drains: keepalive streams end with UNAVAILABLE (members stay as they are;
+/// the grace period decides, since another replica may take their streams),
+/// the gRPC server stops, `/healthz` answers 503 until the end. Fails if the
+/// store cannot be opened or the gRPC server stops on its own.
+pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let store = Store::open(&config.database_url)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open the database (database_url): {e}"))?;
+    let registry = prometheus::Registry::new();
+    let health = Health::default();
+    let tracker = TaskTracker::new();
+    let ctx = Arc::new(Context::new(store.clone(), shutdown.clone(), tracker.clone()));
+    let addrs = (listeners.grpc.local_addr()?, listeners.metrics.local_addr()?);
+
+    let expiry_ctx = ctx.clone();
+    let expiry_config = config.clone();
+    tracker.spawn(async move { expiry::run(expiry_ctx, &expiry_config).await });
+    let service = ManagerServer::new(ManagerService::new(ctx.clone()));
+    let incoming = TcpListenerStream::new(listeners.grpc);
+    let server_stop = shutdown.clone();
+    let mut server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, async move { server_stop.cancelled().await }),
+    );
+    let metrics_server = MetricsServer::spawn(listeners.metrics, registry, health.clone());
+
+    health.set_ready(true);
+    tracing::info!(grpc = %addrs.0, metrics = %addrs.1, backend = ?store.backend(), "manager ready");
+    let mut failure = None;
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        result = &mut server => {
+            failure = Some(match result {
+                Ok(Ok(())) => anyhow::anyhow!("gRPC server stopped unexpectedly"),
+                Ok(Err(e)) => anyhow::anyhow!("gRPC server failed: {e}"),
+                Err(e) => anyhow::anyhow!("gRPC server panicked: {e}"),
+            });
+            shutdown.cancel();
+        }
+    }
+    health.set_ready(false);
+    tracker.close();
+    let drained = async {
+        tracker.wait().await;
+        if failure.is_none() {
+            let _ = (&mut server).await;
+        }
+    };
+    if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
+        tracing::warn!("manager did not drain within {DRAIN_TIMEOUT:?}");
+        server.abort();
+    }
+    metrics_server.stop().await;
+    store.close().await;
+    tracing::info!("manager stopped");
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

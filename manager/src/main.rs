@@ -1,26 +1,103 @@
-//! `manager`: Darter's manager, which the control plane: clusters, scopes, membership, REST API.
+//! manager: Darter's manager, the control plane (clusters, scopes,
+//! membership). See `manager --help`.
 //!
-//! At this stage the binary loads and validates its config (gRPC address
-//! default `0.0.0.0:65003`, metrics `0.0.0.0:8081`, `MANAGER__*` env
-//! overrides), starts telemetry and serves `/metrics` and `/healthz` until
-//! SIGINT/SIGTERM; its gRPC API (see `proto/`) is built in the issues that follow.
+//! Loads and validates its config (`MANAGER__*` env overrides, flags), starts
+//! telemetry, and serves the gRPC API (default `0.0.0.0:65003`) and
+//! `/metrics` + `/healthz` (default `0.0.0.0:8081`) until SIGINT/SIGTERM.
 
-use clap::Parser as _;
-use darter_common::service::{ServiceCli, ServiceDefaults, run};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
-/// Darter's manager.
-#[derive(Debug, clap::Parser)]
+use clap::Parser;
+use darter_common::config::load_or_exit;
+use manager::config::{Config, ENV_PREFIX};
+use tokio_util::sync::CancellationToken;
+
+/// Darter's manager: clusters, their schedulers and seed peers.
+#[derive(Debug, Parser)]
 #[command(name = "manager", version, about)]
 struct Cli {
-    #[command(flatten)]
-    service: ServiceCli,
+    /// Config file (YAML). Every field has a default; `MANAGER__FIELD` env vars override it.
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    /// gRPC address (grpc_addr; default 0.0.0.0:65003).
+    #[arg(long)]
+    grpc_addr: Option<SocketAddr>,
+    /// Metrics and health address (metrics_addr; default 0.0.0.0:8081).
+    #[arg(long)]
+    metrics_addr: Option<SocketAddr>,
+    /// Database URL (database_url; default sqlite:///var/lib/darter/manager/manager.db?mode=rwc).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Log level or filter (log.level).
+    #[arg(long)]
+    log_level: Option<String>,
 }
 
-const DEFAULTS: ServiceDefaults =
-    ServiceDefaults { name: "manager", env_prefix: "MANAGER", grpc_port: 65003, metrics_port: 8081 };
+impl Cli {
+    fn overrides(&self) -> Vec<(&'static str, String)> {
+        let mut o = Vec::new();
+        if let Some(a) = self.grpc_addr {
+            o.push(("grpc_addr", a.to_string()));
+        }
+        if let Some(a) = self.metrics_addr {
+            o.push(("metrics_addr", a.to_string()));
+        }
+        if let Some(u) = &self.database_url {
+            o.push(("database_url", u.clone()));
+        }
+        if let Some(l) = &self.log_level {
+            o.push(("log.level", l.clone()));
+        }
+        o
+    }
+}
 
-#[tokio::main]
-async fn main() {
+/// SQLite creates the database file (`mode=rwc`) but not its directory.
+fn ensure_sqlite_dir(url: &str) -> std::io::Result<()> {
+    let Some(rest) = url.strip_prefix("sqlite://") else { return Ok(()) };
+    let path = rest.split('?').next().unwrap_or_default();
+    match Path::new(path).parent() {
+        Some(dir) if !path.is_empty() && path != ":memory:" && !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir)
+        }
+        _ => Ok(()),
+    }
+}
+
+fn main() {
     let cli = Cli::parse();
-    std::process::exit(run(DEFAULTS, cli.service).await);
+    let config: Config = load_or_exit("manager", cli.config.as_deref(), ENV_PREFIX, &cli.overrides());
+    if let Err(e) = ensure_sqlite_dir(&config.database_url) {
+        eprintln!("manager: database_url: cannot create the database directory: {e}");
+        std::process::exit(2);
+    }
+    darter_common::install_crypto_provider();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let code = runtime.block_on(async move {
+        let _telemetry = match darter_common::telemetry::init("manager", &config.log, &config.tracing) {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("manager: cannot start telemetry: {e}");
+                return 1;
+            }
+        };
+        let listeners = match manager::Listeners::bind(&config).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("manager: {e}");
+                return 1;
+            }
+        };
+        let shutdown = CancellationToken::new();
+        darter_common::shutdown::cancel_on_signal(shutdown.clone());
+        match manager::run(config, listeners, shutdown).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("manager: {e:#}");
+                1
+            }
+        }
+    });
+    std::process::exit(code);
 }

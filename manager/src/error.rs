@@ -1,0 +1,110 @@
+//! The manager's error type, and the one place it becomes a gRPC status.
+//!
+//! Every variant has a gRPC code and a short stable [`Error::reason`] carried
+//! in the `darter-reason` status metadata. Database details never reach a
+//! caller: [`Error::Internal`] is logged where it is turned into a status and
+//! answered with a generic message.
+
+use tonic::{Code, Status};
+
+use crate::store::StoreError;
+
+/// Everything a request to the manager can be refused for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// A field is missing or malformed.
+    #[error("invalid {field}: {message}")]
+    InvalidArgument {
+        /// The field, as named in the request (`ip`, `host.port`).
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The thing asked about does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The write would break a uniqueness or reference rule on the field.
+    #[error("conflict on {0}")]
+    AlreadyExists(&'static str),
+    /// No cluster with an active scheduler matches the peer.
+    #[error("no cluster with an active scheduler matches this peer")]
+    NoCluster,
+    /// The manager is stopping.
+    #[error("manager is shutting down")]
+    ShuttingDown,
+    /// The database failed; the detail is logged, not returned.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// An [`Error::InvalidArgument`].
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self::InvalidArgument { field, message: message.into() }
+    }
+
+    /// The gRPC code for this error.
+    pub fn code(&self) -> Code {
+        match self {
+            Self::InvalidArgument { .. } => Code::InvalidArgument,
+            Self::NotFound(_) | Self::NoCluster => Code::NotFound,
+            Self::AlreadyExists(_) => Code::AlreadyExists,
+            Self::ShuttingDown => Code::Unavailable,
+            Self::Internal(_) => Code::Internal,
+        }
+    }
+
+    /// A short stable label (status metadata `darter-reason`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidArgument { .. } => "invalid_argument",
+            Self::NotFound(_) => "not_found",
+            Self::AlreadyExists(_) => "already_exists",
+            Self::NoCluster => "no_cluster",
+            Self::ShuttingDown => "shutting_down",
+            Self::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => Self::NotFound("not found".into()),
+            StoreError::Conflict(field) => Self::AlreadyExists(field),
+            StoreError::Invalid(field, message) => Self::InvalidArgument { field, message },
+            StoreError::Db(detail) => Self::Internal(detail),
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        let message = match &e {
+            Error::Internal(detail) => {
+                tracing::error!(error = %detail, "database error");
+                "internal error".to_string()
+            }
+            e => e.to_string(),
+        };
+        darter_common::status::with_reason(e.code(), message, e.reason())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_map_to_codes_without_leaking_sql() {
+        let s = Status::from(Error::from(StoreError::Db("near \"SELEC\": syntax error".into())));
+        assert_eq!((s.code(), s.message()), (Code::Internal, "internal error"));
+        assert_eq!(darter_common::status::reason(&s), "internal");
+        let s = Status::from(Error::from(StoreError::Invalid("hostname", "must not be empty".into())));
+        assert_eq!((s.code(), s.message()), (Code::InvalidArgument, "invalid hostname: must not be empty"));
+        assert_eq!(Status::from(Error::from(StoreError::NotFound)).code(), Code::NotFound);
+        assert_eq!(Status::from(Error::from(StoreError::Conflict("name"))).code(), Code::AlreadyExists);
+        let s = Status::from(Error::NoCluster);
+        assert_eq!((s.code(), darter_common::status::reason(&s)), (Code::NotFound, "no_cluster"));
+    }
+}
