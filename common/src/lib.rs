@@ -7,7 +7,6 @@
 //!   Prometheus `/metrics` + `/healthz` endpoint;
 //! - [`shutdown`]: SIGINT/SIGTERM into a root `CancellationToken`;
 //! - [`status`]: errors as gRPC statuses with a stable `darter-reason`;
-//! - [`service`]: the skeleton of a service binary (config, telemetry, metrics, shutdown);
 //! - [`digest`]: `sha256:<hex>` digests, parsed once and validated;
 //! - [`task_id`]: task IDs and URL normalisation (ARCHITECTURE.md section 3);
 //! - [`piece`]: piece length from content length, piece ranges.
@@ -15,7 +14,6 @@
 pub mod config;
 pub mod digest;
 pub mod piece;
-pub mod service;
 pub mod shutdown;
 pub mod status;
 pub mod task_id;
