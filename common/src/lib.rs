@@ -5,6 +5,7 @@
 //! - [`units`]: human units in config (`64MiB`, `30s`);
 //! - [`telemetry`]: `tracing` logs (text or JSON), OTLP trace export, the
 //!   Prometheus `/metrics` + `/healthz` endpoint;
+//! - [`service`]: the shared tail of a service binary's `main`;
 //! - [`shutdown`]: SIGINT/SIGTERM into a root `CancellationToken`;
 //! - [`status`]: errors as gRPC statuses with a stable `darter-reason`;
 //! - [`digest`]: `sha256:<hex>` digests, parsed once and validated;
@@ -14,6 +15,7 @@
 pub mod config;
 pub mod digest;
 pub mod piece;
+pub mod service;
 pub mod shutdown;
 pub mod status;
 pub mod task_id;

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 use darter_common::config::load_or_exit;
 use manager::config::{Config, ENV_PREFIX};
-use tokio_util::sync::CancellationToken;
 
 /// Darter's manager: clusters, their schedulers and seed peers.
 #[derive(Debug, Parser)]
@@ -72,32 +71,14 @@ fn main() {
         eprintln!("manager: database_url: cannot create the database directory: {e}");
         std::process::exit(2);
     }
-    darter_common::install_crypto_provider();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    let code = runtime.block_on(async move {
-        let _telemetry = match darter_common::telemetry::init("manager", &config.log, &config.tracing) {
-            Ok(g) => g,
-            Err(e) => {
-                eprintln!("manager: cannot start telemetry: {e}");
-                return 1;
-            }
-        };
-        let listeners = match manager::Listeners::bind(&config).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("manager: {e}");
-                return 1;
-            }
-        };
-        let shutdown = CancellationToken::new();
-        darter_common::shutdown::cancel_on_signal(shutdown.clone());
-        match manager::run(config, listeners, shutdown).await {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("manager: {e:#}");
-                1
-            }
-        }
-    });
+    let (log, tracing) = (config.log.clone(), config.tracing.clone());
+    let bind_config = config.clone();
+    let code = darter_common::service::run(
+        "manager",
+        &log,
+        &tracing,
+        || async move { manager::Listeners::bind(&bind_config).await },
+        |listeners, shutdown| manager::run(config, listeners, shutdown),
+    );
     std::process::exit(code);
 }

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use clap::Parser;
 use darter_common::config::{Validate as _, load_or_exit};
 use scheduler::config::{Config, ENV_PREFIX, SeedPeerConfig};
-use tokio_util::sync::CancellationToken;
 
 /// Darter's scheduler: plans which peers fetch which pieces from whom.
 #[derive(Debug, Parser)]
@@ -66,32 +65,14 @@ fn main() {
         }
         return;
     }
-    darter_common::install_crypto_provider();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    let code = runtime.block_on(async move {
-        let _telemetry = match darter_common::telemetry::init("scheduler", &config.log, &config.tracing) {
-            Ok(g) => g,
-            Err(e) => {
-                eprintln!("scheduler: cannot start telemetry: {e}");
-                return 1;
-            }
-        };
-        let listeners = match scheduler::Listeners::bind(&config).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("scheduler: {e}");
-                return 1;
-            }
-        };
-        let shutdown = CancellationToken::new();
-        darter_common::shutdown::cancel_on_signal(shutdown.clone());
-        match scheduler::run(config, listeners, shutdown).await {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("scheduler: {e:#}");
-                1
-            }
-        }
-    });
+    let (log, tracing) = (config.log.clone(), config.tracing.clone());
+    let bind_config = config.clone();
+    let code = darter_common::service::run(
+        "scheduler",
+        &log,
+        &tracing,
+        || async move { scheduler::Listeners::bind(&bind_config).await },
+        |listeners, shutdown| scheduler::run(config, listeners, shutdown),
+    );
     std::process::exit(code);
 }

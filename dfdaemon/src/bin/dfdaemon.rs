@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use clap::Parser;
 use darter_common::config::load_or_exit;
 use dfdaemon::config::{Config, ENV_PREFIX};
-use tokio_util::sync::CancellationToken;
 
 /// Darter's per-node peer: downloads, stores, verifies and serves content.
 #[derive(Debug, Parser)]
@@ -78,32 +77,14 @@ fn main() {
         }
         return;
     }
-    darter_common::install_crypto_provider();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    let code = runtime.block_on(async move {
-        let _telemetry = match darter_common::telemetry::init("dfdaemon", &config.log, &config.tracing) {
-            Ok(g) => g,
-            Err(e) => {
-                eprintln!("dfdaemon: cannot start telemetry: {e}");
-                return 1;
-            }
-        };
-        let listeners = match dfdaemon::Listeners::bind(&config).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("dfdaemon: {e}");
-                return 1;
-            }
-        };
-        let shutdown = CancellationToken::new();
-        darter_common::shutdown::cancel_on_signal(shutdown.clone());
-        match dfdaemon::run(config, listeners, shutdown).await {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("dfdaemon: {e:#}");
-                1
-            }
-        }
-    });
+    let (log, tracing) = (config.log.clone(), config.tracing.clone());
+    let bind_config = config.clone();
+    let code = darter_common::service::run(
+        "dfdaemon",
+        &log,
+        &tracing,
+        || async move { dfdaemon::Listeners::bind(&bind_config).await },
+        |listeners, shutdown| dfdaemon::run(config, listeners, shutdown),
+    );
     std::process::exit(code);
 }
