@@ -2,6 +2,7 @@
 //! flags. Loaded as read -> defaults -> validate; every field has a documented default.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use darter_common::config::{FieldError, Validate};
@@ -23,6 +24,8 @@ pub struct Config {
     pub grpc_addr: SocketAddr,
     /// `/metrics` and `/healthz` (default `0.0.0.0:8081`).
     pub metrics_addr: SocketAddr,
+    /// REST API (`/api/v1`), its OpenAPI document and the console (default `0.0.0.0:8080`).
+    pub rest_addr: SocketAddr,
     /// `sqlite://path?mode=rwc`, `postgres://...` or `mysql://...` (default
     /// `sqlite:///var/lib/darter/manager/manager.db?mode=rwc`).
     pub database_url: String,
@@ -36,6 +39,10 @@ pub struct Config {
     /// Inactive members not heard from for this long are deleted (default `24h`).
     #[serde(with = "duration")]
     pub inactive_gc_after: Duration,
+    /// Users, tokens and the root account.
+    pub auth: AuthConfig,
+    /// `ListSchedulers` answer caching, shared through Redis when configured.
+    pub cache: CacheConfig,
     /// Logs.
     pub log: LogConfig,
     /// OpenTelemetry trace export.
@@ -47,10 +54,13 @@ impl Default for Config {
         Self {
             grpc_addr: ([0, 0, 0, 0], 65003).into(),
             metrics_addr: ([0, 0, 0, 0], 8081).into(),
+            rest_addr: ([0, 0, 0, 0], 8080).into(),
             database_url: DEFAULT_DATABASE_URL.into(),
             keepalive_grace: Duration::from_secs(15),
             expiry_interval: Duration::from_secs(1),
             inactive_gc_after: Duration::from_secs(24 * 3600),
+            auth: AuthConfig::default(),
+            cache: CacheConfig::default(),
             log: LogConfig::default(),
             tracing: TracingConfig::default(),
         }
@@ -74,8 +84,111 @@ impl Validate for Config {
         if self.inactive_gc_after < self.keepalive_grace {
             return Err(FieldError::new("inactive_gc_after", "must not be shorter than keepalive_grace"));
         }
+        self.auth.validate()?;
+        self.cache.validate()?;
         self.log.validate("log")?;
         self.tracing.validate("tracing")
+    }
+}
+
+/// `auth:` — sign-in tokens and the root account.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Password the `root` user gets when the database has no root yet (also
+    /// `MANAGER__AUTH__ROOT_PASSWORD`). Unset: a random one is generated and
+    /// written to `root_password_file`. An existing root keeps its password.
+    pub root_password: Option<String>,
+    /// Where a generated root password is written (mode 0600; default
+    /// `/var/lib/darter/manager/root-password`).
+    pub root_password_file: PathBuf,
+    /// HS256 key signing sign-in tokens, at least 32 bytes. Unset: a random key
+    /// is generated once and kept in the database, so every replica shares it.
+    pub jwt_secret: Option<String>,
+    /// How long a sign-in token is valid (default `24h`).
+    #[serde(with = "duration")]
+    pub token_ttl: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            root_password: None,
+            root_password_file: PathBuf::from("/var/lib/darter/manager/root-password"),
+            jwt_secret: None,
+            token_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+// Hand-written so neither secret reaches a log line.
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |o: &Option<String>| if o.is_some() { "<set>" } else { "<unset>" };
+        f.debug_struct("AuthConfig")
+            .field("root_password", &set(&self.root_password))
+            .field("root_password_file", &self.root_password_file)
+            .field("jwt_secret", &set(&self.jwt_secret))
+            .field("token_ttl", &self.token_ttl)
+            .finish()
+    }
+}
+
+/// Shortest root password accepted from config.
+pub const MIN_PASSWORD_LEN: usize = 8;
+/// Shortest configured JWT key.
+pub const MIN_JWT_SECRET_LEN: usize = 32;
+
+impl AuthConfig {
+    fn validate(&self) -> Result<(), FieldError> {
+        if let Some(p) = &self.root_password
+            && p.len() < MIN_PASSWORD_LEN
+        {
+            return Err(FieldError::new("auth.root_password", format!("must be at least {MIN_PASSWORD_LEN} bytes")));
+        }
+        if let Some(s) = &self.jwt_secret
+            && s.len() < MIN_JWT_SECRET_LEN
+        {
+            return Err(FieldError::new("auth.jwt_secret", format!("must be at least {MIN_JWT_SECRET_LEN} bytes")));
+        }
+        if self.token_ttl.is_zero() {
+            return Err(FieldError::new("auth.token_ttl", "must be greater than 0"));
+        }
+        Ok(())
+    }
+}
+
+/// `cache:` — how `ListSchedulers` answers are cached.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// `redis://host:port/db` (or `rediss://`): answers are cached in Redis and
+    /// invalidated for every replica when clusters or membership change.
+    /// Unset: one replica caches in process.
+    pub redis_url: Option<String>,
+    /// How long an answer may be served from the cache when nothing changed
+    /// (default `30s`).
+    #[serde(with = "duration")]
+    pub ttl: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self { redis_url: None, ttl: Duration::from_secs(30) }
+    }
+}
+
+impl CacheConfig {
+    fn validate(&self) -> Result<(), FieldError> {
+        if let Some(url) = &self.redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err(FieldError::new("cache.redis_url", "must start with redis:// or rediss://"));
+        }
+        if self.ttl.is_zero() {
+            return Err(FieldError::new("cache.ttl", "must be greater than 0"));
+        }
+        Ok(())
     }
 }
 
@@ -101,5 +214,25 @@ mod tests {
         assert_eq!(bad(Config { expiry_interval: Duration::ZERO, ..Config::default() }), "expiry_interval");
         assert_eq!(bad(Config { inactive_gc_after: Duration::from_secs(1), ..Config::default() }), "inactive_gc_after");
         assert!(serde_yaml_ng::from_str::<Config>("nope: 1").is_err());
+        let auth = |a: AuthConfig| bad(Config { auth: a, ..Config::default() });
+        assert_eq!(
+            auth(AuthConfig { root_password: Some("short".into()), ..AuthConfig::default() }),
+            "auth.root_password"
+        );
+        assert_eq!(auth(AuthConfig { jwt_secret: Some("short".into()), ..AuthConfig::default() }), "auth.jwt_secret");
+        assert_eq!(auth(AuthConfig { token_ttl: Duration::ZERO, ..AuthConfig::default() }), "auth.token_ttl");
+        let cache = CacheConfig { redis_url: Some("http://x".into()), ..CacheConfig::default() };
+        assert_eq!(bad(Config { cache, ..Config::default() }), "cache.redis_url");
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let a = AuthConfig {
+            root_password: Some("hunter2hunter2".into()),
+            jwt_secret: Some("k".repeat(40)),
+            ..AuthConfig::default()
+        };
+        let shown = format!("{a:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("kkkk"), "{shown}");
     }
 }

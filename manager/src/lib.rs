@@ -27,8 +27,10 @@ pub mod error;
 pub mod expiry;
 pub mod grpc;
 pub mod matching;
+pub mod rest;
 pub mod store;
 
+use std::future::IntoFuture as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,12 +60,18 @@ pub struct Listeners {
     pub grpc: TcpListener,
     /// Metrics and health.
     pub metrics: TcpListener,
+    /// REST API, OpenAPI document and console.
+    pub rest: TcpListener,
 }
 
 impl Listeners {
     /// Binds the addresses in `config`.
     pub async fn bind(config: &Config) -> std::io::Result<Self> {
-        Ok(Self { grpc: bind(config.grpc_addr).await?, metrics: bind(config.metrics_addr).await? })
+        Ok(Self {
+            grpc: bind(config.grpc_addr).await?,
+            metrics: bind(config.metrics_addr).await?,
+            rest: bind(config.rest_addr).await?,
+        })
     }
 }
 
@@ -96,6 +104,12 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
             .serve_with_incoming_shutdown(incoming, async move { server_stop.cancelled().await }),
     );
     let metrics_server = MetricsServer::spawn(listeners.metrics, registry, health.clone());
+    let rest_stop = shutdown.clone();
+    let rest_server = tokio::spawn(
+        axum::serve(listeners.rest, rest::router())
+            .with_graceful_shutdown(async move { rest_stop.cancelled().await })
+            .into_future(),
+    );
 
     health.set_ready(true);
     tracing::info!(grpc = %addrs.0, metrics = %addrs.1, backend = ?store.backend(), "manager ready");
@@ -124,6 +138,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         server.abort();
     }
     metrics_server.stop().await;
+    let _ = rest_server.await;
     store.close().await;
     tracing::info!("manager stopped");
     match failure {

@@ -2,8 +2,9 @@
 //! membership). See `manager --help`.
 //!
 //! Loads and validates its config (`MANAGER__*` env overrides, flags), starts
-//! telemetry, and serves the gRPC API (default `0.0.0.0:65003`) and
-//! `/metrics` + `/healthz` (default `0.0.0.0:8081`) until SIGINT/SIGTERM.
+//! telemetry, and serves the gRPC API (default `0.0.0.0:65003`), the REST API
+//! and console (default `0.0.0.0:8080`) and `/metrics` + `/healthz` (default
+//! `0.0.0.0:8081`) until SIGINT/SIGTERM.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,12 @@ struct Cli {
     /// Metrics and health address (metrics_addr; default 0.0.0.0:8081).
     #[arg(long)]
     metrics_addr: Option<SocketAddr>,
+    /// REST API and console address (rest_addr; default 0.0.0.0:8080).
+    #[arg(long)]
+    rest_addr: Option<SocketAddr>,
+    /// Redis URL shared by replicas for the ListSchedulers cache (cache.redis_url; default none).
+    #[arg(long)]
+    redis_url: Option<String>,
     /// Database URL (database_url; default sqlite:///var/lib/darter/manager/manager.db?mode=rwc).
     #[arg(long)]
     database_url: Option<String>,
@@ -41,6 +48,12 @@ impl Cli {
         }
         if let Some(a) = self.metrics_addr {
             o.push(("metrics_addr", a.to_string()));
+        }
+        if let Some(a) = self.rest_addr {
+            o.push(("rest_addr", a.to_string()));
+        }
+        if let Some(u) = &self.redis_url {
+            o.push(("cache.redis_url", u.clone()));
         }
         if let Some(u) = &self.database_url {
             o.push(("database_url", u.clone()));

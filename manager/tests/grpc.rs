@@ -41,9 +41,10 @@ impl Manager {
         tweak(&mut config);
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let rest = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = grpc.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(manager::run(config, Listeners { grpc, metrics }, shutdown.clone()));
+        let handle = tokio::spawn(manager::run(config, Listeners { grpc, metrics, rest }, shutdown.clone()));
         let store = Store::open(&url).await.unwrap();
         Self { addr, store, shutdown, handle, _dir: dir }
     }
