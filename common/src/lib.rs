@@ -10,10 +10,15 @@
 //! - [`status`]: errors as gRPC statuses with a stable `darter-reason`;
 //! - [`digest`]: `sha256:<hex>` digests, parsed once and validated;
 //! - [`task_id`]: task IDs and URL normalisation (ARCHITECTURE.md section 3);
-//! - [`piece`]: piece length from content length, piece ranges.
+//! - [`piece`]: piece length from content length, piece ranges;
+//! - [`host`]: the host name and IP a member advertises;
+//! - [`manager_client`]: the manager's client for schedulers and dfdaemons
+//!   (`ListSchedulers`, and the register + keepalive membership loop).
 
 pub mod config;
 pub mod digest;
+pub mod host;
+pub mod manager_client;
 pub mod piece;
 pub mod service;
 pub mod shutdown;
