@@ -166,6 +166,9 @@ pub struct CacheConfig {
     /// invalidated for every replica when clusters or membership change.
     /// Unset: one replica caches in process.
     pub redis_url: Option<String>,
+    /// Prefix of the manager's Redis keys, so several deployments can share
+    /// one Redis; replicas of one deployment must agree (default `darter`).
+    pub namespace: String,
     /// How long an answer may be served from the cache when nothing changed
     /// (default `30s`).
     #[serde(with = "duration")]
@@ -174,7 +177,7 @@ pub struct CacheConfig {
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        Self { redis_url: None, ttl: Duration::from_secs(30) }
+        Self { redis_url: None, namespace: "darter".into(), ttl: Duration::from_secs(30) }
     }
 }
 
@@ -184,6 +187,9 @@ impl CacheConfig {
             && !(url.starts_with("redis://") || url.starts_with("rediss://"))
         {
             return Err(FieldError::new("cache.redis_url", "must start with redis:// or rediss://"));
+        }
+        if self.namespace.is_empty() || self.namespace.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(FieldError::new("cache.namespace", "must be non-empty, without spaces or control characters"));
         }
         if self.ttl.is_zero() {
             return Err(FieldError::new("cache.ttl", "must be greater than 0"));

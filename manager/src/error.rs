@@ -5,6 +5,8 @@
 //! caller: [`Error::Internal`] is logged where it is turned into a status and
 //! answered with a generic message.
 
+use std::borrow::Cow;
+
 use tonic::{Code, Status};
 
 use crate::store::StoreError;
@@ -15,8 +17,8 @@ pub enum Error {
     /// A field is missing or malformed.
     #[error("invalid {field}: {message}")]
     InvalidArgument {
-        /// The field, as named in the request (`ip`, `host.port`).
-        field: &'static str,
+        /// The field, as named in the request (`ip`, `host.port`, `scopes.cidrs[1]`).
+        field: Cow<'static, str>,
         /// What is wrong with it.
         message: String,
     },
@@ -24,8 +26,14 @@ pub enum Error {
     #[error("{0}")]
     NotFound(String),
     /// The write would break a uniqueness or reference rule on the field.
-    #[error("conflict on {0}")]
+    #[error("{}", conflict_message(.0))]
     AlreadyExists(&'static str),
+    /// No credentials, or bad, expired or signed-out ones.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller's role does not allow this.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// No cluster with an active scheduler matches the peer.
     #[error("no cluster with an active scheduler matches this peer")]
     NoCluster,
@@ -39,8 +47,8 @@ pub enum Error {
 
 impl Error {
     /// An [`Error::InvalidArgument`].
-    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        Self::InvalidArgument { field, message: message.into() }
+    pub fn invalid(field: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Self::InvalidArgument { field: field.into(), message: message.into() }
     }
 
     /// The gRPC code for this error.
@@ -49,6 +57,8 @@ impl Error {
             Self::InvalidArgument { .. } => Code::InvalidArgument,
             Self::NotFound(_) | Self::NoCluster => Code::NotFound,
             Self::AlreadyExists(_) => Code::AlreadyExists,
+            Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::PermissionDenied(_) => Code::PermissionDenied,
             Self::ShuttingDown => Code::Unavailable,
             Self::Internal(_) => Code::Internal,
         }
@@ -59,11 +69,26 @@ impl Error {
         match self {
             Self::InvalidArgument { .. } => "invalid_argument",
             Self::NotFound(_) => "not_found",
-            Self::AlreadyExists(_) => "already_exists",
+            Self::AlreadyExists("name" | "token_hash") => "already_exists",
+            Self::AlreadyExists(_) => "conflict",
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::PermissionDenied(_) => "permission_denied",
             Self::NoCluster => "no_cluster",
             Self::ShuttingDown => "shutting_down",
             Self::Internal(_) => "internal",
         }
+    }
+}
+
+/// What a [`StoreError::Conflict`] on `field` means, for the caller.
+fn conflict_message(field: &str) -> String {
+    match field {
+        "name" => "the name is taken".into(),
+        "members" => "the cluster still has schedulers or seed peers; delete or move them first".into(),
+        "state" => "the member is active; only inactive members can be deleted".into(),
+        "role" => "the last root user cannot be deleted or demoted".into(),
+        "is_default" => "another change of the default cluster happened at the same time; retry".into(),
+        other => format!("conflict on {other}"),
     }
 }
 
@@ -72,7 +97,7 @@ impl From<StoreError> for Error {
         match e {
             StoreError::NotFound => Self::NotFound("not found".into()),
             StoreError::Conflict(field) => Self::AlreadyExists(field),
-            StoreError::Invalid(field, message) => Self::InvalidArgument { field, message },
+            StoreError::Invalid(field, message) => Self::invalid(field, message),
             StoreError::Db(detail) => Self::Internal(detail),
         }
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::grpc::Context;
+use crate::context::Context;
 use crate::store::{MemberKind, Timestamp};
 
 /// How often inactive rows are collected (their age limit is hours, not seconds).
@@ -35,14 +35,21 @@ async fn expire(ctx: &Context, grace: Duration) {
     for kind in KINDS {
         match ctx.store.expire_members(kind, now.saturating_sub(grace), now).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(?kind, count = n, "members missed their keepalives; now inactive"),
+            Ok(n) => {
+                ctx.cache.invalidate("members expired").await;
+                tracing::info!(?kind, count = n, "members missed their keepalives; now inactive");
+            }
             Err(e) => tracing::warn!(?kind, error = %e, "cannot expire members"),
         }
     }
 }
 
 async fn collect(ctx: &Context, after: Duration) {
-    let before = Timestamp::now().saturating_sub(after);
+    let now = Timestamp::now();
+    if let Err(e) = ctx.store.gc_revoked_sessions(now).await {
+        tracing::warn!(error = %e, "cannot forget expired signed-out tokens");
+    }
+    let before = now.saturating_sub(after);
     for kind in KINDS {
         match ctx.store.gc_inactive_members(kind, before).await {
             Ok(0) => {}

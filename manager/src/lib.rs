@@ -22,10 +22,14 @@
 //!
 //! [`run`] serves on listeners the caller bound, so tests use ephemeral ports.
 
+pub mod auth;
+pub mod cache;
 pub mod config;
+pub mod context;
 pub mod error;
 pub mod expiry;
 pub mod grpc;
+pub mod lookup;
 pub mod matching;
 pub mod rest;
 pub mod store;
@@ -41,8 +45,11 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::Auth;
+use crate::cache::AnswerCache;
 pub use crate::config::Config;
-use crate::grpc::{Context, ManagerService};
+use crate::context::Context;
+use crate::grpc::ManagerService;
 use crate::store::Store;
 
 /// How long shutdown waits for keepalive streams and the expiry loop to stop.
@@ -84,11 +91,16 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     let store = Store::open(&config.database_url)
         .await
         .map_err(|e| anyhow::anyhow!("cannot open the database (database_url): {e}"))?;
+    let auth = Auth::new(store.clone(), &config.auth).await?;
+    let cache = Arc::new(match &config.cache.redis_url {
+        Some(url) => AnswerCache::redis(url, &config.cache.namespace, config.cache.ttl).await?,
+        None => AnswerCache::local(config.cache.ttl),
+    });
     let registry = prometheus::Registry::new();
     let health = Health::default();
     let tracker = TaskTracker::new();
-    let ctx = Arc::new(Context::new(store.clone(), shutdown.clone(), tracker.clone()));
-    let addrs = (listeners.grpc.local_addr()?, listeners.metrics.local_addr()?);
+    let ctx = Arc::new(Context::new(store.clone(), cache, shutdown.clone(), tracker.clone()));
+    let addrs = (listeners.grpc.local_addr()?, listeners.metrics.local_addr()?, listeners.rest.local_addr()?);
 
     let expiry_ctx = ctx.clone();
     let expiry_config = config.clone();
@@ -106,13 +118,16 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     let metrics_server = MetricsServer::spawn(listeners.metrics, registry, health.clone());
     let rest_stop = shutdown.clone();
     let rest_server = tokio::spawn(
-        axum::serve(listeners.rest, rest::router())
+        axum::serve(listeners.rest, rest::router(rest::AppState { ctx: ctx.clone(), auth }))
             .with_graceful_shutdown(async move { rest_stop.cancelled().await })
             .into_future(),
     );
 
     health.set_ready(true);
-    tracing::info!(grpc = %addrs.0, metrics = %addrs.1, backend = ?store.backend(), "manager ready");
+    tracing::info!(
+        grpc = %addrs.0, rest = %addrs.2, metrics = %addrs.1, backend = ?store.backend(),
+        shared_cache = ctx.cache.is_shared(), "manager ready"
+    );
     let mut failure = None;
     tokio::select! {
         _ = shutdown.cancelled() => {}

@@ -1,87 +1,19 @@
 //! The manager's gRPC API over a real server on 127.0.0.1:0, with a SQLite
 //! store in a temporary directory.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use darter_proto::common::v1 as cpb;
 use darter_proto::manager::v1 as pb;
 use darter_proto::manager::v1::manager_client::ManagerClient;
-use manager::store::{MemberKind, MemberState, NewCluster, Scopes, Store};
-use manager::{Config, Listeners};
-use tokio::net::TcpListener;
+use manager::store::{MemberKind, MemberState, NewCluster, Scopes};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use tonic::transport::Channel;
 
-/// How long any single expectation may take before the test fails.
-const DEADLINE: Duration = Duration::from_secs(10);
-
-struct Manager {
-    addr: SocketAddr,
-    /// A second handle on the manager's database, for setup and checks.
-    store: Store,
-    shutdown: CancellationToken,
-    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Manager {
-    async fn start() -> Self {
-        Self::start_with(|_| {}).await
-    }
-
-    async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("manager.db").display());
-        let mut config =
-            Config { database_url: url.clone(), expiry_interval: Duration::from_millis(50), ..Config::default() };
-        tweak(&mut config);
-        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let rest = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = grpc.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(manager::run(config, Listeners { grpc, metrics, rest }, shutdown.clone()));
-        let store = Store::open(&url).await.unwrap();
-        Self { addr, store, shutdown, handle, _dir: dir }
-    }
-
-    async fn client(&self) -> ManagerClient<Channel> {
-        let start = Instant::now();
-        loop {
-            match ManagerClient::connect(format!("http://{}", self.addr)).await {
-                Ok(c) => return c,
-                Err(e) if start.elapsed() > DEADLINE => panic!("manager does not answer: {e}"),
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-    }
-
-    async fn state(&self, kind: MemberKind, id: u64) -> MemberState {
-        self.store.get_member(kind, i64::try_from(id).unwrap()).await.unwrap().state
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(DEADLINE, self.handle).await.expect("manager stops in time").unwrap().unwrap();
-    }
-}
-
-/// Polls `check` until it holds or [`DEADLINE`] passes.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+mod support;
+use support::{TestManager as Manager, eventually};
 
 fn scheduler(hostname: &str, ip: &str, cluster_id: u64) -> pb::RegisterSchedulerRequest {
     pb::RegisterSchedulerRequest {

@@ -11,7 +11,6 @@
 //! DARTER_TEST_MYSQL_URL=mysql://root@127.0.0.1:3306/test cargo nextest run -p manager
 //! ```
 
-use std::future::Future;
 use std::net::IpAddr;
 
 use manager::store::{
@@ -19,106 +18,8 @@ use manager::store::{
     StoreError, Timestamp, UserUpdate,
 };
 
-mod harness {
-    use super::*;
-
-    /// A database created for one case, and how to drop it.
-    pub struct TestDb {
-        pub url: String,
-        backend: Backend,
-        admin_url: Option<String>,
-        name: String,
-        _dir: Option<tempfile::TempDir>,
-    }
-
-    fn env_url(backend: Backend) -> Option<String> {
-        let (var, label) = match backend {
-            Backend::Sqlite => return None,
-            Backend::Postgres => ("DARTER_TEST_POSTGRES_URL", "postgres"),
-            Backend::MySql => ("DARTER_TEST_MYSQL_URL", "mysql"),
-        };
-        match std::env::var(var) {
-            Ok(url) if !url.is_empty() => Some(url),
-            _ if std::env::var_os("CI").is_some() => {
-                panic!("{label} conformance: {var} must be set when CI is set (CI never skips)")
-            }
-            _ => {
-                eprintln!("SKIPPED {label} conformance: {var} not set");
-                None
-            }
-        }
-    }
-
-    /// `base` with its database path replaced by `db` (query string kept).
-    fn with_database(base: &str, db: &str) -> String {
-        let (head, query) = match base.split_once('?') {
-            Some((h, q)) => (h, format!("?{q}")),
-            None => (base, String::new()),
-        };
-        let scheme_end = head.find("://").map_or(0, |i| i + 3);
-        let root = match head[scheme_end..].find('/') {
-            Some(i) => &head[..scheme_end + i],
-            None => head,
-        };
-        format!("{root}/{db}{query}")
-    }
-
-    async fn admin(backend: Backend, url: &str, sql: String) {
-        use sqlx::AssertSqlSafe;
-        match backend {
-            Backend::Postgres => {
-                let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(url).await.unwrap();
-                sqlx::raw_sql(AssertSqlSafe(sql)).execute(&pool).await.unwrap();
-                pool.close().await;
-            }
-            Backend::MySql => {
-                let pool = sqlx::mysql::MySqlPoolOptions::new().max_connections(1).connect(url).await.unwrap();
-                sqlx::raw_sql(AssertSqlSafe(sql)).execute(&pool).await.unwrap();
-                pool.close().await;
-            }
-            Backend::Sqlite => unreachable!(),
-        }
-    }
-
-    /// A fresh, empty database for `backend`, or `None` when it is skipped.
-    pub async fn fresh(backend: Backend) -> Option<TestDb> {
-        let name = format!("darter_test_{:016x}", rand::random::<u64>());
-        if backend == Backend::Sqlite {
-            let dir = tempfile::tempdir().unwrap();
-            let url = format!("sqlite://{}?mode=rwc", dir.path().join("manager.db").display());
-            return Some(TestDb { url, backend, admin_url: None, name, _dir: Some(dir) });
-        }
-        let base = env_url(backend)?;
-        admin(backend, &base, format!("CREATE DATABASE {name}")).await;
-        Some(TestDb { url: with_database(&base, &name), backend, admin_url: Some(base), name, _dir: None })
-    }
-
-    impl TestDb {
-        pub async fn drop_database(self) {
-            let Some(admin_url) = &self.admin_url else { return };
-            let sql = match self.backend {
-                Backend::Postgres => format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-                _ => format!("DROP DATABASE IF EXISTS {}", self.name),
-            };
-            admin(self.backend, admin_url, sql).await;
-        }
-    }
-
-    /// Runs `case` against a fresh database of `backend`, then drops the
-    /// database whether or not the case panicked.
-    pub async fn run<F, Fut>(backend: Backend, case: F)
-    where
-        F: FnOnce(String) -> Fut,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        let Some(db) = fresh(backend).await else { return };
-        let result = tokio::spawn(case(db.url.clone())).await;
-        db.drop_database().await;
-        if let Err(e) = result {
-            std::panic::resume_unwind(e.into_panic());
-        }
-    }
-}
+mod support;
+use support::db as harness;
 
 /// Generates one `#[tokio::test]` per case in a module per backend.
 macro_rules! conformance {
@@ -184,14 +85,14 @@ mod cases {
         assert_eq!(default.config.candidate_parent_limit, 4);
         assert_eq!(default.scopes, Scopes::default());
         assert_eq!(store.list_clusters().await.unwrap().len(), 1);
-        assert_eq!(store.schema_versions().await.unwrap(), vec![1]);
+        assert_eq!(store.schema_versions().await.unwrap(), vec![1, 2]);
         assert!(store.list_users().await.unwrap().is_empty(), "no root user before ensure_root_user");
         store.close().await;
 
         let store = Store::open(&url).await.unwrap();
         let clusters = store.list_clusters().await.unwrap();
         assert_eq!(clusters, vec![default]);
-        assert_eq!(store.schema_versions().await.unwrap(), vec![1]);
+        assert_eq!(store.schema_versions().await.unwrap(), vec![1, 2]);
         store.close().await;
     }
 
@@ -200,7 +101,7 @@ mod cases {
         let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
         assert_eq!(a.list_clusters().await.unwrap().len(), 1);
         assert_eq!(default_count(&b).await, 1);
-        assert_eq!(c.schema_versions().await.unwrap(), vec![1]);
+        assert_eq!(c.schema_versions().await.unwrap(), vec![1, 2]);
         for s in [a, b, c] {
             s.close().await;
         }
@@ -342,15 +243,15 @@ mod cases {
         let cid = store.default_cluster().await.unwrap().id;
         let kind = MemberKind::Scheduler;
         let m = store.register_member(&registration(kind, cid, "h", "10.0.0.1"), Timestamp(1_000)).await.unwrap();
-        store.keepalive(kind, m.id, Timestamp(5_000)).await.unwrap();
+        assert!(!store.keepalive(kind, m.id, Timestamp(5_000)).await.unwrap(), "already active");
         // The same instant twice still finds the row (MySQL reports matched, not changed, rows).
-        store.keepalive(kind, m.id, Timestamp(5_000)).await.unwrap();
+        assert!(!store.keepalive(kind, m.id, Timestamp(5_000)).await.unwrap());
         assert_eq!(store.get_member(kind, m.id).await.unwrap().last_keepalive_at, Timestamp(5_000));
 
         store.mark_inactive(kind, m.id, Timestamp(6_000)).await.unwrap();
         let inactive = store.get_member(kind, m.id).await.unwrap();
         assert_eq!((inactive.state, inactive.last_keepalive_at), (MemberState::Inactive, Timestamp(5_000)));
-        store.keepalive(kind, m.id, Timestamp(7_000)).await.unwrap();
+        assert!(store.keepalive(kind, m.id, Timestamp(7_000)).await.unwrap(), "reactivated");
         assert_eq!(store.get_member(kind, m.id).await.unwrap().state, MemberState::Active);
 
         assert_eq!(store.keepalive(kind, 999_999, Timestamp(1)).await.unwrap_err(), StoreError::NotFound);

@@ -211,7 +211,7 @@ mod tests {
         let r = RegisterRequest::try_from(ok.clone()).unwrap();
         assert_eq!((r.cluster_id, r.registration.port), (None, 8002));
         let field = |r: pb::RegisterSchedulerRequest| match RegisterRequest::try_from(r).unwrap_err() {
-            Error::InvalidArgument { field, .. } => field,
+            Error::InvalidArgument { field, .. } => field.into_owned(),
             e => panic!("{e:?}"),
         };
         assert_eq!(field(pb::RegisterSchedulerRequest { hostname: " ".into(), ..ok.clone() }), "hostname");
@@ -223,7 +223,9 @@ mod tests {
             Err(Error::NotFound(_))
         ));
         let seed = pb::RegisterSeedPeerRequest { host: None, cluster_id: 0 };
-        assert!(matches!(RegisterRequest::try_from(seed), Err(Error::InvalidArgument { field: "host", .. })));
+        assert!(
+            matches!(RegisterRequest::try_from(seed), Err(Error::InvalidArgument { field, .. }) if field == "host")
+        );
     }
 
     #[test]
@@ -237,5 +239,17 @@ mod tests {
         assert!(KeepAlive::try_from(ok.clone()).is_ok());
         assert!(KeepAlive::try_from(pb::KeepAliveRequest { kind: 0, ..ok.clone() }).is_err());
         assert!(KeepAlive::try_from(pb::KeepAliveRequest { member_id: 0, ..ok }).is_err());
+    }
+}
+
+/// A resolved lookup as the `ListSchedulers` answer.
+pub fn answer(r: &crate::lookup::Resolved) -> pb::ListSchedulersResponse {
+    pb::ListSchedulersResponse {
+        cluster_id: u64::try_from(r.cluster.id).unwrap_or_default(),
+        cluster_name: r.cluster.name.clone(),
+        matched_rule: rule(r.found.rule) as i32,
+        schedulers: r.schedulers.iter().map(member).collect(),
+        seed_peers: r.seed_peers.iter().map(member).collect(),
+        config: Some(cluster_config(&r.cluster.config)),
     }
 }

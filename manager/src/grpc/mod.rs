@@ -6,63 +6,19 @@
 
 pub mod convert;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use darter_proto::manager::v1 as pb;
 use darter_proto::manager::v1::manager_server::Manager;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use prost::Message as _;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::context::Context;
 use crate::error::Error;
-use crate::matching::{ClusterCandidate, PeerFacts, match_cluster};
-use crate::store::{MemberKind, Store, Timestamp};
+use crate::lookup::resolve;
+use crate::matching::PeerFacts;
+use crate::store::Timestamp;
 use convert::{KeepAlive, RegisterRequest};
-
-/// What the service shares with the background loops.
-#[derive(Debug)]
-pub struct Context {
-    pub store: Store,
-    pub shutdown: CancellationToken,
-    pub tracker: TaskTracker,
-    /// Per member, the generation of its newest keepalive stream in this
-    /// process: a stream that closes marks the member inactive only if no
-    /// newer stream took over (a restarted member reconnecting before the
-    /// old connection's reset arrives).
-    streams: Mutex<HashMap<(MemberKind, i64), u64>>,
-    next_stream: std::sync::atomic::AtomicU64,
-}
-
-impl Context {
-    /// A context over `store`.
-    pub fn new(store: Store, shutdown: CancellationToken, tracker: TaskTracker) -> Self {
-        Self {
-            store,
-            shutdown,
-            tracker,
-            streams: Mutex::new(HashMap::new()),
-            next_stream: std::sync::atomic::AtomicU64::new(1),
-        }
-    }
-
-    fn claim_stream(&self, key: (MemberKind, i64)) -> u64 {
-        let generation = self.next_stream.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.streams.lock().unwrap_or_else(|e| e.into_inner()).insert(key, generation);
-        generation
-    }
-
-    /// Whether the stream `generation` was the newest for `key` (and forgets it).
-    fn release_stream(&self, key: (MemberKind, i64), generation: u64) -> bool {
-        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-        if streams.get(&key) == Some(&generation) {
-            streams.remove(&key);
-            true
-        } else {
-            false
-        }
-    }
-}
 
 /// The `Manager` gRPC service.
 #[derive(Debug, Clone)]
@@ -87,6 +43,7 @@ impl ManagerService {
             crate::store::StoreError::NotFound => Error::NotFound(format!("cluster {} not found", reg.cluster_id)),
             e => e.into(),
         })?;
+        self.ctx.cache.invalidate("member registered").await;
         tracing::info!(
             kind = ?member.kind, id = member.id, hostname = %member.hostname, ip = %member.ip,
             cluster_id = member.cluster_id, "member registered"
@@ -94,34 +51,26 @@ impl ManagerService {
         Ok(convert::member(&member))
     }
 
+    /// The answer for `peer`: from the cache when nothing changed since it
+    /// was computed, else from the database (and then cached).
     async fn list_schedulers(&self, peer: PeerFacts) -> Result<pb::ListSchedulersResponse, Error> {
-        let store = &self.ctx.store;
-        let clusters = store.list_clusters().await?;
-        let mut candidates = Vec::with_capacity(clusters.len());
-        for cluster in clusters {
-            let has_active_scheduler = !store.list_active_members(MemberKind::Scheduler, cluster.id).await?.is_empty();
-            candidates.push(ClusterCandidate { cluster, has_active_scheduler });
+        let lookup = self.ctx.cache.lookup(&peer).await;
+        if let Some(bytes) = &lookup.hit {
+            match pb::ListSchedulersResponse::decode(bytes.as_slice()) {
+                Ok(answer) => return Ok(answer),
+                Err(e) => tracing::warn!(error = %e, "unreadable cached answer; recomputing"),
+            }
         }
-        let found = match_cluster(&peer, &candidates).ok_or(Error::NoCluster)?;
-        let cluster = candidates
-            .into_iter()
-            .map(|c| c.cluster)
-            .find(|c| c.id == found.cluster_id)
-            .ok_or_else(|| Error::Internal(format!("matched cluster {} vanished", found.cluster_id)))?;
-        let schedulers = store.list_active_members(MemberKind::Scheduler, cluster.id).await?;
-        let seed_peers = store.list_active_members(MemberKind::SeedPeer, cluster.id).await?;
+        let resolved = resolve(&self.ctx.store, &peer).await?;
         tracing::debug!(
-            peer_ip = %peer.ip, hostname = %peer.hostname, cluster_id = cluster.id, rule = %found.rule,
-            detail = %found.detail, "peer matched"
+            peer_ip = %peer.ip, hostname = %peer.hostname, cluster_id = resolved.cluster.id,
+            rule = %resolved.found.rule, detail = %resolved.found.detail, "peer matched"
         );
-        Ok(pb::ListSchedulersResponse {
-            cluster_id: u64::try_from(cluster.id).unwrap_or_default(),
-            cluster_name: cluster.name,
-            matched_rule: convert::rule(found.rule) as i32,
-            schedulers: schedulers.iter().map(convert::member).collect(),
-            seed_peers: seed_peers.iter().map(convert::member).collect(),
-            config: Some(convert::cluster_config(&cluster.config)),
-        })
+        let answer = convert::answer(&resolved);
+        if let Some(generation) = lookup.generation {
+            self.ctx.cache.store(&peer, generation, answer.encode_to_vec()).await;
+        }
+        Ok(answer)
     }
 }
 
@@ -156,7 +105,10 @@ async fn keepalive_stream(ctx: Arc<Context>, mut stream: Streaming<pb::KeepAlive
         return result;
     }
     match ctx.store.mark_inactive(first.kind, first.member_id, Timestamp::now()).await {
-        Ok(()) => tracing::info!(kind = ?first.kind, id = first.member_id, "keepalive stream closed; member inactive"),
+        Ok(()) => {
+            ctx.cache.invalidate("member inactive").await;
+            tracing::info!(kind = ?first.kind, id = first.member_id, "keepalive stream closed; member inactive");
+        }
         Err(e) => tracing::warn!(kind = ?first.kind, id = first.member_id, error = %e, "cannot mark member inactive"),
     }
     result
@@ -171,7 +123,7 @@ async fn serve_keepalives(
         crate::store::StoreError::NotFound => Error::NotFound(format!("member {} not found", first.member_id)),
         e => Error::from(e),
     };
-    ctx.store.keepalive(first.kind, first.member_id, Timestamp::now()).await.map_err(not_found)?;
+    touch(ctx, first).await.map_err(not_found)?;
     loop {
         let msg = tokio::select! {
             msg = stream.message() => msg,
@@ -188,8 +140,17 @@ async fn serve_keepalives(
         if next != *first {
             return Err(Error::invalid("member_id", "a keepalive stream serves one member"));
         }
-        ctx.store.keepalive(first.kind, first.member_id, Timestamp::now()).await.map_err(not_found)?;
+        touch(ctx, first).await.map_err(not_found)?;
     }
+}
+
+/// Records one keepalive; a member coming back from inactive changes answers.
+async fn touch(ctx: &Context, ka: &KeepAlive) -> Result<(), crate::store::StoreError> {
+    if ctx.store.keepalive(ka.kind, ka.member_id, Timestamp::now()).await? {
+        ctx.cache.invalidate("member active again").await;
+        tracing::info!(kind = ?ka.kind, id = ka.member_id, "member active again");
+    }
+    Ok(())
 }
 
 #[tonic::async_trait]

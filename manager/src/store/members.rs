@@ -108,9 +108,26 @@ impl Store {
         })
     }
 
-    /// Records a keepalive at `now`; the member becomes active if it was not.
-    pub async fn keepalive(&self, kind: MemberKind, id: i64, now: Timestamp) -> Result<()> {
-        self.set_state(kind, id, MemberState::Active, Some(now), now).await
+    /// Records a keepalive at `now`. Returns `true` when the member was
+    /// inactive and is active again (the answers peers get change), `false`
+    /// when it was active already.
+    pub async fn keepalive(&self, kind: MemberKind, id: i64, now: Timestamp) -> Result<bool> {
+        let table = kind.table();
+        let touch =
+            self.sql(format!("UPDATE {table} SET last_keepalive_at = ?, updated_at = ? WHERE id = ? AND state = ?"));
+        let touched = dispatch!(self, pool => sqlx::query(touch)
+            .bind(now.0)
+            .bind(now.0)
+            .bind(id)
+            .bind(MemberState::Active.as_str())
+            .execute(pool)
+            .await?
+            .rows_affected());
+        if touched > 0 {
+            return Ok(false);
+        }
+        self.set_state(kind, id, MemberState::Active, Some(now), now).await?;
+        Ok(true)
     }
 
     /// Marks a member inactive (its keepalive stream closed); it is no longer
@@ -186,29 +203,37 @@ impl Store {
 
     /// Every member of this kind in a cluster, active or not, by ID.
     pub async fn list_members(&self, kind: MemberKind, cluster_id: i64) -> Result<Vec<Member>> {
-        self.list_members_where(kind, cluster_id, None).await
+        self.find_members(kind, Some(cluster_id), None).await
     }
 
     /// The active members of this kind in a cluster, by ID: the ones that may
     /// be handed out.
     pub async fn list_active_members(&self, kind: MemberKind, cluster_id: i64) -> Result<Vec<Member>> {
-        self.list_members_where(kind, cluster_id, Some(MemberState::Active)).await
+        self.find_members(kind, Some(cluster_id), Some(MemberState::Active)).await
     }
 
-    async fn list_members_where(
+    /// Members of this kind, optionally only one cluster's and/or one state's, by ID.
+    pub async fn find_members(
         &self,
         kind: MemberKind,
-        cluster_id: i64,
+        cluster_id: Option<i64>,
         state: Option<MemberState>,
     ) -> Result<Vec<Member>> {
-        let filter = if state.is_some() { " AND state = ?" } else { "" };
-        let sql = self.sql(format!(
-            "SELECT {} FROM {} WHERE cluster_id = ?{filter} ORDER BY id",
-            columns(kind),
-            kind.table()
-        ));
+        let mut filters = Vec::new();
+        if cluster_id.is_some() {
+            filters.push("cluster_id = ?");
+        }
+        if state.is_some() {
+            filters.push("state = ?");
+        }
+        let filter = if filters.is_empty() { String::new() } else { format!(" WHERE {}", filters.join(" AND ")) };
+        let sql = self.sql(format!("SELECT {} FROM {}{filter} ORDER BY id", columns(kind), kind.table()));
         dispatch!(self, pool => {
-            let q = sqlx::query(sql).bind(cluster_id);
+            let q = sqlx::query(sql);
+            let q = match cluster_id {
+                Some(id) => q.bind(id),
+                None => q,
+            };
             let q = match state {
                 Some(s) => q.bind(s.as_str()),
                 None => q,
@@ -220,5 +245,35 @@ impl Store {
             }
             Ok(members)
         })
+    }
+
+    /// Deletes an inactive member (an operator cleaning up). An active one is
+    /// [`StoreError::Conflict`]`("state")`: it would re-register at once.
+    pub async fn delete_inactive_member(&self, kind: MemberKind, id: i64) -> Result<()> {
+        let table = kind.table();
+        let state = self.sql(format!("SELECT state FROM {table} WHERE id = ?"));
+        let delete = self.sql(format!("DELETE FROM {table} WHERE id = ? AND state = ?"));
+        dispatch!(self, pool => {
+            let mut tx = pool.begin_with(self.begin_sql()).await?;
+            let current: String =
+                sqlx::query_scalar(state).bind(id).fetch_optional(&mut *tx).await?.ok_or(StoreError::NotFound)?;
+            if MemberState::parse(&current)? == MemberState::Active {
+                return Err(StoreError::Conflict("state"));
+            }
+            sqlx::query(delete).bind(id).bind(MemberState::Inactive.as_str()).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// IDs of the clusters that have at least one active scheduler (the ones
+    /// peers may be matched to), in one query.
+    pub async fn clusters_with_active_schedulers(&self) -> Result<std::collections::HashSet<i64>> {
+        let sql = self.sql("SELECT DISTINCT cluster_id FROM schedulers WHERE state = ?");
+        let ids: Vec<i64> = dispatch!(self, pool => sqlx::query_scalar(sql)
+            .bind(MemberState::Active.as_str())
+            .fetch_all(pool)
+            .await?);
+        Ok(ids.into_iter().collect())
     }
 }

@@ -13,7 +13,8 @@
 //! `tests/store_conformance.rs`.
 //!
 //! Layout: `types` (domain types), `error` ([`StoreError`]), and one file of
-//! `impl Store` per table group: `clusters`, `members`, `users` (with tokens).
+//! `impl Store` per table group: `clusters`, `members`, `users` (with tokens), `sessions` (signed-out
+//! tokens and shared settings).
 
 use std::borrow::Cow;
 use std::str::FromStr as _;
@@ -52,6 +53,7 @@ macro_rules! col {
 
 mod clusters;
 mod members;
+mod sessions;
 mod users;
 
 pub use clusters::DEFAULT_CLUSTER;
@@ -101,9 +103,18 @@ impl std::fmt::Debug for Store {
 }
 
 /// Migrations per backend: (version, SQL). Versions only ever get appended.
-const SQLITE_MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
-const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
-const MYSQL_MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/mysql/0001_init.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../../migrations/sqlite/0002_sessions_settings.sql")),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/postgres/0001_init.sql")),
+    (2, include_str!("../../migrations/postgres/0002_sessions_settings.sql")),
+];
+const MYSQL_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/mysql/0001_init.sql")),
+    (2, include_str!("../../migrations/mysql/0002_sessions_settings.sql")),
+];
 
 /// Arbitrary, fixed key for PostgreSQL's advisory lock around migrations.
 const PG_MIGRATION_LOCK: i64 = 0x6461_7274_6572; // "darter"

@@ -32,7 +32,7 @@ impl Timestamp {
 }
 
 /// Scheduling limits handed to the schedulers of a cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct ClusterConfig {
     /// How many candidate parents a peer is offered at once.
@@ -50,7 +50,7 @@ impl Default for ClusterConfig {
 }
 
 /// Which peers a cluster serves (see ARCHITECTURE.md §5 for the matching order).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct Scopes {
     /// One or several IDCs, `|`-separated.
@@ -91,7 +91,9 @@ pub struct NewCluster {
 /// Longest name, hostname or user name the store accepts (MySQL `VARCHAR(255)`).
 pub const MAX_NAME_LEN: usize = 255;
 
-pub(crate) fn validate_name(field: &'static str, name: &str) -> Result<()> {
+/// Checks a name (cluster, host or user): non-empty, at most [`MAX_NAME_LEN`]
+/// bytes, no control characters; the error names `field`.
+pub fn validate_name(field: &'static str, name: &str) -> Result<()> {
     if name.trim().is_empty() {
         return Err(StoreError::Invalid(field, "must not be empty".into()));
     }

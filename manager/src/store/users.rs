@@ -121,7 +121,8 @@ impl Store {
         })
     }
 
-    /// Changes a user's password hash and/or role.
+    /// Changes a user's password hash and/or role. Demoting the last root is
+    /// [`StoreError::Conflict`]`("role")`: someone must stay able to administer.
     pub async fn update_user(&self, id: i64, update: &UserUpdate) -> Result<User> {
         if update.password_hash.as_deref() == Some("") {
             return Err(StoreError::Invalid("password_hash", "must not be empty".into()));
@@ -129,26 +130,50 @@ impl Store {
         let sql = self
             .sql("UPDATE users SET password_hash = COALESCE(?, password_hash), role = COALESCE(?, role) WHERE id = ?");
         let select = self.sql(format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"));
+        let roots = self.sql("SELECT COUNT(*) FROM users WHERE role = ?");
         dispatch!(self, pool => {
             let mut tx = pool.begin_with(self.begin_sql()).await?;
+            let row = sqlx::query(select.clone()).bind(id).fetch_optional(&mut *tx).await?.ok_or(StoreError::NotFound)?;
+            let before = user_from_row!(&row);
+            if before.role == Role::Root && update.role.is_some_and(|r| r != Role::Root) {
+                let n: i64 = sqlx::query_scalar(roots).bind(Role::Root.as_str()).fetch_one(&mut *tx).await?;
+                if n <= 1 {
+                    return Err(StoreError::Conflict("role"));
+                }
+            }
             sqlx::query(sql)
                 .bind(update.password_hash.as_deref())
                 .bind(update.role.map(Role::as_str))
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-            let row = sqlx::query(select).bind(id).fetch_optional(&mut *tx).await?.ok_or(StoreError::NotFound)?;
+            let row = sqlx::query(select).bind(id).fetch_one(&mut *tx).await?;
             let user = user_from_row!(&row);
             tx.commit().await?;
             Ok(user)
         })
     }
 
-    /// Deletes a user and, with it, the user's tokens.
+    /// Deletes a user and, with it, the user's tokens. Deleting the last root
+    /// is [`StoreError::Conflict`]`("role")`.
     pub async fn delete_user(&self, id: i64) -> Result<()> {
-        let sql = self.sql("DELETE FROM users WHERE id = ?");
-        let n = dispatch!(self, pool => sqlx::query(sql).bind(id).execute(pool).await?.rows_affected());
-        if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+        let role = self.sql("SELECT role FROM users WHERE id = ?");
+        let roots = self.sql("SELECT COUNT(*) FROM users WHERE role = ?");
+        let delete = self.sql("DELETE FROM users WHERE id = ?");
+        dispatch!(self, pool => {
+            let mut tx = pool.begin_with(self.begin_sql()).await?;
+            let current: String =
+                sqlx::query_scalar(role).bind(id).fetch_optional(&mut *tx).await?.ok_or(StoreError::NotFound)?;
+            if Role::parse(&current)? == Role::Root {
+                let n: i64 = sqlx::query_scalar(roots).bind(Role::Root.as_str()).fetch_one(&mut *tx).await?;
+                if n <= 1 {
+                    return Err(StoreError::Conflict("role"));
+                }
+            }
+            sqlx::query(delete).bind(id).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     /// Stores a personal access token (its hash only). An unknown user is

@@ -1,0 +1,111 @@
+//! Request extractors whose rejections are API errors naming the field:
+//! [`Body`] (JSON), [`Id`] (a numeric path ID), [`Params`] (query string),
+//! and the authenticated [`Caller`].
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::auth::Caller;
+use crate::error::Error;
+
+/// Largest JSON body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// A JSON body; a malformed one is a 400 naming the field that did not fit
+/// (`scopes.cidrs[0]`, `config.load_limit`), or `body` when the JSON itself
+/// is broken.
+#[derive(Debug)]
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let is_json =
+            req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+                v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+            });
+        if !is_json {
+            return Err(Error::invalid("body", "send JSON with Content-Type: application/json").into());
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| Error::invalid("body", format!("cannot read the body: {e}")))?;
+        if bytes.len() > MAX_BODY {
+            return Err(Error::invalid("body", format!("larger than {MAX_BODY} bytes")).into());
+        }
+        parse_json(&bytes).map(Body).map_err(ApiError)
+    }
+}
+
+/// Parses JSON, naming the path to the first field that does not fit.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let field = if matches!(path.as_str(), "." | "?" | "") { "body".to_owned() } else { path };
+        Error::invalid(field, inner.to_string())
+    })?;
+    de.end().map_err(|e| Error::invalid("body", e.to_string()))?;
+    Ok(value)
+}
+
+/// A numeric ID from the path (`/clusters/{id}`); anything else is a 400 on `id`.
+#[derive(Debug, Clone, Copy)]
+pub struct Id(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| Error::invalid("id", e.body_text()))?;
+        match raw.parse::<i64>() {
+            Ok(id) if id > 0 => Ok(Id(id)),
+            _ => Err(Error::invalid("id", format!("{raw:?} is not an ID (a positive integer)")).into()),
+        }
+    }
+}
+
+/// Query parameters; a bad one is a 400 naming it.
+#[derive(Debug)]
+pub struct Params<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de).map(Params).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { "query".to_owned() } else { path };
+            ApiError(Error::invalid(field, e.into_inner().to_string()))
+        })
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or_else(|| Error::Unauthenticated("sign in first: send Authorization: Bearer <token>".into()))?;
+        let value = header.to_str().map_err(|_| Error::Unauthenticated("unreadable Authorization header".into()))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Error::Unauthenticated("expected Authorization: Bearer <token>".into()))?;
+        Ok(state.auth.authenticate(token).await?)
+    }
+}
