@@ -22,7 +22,12 @@ pub struct Config {
     pub metrics_addr: SocketAddr,
     /// Seed peers of this cluster, triggered to fetch a task no peer has yet
     /// (default none: the first peer of a task fetches from the origin itself).
+    /// With a manager, the seed peers it lists for the cluster count too.
     pub seed_peers: Vec<SeedPeerConfig>,
+    /// The manager this scheduler registers with (default none: standalone).
+    pub manager: ManagerConfig,
+    /// How this scheduler describes itself to the manager.
+    pub host: HostConfig,
     /// Scheduling limits.
     pub scheduling: SchedulingConfig,
     /// Garbage collection of hosts, tasks and peers.
@@ -39,6 +44,8 @@ impl Default for Config {
             grpc_addr: ([0, 0, 0, 0], 8002).into(),
             metrics_addr: ([0, 0, 0, 0], 8000).into(),
             seed_peers: Vec::new(),
+            manager: ManagerConfig::default(),
+            host: HostConfig::default(),
             scheduling: SchedulingConfig::default(),
             gc: GcConfig::default(),
             log: LogConfig::default(),
@@ -69,6 +76,53 @@ impl SeedPeerConfig {
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::new(self.ip, self.port)
     }
+}
+
+/// `manager:`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ManagerConfig {
+    /// The manager's gRPC address, `host:port` (also `--manager`). Unset
+    /// (default): no manager; seed peers come from `seed_peers` only.
+    pub addr: Option<String>,
+    /// Cluster to join (default 0: the manager's default cluster).
+    pub cluster_id: u64,
+    /// How often a keepalive is sent on the open stream (default `5s`; the
+    /// manager's grace period, 15s by default, should be a few of these).
+    #[serde(with = "duration")]
+    pub keepalive_interval: Duration,
+    /// How often the cluster's active seed peers are asked of the manager
+    /// (default `10s`). Between answers, and while the manager is
+    /// unreachable, the last list stands.
+    #[serde(with = "duration")]
+    pub seed_peer_refresh_interval: Duration,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        Self {
+            addr: None,
+            cluster_id: 0,
+            keepalive_interval: darter_common::manager_client::DEFAULT_KEEPALIVE_INTERVAL,
+            seed_peer_refresh_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `host:`, what the scheduler registers with the manager (used only with a manager).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostConfig {
+    /// Host name (default: the OS host name).
+    pub hostname: Option<String>,
+    /// The IP peers reach the scheduler on (default: the IP of `grpc_addr`
+    /// when it names one; else the address of the default route's interface;
+    /// else 127.0.0.1).
+    pub ip: Option<IpAddr>,
+    /// IDC (default empty).
+    pub idc: String,
+    /// Location `country|province|city|...` (default empty).
+    pub location: String,
 }
 
 /// `scheduling:`.
@@ -141,6 +195,23 @@ impl Validate for Config {
                 return Err(FieldError::new(format!("seed_peers[{i}]"), format!("{} is listed twice", seed.addr())));
             }
         }
+        if let Some(addr) = &self.manager.addr {
+            darter_common::manager_client::endpoint(addr).map_err(|e| FieldError::new("manager.addr", e))?;
+        }
+        for (field, value) in [
+            ("manager.keepalive_interval", self.manager.keepalive_interval),
+            ("manager.seed_peer_refresh_interval", self.manager.seed_peer_refresh_interval),
+        ] {
+            if value.is_zero() {
+                return Err(FieldError::new(field, "must be positive"));
+            }
+        }
+        if self.host.ip.is_some_and(|ip| ip.is_unspecified()) {
+            return Err(FieldError::new("host.ip", "must be a reachable address, not 0.0.0.0/::"));
+        }
+        if self.host.hostname.as_ref().is_some_and(|h| h.trim().is_empty()) {
+            return Err(FieldError::new("host.hostname", "must not be empty (leave it out for the OS host name)"));
+        }
         let s = &self.scheduling;
         if !(1..=64).contains(&s.candidate_parent_limit) {
             return Err(FieldError::new("scheduling.candidate_parent_limit", "must be between 1 and 64"));
@@ -189,6 +260,27 @@ mod tests {
         assert_eq!(c.scheduling.back_to_source_limit, 1);
         assert_eq!(c.gc.host_ttl, Duration::from_secs(300));
         assert!(c.seed_peers.is_empty());
+        assert_eq!(c.manager.addr, None);
+        assert_eq!(c.manager.keepalive_interval, Duration::from_secs(5));
+        assert_eq!(c.manager.seed_peer_refresh_interval, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn manager_section_parses_and_validates() {
+        let c = load_yaml("manager:\n  addr: manager:65003\n  cluster_id: 2\n  keepalive_interval: 1s\nhost:\n  ip: 10.0.0.5\n  idc: a\n")
+            .unwrap();
+        assert_eq!((c.manager.addr.as_deref(), c.manager.cluster_id), (Some("manager:65003"), 2));
+        assert_eq!(c.host.ip, Some("10.0.0.5".parse().unwrap()));
+        for (yaml, field) in [
+            ("manager:\n  addr: 10.0.0.1\n", "manager.addr"),
+            ("manager:\n  addr: http://10.0.0.1:65003\n", "manager.addr"),
+            ("manager:\n  keepalive_interval: 0s\n", "manager.keepalive_interval"),
+            ("manager:\n  seed_peer_refresh_interval: 0s\n", "manager.seed_peer_refresh_interval"),
+            ("host:\n  ip: 0.0.0.0\n", "host.ip"),
+        ] {
+            let e = load_yaml(yaml).unwrap_err();
+            assert!(e.contains(field), "{yaml}: {e}");
+        }
     }
 
     #[test]

@@ -8,7 +8,10 @@
 //! - [`scheduling`]: candidate parents (filter, score, no cycles) and the
 //!   answer to a register or reschedule;
 //! - [`service`]: the gRPC service, with one task per announce stream;
-//! - [`seed`]: triggering seed peers; [`gc`]: expiry by TTL;
+//! - [`seed`]: triggering seed peers; [`seed_peers`]: which addresses are
+//!   trusted seeds (configured, and listed by the manager); [`gc`]: expiry by TTL;
+//! - [`manager`]: registration and keepalive with the manager, and the
+//!   cluster's seed peers from it (when `manager.addr` is set);
 //! - [`metrics`], [`error`] (the one place errors become gRPC statuses);
 //! - `src/main.rs`: the `scheduler` binary.
 //!
@@ -17,10 +20,12 @@
 pub mod config;
 pub mod error;
 pub mod gc;
+pub mod manager;
 pub mod metrics;
 pub mod resource;
 pub mod scheduling;
 pub mod seed;
+pub mod seed_peers;
 pub mod service;
 
 use std::sync::Arc;
@@ -69,7 +74,9 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     let ctx = Arc::new(Context::new(config, metrics.clone(), shutdown.clone(), tracker.clone()));
     let addrs = (listeners.grpc.local_addr()?, listeners.metrics.local_addr()?);
 
+    metrics.set_seed_peers(ctx.seed_peers.all().len());
     tracker.spawn(gc::run(ctx.clone(), shutdown.clone()));
+    manager::spawn(ctx.clone(), addrs.0, shutdown.clone(), &tracker);
     let service = SchedulerServer::new(SchedulerService::new(ctx.clone()));
     let incoming = TcpListenerStream::new(listeners.grpc);
     let server_stop = shutdown.clone();
@@ -85,7 +92,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
 
     health.set_ready(true);
     tracing::info!(
-        grpc = %addrs.0, metrics = %addrs.1, seed_peers = ctx.seed_addrs.len(),
+        grpc = %addrs.0, metrics = %addrs.1, seed_peers = ctx.seed_peers.all().len(),
         "scheduler ready"
     );
     let mut failure = None;

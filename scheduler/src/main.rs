@@ -26,6 +26,10 @@ struct Cli {
     /// A seed peer's upload API, `IP:PORT`; repeat for several. Replaces `seed_peers` of the config file.
     #[arg(long = "seed-peer", value_name = "IP:PORT")]
     seed_peers: Vec<SocketAddr>,
+    /// The manager's gRPC address, `HOST:PORT` (manager.addr): register with it and
+    /// learn the cluster's seed peers from it.
+    #[arg(long = "manager", value_name = "HOST:PORT")]
+    manager: Option<String>,
     /// Print the effective config as YAML and exit.
     #[arg(long)]
     print_config: bool,
@@ -42,6 +46,9 @@ impl Cli {
         }
         if let Some(l) = &self.log_level {
             o.push(("log.level", l.clone()));
+        }
+        if let Some(m) = &self.manager {
+            o.push(("manager.addr", m.clone()));
         }
         o
     }

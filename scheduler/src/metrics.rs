@@ -41,6 +41,7 @@ pub struct Metrics {
     hosts: IntGauge,
     tasks: IntGauge,
     peers: IntGauge,
+    seed_peers: IntGauge,
 }
 
 fn counter_vec(name: &str, help: &str, label: &str) -> IntCounterVec {
@@ -77,7 +78,10 @@ impl Metrics {
         let hosts = IntGauge::new("hosts", "Hosts known").expect("valid metric");
         let tasks = IntGauge::new("tasks", "Tasks known").expect("valid metric");
         let peers = IntGauge::new("peers", "Peers known").expect("valid metric");
-        let collectors: [Box<dyn Collector>; 12] = [
+        let seed_peers =
+            IntGauge::new("seed_peers", "Trusted seed peer addresses (configured and listed by the manager)")
+                .expect("valid metric");
+        let collectors: [Box<dyn Collector>; 13] = [
             Box::new(registrations.clone()),
             Box::new(decisions.clone()),
             Box::new(scheduling_seconds.clone()),
@@ -90,6 +94,7 @@ impl Metrics {
             Box::new(hosts.clone()),
             Box::new(tasks.clone()),
             Box::new(peers.clone()),
+            Box::new(seed_peers.clone()),
         ];
         for c in collectors {
             registry.register(c).expect("unique metric");
@@ -108,6 +113,7 @@ impl Metrics {
             hosts,
             tasks,
             peers,
+            seed_peers,
         }
     }
 
@@ -147,6 +153,11 @@ impl Metrics {
     /// A seed was triggered.
     pub fn seed_triggered(&self, ok: bool) {
         self.seed_triggers.with_label_values(&[if ok { "ok" } else { "error" }]).inc();
+    }
+
+    /// How many seed peers are trusted now.
+    pub fn set_seed_peers(&self, n: usize) {
+        self.seed_peers.set(n as i64);
     }
 
     /// Sizes of the model.

@@ -52,3 +52,14 @@ fn flags_override_the_file() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("seed_peers[0].port"));
 }
+
+#[test]
+fn manager_flag_sets_manager_addr() {
+    let out = scheduler(&["--manager", "127.0.0.1:65003", "--print-config"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("addr: 127.0.0.1:65003") && stdout.contains("seed_peer_refresh_interval: 10s"), "{stdout}");
+    let out = scheduler(&["--manager", "127.0.0.1", "--print-config"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("manager.addr"));
+}

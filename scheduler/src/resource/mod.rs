@@ -10,6 +10,7 @@ pub mod pieces;
 pub mod task;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -224,6 +225,23 @@ impl State {
         true
     }
 
+    /// Decides again which hosts are seeds after the trusted seed addresses
+    /// changed: a host is a seed while it announced itself as one and
+    /// `trusted` holds its upload address. Returns the hosts that changed,
+    /// with whether they are seeds now.
+    pub fn reclassify_seeds(&mut self, trusted: impl Fn(SocketAddr) -> bool) -> Vec<(String, bool)> {
+        let mut changed = Vec::new();
+        for host in self.hosts.values_mut() {
+            let claims = host.info.proto.r#type == pb::HostType::Seed as i32;
+            let seed = claims && trusted(host.upload_addr());
+            if seed != host.is_seed() {
+                host.info.kind = if seed { HostType::Seed } else { HostType::Normal };
+                changed.push((host.info.id.clone(), seed));
+            }
+        }
+        changed
+    }
+
     /// Numbers of hosts, tasks and peers.
     pub fn counts(&self) -> (usize, usize, usize) {
         (self.hosts.len(), self.tasks.len(), self.tasks.values().map(|t| t.peers.len()).sum())
@@ -285,6 +303,26 @@ mod tests {
             ..Default::default()
         })
         .unwrap()
+    }
+
+    #[test]
+    fn seeds_follow_the_trusted_addresses() {
+        let mut state = State::default();
+        let now = Instant::now();
+        let claims_seed = |id: &str| {
+            let mut info = host(id);
+            info.proto.r#type = pb::HostType::Seed as i32;
+            info.kind = HostType::Normal; // as announce_host stores an untrusted claim
+            info
+        };
+        state.announce_host(claims_seed("seed"), now);
+        state.announce_host(host("normal"), now);
+        let trusted: SocketAddr = "10.0.0.1:4000".parse().unwrap();
+        assert_eq!(state.reclassify_seeds(|a| a == trusted), vec![("seed".to_string(), true)]);
+        assert!(state.hosts["seed"].is_seed() && !state.hosts["normal"].is_seed(), "only a host claiming it");
+        assert!(state.reclassify_seeds(|a| a == trusted).is_empty());
+        assert_eq!(state.reclassify_seeds(|_| false), vec![("seed".to_string(), false)]);
+        assert!(!state.hosts["seed"].is_seed());
     }
 
     fn registration(host: &str, peer: &str) -> Registration {

@@ -149,9 +149,9 @@ async fn schedule(
         Answered(&'static str, Pending),
         Trigger { seed_host: String, addr: std::net::SocketAddr, generation: u64 },
     }
-    let seeds = if allow_trigger { ctx.seed_addrs.as_slice() } else { &[] };
+    let seeds: std::sync::Arc<[std::net::SocketAddr]> = if allow_trigger { ctx.seed_peers.all() } else { [].into() };
     let plan = with_task(ctx, s, |task, hosts| {
-        Ok(match decide(task, hosts, &s.key.host_id, &ctx.config.scheduling, seeds) {
+        Ok(match decide(task, hosts, &s.key.host_id, &ctx.config.scheduling, &seeds) {
             Decision::Answer(answer) => Plan::Answered(answer.label(), answer_locked(ctx, task, hosts, s, &answer, tx)),
             Decision::TriggerSeed { host_id, addr } => {
                 let generation = task.add_seed_placeholder(&host_id, Instant::now());

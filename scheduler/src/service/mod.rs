@@ -24,6 +24,7 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::resource::{HostInfo, Resources};
 use crate::seed::SeedClient;
+use crate::seed_peers::SeedPeers;
 
 /// Responses buffered per announce stream. Pushes to a full buffer are
 /// dropped (the peer is not reading), so one slow peer never blocks the scheduler.
@@ -34,8 +35,8 @@ pub const RESPONSE_BUFFER: usize = 1024;
 pub struct Context {
     /// The config.
     pub config: Config,
-    /// Upload addresses of the configured seed peers.
-    pub seed_addrs: Vec<SocketAddr>,
+    /// Upload addresses of the trusted seed peers (configured, and listed by the manager).
+    pub seed_peers: SeedPeers,
     /// The model.
     pub resources: Resources,
     /// Metrics.
@@ -51,8 +52,8 @@ pub struct Context {
 impl Context {
     /// A context with an empty model.
     pub fn new(config: Config, metrics: Metrics, shutdown: CancellationToken, tracker: TaskTracker) -> Self {
-        let seed_addrs = config.seed_peers.iter().map(|s| s.addr()).collect();
-        Self { config, seed_addrs, resources: Resources::new(), metrics, seeds: SeedClient::new(), shutdown, tracker }
+        let seed_peers = SeedPeers::new(config.seed_peers.iter().map(|s| s.addr()).collect());
+        Self { config, seed_peers, resources: Resources::new(), metrics, seeds: SeedClient::new(), shutdown, tracker }
     }
 
     fn reject(&self, e: Error) -> Status {
@@ -91,11 +92,11 @@ impl Scheduler for SchedulerService {
             .ok_or_else(|| self.ctx.reject(Error::InvalidArgument("host is required".into())))?;
         let mut info = HostInfo::try_from(host).map_err(|e| self.ctx.reject(e))?;
         // Being a seed grants origin access and a scoring bonus: only hosts
-        // at a configured seed address get it, whatever they claim.
+        // at a trusted seed address get it, whatever they claim.
         if info.kind == crate::resource::HostType::Seed
-            && !self.ctx.config.seed_peers.iter().any(|s| s.ip == info.ip && s.port as u32 == info.port as u32)
+            && !self.ctx.seed_peers.contains(SocketAddr::new(info.ip, info.port))
         {
-            tracing::warn!(host_id = %info.id, ip = %info.ip, "host claims to be a seed but is not a configured seed peer; treating it as normal");
+            tracing::warn!(host_id = %info.id, ip = %info.ip, "host claims to be a seed but is not a configured or manager-listed seed peer; treating it as normal");
             info.kind = crate::resource::HostType::Normal;
         }
         let (id, ip, seed) = (info.id.clone(), info.ip, info.kind == crate::resource::HostType::Seed);
