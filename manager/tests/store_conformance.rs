@@ -50,6 +50,10 @@ conformance!(
     users_crud_and_root_user,
     tokens_create_find_delete,
     failed_multi_step_writes_leave_nothing_behind,
+    signed_out_sessions_are_remembered_until_expiry,
+    settings_are_written_once,
+    members_filter_and_only_inactive_ones_delete,
+    the_last_root_stays,
 );
 
 fn cluster(name: &str) -> NewCluster {
@@ -413,6 +417,71 @@ mod cases {
         assert_eq!(store.get_cluster(other.id).await.unwrap(), other);
         assert_eq!(store.get_member(MemberKind::Scheduler, m.id).await.unwrap(), m);
         assert_eq!(store.list_clusters().await.unwrap().len(), 3);
+        store.close().await;
+    }
+
+    pub async fn signed_out_sessions_are_remembered_until_expiry(url: String) {
+        let store = Store::open(&url).await.unwrap();
+        assert!(!store.is_session_revoked("jti-1").await.unwrap());
+        store.revoke_session("jti-1", Timestamp(10_000)).await.unwrap();
+        store.revoke_session("jti-1", Timestamp(10_000)).await.unwrap(); // twice is fine
+        store.revoke_session("jti-2", Timestamp(20_000)).await.unwrap();
+        assert!(store.is_session_revoked("jti-1").await.unwrap());
+        assert!(matches!(store.revoke_session("", Timestamp(1)).await, Err(StoreError::Invalid("jti", _))));
+        assert_eq!(store.gc_revoked_sessions(Timestamp(9_999)).await.unwrap(), 0);
+        assert_eq!(store.gc_revoked_sessions(Timestamp(10_000)).await.unwrap(), 1);
+        assert!(!store.is_session_revoked("jti-1").await.unwrap());
+        assert!(store.is_session_revoked("jti-2").await.unwrap());
+        store.close().await;
+    }
+
+    pub async fn settings_are_written_once(url: String) {
+        let (a, b) = (Store::open(&url).await.unwrap(), Store::open(&url).await.unwrap());
+        // Two replicas racing to initialise agree on one value.
+        let (x, y) = tokio::join!(a.setting_or_init("key", "from-a"), b.setting_or_init("key", "from-b"));
+        let (x, y) = (x.unwrap(), y.unwrap());
+        assert_eq!(x, y);
+        assert_eq!(a.setting_or_init("key", "later").await.unwrap(), x);
+        a.close().await;
+        b.close().await;
+    }
+
+    pub async fn members_filter_and_only_inactive_ones_delete(url: String) {
+        let store = Store::open(&url).await.unwrap();
+        let c1 = store.default_cluster().await.unwrap().id;
+        let c2 = store.create_cluster(&cluster("other")).await.unwrap().id;
+        let kind = MemberKind::Scheduler;
+        let a = store.register_member(&registration(kind, c1, "a", "10.0.0.1"), Timestamp(1_000)).await.unwrap();
+        let b = store.register_member(&registration(kind, c2, "b", "10.0.0.2"), Timestamp(1_000)).await.unwrap();
+        store.mark_inactive(kind, b.id, Timestamp(2_000)).await.unwrap();
+        let ids = |ms: Vec<manager::store::Member>| ms.iter().map(|m| m.id).collect::<Vec<_>>();
+        assert_eq!(ids(store.find_members(kind, None, None).await.unwrap()), vec![a.id, b.id]);
+        assert_eq!(ids(store.find_members(kind, Some(c2), None).await.unwrap()), vec![b.id]);
+        assert_eq!(ids(store.find_members(kind, None, Some(MemberState::Active)).await.unwrap()), vec![a.id]);
+        assert!(store.find_members(kind, Some(c2), Some(MemberState::Active)).await.unwrap().is_empty());
+        assert!(store.find_members(MemberKind::SeedPeer, None, None).await.unwrap().is_empty());
+        assert_eq!(store.clusters_with_active_schedulers().await.unwrap(), [c1].into_iter().collect());
+
+        assert_eq!(store.delete_inactive_member(kind, a.id).await.unwrap_err(), StoreError::Conflict("state"));
+        store.delete_inactive_member(kind, b.id).await.unwrap();
+        assert_eq!(store.get_member(kind, b.id).await.unwrap_err(), StoreError::NotFound);
+        assert_eq!(store.delete_inactive_member(kind, b.id).await.unwrap_err(), StoreError::NotFound);
+        assert_eq!(store.get_member(kind, a.id).await.unwrap().state, MemberState::Active);
+        store.close().await;
+    }
+
+    pub async fn the_last_root_stays(url: String) {
+        let store = Store::open(&url).await.unwrap();
+        let root = store.ensure_root_user("$argon2id$root").await.unwrap();
+        let demote = UserUpdate { role: Some(Role::Guest), ..UserUpdate::default() };
+        assert_eq!(store.delete_user(root.id).await.unwrap_err(), StoreError::Conflict("role"));
+        assert_eq!(store.update_user(root.id, &demote).await.unwrap_err(), StoreError::Conflict("role"));
+        assert_eq!(store.get_user(root.id).await.unwrap().role, Role::Root, "nothing changed");
+        let other = NewUser { name: "admin".into(), password_hash: "$argon2id$x".into(), role: Role::Root };
+        let other = store.create_user(&other).await.unwrap();
+        assert_eq!(store.update_user(root.id, &demote).await.unwrap().role, Role::Guest);
+        assert_eq!(store.delete_user(other.id).await.unwrap_err(), StoreError::Conflict("role"));
+        store.delete_user(root.id).await.unwrap();
         store.close().await;
     }
 }

@@ -97,6 +97,12 @@ impl TestManager {
     }
 }
 
+/// An HTTP client (the process's rustls crypto provider installed first).
+pub fn http() -> reqwest::Client {
+    darter_common::install_crypto_provider();
+    reqwest::Client::new()
+}
+
 /// Polls `check` until it holds or [`DEADLINE`] passes.
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where
