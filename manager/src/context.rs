@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::cache::AnswerCache;
+use crate::metrics::Metrics;
 use crate::store::{MemberKind, Store};
 
 /// Shared state of one manager process.
@@ -15,6 +16,7 @@ pub struct Context {
     pub store: Store,
     /// `ListSchedulers` answers; invalidated by every change that alters one.
     pub cache: Arc<AnswerCache>,
+    pub metrics: Metrics,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
     /// Per member, the generation of its newest keepalive stream in this
@@ -27,15 +29,29 @@ pub struct Context {
 
 impl Context {
     /// A context over `store`.
-    pub fn new(store: Store, cache: Arc<AnswerCache>, shutdown: CancellationToken, tracker: TaskTracker) -> Self {
+    pub fn new(
+        store: Store,
+        cache: Arc<AnswerCache>,
+        metrics: Metrics,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+    ) -> Self {
         Self {
             store,
             cache,
+            metrics,
             shutdown,
             tracker,
             streams: Mutex::new(HashMap::new()),
             next_stream: std::sync::atomic::AtomicU64::new(1),
         }
+    }
+
+    /// Makes cached `ListSchedulers` answers stale on every replica; `cause`
+    /// labels the metric and the debug log.
+    pub async fn invalidate(&self, cause: &'static str) {
+        self.metrics.invalidated(cause);
+        self.cache.invalidate(cause).await;
     }
 
     pub(crate) fn claim_stream(&self, key: (MemberKind, i64)) -> u64 {

@@ -31,6 +31,7 @@ pub mod expiry;
 pub mod grpc;
 pub mod lookup;
 pub mod matching;
+pub mod metrics;
 pub mod rest;
 pub mod store;
 
@@ -96,10 +97,11 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         Some(url) => AnswerCache::redis(url, &config.cache.namespace, config.cache.ttl).await?,
         None => AnswerCache::local(config.cache.ttl),
     });
-    let registry = prometheus::Registry::new();
+    let metrics = metrics::Metrics::new();
+    let registry = metrics.registry.clone();
     let health = Health::default();
     let tracker = TaskTracker::new();
-    let ctx = Arc::new(Context::new(store.clone(), cache, shutdown.clone(), tracker.clone()));
+    let ctx = Arc::new(Context::new(store.clone(), cache, metrics, shutdown.clone(), tracker.clone()));
     let addrs = (listeners.grpc.local_addr()?, listeners.metrics.local_addr()?, listeners.rest.local_addr()?);
 
     let expiry_ctx = ctx.clone();

@@ -264,3 +264,26 @@ async fn bad_inputs_get_clear_codes() {
     assert_eq!(m.state(MemberKind::Scheduler, s.id).await, MemberState::Inactive);
     m.stop().await;
 }
+
+#[tokio::test]
+async fn answers_and_requests_are_counted_in_metrics() {
+    let m = Manager::start().await;
+    let mut c = m.client().await;
+    let s = c.register_scheduler(scheduler("s1", "10.0.0.1", 0)).await.unwrap().into_inner();
+    let (_tx, _call) = open_keepalive(&c, &s).await;
+    c.list_schedulers(peer("p1", "192.0.2.10")).await.unwrap();
+    c.list_schedulers(peer("p1", "192.0.2.10")).await.unwrap();
+    let http = support::http();
+    let status = http.get(m.url("/clusters")).send().await.unwrap().status();
+    assert_eq!(status.as_u16(), 401);
+    let text = http.get(format!("http://{}/metrics", m.metrics)).send().await.unwrap().text().await.unwrap();
+    for needle in [
+        r#"manager_list_schedulers_total{result="database"} 1"#,
+        r#"manager_list_schedulers_total{result="cache"} 1"#,
+        r#"manager_http_requests_total{method="GET",route="/api/v1/clusters",status="401"} 1"#,
+        r#"manager_cache_invalidations_total{cause="member registered"} 1"#,
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+    m.stop().await;
+}

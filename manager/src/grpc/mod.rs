@@ -43,7 +43,7 @@ impl ManagerService {
             crate::store::StoreError::NotFound => Error::NotFound(format!("cluster {} not found", reg.cluster_id)),
             e => e.into(),
         })?;
-        self.ctx.cache.invalidate("member registered").await;
+        self.ctx.invalidate("member registered").await;
         tracing::info!(
             kind = ?member.kind, id = member.id, hostname = %member.hostname, ip = %member.ip,
             cluster_id = member.cluster_id, "member registered"
@@ -57,11 +57,16 @@ impl ManagerService {
         let lookup = self.ctx.cache.lookup(&peer).await;
         if let Some(bytes) = &lookup.hit {
             match pb::ListSchedulersResponse::decode(bytes.as_slice()) {
-                Ok(answer) => return Ok(answer),
+                Ok(answer) => {
+                    self.ctx.metrics.list_schedulers("cache");
+                    return Ok(answer);
+                }
                 Err(e) => tracing::warn!(error = %e, "unreadable cached answer; recomputing"),
             }
         }
-        let resolved = resolve(&self.ctx.store, &peer).await?;
+        let resolved =
+            resolve(&self.ctx.store, &peer).await.inspect_err(|e| self.ctx.metrics.list_schedulers(e.reason()))?;
+        self.ctx.metrics.list_schedulers("database");
         tracing::debug!(
             peer_ip = %peer.ip, hostname = %peer.hostname, cluster_id = resolved.cluster.id,
             rule = %resolved.found.rule, detail = %resolved.found.detail, "peer matched"
@@ -106,7 +111,7 @@ async fn keepalive_stream(ctx: Arc<Context>, mut stream: Streaming<pb::KeepAlive
     }
     match ctx.store.mark_inactive(first.kind, first.member_id, Timestamp::now()).await {
         Ok(()) => {
-            ctx.cache.invalidate("member inactive").await;
+            ctx.invalidate("member inactive").await;
             tracing::info!(kind = ?first.kind, id = first.member_id, "keepalive stream closed; member inactive");
         }
         Err(e) => tracing::warn!(kind = ?first.kind, id = first.member_id, error = %e, "cannot mark member inactive"),
@@ -147,7 +152,7 @@ async fn serve_keepalives(
 /// Records one keepalive; a member coming back from inactive changes answers.
 async fn touch(ctx: &Context, ka: &KeepAlive) -> Result<(), crate::store::StoreError> {
     if ctx.store.keepalive(ka.kind, ka.member_id, Timestamp::now()).await? {
-        ctx.cache.invalidate("member active again").await;
+        ctx.invalidate("member active again").await;
         tracing::info!(kind = ?ka.kind, id = ka.member_id, "member active again");
     }
     Ok(())

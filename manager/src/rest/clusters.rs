@@ -156,7 +156,7 @@ async fn create(
     input.apply(&mut new);
     validate(&new)?;
     let cluster = s.ctx.store.create_cluster(&new).await?;
-    s.ctx.cache.invalidate("cluster created").await;
+    s.ctx.invalidate("cluster created").await;
     tracing::info!(id = cluster.id, name = %cluster.name, user = %caller.user.name, "cluster created");
     Ok((StatusCode::CREATED, Json(cluster.into())))
 }
@@ -209,7 +209,7 @@ async fn patch(
 async fn write(s: &AppState, caller: &Caller, id: i64, new: NewCluster) -> Result<Json<ClusterView>, ApiError> {
     validate(&new)?;
     let cluster = s.ctx.store.update_cluster(id, &new).await.map_err(not_found(id))?;
-    s.ctx.cache.invalidate("cluster updated").await;
+    s.ctx.invalidate("cluster updated").await;
     tracing::info!(id, name = %cluster.name, user = %caller.user.name, "cluster updated");
     Ok(Json(cluster.into()))
 }
@@ -221,7 +221,7 @@ async fn write(s: &AppState, caller: &Caller, id: i64, new: NewCluster) -> Resul
 async fn delete(State(s): State<AppState>, caller: Caller, Id(id): Id) -> Result<StatusCode, ApiError> {
     caller.require_root()?;
     s.ctx.store.delete_cluster(id).await.map_err(not_found(id))?;
-    s.ctx.cache.invalidate("cluster deleted").await;
+    s.ctx.invalidate("cluster deleted").await;
     tracing::info!(id, user = %caller.user.name, "cluster deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -272,11 +272,12 @@ async fn put_config(
     let mut new = current(s.ctx.store.get_cluster(id).await.map_err(not_found(id))?);
     new.config = ClusterConfig::default();
     input.apply(&mut new.config);
+    validate(&new).map_err(|e| prefixed(e, "config."))?;
     Ok(Json(write(&s, &caller, id, new).await?.0.config))
 }
 
-/// On a sub-resource the body is the scopes themselves: `cidrs[0]`, not
-/// `scopes.cidrs[0]`.
+/// On a sub-resource the body is the scopes (config) themselves: `cidrs[0]`,
+/// not `scopes.cidrs[0]`; `load_limit`, not `config.load_limit`.
 fn prefixed(e: Error, prefix: &str) -> Error {
     match e {
         Error::InvalidArgument { field, message } => match field.strip_prefix(prefix) {

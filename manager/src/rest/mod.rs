@@ -77,8 +77,27 @@ pub fn router(state: AppState) -> Router {
     api.route("/api/v1/openapi.json", axum::routing::get(move || openapi(doc.clone())))
         .merge(console::routes())
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .layer(axum::extract::DefaultBodyLimit::max(extract::MAX_BODY))
         .with_state(state)
+}
+
+/// Counts and times every request by its route pattern (never the raw path,
+/// which would make one series per ID).
+async fn observe(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let start = std::time::Instant::now();
+    let response = next.run(request).await;
+    state.ctx.metrics.http_request(&method, &route, response.status().as_u16(), start.elapsed());
+    response
 }
 
 async fn openapi(doc: Arc<utoipa::openapi::OpenApi>) -> impl IntoResponse {

@@ -100,9 +100,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
 async fn sign_in(State(s): State<AppState>, Body(req): Body<SignInRequest>) -> Result<Json<SignInResponse>, ApiError> {
     let signed = s.auth.sign_in(&req.name, &req.password).await.inspect_err(|e| {
         if matches!(e, Error::Unauthenticated(_)) {
+            s.ctx.metrics.sign_in(false);
             tracing::info!(name = %req.name, "sign-in refused");
         }
     })?;
+    s.ctx.metrics.sign_in(true);
     tracing::info!(user = %signed.user.name, "signed in");
     Ok(Json(SignInResponse { token: signed.token, expires_at: time(signed.expires_at), user: (&signed.user).into() }))
 }

@@ -25,6 +25,7 @@ pub const ROOT_PASSWORD: &str = "root-password-for-tests";
 pub struct TestManager {
     pub grpc: SocketAddr,
     pub rest: SocketAddr,
+    pub metrics: SocketAddr,
     /// A second handle on the manager's database, for setup and checks.
     pub store: Store,
     shutdown: CancellationToken,
@@ -54,7 +55,8 @@ impl TestManager {
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let rest = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (grpc_addr, rest_addr) = (grpc.local_addr().unwrap(), rest.local_addr().unwrap());
+        let (grpc_addr, rest_addr, metrics_addr) =
+            (grpc.local_addr().unwrap(), rest.local_addr().unwrap(), metrics.local_addr().unwrap());
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(manager::run(config, Listeners { grpc, metrics, rest }, shutdown.clone()));
         let store = loop {
@@ -65,7 +67,7 @@ impl TestManager {
                 _ => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         };
-        Self { grpc: grpc_addr, rest: rest_addr, store, shutdown, handle, _dir: dir }
+        Self { grpc: grpc_addr, rest: rest_addr, metrics: metrics_addr, store, shutdown, handle, _dir: dir }
     }
 
     /// A gRPC client, once the manager answers.
