@@ -1,6 +1,5 @@
 //! `manager`: Darter's control plane — clusters and their scopes, scheduler and
-//! seed-peer membership, users and tokens, and (in later slices) the REST API,
-//! console and jobs.
+//! seed-peer membership, users and tokens, the REST API and the console.
 //!
 //! Layout:
 //! - [`store`]: the persistence layer. It owns every SQL statement in the crate
@@ -9,16 +8,20 @@
 //!   [`store::Member`], [`store::User`], [`store::Token`]) are what the rest of
 //!   the manager works with; its one error type is [`store::StoreError`].
 //! - [`matching`]: which cluster a peer belongs to (ARCHITECTURE.md §5), a pure
-//!   function over the stored clusters that says which rule matched.
-//! - [`config`]: the manager's config (addresses, database URL, keepalive
-//!   grace, expiry and GC timing).
+//!   function over the stored clusters that says which rule matched;
+//!   [`lookup`] runs it over the store with the matched cluster's members.
+//! - [`cache`]: `ListSchedulers` answers cached per peer, invalidated by
+//!   generation, in process or shared through Redis.
+//! - [`auth`]: passwords (argon2), sign-in JWTs, personal access tokens, the
+//!   root account on first start.
 //! - [`grpc`]: the `darter.manager.v1.Manager` service (register, keepalive
 //!   stream, `ListSchedulers`), with request validation in `grpc::convert`.
-//! - [`expiry`]: the loop that marks silent members inactive and deletes old
-//!   inactive rows.
-//! - [`error`]: the one error type, and the one place it becomes a gRPC status.
-//! - `main.rs`: the binary; for now it serves `/metrics` and `/healthz` only and
-//!   does not open the store yet.
+//! - [`rest`]: the REST API (`/api/v1`), its OpenAPI document, the console.
+//! - [`expiry`]: the loop that marks silent members inactive, deletes old
+//!   inactive rows and expired sign-outs, and counts members for the metrics.
+//! - [`context`]: what the services and loops share; [`metrics`]; [`config`];
+//!   [`error`]: the one error type (a gRPC status or an HTTP answer).
+//! - `main.rs`: the binary.
 //!
 //! [`run`] serves on listeners the caller bound, so tests use ephemeral ports.
 
