@@ -27,6 +27,8 @@ pub struct Config {
     pub back_to_source: BackToSourceConfig,
     /// The schedulers that plan peer-to-peer downloads.
     pub scheduler: SchedulerConfig,
+    /// The manager that names the schedulers (and registers seed peers).
+    pub manager: ManagerConfig,
     /// Fetching pieces from other peers.
     pub p2p: P2pConfig,
     /// Serving pieces to other peers.
@@ -45,7 +47,9 @@ pub struct Config {
 pub struct HostConfig {
     /// Host name reported to the cluster (default: the OS host name).
     pub hostname: Option<String>,
-    /// IP other peers reach this host on (default: the upload listener's IP, else 127.0.0.1).
+    /// IP other peers reach this host on (default: the upload listener's IP
+    /// when it names one; else the address of the default route's interface;
+    /// else 127.0.0.1). The manager also matches this host's cluster by it.
     pub ip: Option<String>,
     /// IDC of this host (default empty).
     pub idc: String,
@@ -75,6 +79,38 @@ pub struct SchedulerConfig {
 impl Default for SchedulerConfig {
     fn default() -> Self {
         Self { addrs: Vec::new(), announce_interval: Duration::from_secs(30), connect_timeout: Duration::from_secs(2) }
+    }
+}
+
+/// `manager:`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ManagerConfig {
+    /// Manager gRPC addresses (`host:port`; replicas of one deployment).
+    /// Empty (default): no manager, the schedulers are `scheduler.addrs`.
+    /// Set: the schedulers are the active ones of the cluster the manager
+    /// matches this host to, and a seed peer registers with it.
+    pub addrs: Vec<String>,
+    /// Ask for this cluster explicitly (default none: the manager matches the
+    /// host by CIDR, hostname, IDC, location, else the default cluster). A
+    /// seed peer joins this cluster (none: the default cluster).
+    pub cluster_id: Option<u64>,
+    /// How often the scheduler list is asked again (default `1m`).
+    #[serde(with = "duration")]
+    pub refresh_interval: Duration,
+    /// Seed peers: how often a keepalive is sent to the manager (default `5s`).
+    #[serde(with = "duration")]
+    pub keepalive_interval: Duration,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        Self {
+            addrs: Vec::new(),
+            cluster_id: None,
+            refresh_interval: Duration::from_secs(60),
+            keepalive_interval: darter_common::manager_client::DEFAULT_KEEPALIVE_INTERVAL,
+        }
     }
 }
 
@@ -268,6 +304,21 @@ impl Validate for Config {
         for (i, a) in self.scheduler.addrs.iter().enumerate() {
             a.parse::<SocketAddr>()
                 .map_err(|_| FieldError::new(format!("scheduler.addrs[{i}]"), format!("{a:?} is not IP:PORT")))?;
+        }
+        for (i, a) in self.manager.addrs.iter().enumerate() {
+            darter_common::manager_client::endpoint(a)
+                .map_err(|e| FieldError::new(format!("manager.addrs[{i}]"), e))?;
+        }
+        if self.manager.cluster_id == Some(0) {
+            return Err(FieldError::new("manager.cluster_id", "must be a cluster ID (leave it out to be matched)"));
+        }
+        for (field, value) in [
+            ("manager.refresh_interval", self.manager.refresh_interval),
+            ("manager.keepalive_interval", self.manager.keepalive_interval),
+        ] {
+            if value.is_zero() {
+                return Err(FieldError::new(field, "must be positive"));
+            }
         }
         if self.scheduler.announce_interval.is_zero() {
             return Err(FieldError::new("scheduler.announce_interval", "must be positive"));

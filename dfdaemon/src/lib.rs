@@ -6,6 +6,9 @@
 //! - [`backend`]: origin access by URL scheme (HTTP(S) today);
 //! - [`task`]: downloads, shared per task, with back-to-source and output placement;
 //! - [`grpc`]: the download API (unix socket, dfget) and the upload API (TCP);
+//! - [`scheduler_client`]: the schedulers (host announcements, the scheduler of a task);
+//! - [`manager`]: the schedulers from the manager (with its last answer on disk),
+//!   and a seed peer's registration;
 //! - [`piece_server`]: piece bytes to other peers over HTTP;
 //! - [`metrics`], [`error`];
 //! - `src/bin/`: `dfdaemon` (the daemon) and `dfget` (the CLI, `dfget` module).
@@ -18,6 +21,7 @@ pub mod config;
 pub mod dfget;
 pub mod error;
 pub mod grpc;
+pub mod manager;
 pub mod metrics;
 pub mod paths;
 pub mod piece_server;
@@ -108,13 +112,23 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     let piece_addr = listeners.piece.local_addr()?;
     let host = host::facts(&config, upload_addr, piece_addr);
     let tracker = TaskTracker::new();
-    let mut manager =
+    let mut tasks =
         TaskManager::new(storage.clone(), config.back_to_source.clone(), metrics.clone(), shutdown.child_token())?;
-    if let Some(scheduler) = SchedulerClient::new(&config.scheduler, host.clone()) {
-        manager = manager.with_swarm(Swarm::new(scheduler.clone(), config.p2p.clone(), config.host.seed)?);
+    // In a swarm with static schedulers, or with a manager naming them.
+    if !config.scheduler.addrs.is_empty() || !config.manager.addrs.is_empty() {
+        let scheduler = SchedulerClient::new(&config.scheduler, host.clone());
+        if !config.manager.addrs.is_empty() {
+            let discovery = manager::Discovery::new(&config, &host, scheduler.clone()).map_err(anyhow::Error::msg)?;
+            let answered = discovery.start().await;
+            tracker.spawn(discovery.run(answered, shutdown.clone()));
+        }
+        if let Some(membership) = manager::seed_membership(&config, &host).map_err(anyhow::Error::msg)? {
+            tracker.spawn(membership.run(shutdown.clone()));
+        }
+        tasks = tasks.with_swarm(Swarm::new(scheduler.clone(), config.p2p.clone(), config.host.seed)?);
         tracker.spawn(scheduler.announce_loop(shutdown.clone()));
     }
-    let tasks = Arc::new(manager);
+    let tasks = Arc::new(tasks);
     let health = Health::default();
 
     let gc = &config.storage.gc;

@@ -1,8 +1,12 @@
 //! Talking to the schedulers: this host's periodic announcement, and the
-//! choice of scheduler per task (the task ID hashed over the configured
+//! choice of scheduler per task (the task ID hashed over the known
 //! schedulers, so every peer of a task meets at the same one).
+//!
+//! The scheduler list starts as `scheduler.addrs` and, with a manager, is
+//! replaced by the cluster's active schedulers as the manager (or its last
+//! answer on disk) gives them ([`crate::manager`]); it may be empty until then.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use darter_common::task_id::TaskId;
 use darter_proto::common::v1 as pb;
@@ -13,29 +17,23 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::config::SchedulerConfig;
 
-/// Clients of every configured scheduler, and this host's facts.
+/// The known schedulers (address, lazily connected channel), in hash order.
+type Schedulers = Arc<[(String, Channel)]>;
+
+/// Clients of the known schedulers, and this host's facts.
 #[derive(Debug)]
 pub struct SchedulerClient {
-    schedulers: Vec<(String, Channel)>,
+    schedulers: RwLock<Schedulers>,
     host: pb::Host,
     config: SchedulerConfig,
 }
 
 impl SchedulerClient {
-    /// `None` when no scheduler is configured (downloads go to the origin).
-    pub fn new(config: &SchedulerConfig, host: pb::Host) -> Option<Arc<Self>> {
-        let schedulers: Vec<(String, Channel)> = config
-            .addrs
-            .iter()
-            .map(|addr| {
-                let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-                    .expect("validated IP:PORT")
-                    .connect_timeout(config.connect_timeout)
-                    .tcp_nodelay(true);
-                (addr.clone(), endpoint.connect_lazy())
-            })
-            .collect();
-        (!schedulers.is_empty()).then(|| Arc::new(Self { schedulers, host, config: config.clone() }))
+    /// A client of `config.addrs` (possibly none yet).
+    pub fn new(config: &SchedulerConfig, host: pb::Host) -> Arc<Self> {
+        let client = Self { schedulers: RwLock::new(Arc::from([])), host, config: config.clone() };
+        client.set_addrs(&config.addrs);
+        Arc::new(client)
     }
 
     /// This host as announced.
@@ -43,18 +41,62 @@ impl SchedulerClient {
         &self.host
     }
 
-    /// The scheduler that owns `task` (address, client).
-    pub fn for_task(&self, task: &TaskId) -> (&str, Grpc<Channel>) {
-        let hash = Sha256::digest(task.as_str().as_bytes());
-        let n = u64::from_be_bytes(hash[..8].try_into().expect("8 bytes")) % self.schedulers.len() as u64;
-        let (addr, channel) = &self.schedulers[n as usize];
-        (addr, Grpc::new(channel.clone()))
+    /// The known scheduler addresses, in hash order.
+    pub fn addrs(&self) -> Vec<String> {
+        self.snapshot().iter().map(|(a, _)| a.clone()).collect()
     }
 
-    /// Announces the host to every scheduler; failures are logged.
+    /// Replaces the scheduler list (`IP:PORT` each, already validated, in the
+    /// order every peer uses). Channels of schedulers still listed are kept.
+    /// Returns whether the list changed.
+    pub fn set_addrs(&self, addrs: &[String]) -> bool {
+        let mut schedulers = self.schedulers.write().unwrap_or_else(|e| e.into_inner());
+        if schedulers.iter().map(|(a, _)| a).eq(addrs.iter()) {
+            return false;
+        }
+        let next: Vec<(String, Channel)> = addrs
+            .iter()
+            .filter_map(|addr| {
+                if let Some((_, c)) = schedulers.iter().find(|(a, _)| a == addr) {
+                    return Some((addr.clone(), c.clone()));
+                }
+                match Endpoint::from_shared(format!("http://{addr}")) {
+                    Ok(e) => Some((
+                        addr.clone(),
+                        e.connect_timeout(self.config.connect_timeout).tcp_nodelay(true).connect_lazy(),
+                    )),
+                    Err(e) => {
+                        tracing::warn!(scheduler = %addr, error = %e, "not a scheduler address; skipping it");
+                        None
+                    }
+                }
+            })
+            .collect();
+        *schedulers = next.into();
+        true
+    }
+
+    fn snapshot(&self) -> Schedulers {
+        self.schedulers.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The scheduler that owns `task` (address, client); `None` while no
+    /// scheduler is known.
+    pub fn for_task(&self, task: &TaskId) -> Option<(String, Grpc<Channel>)> {
+        let schedulers = self.snapshot();
+        if schedulers.is_empty() {
+            return None;
+        }
+        let hash = Sha256::digest(task.as_str().as_bytes());
+        let n = u64::from_be_bytes(hash[..8].try_into().expect("8 bytes")) % schedulers.len() as u64;
+        let (addr, channel) = &schedulers[n as usize];
+        Some((addr.clone(), Grpc::new(channel.clone())))
+    }
+
+    /// Announces the host to every known scheduler; failures are logged.
     pub async fn announce_host(&self) {
         let interval_ms = self.config.announce_interval.as_millis() as u64;
-        for (addr, channel) in &self.schedulers {
+        for (addr, channel) in self.snapshot().iter() {
             let request = AnnounceHostRequest { host: Some(self.host.clone()), interval_ms };
             if let Err(e) = Grpc::new(channel.clone()).announce_host(request).await {
                 tracing::warn!(scheduler = %addr, error = %e.message(), "cannot announce host");
@@ -72,10 +114,38 @@ impl SchedulerClient {
                 _ = tick.tick() => self.announce_host().await,
             }
         }
-        for (_, channel) in &self.schedulers {
+        for (_, channel) in self.snapshot().iter() {
             let mut client = Grpc::new(channel.clone());
             let leave = client.leave_host(LeaveHostRequest { host_id: self.host.id.clone() });
             let _ = tokio::time::timeout(std::time::Duration::from_secs(1), leave).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(addrs: &[&str]) -> Arc<SchedulerClient> {
+        let config = SchedulerConfig { addrs: addrs.iter().map(|a| a.to_string()).collect(), ..Default::default() };
+        SchedulerClient::new(&config, pb::Host::default())
+    }
+
+    #[tokio::test]
+    async fn the_list_can_change_and_tasks_follow_it() {
+        let c = client(&[]);
+        let task = TaskId::for_download("http://origin/f", None, "", "").unwrap();
+        assert!(c.for_task(&task).is_none(), "no scheduler yet");
+        assert!(c.set_addrs(&["127.0.0.1:8002".into()]));
+        assert_eq!(c.for_task(&task).unwrap().0, "127.0.0.1:8002");
+        assert!(!c.set_addrs(&["127.0.0.1:8002".into()]), "same list");
+        let two = ["127.0.0.1:8002".to_string(), "127.0.0.1:8003".to_string()];
+        assert!(c.set_addrs(&two));
+        assert_eq!(c.addrs(), two);
+        // Every peer with the same list picks the same scheduler for a task.
+        assert_eq!(
+            c.for_task(&task).unwrap().0,
+            client(&["127.0.0.1:8002", "127.0.0.1:8003"]).for_task(&task).unwrap().0
+        );
     }
 }

@@ -32,6 +32,9 @@ struct Cli {
     /// Scheduler address IP:PORT, repeatable (scheduler.addrs).
     #[arg(long = "scheduler")]
     schedulers: Vec<String>,
+    /// Manager address HOST:PORT, repeatable (manager.addrs): the schedulers come from it.
+    #[arg(long = "manager", value_name = "HOST:PORT")]
+    managers: Vec<String>,
     /// Run as a seed peer (host.seed).
     #[arg(long)]
     seed: bool,
@@ -61,6 +64,9 @@ impl Cli {
         add("metrics.addr", self.metrics_addr.map(|a| a.to_string()));
         add("log.level", self.log_level.clone());
         add("scheduler.addrs", (!self.schedulers.is_empty()).then(|| format!("[{}]", self.schedulers.join(", "))));
+        // Quoted, so `[::1]:65003` stays one string in the YAML list.
+        let quoted: Vec<String> = self.managers.iter().map(|m| format!("{m:?}")).collect();
+        add("manager.addrs", (!quoted.is_empty()).then(|| format!("[{}]", quoted.join(", "))));
         add("host.seed", self.seed.then(|| "true".to_string()));
         add("log.format", self.log_format.clone());
         o

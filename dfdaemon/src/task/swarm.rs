@@ -91,7 +91,10 @@ impl TaskManager {
     async fn register(&self, swarm: &Swarm, spec: &DownloadSpec) -> std::result::Result<(Announcer, Resp), Refusal> {
         let present: Vec<u32> =
             self.storage.get(&spec.task_id).map(|t| t.pieces().iter().map(|p| p.number).collect()).unwrap_or_default();
-        let (addr, client) = swarm.scheduler.for_task(&spec.task_id);
+        let Some((addr, client)) = swarm.scheduler.for_task(&spec.task_id) else {
+            return Err(Refusal::Unreachable("no scheduler is known (the manager has not named one yet)".into()));
+        };
+        let addr = addr.as_str();
         for attempt in 0..2 {
             let host_id = &swarm.scheduler.host().id;
             let opened = async {
