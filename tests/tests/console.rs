@@ -1,0 +1,625 @@
+//! The manager's web console in a real browser: the `manager` and
+//! `scheduler` binaries on loopback, and headless Chromium driven through
+//! chromedriver over the W3C WebDriver HTTP protocol. Root signs in, creates a
+//! cluster with a CIDR scope, gets a field error for a bad CIDR and asks
+//! "which cluster would this host get?" (`no_cluster` while no scheduler is
+//! registered); a real scheduler joins the cluster, shows active in the
+//! members view and makes the answer that cluster by the `cidr` rule; killed,
+//! it shows inactive and root deletes it. Root signs out (the token is
+//! revoked); a guest sees no write controls and is sent back to the sign-in
+//! form when its session is revoked elsewhere.
+//!
+//! Needs the binaries built (`cargo build --workspace --bins`) and Debian's
+//! `chromium` and `chromium-driver`. Without the browser the test prints
+//! SKIPPED and passes, except under CI (`CI` set), where it fails.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+use testkit::cluster::{SchedulerProcess, free_port};
+use testkit::dfdaemon::{sibling_binary, tail};
+use testkit::process::ChildGuard;
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// How long any one thing the console should do may take.
+const DEADLINE: Duration = Duration::from_secs(10);
+/// How long a process (manager, chromedriver, a browser session) may take to start.
+const START_DEADLINE: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(50);
+const ROOT_PASSWORD: &str = "console-root-password";
+const GUEST_PASSWORD: &str = "console-guest-password";
+/// Where the console keeps its sign-in token (app.js `TOKEN_KEY`).
+const TOKEN_KEY: &str = "darter.console.token";
+/// The W3C WebDriver key of an element reference.
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// Sends one JSON request, bounded by `timeout`, and returns the status and
+/// the JSON body (`null` when empty or not JSON).
+async fn http_json(
+    client: &HttpClient,
+    method: Method,
+    url: &str,
+    bearer: Option<&str>,
+    body: Option<&Value>,
+    timeout: Duration,
+) -> anyhow::Result<(StatusCode, Value)> {
+    let mut req = Request::builder().method(method.clone()).uri(url);
+    if let Some(token) = bearer {
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
+    let payload = match body {
+        Some(v) => {
+            req = req.header("content-type", "application/json");
+            Bytes::from(serde_json::to_vec(v)?)
+        }
+        None => Bytes::new(),
+    };
+    let exchange = async {
+        let resp = client.request(req.body(Full::new(payload))?).await?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        let json = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+        anyhow::Ok((status, json))
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .with_context(|| format!("{method} {url}: no answer in {timeout:?}"))?
+}
+
+/// Polls `probe` until it yields a value, or fails after `deadline` naming
+/// `what` and the probe's last error.
+async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut probe: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    let start = Instant::now();
+    loop {
+        let last = match probe().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => None,
+            Err(e) => Some(e),
+        };
+        if start.elapsed() >= deadline {
+            match last {
+                Some(e) => bail!("timed out after {deadline:?} waiting for {what}: {e:#}"),
+                None => bail!("timed out after {deadline:?} waiting for {what}"),
+            }
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Whether Debian's browser and driver are installed (saying so when not).
+fn browser_installed() -> bool {
+    if Path::new(CHROMEDRIVER).is_file() && Path::new(CHROMIUM).is_file() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "{CHROMIUM} or {CHROMEDRIVER} is missing and CI must not skip the console test: apt-get install chromium chromium-driver"
+        );
+    }
+    println!("SKIPPED console test: chromium/chromedriver not installed (apt-get install chromium chromium-driver)");
+    false
+}
+
+/// The real `manager` binary on loopback with a SQLite database in `dir`.
+struct Manager {
+    grpc: SocketAddr,
+    rest: SocketAddr,
+    log: PathBuf,
+    client: HttpClient,
+    child: ChildGuard,
+}
+
+impl Manager {
+    async fn start(dir: &Path) -> anyhow::Result<Self> {
+        let bin = sibling_binary("manager")?;
+        let addr = || SocketAddr::from(([127, 0, 0, 1], free_port())).to_string();
+        let (grpc, rest): (SocketAddr, SocketAddr) = (addr().parse()?, addr().parse()?);
+        let log = dir.join("manager.log");
+        let out = File::create(&log)?;
+        let child = Command::new(bin)
+            .args(["--grpc-addr", &grpc.to_string(), "--rest-addr", &rest.to_string(), "--metrics-addr", &addr()])
+            .arg("--database-url")
+            .arg(format!("sqlite://{}?mode=rwc", dir.join("m.db").display()))
+            .env("MANAGER__AUTH__ROOT_PASSWORD", ROOT_PASSWORD)
+            .env("MANAGER__AUTH__ROOT_PASSWORD_FILE", dir.join("root-password"))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .context("start the manager")?;
+        let mut m = Self {
+            grpc,
+            rest,
+            log,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            child: ChildGuard::new(child),
+        };
+        let url = m.url("/console/");
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if m.child.has_exited() {
+                bail!("the manager exited:\n{}", m.log_tail());
+            }
+            if let Ok((StatusCode::OK, _)) = http_json(&m.client, Method::GET, &url, None, None, DEADLINE).await {
+                return Ok(m);
+            }
+            if Instant::now() >= deadline {
+                bail!("the manager does not serve {url} after {START_DEADLINE:?}:\n{}", m.log_tail());
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.rest)
+    }
+
+    /// Calls the REST API directly (setup and checks the browser cannot see).
+    async fn api(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(StatusCode, Value)> {
+        http_json(&self.client, method, &self.url(&format!("/api/v1{path}")), Some(bearer), body.as_ref(), DEADLINE)
+            .await
+    }
+
+    fn log_tail(&self) -> String {
+        tail(&self.log, 40)
+    }
+}
+
+/// chromedriver in its own process group, so that dropping it kills the
+/// browser processes it started too (a plain SIGKILL to chromedriver would
+/// orphan Chromium). Chromium's temporary files go to `dir` (`TMPDIR`).
+struct ChromeDriver {
+    url: String,
+    log: PathBuf,
+    child: ChildGuard,
+}
+
+impl ChromeDriver {
+    async fn start(dir: &Path, client: &HttpClient) -> anyhow::Result<Self> {
+        let port = free_port();
+        let log = dir.join("chromedriver.log");
+        let out = File::create(&log)?;
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .env("TMPDIR", dir)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .context("start chromedriver")?;
+        let mut driver = Self { url: format!("http://127.0.0.1:{port}"), log, child: ChildGuard::new(child) };
+        let status = format!("{}/status", driver.url);
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if driver.child.has_exited() {
+                bail!("chromedriver exited:\n{}", tail(&driver.log, 40));
+            }
+            if let Ok((_, v)) = http_json(client, Method::GET, &status, None, None, DEADLINE).await
+                && v["value"]["ready"] == true
+            {
+                return Ok(driver);
+            }
+            if Instant::now() >= deadline {
+                bail!("chromedriver not ready after {START_DEADLINE:?}:\n{}", tail(&driver.log, 40));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        // The whole group: chromedriver and every Chromium process it started.
+        // `ChildGuard` then reaps chromedriver itself.
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
+    }
+}
+
+/// A WebDriver session with headless Chromium.
+struct Browser {
+    client: HttpClient,
+    session: String,
+}
+
+impl Browser {
+    async fn open(driver: &ChromeDriver, client: HttpClient, profile: &Path) -> anyhow::Result<Self> {
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--window-size=1280,1000", format!("--user-data-dir={}", profile.display()),
+                ],
+            },
+            "goog:loggingPrefs": {"browser": "ALL"},
+        }}});
+        let url = format!("{}/session", driver.url);
+        let (status, v) = http_json(&client, Method::POST, &url, None, Some(&capabilities), START_DEADLINE).await?;
+        ensure!(status.is_success(), "new session: {status} {v}");
+        let id = v["value"]["sessionId"].as_str().context("new session: no sessionId")?;
+        let browser = Self { client, session: format!("{url}/{id}") };
+        browser.cmd(Method::POST, "/timeouts", json!({"implicit": 0, "pageLoad": 10_000, "script": 10_000})).await?;
+        Ok(browser)
+    }
+
+    /// One WebDriver command on this session; its `value`, or its error.
+    async fn cmd(&self, method: Method, path: &str, body: Value) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.session);
+        let body = (method != Method::GET && method != Method::DELETE).then_some(body);
+        let (status, v) = http_json(&self.client, method.clone(), &url, None, body.as_ref(), DEADLINE).await?;
+        if !status.is_success() {
+            bail!("{method} {path}: {status}: {} {}", v["value"]["error"], v["value"]["message"]);
+        }
+        Ok(v["value"].clone())
+    }
+
+    async fn goto(&self, url: &str) -> anyhow::Result<()> {
+        self.cmd(Method::POST, "/url", json!({ "url": url })).await.map(drop)
+    }
+
+    /// Runs `script` (a function body) in the page and returns its result.
+    async fn js(&self, script: &str, args: Value) -> anyhow::Result<Value> {
+        self.cmd(Method::POST, "/execute/sync", json!({ "script": script, "args": args })).await
+    }
+
+    /// Polls `script` until it returns something other than `null`.
+    async fn wait_js(&self, what: &str, script: &str, args: Value) -> anyhow::Result<Value> {
+        eventually(what, DEADLINE, || async {
+            let v = self.js(script, args.clone()).await?;
+            Ok((!v.is_null()).then_some(v))
+        })
+        .await
+    }
+
+    /// Waits until `css` matches a displayed element, and returns its reference.
+    async fn element(&self, css: &str) -> anyhow::Result<String> {
+        eventually(&format!("{css} to be displayed"), DEADLINE, || async {
+            let found = self.cmd(Method::POST, "/element", json!({"using": "css selector", "value": css})).await?;
+            let id = found[ELEMENT_KEY].as_str().context("no element reference")?.to_owned();
+            let shown = self.cmd(Method::GET, &format!("/element/{id}/displayed"), Value::Null).await?;
+            Ok((shown == true).then_some(id))
+        })
+        .await
+    }
+
+    async fn is_displayed(&self, css: &str) -> anyhow::Result<bool> {
+        let v = self
+            .js("const e = document.querySelector(arguments[0]); return !!e && e.checkVisibility();", json!([css]))
+            .await?;
+        Ok(v == true)
+    }
+
+    async fn click(&self, css: &str) -> anyhow::Result<()> {
+        let id = self.element(css).await?;
+        self.cmd(Method::POST, &format!("/element/{id}/click"), json!({})).await.map(drop)
+    }
+
+    /// Clears the input `css` and types `text` into it, key by key.
+    async fn type_into(&self, css: &str, text: &str) -> anyhow::Result<()> {
+        let id = self.element(css).await?;
+        self.cmd(Method::POST, &format!("/element/{id}/clear"), json!({})).await?;
+        self.cmd(Method::POST, &format!("/element/{id}/value"), json!({ "text": text })).await.map(drop)
+    }
+
+    /// The text of the first element matching `css` once it is displayed.
+    async fn text(&self, css: &str) -> anyhow::Result<String> {
+        let id = self.element(css).await?;
+        let v = self.cmd(Method::GET, &format!("/element/{id}/text"), Value::Null).await?;
+        Ok(v.as_str().unwrap_or_default().to_owned())
+    }
+
+    /// The page's console messages since the last call.
+    async fn console_log(&self) -> anyhow::Result<Vec<String>> {
+        let v = self.cmd(Method::POST, "/se/log", json!({"type": "browser"})).await?;
+        Ok(v.as_array()
+            .map(|entries| entries.iter().map(|e| format!("{} {}", e["level"], e["message"])).collect())
+            .unwrap_or_default())
+    }
+
+    /// What the page shows, for a failure report.
+    async fn page_text(&self) -> String {
+        match self.js("return location.href + '\\n' + document.body.innerText;", json!([])).await {
+            Ok(v) => v.as_str().unwrap_or_default().to_owned(),
+            Err(e) => format!("(page unavailable: {e:#})"),
+        }
+    }
+
+    async fn quit(&self) {
+        let _ = self.cmd(Method::DELETE, "", Value::Null).await;
+    }
+}
+
+/// Signs in through the form and returns the session's token once the
+/// console shows who is signed in.
+async fn sign_in(b: &Browser, name: &str, password: &str, role: &str) -> anyhow::Result<String> {
+    b.type_into("#signin-name", name).await?;
+    b.type_into("#signin-password", password).await?;
+    b.click("#signin-submit").await?;
+    let whoami = format!("{name} ({role})");
+    b.wait_js(
+        &format!("the console to show {whoami}"),
+        "return document.getElementById('whoami').textContent === arguments[0] && \
+                document.getElementById('nav').checkVisibility() ? true : null;",
+        json!([whoami]),
+    )
+    .await?;
+    let token = b.js("return sessionStorage.getItem(arguments[0]);", json!([TOKEN_KEY])).await?;
+    let token = token.as_str().context("no token in sessionStorage after sign-in")?.to_owned();
+    // Neither the password nor the token is in the URL, the DOM or localStorage.
+    let exposed = b
+        .js(
+            "return [location.href, document.documentElement.outerHTML, JSON.stringify(localStorage)].join('\\n');",
+            json!([]),
+        )
+        .await?;
+    let exposed = exposed.as_str().unwrap_or_default();
+    ensure!(!exposed.contains(password), "the password is in the URL, DOM or localStorage");
+    ensure!(!exposed.contains(&token), "the token is in the URL, DOM or localStorage");
+    ensure!(
+        b.js("return document.getElementById('signin-password').value;", json!([])).await? == "",
+        "password field not cleared"
+    );
+    Ok(token)
+}
+
+/// Waits for the sign-in form with `message` (a substring) above it.
+async fn expect_signin_form(b: &Browser, message: &str) -> anyhow::Result<()> {
+    let shown = b
+        .wait_js(
+            "the sign-in form",
+            "return document.getElementById('signin-form').checkVisibility() && \
+                    document.getElementById('nav').hidden ? document.getElementById('signin-message').textContent : null;",
+            json!([]),
+        )
+        .await?;
+    ensure!(shown.as_str().unwrap_or_default().contains(message), "sign-in message {shown}, expected {message:?}");
+    let token = b.js("return sessionStorage.getItem(arguments[0]);", json!([TOKEN_KEY])).await?;
+    ensure!(token.is_null(), "the token is still in sessionStorage");
+    Ok(())
+}
+
+/// Submits "which cluster would this host get?" for `ip` and returns the
+/// answer as shown: `{state: "ok" | "error", text, rule?, cluster?, detail?,
+/// schedulers?}`.
+async fn ask_match(b: &Browser, ip: &str) -> anyhow::Result<Value> {
+    b.click("#nav a[data-view=\"match\"]").await?;
+    b.type_into("#match-ip", ip).await?;
+    b.click("#match-submit").await?;
+    b.wait_js(
+        "the match answer",
+        "const r = document.getElementById('match-result'); \
+         if (!r.checkVisibility()) return null; \
+         const text = (id) => document.getElementById(id)?.textContent; \
+         return {state: r.dataset.state, text: r.innerText, rule: text('match-rule'), \
+                 cluster: text('match-cluster'), detail: text('match-detail'), schedulers: text('match-schedulers')};",
+        json!([]),
+    )
+    .await
+}
+
+/// Root signs in, creates cluster idc-a (10.0.0.0/8) and fails to create one
+/// with a bad CIDR; "which cluster?" has no answer yet. Returns root's token
+/// and idc-a's ID.
+async fn root_session(b: &Browser, m: &Manager) -> anyhow::Result<(String, i64)> {
+    // `GET /` redirects to the console, which starts at the sign-in form.
+    b.goto(&m.url("/")).await?;
+    b.element("#signin-form").await?;
+    let path = b.js("return location.pathname;", json!([])).await?;
+    ensure!(path == "/console/", "GET / landed on {path}");
+    let token = sign_in(b, "root", ROOT_PASSWORD, "root").await?;
+
+    // A cluster with a CIDR scope appears in the table.
+    b.click("#clusters-new").await?;
+    b.type_into("#cluster-name", "idc-a").await?;
+    b.type_into("#cluster-cidrs", "10.0.0.0/8").await?;
+    b.click("#cluster-submit").await?;
+    let row = b
+        .wait_js(
+            "cluster idc-a in the table",
+            "const row = document.querySelector('#clusters-table tbody tr[data-name=\"idc-a\"]'); \
+             return row && document.getElementById('cluster-form').hidden ? {id: row.dataset.clusterId, text: row.innerText} : null;",
+            json!([]),
+        )
+        .await?;
+    let text = row["text"].as_str().unwrap_or_default();
+    ensure!(text.contains("cidrs 10.0.0.0/8") && text.contains("load 32"), "cluster row: {text:?}");
+    let cluster_id: i64 = row["id"].as_str().unwrap_or_default().parse().context("cluster ID in the row")?;
+
+    // A bad CIDR: the server's error is shown and `scopes.cidrs` highlighted.
+    b.click("#clusters-new").await?;
+    b.type_into("#cluster-name", "bad-cidr").await?;
+    b.type_into("#cluster-cidrs", "10.0.0.0/33").await?;
+    b.click("#cluster-submit").await?;
+    let invalid = b
+        .wait_js(
+            "the error on scopes.cidrs",
+            "const bad = [...document.querySelectorAll('#cluster-form .invalid')].map((e) => e.id); \
+             return bad.length ? {bad, error: document.getElementById('cluster-error').innerText} : null;",
+            json!([]),
+        )
+        .await?;
+    ensure!(invalid["bad"] == json!(["cluster-cidrs"]), "highlighted: {invalid}");
+    let error = invalid["error"].as_str().unwrap_or_default();
+    ensure!(error.contains("scopes.cidrs") && error.contains("10.0.0.0/33"), "error shown: {error:?}");
+    ensure!(b.is_displayed("#cluster-error").await?, "the error is not visible");
+    b.click("#cluster-cancel").await?;
+    ensure!(!b.is_displayed("#cluster-form").await?, "cancel leaves the form open");
+    let (status, clusters) = m.api(Method::GET, "/clusters", &token, None).await?;
+    let names: Vec<&str> = clusters.as_array().into_iter().flatten().filter_map(|c| c["name"].as_str()).collect();
+    ensure!(status == StatusCode::OK && !names.contains(&"bad-cidr"), "clusters: {status} {clusters}");
+
+    // Which cluster would 10.1.2.3 get? None: no cluster has an active scheduler.
+    let answer = ask_match(b, "10.1.2.3").await?;
+    let text = answer["text"].as_str().unwrap_or_default();
+    ensure!(answer["state"] == "error", "match answer: {answer}");
+    ensure!(
+        text.contains("No cluster for this host")
+            && text.contains("404 no_cluster")
+            && text.contains("active scheduler"),
+        "match answer: {text:?}"
+    );
+
+    // Members: none yet, and no error.
+    b.click("#nav a[data-view=\"members\"]").await?;
+    let empty = b.text("#schedulers-table tbody tr.empty").await?;
+    ensure!(empty == "No schedulers.", "schedulers table: {empty:?}");
+    ensure!(!b.is_displayed("#members-error").await?, "members error: {}", b.page_text().await);
+    Ok((token, cluster_id))
+}
+
+/// Polls the API until `cluster_id` has `count` schedulers in `state`.
+async fn expect_schedulers(m: &Manager, token: &str, cluster_id: i64, state: &str, count: usize) -> anyhow::Result<()> {
+    let path = format!("/schedulers?cluster_id={cluster_id}&state={state}");
+    eventually(&format!("{count} {state} scheduler(s) in cluster {cluster_id}"), DEADLINE, || async {
+        let (_, v) = m.api(Method::GET, &path, token, None).await?;
+        Ok((v.as_array().map(Vec::len) == Some(count)).then_some(()))
+    })
+    .await
+}
+
+/// A real scheduler joins idc-a: the members view shows it active and
+/// "which cluster?" answers idc-a by its CIDR. Killed, it turns inactive and
+/// root deletes it from the members view.
+async fn with_a_scheduler(b: &Browser, m: &Manager, token: &str, cluster_id: i64, dir: &Path) -> anyhow::Result<()> {
+    let env = [
+        ("SCHEDULER__MANAGER__ADDR".to_owned(), m.grpc.to_string()),
+        ("SCHEDULER__MANAGER__CLUSTER_ID".to_owned(), cluster_id.to_string()),
+        ("SCHEDULER__HOST__HOSTNAME".to_owned(), "console-scheduler".to_owned()),
+    ];
+    let mut scheduler =
+        SchedulerProcess::start(&sibling_binary("scheduler")?, &dir.join("scheduler"), &[], &env).await?;
+    expect_schedulers(m, token, cluster_id, "active", 1).await.with_context(|| tail(&scheduler.log_path, 20))?;
+
+    // Active, in idc-a, and not deletable while so.
+    b.click("#nav a[data-view=\"members\"]").await?;
+    b.click("#members-refresh").await?;
+    let row = b
+        .wait_js(
+            "the active scheduler in the members view",
+            "const row = document.querySelector('#schedulers-table tbody tr[data-state=\"active\"]'); \
+             return row ? {text: row.innerText, buttons: row.querySelectorAll('button').length} : null;",
+            json!([]),
+        )
+        .await?;
+    let text = row["text"].as_str().unwrap_or_default();
+    ensure!(
+        text.contains("console-scheduler") && text.contains(&format!("idc-a (#{cluster_id})")),
+        "scheduler row: {text:?}"
+    );
+    ensure!(row["buttons"] == 0, "an active scheduler has a delete button: {row}");
+
+    // Which cluster would 10.1.2.3 get? idc-a, by its CIDR.
+    let answer = ask_match(b, "10.1.2.3").await?;
+    ensure!(answer["state"] == "ok" && answer["rule"] == "cidr", "match answer: {answer}");
+    ensure!(answer["cluster"] == format!("idc-a (#{cluster_id})"), "match answer: {answer}");
+    ensure!(answer["detail"].as_str().unwrap_or_default().contains("10.0.0.0/8"), "match answer: {answer}");
+    ensure!(answer["schedulers"].as_str().unwrap_or_default().contains("console-scheduler"), "match answer: {answer}");
+
+    // Gone: its keepalive stream closes, it turns inactive, root deletes it.
+    scheduler.kill();
+    expect_schedulers(m, token, cluster_id, "inactive", 1).await?;
+    b.click("#nav a[data-view=\"members\"]").await?;
+    b.click("#members-refresh").await?;
+    b.click("#schedulers-table tbody tr[data-state=\"inactive\"] button.delete").await?;
+    b.cmd(Method::POST, "/alert/accept", json!({})).await.context("the delete confirmation")?;
+    let empty = b.text("#schedulers-table tbody tr.empty").await?;
+    ensure!(empty == "No schedulers.", "schedulers table after delete: {empty:?}");
+    expect_schedulers(m, token, cluster_id, "inactive", 0).await
+}
+
+/// A guest sees the cluster but no write controls, and a session revoked
+/// elsewhere sends the console back to the sign-in form.
+async fn guest_session(b: &Browser, m: &Manager) -> anyhow::Result<()> {
+    let token = sign_in(b, "guest-1", GUEST_PASSWORD, "guest").await?;
+    b.click("#nav a[data-view=\"clusters\"]").await?;
+    let row = b
+        .wait_js(
+            "cluster idc-a for the guest",
+            "const row = document.querySelector('#clusters-table tbody tr[data-name=\"idc-a\"]'); \
+             return row ? row.querySelectorAll('button').length : null;",
+            json!([]),
+        )
+        .await?;
+    ensure!(row == 0, "a guest sees {row} buttons in the cluster row");
+    ensure!(!b.is_displayed("#clusters-new").await?, "a guest sees New cluster");
+
+    let (status, _) = m.api(Method::POST, "/users/signout", &token, None).await?;
+    ensure!(status == StatusCode::NO_CONTENT, "sign out over the API: {status}");
+    b.click("#clusters-refresh").await?;
+    expect_signin_form(b, "session has ended").await
+}
+
+async fn scenario(b: &Browser, m: &Manager, dir: &Path) -> anyhow::Result<()> {
+    let (root, cluster_id) = root_session(b, m).await?;
+    with_a_scheduler(b, m, &root, cluster_id, dir).await?;
+    let guest = json!({"name": "guest-1", "password": GUEST_PASSWORD, "role": "guest"});
+    let (status, v) = m.api(Method::POST, "/users", &root, Some(guest)).await?;
+    ensure!(status == StatusCode::CREATED, "create guest: {status} {v}");
+
+    // Signing out revokes the token on the server, not only in the page.
+    b.click("#signout").await?;
+    expect_signin_form(b, "Signed out.").await?;
+    let (status, _) = m.api(Method::GET, "/users/me", &root, None).await?;
+    ensure!(status == StatusCode::UNAUTHORIZED, "root's token after sign-out: {status}");
+
+    guest_session(b, m).await?;
+
+    // No script errors; failed requests (the 401s, the 404 no_cluster) are
+    // logged by Chromium itself and expected. Nothing secret was logged.
+    let log = b.console_log().await?;
+    let errors: Vec<&String> =
+        log.iter().filter(|l| l.contains("SEVERE") && !l.contains("Failed to load resource")).collect();
+    ensure!(errors.is_empty(), "browser console errors: {errors:#?}");
+    ensure!(!log.iter().any(|l| l.contains(ROOT_PASSWORD) || l.contains(&root)), "a secret was logged: {log:#?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_in_a_real_browser() {
+    if !browser_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let manager = Manager::start(dir.path()).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let driver = ChromeDriver::start(dir.path(), &manager.client).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let browser = Browser::open(&driver, manager.client.clone(), &dir.path().join("profile"))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n--- chromedriver ---\n{}", tail(&driver.log, 40)));
+    let result = scenario(&browser, &manager, dir.path()).await;
+    let page = if result.is_err() { browser.page_text().await } else { String::new() };
+    browser.quit().await;
+    if let Err(e) = result {
+        panic!(
+            "{e:#}\n--- page ---\n{page}\n--- manager ---\n{}\n--- chromedriver ---\n{}",
+            manager.log_tail(),
+            tail(&driver.log, 20)
+        );
+    }
+}
