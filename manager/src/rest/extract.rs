@@ -47,12 +47,24 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
-        let field = if matches!(path.as_str(), "." | "?" | "") { "body".to_owned() } else { path };
-        Error::invalid(field, inner.to_string())
+        let message = e.into_inner().to_string();
+        Error::invalid(field_at(&path, &message, "body"), message)
     })?;
     de.end().map_err(|e| Error::invalid("body", e.to_string()))?;
     Ok(value)
+}
+
+/// The field a deserialization error is about: its path, with the name of a
+/// missing field appended (serde reports those at the enclosing object), or
+/// `whole` (`body`, `query`) when the error is about the input as a whole.
+fn field_at(path: &str, message: &str, whole: &str) -> String {
+    let missing = message.strip_prefix("missing field `").and_then(|m| m.split_once('`')).map(|(name, _)| name);
+    match (matches!(path, "." | "?" | ""), missing) {
+        (true, Some(name)) => name.to_owned(),
+        (true, None) => whole.to_owned(),
+        (false, Some(name)) => format!("{path}.{name}"),
+        (false, None) => path.to_owned(),
+    }
 }
 
 /// A numeric ID from the path (`/clusters/{id}`); anything else is a 400 on `id`.
@@ -85,8 +97,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(de).map(Params).map_err(|e| {
             let path = e.path().to_string();
-            let field = if path == "." { "query".to_owned() } else { path };
-            ApiError(Error::invalid(field, e.into_inner().to_string()))
+            let message = e.into_inner().to_string();
+            ApiError(Error::invalid(field_at(&path, &message, "query"), message))
         })
     }
 }
@@ -100,10 +112,11 @@ impl FromRequestParts<AppState> for Caller {
             .get(AUTHORIZATION)
             .ok_or_else(|| Error::Unauthenticated("sign in first: send Authorization: Bearer <token>".into()))?;
         let value = header.to_str().map_err(|_| Error::Unauthenticated("unreadable Authorization header".into()))?;
+        // The scheme is case-insensitive (RFC 9110 §11.1).
         let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .filter(|t| !t.is_empty())
             .ok_or_else(|| Error::Unauthenticated("expected Authorization: Bearer <token>".into()))?;
         Ok(state.auth.authenticate(token).await?)

@@ -76,6 +76,7 @@ pub fn router(state: AppState) -> Router {
     let doc = Arc::new(doc);
     api.route("/api/v1/openapi.json", axum::routing::get(move || openapi(doc.clone())))
         .merge(console::routes())
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .layer(axum::extract::DefaultBodyLimit::max(extract::MAX_BODY))
@@ -106,4 +107,11 @@ async fn openapi(doc: Arc<utoipa::openapi::OpenApi>) -> impl IntoResponse {
 
 async fn not_found(uri: axum::http::Uri) -> error::ApiError {
     error::ApiError(Error::NotFound(format!("no route {}", uri.path())))
+}
+
+/// A known path with a method it does not take: a JSON 405 (axum adds `Allow`).
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> impl IntoResponse {
+    let message = format!("{} does not take {method}", uri.path());
+    let body = ErrorBody { error: ErrorDetail { code: "method_not_allowed".into(), message, field: None } };
+    (axum::http::StatusCode::METHOD_NOT_ALLOWED, Json(body))
 }
