@@ -50,8 +50,11 @@ pub struct AnswerCache {
     backend: Backend,
 }
 
+/// An in-process cached answer: its generation, when it was stored, the bytes.
+type LocalAnswer = (u64, Instant, Vec<u8>);
+
 enum Backend {
-    Local { generation: AtomicU64, answers: Mutex<HashMap<String, (u64, Instant, Vec<u8>)>> },
+    Local { generation: AtomicU64, answers: Mutex<HashMap<String, LocalAnswer>> },
     Redis { conn: redis::aio::ConnectionManager },
 }
 

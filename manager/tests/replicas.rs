@@ -47,7 +47,11 @@ async fn replicas(shared: bool) -> Option<(support::db::TestDb, TestManager, Tes
 }
 
 /// Registers a scheduler in `cluster_id` and keeps it alive while the sender lives.
-async fn scheduler(client: &mut ManagerClient<Channel>, host: &str, cluster_id: u64) -> mpsc::Sender<pb::KeepAliveRequest> {
+async fn scheduler(
+    client: &mut ManagerClient<Channel>,
+    host: &str,
+    cluster_id: u64,
+) -> mpsc::Sender<pb::KeepAliveRequest> {
     let req = pb::RegisterSchedulerRequest {
         hostname: host.into(),
         ip: "127.0.0.1".into(),
@@ -205,12 +209,10 @@ async fn an_unreachable_redis_stops_the_start_with_a_clear_error() {
         metrics: tokio::net::TcpListener::from_std(nonblocking(listen())).unwrap(),
         rest: tokio::net::TcpListener::from_std(nonblocking(listen())).unwrap(),
     };
-    let result = tokio::time::timeout(
-        DEADLINE,
-        manager::run(config, listeners, tokio_util::sync::CancellationToken::new()),
-    )
-    .await
-    .expect("the manager gives up on Redis in time");
+    let result =
+        tokio::time::timeout(DEADLINE, manager::run(config, listeners, tokio_util::sync::CancellationToken::new()))
+            .await
+            .expect("the manager gives up on Redis in time");
     let e = result.unwrap_err().to_string();
     assert!(e.contains("cache.redis_url"), "{e}");
 }

@@ -196,6 +196,18 @@ pub fn cluster_config(c: &ClusterConfig) -> pb::ClusterConfig {
     }
 }
 
+/// A resolved lookup as the `ListSchedulers` answer.
+pub fn answer(r: &crate::lookup::Resolved) -> pb::ListSchedulersResponse {
+    pb::ListSchedulersResponse {
+        cluster_id: u64::try_from(r.cluster.id).unwrap_or_default(),
+        cluster_name: r.cluster.name.clone(),
+        matched_rule: rule(r.found.rule) as i32,
+        schedulers: r.schedulers.iter().map(member).collect(),
+        seed_peers: r.seed_peers.iter().map(member).collect(),
+        config: Some(cluster_config(&r.cluster.config)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,17 +251,5 @@ mod tests {
         assert!(KeepAlive::try_from(ok.clone()).is_ok());
         assert!(KeepAlive::try_from(pb::KeepAliveRequest { kind: 0, ..ok.clone() }).is_err());
         assert!(KeepAlive::try_from(pb::KeepAliveRequest { member_id: 0, ..ok }).is_err());
-    }
-}
-
-/// A resolved lookup as the `ListSchedulers` answer.
-pub fn answer(r: &crate::lookup::Resolved) -> pb::ListSchedulersResponse {
-    pb::ListSchedulersResponse {
-        cluster_id: u64::try_from(r.cluster.id).unwrap_or_default(),
-        cluster_name: r.cluster.name.clone(),
-        matched_rule: rule(r.found.rule) as i32,
-        schedulers: r.schedulers.iter().map(member).collect(),
-        seed_peers: r.seed_peers.iter().map(member).collect(),
-        config: Some(cluster_config(&r.cluster.config)),
     }
 }
