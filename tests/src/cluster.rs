@@ -1,7 +1,10 @@
-//! A local Darter cluster of real processes on loopback: a scheduler, an
-//! optional seed peer and N peers, each with its own directory, ports and
-//! log. Everything is killed when dropped. Used by the end-to-end tests and
-//! the sandbox.
+//! A local Darter cluster of real processes on loopback: optionally a
+//! manager, a scheduler, an optional seed peer and N peers, each with its own
+//! directory, ports and log. Without a manager the scheduler is given the
+//! seed's address and the daemons the scheduler's; with one, the scheduler
+//! and the seed register with it and the daemons find the scheduler through
+//! it only. Everything is killed when dropped. Used by the end-to-end tests
+//! and the sandbox.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -11,7 +14,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::dfdaemon::{DaemonOptions, DaemonProcess, tail};
-use crate::process::{ChildGuard, wait_for};
+use crate::manager::ManagerProcess;
+use crate::process::{ChildGuard, wait_for, wait_until};
+
+/// How long a cluster may take to wire itself through the manager.
+const WIRING_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A free TCP port on loopback (bound, then released).
 pub fn free_port() -> u16 {
@@ -23,6 +30,8 @@ pub fn free_port() -> u16 {
 pub struct SchedulerProcess {
     /// Its gRPC address.
     pub addr: SocketAddr,
+    /// Its metrics and health address.
+    pub metrics_addr: SocketAddr,
     /// Its log file.
     pub log_path: PathBuf,
     bin: PathBuf,
@@ -40,15 +49,30 @@ impl SchedulerProcess {
         seed_peers: &[SocketAddr],
         env: &[(String, String)],
     ) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(dir)?;
-        let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let mut args = vec!["--grpc-addr".into(), addr.to_string(), "--metrics-addr".into(), "127.0.0.1:0".into()];
+        let mut args = Vec::new();
         for s in seed_peers {
             args.push("--seed-peer".into());
             args.push(s.to_string());
         }
+        Self::start_with_args(bin, dir, &args, env).await
+    }
+
+    /// Starts `bin` on free ports with extra flags (e.g. `--manager HOST:PORT`)
+    /// and waits until it accepts connections.
+    pub async fn start_with_args(
+        bin: &Path,
+        dir: &Path,
+        extra_args: &[String],
+        env: &[(String, String)],
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let metrics_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let mut args = vec!["--grpc-addr".into(), addr.to_string(), "--metrics-addr".into(), metrics_addr.to_string()];
+        args.extend_from_slice(extra_args);
         let mut s = Self {
             addr,
+            metrics_addr,
             log_path: dir.join("scheduler.log"),
             bin: bin.to_path_buf(),
             args,
@@ -96,6 +120,18 @@ impl SchedulerProcess {
         self.kill();
         self.spawn().await
     }
+
+    /// The value of the metric `name` (a line `name value` of `/metrics`),
+    /// `None` when it cannot be read.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        use std::io::{Read as _, Write as _};
+        let mut s = TcpStream::connect(self.metrics_addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: scheduler\r\nConnection: close\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
 }
 
 /// What to start.
@@ -115,6 +151,13 @@ pub struct ClusterOptions {
     pub daemon_env: Vec<(String, String)>,
     /// Extra env for the scheduler.
     pub scheduler_env: Vec<(String, String)>,
+    /// The `manager` binary; `Some`: wire the cluster through a manager
+    /// (see [`ClusterOptions::with_manager`]).
+    pub manager_bin: Option<PathBuf>,
+    /// Extra env for the manager (e.g. `MANAGER__KEEPALIVE_GRACE=2s`).
+    pub manager_env: Vec<(String, String)>,
+    /// Root password the manager is started with.
+    pub root_password: String,
 }
 
 impl ClusterOptions {
@@ -128,13 +171,35 @@ impl ClusterOptions {
             seed: true,
             daemon_env: vec![("DFDAEMON__SCHEDULER__ANNOUNCE_INTERVAL".into(), "1s".into())],
             scheduler_env: Vec::new(),
+            manager_bin: None,
+            manager_env: Vec::new(),
+            root_password: "darter-test-root".into(),
         }
+    }
+
+    /// Starts a manager (next to the other binaries) first: the scheduler
+    /// (`--manager`) and the seed (`--manager --seed`) register with it, and
+    /// every daemon finds the scheduler through it only. Intervals are short
+    /// so the cluster wires itself in about a second.
+    pub fn with_manager(mut self) -> Self {
+        self.manager_bin = Some(self.scheduler_bin.with_file_name("manager"));
+        self.scheduler_env.extend([
+            ("SCHEDULER__MANAGER__KEEPALIVE_INTERVAL".into(), "500ms".into()),
+            ("SCHEDULER__MANAGER__SEED_PEER_REFRESH_INTERVAL".into(), "500ms".into()),
+        ]);
+        self.daemon_env.extend([
+            ("DFDAEMON__MANAGER__KEEPALIVE_INTERVAL".into(), "500ms".into()),
+            ("DFDAEMON__MANAGER__REFRESH_INTERVAL".into(), "5s".into()),
+        ]);
+        self
     }
 }
 
 /// A running cluster.
 #[derive(Debug)]
 pub struct Cluster {
+    /// The manager, when the cluster is wired through one.
+    pub manager: Option<ManagerProcess>,
     /// The scheduler.
     pub scheduler: SchedulerProcess,
     /// The seed peer.
@@ -146,15 +211,45 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts the scheduler, the seed and the peers.
+    /// Starts the manager (if asked for), the scheduler, the seed and the peers.
     pub async fn start(o: &ClusterOptions) -> anyhow::Result<Self> {
         let seed_upload = free_port();
-        let seed_addrs: Vec<SocketAddr> = if o.seed { vec![([127, 0, 0, 1], seed_upload).into()] } else { Vec::new() };
-        let scheduler =
-            SchedulerProcess::start(&o.scheduler_bin, &o.dir.join("scheduler"), &seed_addrs, &o.scheduler_env).await?;
-        let mut cluster = Self { scheduler, seed: None, peers: Vec::new(), options: o.clone(), seed_upload };
+        let manager = match &o.manager_bin {
+            Some(bin) => {
+                Some(ManagerProcess::start(bin, &o.dir.join("manager"), &o.manager_env, &o.root_password).await?)
+            }
+            None => None,
+        };
+        let scheduler_dir = o.dir.join("scheduler");
+        let scheduler = match &manager {
+            Some(m) => {
+                let args = ["--manager".to_string(), m.grpc_addr.to_string()];
+                SchedulerProcess::start_with_args(&o.scheduler_bin, &scheduler_dir, &args, &o.scheduler_env).await?
+            }
+            None => {
+                let seeds: Vec<SocketAddr> = if o.seed { vec![([127, 0, 0, 1], seed_upload).into()] } else { vec![] };
+                SchedulerProcess::start(&o.scheduler_bin, &scheduler_dir, &seeds, &o.scheduler_env).await?
+            }
+        };
+        let mut cluster = Self { manager, scheduler, seed: None, peers: Vec::new(), options: o.clone(), seed_upload };
+        if let Some(m) = &cluster.manager {
+            let port = u32::from(cluster.scheduler.addr.port());
+            let registered = wait_until("the manager to list the scheduler", WIRING_TIMEOUT, || async {
+                m.list_schedulers().await.is_ok_and(|r| r.schedulers.iter().any(|s| s.port == port))
+            })
+            .await;
+            registered.map_err(|e| cluster.wiring_error(e))?;
+        }
         if o.seed {
             cluster.seed = Some(DaemonProcess::start(cluster.daemon_options("seed", true, &[])).await?);
+            if cluster.manager.is_some() {
+                let scheduler = &cluster.scheduler;
+                let learned = wait_for("the scheduler to learn the seed from the manager", WIRING_TIMEOUT, || {
+                    scheduler.metric("scheduler_seed_peers").is_some_and(|n| n >= 1.0)
+                })
+                .await;
+                learned.map_err(|e| cluster.wiring_error(e))?;
+            }
         }
         for _ in 0..o.peers {
             cluster.add_peer(&[]).await?;
@@ -162,12 +257,25 @@ impl Cluster {
         Ok(cluster)
     }
 
-    fn daemon_options(&self, name: &str, seed: bool, env: &[(&str, &str)]) -> DaemonOptions {
+    fn wiring_error(&self, e: anyhow::Error) -> anyhow::Error {
+        let manager = self.manager.as_ref().map(|m| m.log_tail(20)).unwrap_or_default();
+        let seed = self.seed.as_ref().map(|s| s.log_tail(20)).unwrap_or_default();
+        anyhow::anyhow!(
+            "{e}\n--- manager ---\n{manager}\n--- scheduler ---\n{}\n--- seed ---\n{seed}",
+            tail(&self.scheduler.log_path, 20)
+        )
+    }
+
+    /// Options for one more daemon named `name` (its directory under the cluster's).
+    pub fn daemon_options(&self, name: &str, seed: bool, env: &[(&str, &str)]) -> DaemonOptions {
         let o = &self.options;
         let mut d = DaemonOptions::new(&o.dfdaemon_bin, o.dir.join(name));
         d.env = o.daemon_env.clone();
         d.env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        d.args = vec!["--scheduler".into(), self.scheduler.addr.to_string()];
+        d.args = match &self.manager {
+            Some(m) => vec!["--manager".into(), m.grpc_addr.to_string()],
+            None => vec!["--scheduler".into(), self.scheduler.addr.to_string()],
+        };
         if seed {
             d.args.push("--seed".into());
             d.upload_port = self.seed_upload;

@@ -9,10 +9,13 @@
 //! - [`origin`]: a real HTTP/1.1 origin server on `127.0.0.1:0` with
 //!   configurable misbehaviour and byte counting.
 //! - [`data`]: deterministic random content and SHA-256 helpers.
-//! - [`cluster`]: a scheduler, a seed peer and N peers as real processes on loopback.
+//! - [`cluster`]: a scheduler, a seed peer and N peers as real processes on
+//!   loopback, optionally wired through a manager.
+//! - [`manager`]: a real manager process on a temporary SQLite database.
 //! - [`dfdaemon`](mod@dfdaemon): a real dfdaemon process on loopback, killed on drop.
-//! - [`process`]: [`process::ChildGuard`] (kill-on-drop children) and
-//!   [`process::wait_for`] (poll instead of sleep).
+//! - [`process`]: [`process::ChildGuard`] (kill-on-drop children),
+//!   [`process::wait_for`] and [`process::wait_until`] (poll instead of
+//!   sleep), [`process::signal`].
 //! - [`bench`](mod@bench): the library side of `darter-bench` (size parsing, the
 //!   back-to-source comparison, reports); `src/bin/darter-bench.rs` only
 //!   parses arguments.
@@ -21,6 +24,7 @@ pub mod bench;
 pub mod cluster;
 pub mod data;
 pub mod dfdaemon;
+pub mod manager;
 pub mod origin;
 pub mod process;
 

@@ -1,4 +1,5 @@
-//! Child processes that cannot outlive a test, and polling instead of sleeps.
+//! Child processes that cannot outlive a test, signals to them, and polling
+//! instead of sleeps.
 
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -56,6 +57,32 @@ pub async fn wait_for<F: Fn() -> bool>(what: &str, timeout: Duration, f: F) -> a
         }
         tokio::time::sleep(POLL_INTERVAL).await;
     }
+}
+
+/// Like [`wait_for`], for a condition that must be awaited (a gRPC or HTTP
+/// call): polls `f` every 20 ms until it yields `true`, or fails after `timeout`.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f().await {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Sends `signal` (`STOP`, `CONT`, `TERM`, ...) to process `pid`.
+pub fn signal(pid: u32, signal: &str) -> anyhow::Result<()> {
+    let status = std::process::Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status()?;
+    anyhow::ensure!(status.success(), "kill -{signal} {pid} failed");
+    Ok(())
 }
 
 #[cfg(test)]

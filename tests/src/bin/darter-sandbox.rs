@@ -1,11 +1,14 @@
 //! `darter-sandbox`: a local Darter cluster on loopback, for trying it out.
 //!
-//! Starts an origin serving a random demo file, a scheduler, a seed peer and
-//! `--peers` peers (real processes), downloads the file on every peer at
-//! once with `dfget`, checks every copy, and prints per peer the time and
-//! where the bytes came from (origin, other peers, local disk) and how many
-//! bytes the origin served in all. Then it stays up and prints how to use
-//! `dfget` against it, until Ctrl-C.
+//! Starts an origin serving a random demo file, a manager (SQLite in the
+//! sandbox's directory), a scheduler and a seed peer that register with it,
+//! and `--peers` peers that find the scheduler through the manager only (all
+//! real processes). It prints the manager's console URL and the root
+//! credentials it set, downloads the file on every peer at once with `dfget`,
+//! checks every copy, and prints per peer the time and where the bytes came
+//! from (origin, other peers, local disk) and how many bytes the origin served
+//! in all. Then it stays up and prints how to use `dfget` against it, until
+//! Ctrl-C.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -15,6 +18,7 @@ use clap::Parser;
 use testkit::bench::size::parse_size;
 use testkit::cluster::{Cluster, ClusterOptions};
 use testkit::dfdaemon::sibling_binary;
+use testkit::manager::{ROOT_USER, random_password};
 use testkit::origin::{Behavior, Content, Origin};
 
 /// Run a local Darter cluster on loopback and download through its swarm.
@@ -42,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
     let bin_dir = dfget.parent().context("binary directory")?.to_path_buf();
     sibling_binary("dfdaemon")?;
     sibling_binary("scheduler")?;
+    sibling_binary("manager")?;
     let tmp = tempfile::Builder::new().prefix("darter-sandbox-").tempdir()?;
     let dir = cli.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     std::fs::create_dir_all(&dir)?;
@@ -54,7 +59,13 @@ async fn main() -> anyhow::Result<()> {
     let url = origin.url("/demo.bin");
     println!("origin     {url} ({} bytes, sha256:{digest})", cli.size);
 
-    let cluster = Cluster::start(&ClusterOptions::new(&dir, &bin_dir, cli.peers)).await?;
+    let mut options = ClusterOptions::new(&dir, &bin_dir, cli.peers).with_manager();
+    options.root_password = random_password();
+    let cluster = Cluster::start(&options).await?;
+    if let Some(m) = &cluster.manager {
+        println!("manager    grpc {} (log {})", m.grpc_addr, m.log_path.display());
+        println!("console    {} (user {ROOT_USER}, password {})", m.console_url(), m.root_password);
+    }
     println!("scheduler  {} (log {})", cluster.scheduler.addr, cluster.scheduler.log_path.display());
     if let Some(seed) = &cluster.seed {
         println!("seed peer  socket {}", seed.socket.display());
