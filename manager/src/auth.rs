@@ -11,7 +11,8 @@
 //! - A personal access token is `dpat_` + 32 random bytes (hex); only its
 //!   SHA-256 is stored. It carries its owner's role.
 //! - Every request re-reads the user, so a deleted user or a changed role
-//!   takes effect at once for tokens already handed out.
+//!   takes effect at once for tokens already handed out, and a changed
+//!   password ends the user's sign-in sessions (its access tokens stay).
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -52,8 +53,9 @@ struct Claims {
 /// How a request proved who it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
-    /// A sign-in token with this ID, valid until `expires_at`.
-    Session { jti: String, expires_at: Timestamp },
+    /// A sign-in token with this ID, issued at `issued_at` (whole seconds),
+    /// valid until `expires_at`.
+    Session { jti: String, issued_at: Timestamp, expires_at: Timestamp },
     /// A personal access token with this row ID.
     Pat { token_id: i64 },
 }
@@ -171,20 +173,26 @@ impl Auth {
             }
             let user_id = claims.sub.parse::<i64>().map_err(|_| Error::Unauthenticated("invalid token".into()))?;
             let expires_at = Timestamp(i64::try_from(claims.exp).unwrap_or(i64::MAX).saturating_mul(1000));
-            (user_id, Credential::Session { jti: claims.jti, expires_at })
+            let issued_at = Timestamp(i64::try_from(claims.iat).unwrap_or(i64::MAX).saturating_mul(1000));
+            (user_id, Credential::Session { jti: claims.jti, expires_at, issued_at })
         };
         let user = match self.store.get_user(user_id).await {
             Ok(u) => u,
             Err(StoreError::NotFound) => return Err(Error::Unauthenticated("the user no longer exists".into())),
             Err(e) => return Err(e.into()),
         };
+        if let Credential::Session { issued_at, .. } = &credential
+            && *issued_at < user.sessions_valid_after
+        {
+            return Err(Error::Unauthenticated("the password changed; sign in again".into()));
+        }
         Ok(Caller { user, credential })
     }
 
     /// Ends the caller's sign-in session; a personal access token is not
     /// affected (delete it instead).
     pub async fn sign_out(&self, caller: &Caller) -> Result<(), Error> {
-        if let Credential::Session { jti, expires_at } = &caller.credential {
+        if let Credential::Session { jti, expires_at, .. } = &caller.credential {
             self.store.revoke_session(jti, *expires_at).await?;
         }
         Ok(())

@@ -571,6 +571,29 @@ async fn passwords_change_with_the_old_one_or_by_root() {
 }
 
 #[tokio::test]
+async fn a_new_password_ends_sign_in_sessions_but_not_access_tokens() {
+    let (m, root) = start().await;
+    let (guest_id, guest) = guest(&root).await;
+    let pat = guest.post("/personal-access-tokens", json!({"name": "ci"})).await;
+    let pat = guest.with(pat.json["token"].as_str().unwrap());
+    let other_session = root.sign_in("guest", "guest-password").await;
+    // Sessions are cut at whole seconds: make the change a second later.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let path = format!("/users/{guest_id}/password");
+    let ok = guest.put(&path, json!({"old_password": "guest-password", "new_password": "new-guest-password"})).await;
+    ok.ok(StatusCode::NO_CONTENT);
+    for session in [&guest, &other_session] {
+        let refused = session.get("/users/me").await;
+        assert!(refused.text.contains("password changed"), "{}", refused.text);
+        refused.unauthenticated();
+    }
+    pat.get("/users/me").await.ok(StatusCode::OK);
+    let fresh = root.sign_in("guest", "new-guest-password").await;
+    fresh.get("/users/me").await.ok(StatusCode::OK);
+    m.stop().await;
+}
+
+#[tokio::test]
 async fn the_last_root_cannot_be_deleted_or_demoted() {
     let (m, root) = start().await;
     root.delete("/users/1").await.err(StatusCode::CONFLICT, "conflict", None);

@@ -106,14 +106,17 @@ impl std::fmt::Debug for Store {
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../../migrations/sqlite/0002_sessions_settings.sql")),
+    (3, include_str!("../../migrations/sqlite/0003_sessions_valid_after.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
     (2, include_str!("../../migrations/postgres/0002_sessions_settings.sql")),
+    (3, include_str!("../../migrations/postgres/0003_sessions_valid_after.sql")),
 ];
 const MYSQL_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/mysql/0001_init.sql")),
     (2, include_str!("../../migrations/mysql/0002_sessions_settings.sql")),
+    (3, include_str!("../../migrations/mysql/0003_sessions_valid_after.sql")),
 ];
 
 /// Arbitrary, fixed key for PostgreSQL's advisory lock around migrations.

@@ -257,6 +257,8 @@ pub struct User {
     pub password_hash: String,
     pub role: Role,
     pub created_at: Timestamp,
+    /// Sign-in tokens issued before this are refused (the password changed).
+    pub sessions_valid_after: Timestamp,
 }
 
 // Hand-written so a hash never reaches a log line.

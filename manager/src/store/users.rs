@@ -3,7 +3,7 @@
 use super::error::{Result, StoreError, conflict_on};
 use super::{NewToken, NewUser, ROOT_USER, Role, Store, Timestamp, Token, User};
 
-const USER_COLUMNS: &str = "id, name, password_hash, role, created_at";
+const USER_COLUMNS: &str = "id, name, password_hash, role, created_at, sessions_valid_after";
 const TOKEN_COLUMNS: &str = "id, name, token_hash, user_id, expires_at, created_at";
 
 macro_rules! user_from_row {
@@ -16,6 +16,7 @@ macro_rules! user_from_row {
             password_hash: col!(row, "password_hash"),
             role: Role::parse(&role)?,
             created_at: Timestamp(col!(row, "created_at")),
+            sessions_valid_after: Timestamp(col!(row, "sessions_valid_after")),
         }
     }};
 }
@@ -121,14 +122,19 @@ impl Store {
         })
     }
 
-    /// Changes a user's password hash and/or role. Demoting the last root is
+    /// Changes a user's password hash and/or role. A new password also ends
+    /// the user's sign-in sessions (`sessions_valid_after` becomes now, in
+    /// whole seconds). Demoting the last root is
     /// [`StoreError::Conflict`]`("role")`: someone must stay able to administer.
     pub async fn update_user(&self, id: i64, update: &UserUpdate) -> Result<User> {
         if update.password_hash.as_deref() == Some("") {
             return Err(StoreError::Invalid("password_hash", "must not be empty".into()));
         }
-        let sql = self
-            .sql("UPDATE users SET password_hash = COALESCE(?, password_hash), role = COALESCE(?, role) WHERE id = ?");
+        let sql = self.sql(
+            "UPDATE users SET password_hash = COALESCE(?, password_hash), role = COALESCE(?, role), \
+             sessions_valid_after = COALESCE(?, sessions_valid_after) WHERE id = ?",
+        );
+        let valid_after = update.password_hash.as_ref().map(|_| Timestamp::now().0 / 1000 * 1000);
         let select = self.sql(format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"));
         let roots = self.sql("SELECT COUNT(*) FROM users WHERE role = ?");
         dispatch!(self, pool => {
@@ -144,6 +150,7 @@ impl Store {
             sqlx::query(sql)
                 .bind(update.password_hash.as_deref())
                 .bind(update.role.map(Role::as_str))
+                .bind(valid_after)
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
