@@ -33,6 +33,8 @@ pub struct Config {
     pub p2p: P2pConfig,
     /// Serving pieces to other peers.
     pub upload: UploadConfig,
+    /// The registry mirror and HTTP proxy.
+    pub proxy: ProxyConfig,
     /// Prometheus metrics and health.
     pub metrics: MetricsConfig,
     /// Logs.
@@ -276,6 +278,77 @@ impl Default for MetricsConfig {
     }
 }
 
+/// `proxy:` — the registry mirror (containerd `hosts.toml`) and HTTP proxy on
+/// one port.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Serve the proxy (default true).
+    pub enabled: bool,
+    /// Listen address (default `127.0.0.1:4001`: the node's own containerd and
+    /// tools; listen wider only behind a firewall, it fetches for whoever asks).
+    pub addr: SocketAddr,
+    /// Regexes over the upstream URL: a `GET` whose URL matches is served
+    /// through P2P, everything else passes straight through. Default: registry
+    /// blobs, `/v2/<name>/blobs/sha256:<64 hex>` (manifests, tags and tokens are
+    /// mutable or small and always pass through).
+    pub rules: Vec<String>,
+    /// Upstream of mirror requests that name none (no `ns`, no
+    /// `X-Darter-Registry` header) (default `https://registry-1.docker.io`).
+    pub default_registry: String,
+    /// Registries (`host[:port]`) reached over plain HTTP instead of HTTPS.
+    pub insecure_registries: Vec<String>,
+    /// Upstream hosts the proxy may reach: `host`, `host:port` or `*.domain`.
+    /// Empty (the default) allows any host.
+    pub allowed_hosts: Vec<String>,
+    /// Largest request head accepted (default 64KiB; larger gets 431).
+    pub max_header_bytes: ByteSize,
+}
+
+/// The default P2P rule: registry blobs by digest.
+pub const BLOB_RULE: &str = r"/v2/.+/blobs/sha256:[0-9a-f]{64}$";
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            addr: ([127, 0, 0, 1], 4001).into(),
+            rules: vec![BLOB_RULE.to_owned()],
+            default_registry: "https://registry-1.docker.io".into(),
+            insecure_registries: Vec::new(),
+            allowed_hosts: Vec::new(),
+            max_header_bytes: ByteSize::kib(64),
+        }
+    }
+}
+
+impl ProxyConfig {
+    fn validate(&self) -> Result<(), FieldError> {
+        for (i, rule) in self.rules.iter().enumerate() {
+            regex::Regex::new(rule).map_err(|e| FieldError::new(format!("proxy.rules[{i}]"), e.to_string()))?;
+        }
+        let default = url::Url::parse(&self.default_registry)
+            .map_err(|e| FieldError::new("proxy.default_registry", e.to_string()))?;
+        if !matches!(default.scheme(), "http" | "https") || default.host_str().is_none() {
+            return Err(FieldError::new("proxy.default_registry", "expected http(s)://host[:port]"));
+        }
+        for (field, list) in
+            [("proxy.insecure_registries", &self.insecure_registries), ("proxy.allowed_hosts", &self.allowed_hosts)]
+        {
+            if let Some(i) =
+                list.iter().position(|h| h.is_empty() || h.contains('/') || h.contains(char::is_whitespace))
+            {
+                return Err(FieldError::new(format!("{field}[{i}]"), "expected host, host:port (or *.domain)"));
+            }
+        }
+        let head = self.max_header_bytes.as_u64();
+        if !(8 * 1024..=1024 * 1024).contains(&head) {
+            return Err(FieldError::new("proxy.max_header_bytes", "must be between 8KiB and 1MiB"));
+        }
+        Ok(())
+    }
+}
+
 impl Validate for Config {
     fn validate(&self) -> Result<(), FieldError> {
         let gc = &self.storage.gc;
@@ -339,6 +412,7 @@ impl Validate for Config {
             ip.parse::<std::net::IpAddr>()
                 .map_err(|_| FieldError::new("host.ip", format!("{ip:?} is not an IP address")))?;
         }
+        self.proxy.validate()?;
         self.log.validate("log")?;
         self.tracing.validate("tracing")
     }

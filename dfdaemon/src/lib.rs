@@ -10,6 +10,7 @@
 //! - [`manager`]: the schedulers from the manager (with its last answer on disk),
 //!   and a seed peer's registration;
 //! - [`piece_server`]: piece bytes to other peers over HTTP;
+//! - [`proxy`]: the registry mirror and HTTP proxy (P2P for blobs, relay otherwise);
 //! - [`metrics`], [`error`];
 //! - `src/bin/`: `dfdaemon` (the daemon) and `dfget` (the CLI, `dfget` module).
 //!
@@ -25,6 +26,7 @@ pub mod manager;
 pub mod metrics;
 pub mod paths;
 pub mod piece_server;
+pub mod proxy;
 pub mod rate_limit;
 pub mod scheduler_client;
 pub mod storage;
@@ -63,6 +65,8 @@ pub struct Listeners {
     pub piece: TcpListener,
     /// Metrics and health.
     pub metrics: TcpListener,
+    /// Registry mirror and HTTP proxy (`None` when `proxy.enabled` is false).
+    pub proxy: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -99,6 +103,7 @@ impl Listeners {
             upload: bind(config.upload.grpc_addr).await?,
             piece: bind(config.upload.piece_addr).await?,
             metrics: bind(config.metrics.addr).await?,
+            proxy: if config.proxy.enabled { Some(bind(config.proxy.addr).await?) } else { None },
         })
     }
 }
@@ -190,6 +195,15 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         config.upload.rate_limit.map(|r| r.as_u64()),
     );
     tracker.spawn(pieces.serve(listeners.piece, shutdown.clone()));
+    let proxy_addr = match listeners.proxy {
+        Some(listener) => {
+            let addr = listener.local_addr()?;
+            let proxy = proxy::Proxy::new(tasks.clone(), config.proxy.clone(), metrics.clone())?;
+            tracker.spawn(proxy.serve(listener, shutdown.clone()));
+            Some(addr)
+        }
+        None => None,
+    };
     tracker.close();
     // Metrics and health outlive the drain, so probes see 503 while it runs.
     let metrics_server = MetricsServer::spawn(listeners.metrics, metrics.registry.clone(), health.clone());
@@ -197,7 +211,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     health.set_ready(true);
     tracing::info!(
         socket = %listeners.download_path.display(),
-        upload = %addrs.0, pieces = %addrs.1, metrics = %addrs.2,
+        upload = %addrs.0, pieces = %addrs.1, metrics = %addrs.2, proxy = ?proxy_addr,
         data_dir = %config.storage.data_dir.display(),
         "dfdaemon ready"
     );

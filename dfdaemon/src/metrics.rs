@@ -23,6 +23,8 @@ pub struct Metrics {
     pub storage_bytes: IntGauge,
     /// Pieces from parents that did not match their reference digest.
     pub digest_mismatches: IntCounter,
+    /// Proxy and mirror requests by mode and how they were served.
+    proxy_requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -50,8 +52,17 @@ impl Metrics {
         let digest_mismatches =
             IntCounter::new("piece_digest_mismatches_total", "Pieces from parents that failed verification")
                 .expect("valid metric");
+        let proxy_requests = IntCounterVec::new(
+            Opts::new(
+                "proxy_requests_total",
+                "Proxy requests by mode (mirror, forward, connect) and route (p2p, upstream, fallback, refused, tunnel)",
+            ),
+            &["mode", "route"],
+        )
+        .expect("valid metric");
         for c in [
-            Box::new(downloads.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(proxy_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(downloads.clone()),
             Box::new(download_seconds.clone()),
             Box::new(bytes.clone()),
             Box::new(uploads.clone()),
@@ -61,7 +72,22 @@ impl Metrics {
         ] {
             registry.register(c).expect("unique metric");
         }
-        Self { registry, downloads, download_seconds, bytes, uploads, upload_bytes, storage_bytes, digest_mismatches }
+        Self {
+            registry,
+            downloads,
+            download_seconds,
+            bytes,
+            uploads,
+            upload_bytes,
+            storage_bytes,
+            digest_mismatches,
+            proxy_requests,
+        }
+    }
+
+    /// One proxy request.
+    pub fn proxy_request(&self, mode: &str, route: &str) {
+        self.proxy_requests.with_label_values(&[mode, route]).inc();
     }
 
     /// Counts a finished download.

@@ -28,6 +28,8 @@ pub struct DaemonOptions {
     pub metrics_port: u16,
     /// Upload gRPC port (0: ephemeral; a seed peer needs a known one).
     pub upload_port: u16,
+    /// Registry mirror / proxy port; `None` (the default) runs without the proxy.
+    pub proxy_port: Option<u16>,
     /// More flags (e.g. `--scheduler 127.0.0.1:8002`, `--seed`).
     pub args: Vec<String>,
     /// Extra environment (e.g. `DFDAEMON__BACK_TO_SOURCE__CONCURRENCY`).
@@ -45,6 +47,7 @@ impl DaemonOptions {
             piece_port: 0,
             metrics_port: 0,
             upload_port: 0,
+            proxy_port: None,
             args: Vec::new(),
             env: Vec::new(),
             log_level: "info".into(),
@@ -89,6 +92,10 @@ impl DaemonProcess {
             .args(["--upload-addr", &format!("127.0.0.1:{}", o.upload_port)])
             .args(["--piece-addr", &format!("127.0.0.1:{}", o.piece_port)])
             .args(["--metrics-addr", &format!("127.0.0.1:{}", o.metrics_port)])
+            .args(match o.proxy_port {
+                Some(port) => vec!["--proxy-addr".to_owned(), format!("127.0.0.1:{port}")],
+                None => vec!["--no-proxy".to_owned()],
+            })
             .args(["--log-level", &o.log_level])
             .args(&o.args)
             .envs(o.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

@@ -29,6 +29,12 @@ struct Cli {
     /// Metrics and health address (metrics.addr).
     #[arg(long)]
     metrics_addr: Option<SocketAddr>,
+    /// Registry mirror and HTTP proxy address (proxy.addr; default 127.0.0.1:4001).
+    #[arg(long)]
+    proxy_addr: Option<SocketAddr>,
+    /// Do not serve the registry mirror and proxy (proxy.enabled: false).
+    #[arg(long)]
+    no_proxy: bool,
     /// Scheduler address IP:PORT, repeatable (scheduler.addrs).
     #[arg(long = "scheduler")]
     schedulers: Vec<String>,
@@ -62,6 +68,8 @@ impl Cli {
         add("upload.grpc_addr", self.upload_addr.map(|a| a.to_string()));
         add("upload.piece_addr", self.piece_addr.map(|a| a.to_string()));
         add("metrics.addr", self.metrics_addr.map(|a| a.to_string()));
+        add("proxy.addr", self.proxy_addr.map(|a| a.to_string()));
+        add("proxy.enabled", self.no_proxy.then(|| "false".to_string()));
         add("log.level", self.log_level.clone());
         add("scheduler.addrs", (!self.schedulers.is_empty()).then(|| format!("[{}]", self.schedulers.join(", "))));
         // Quoted, so `[::1]:65003` stays one string in the YAML list.

@@ -1,0 +1,289 @@
+//! The registry mirror and HTTP proxy, on one port (`proxy.addr`, default
+//! `127.0.0.1:4001`).
+//!
+//! A request is one of:
+//! - **mirror** (origin-form `/v2/...`, what containerd sends to a `hosts.toml`
+//!   mirror): the upstream registry comes from `?ns=`, else the
+//!   `X-Darter-Registry` header, else `proxy.default_registry` ([`target`]);
+//! - **forward** (absolute-form `http://host/...`, `HTTP_PROXY`);
+//! - **CONNECT** `host:port`: a plain tunnel ([`tunnel`]); TLS is not
+//!   intercepted.
+//!
+//! A `GET` whose upstream URL matches a rule (`proxy.rules`; by default
+//! registry blobs by digest) is served through the swarm ([`p2p`]), streaming
+//! as pieces land; everything else, and any P2P request that fails before its
+//! first byte, is relayed to the upstream ([`passthrough`]).
+//!
+//! Bounds: at most [`MAX_CONNECTIONS`] connections, request heads up to
+//! `proxy.max_header_bytes` (larger: 431), [`HEADER_READ_TIMEOUT`] to send one.
+
+pub mod p2p;
+pub mod passthrough;
+pub mod range;
+pub mod target;
+pub mod tunnel;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use darter_common::digest::Digest;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use regex::Regex;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ProxyConfig;
+use crate::metrics::Metrics;
+use crate::task::TaskManager;
+use target::{Mode, TargetError};
+
+/// Connections open at once; more are closed on accept.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// Time a connection gets to send a request head (also between keep-alive requests).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time to connect to a `CONNECT` target.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An error inside a response body (cuts the connection).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Every response body the proxy sends.
+pub type ProxyBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+/// A whole body.
+pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+}
+
+/// The proxy.
+#[derive(Debug)]
+pub struct Proxy {
+    tasks: Arc<TaskManager>,
+    config: ProxyConfig,
+    rules: Vec<Regex>,
+    client: reqwest::Client,
+    metrics: Arc<Metrics>,
+    connections: Arc<Semaphore>,
+}
+
+impl Proxy {
+    /// A proxy serving P2P requests through `tasks`. Fails on a bad rule.
+    pub fn new(tasks: Arc<TaskManager>, config: ProxyConfig, metrics: Arc<Metrics>) -> Result<Arc<Self>, regex::Error> {
+        let rules = config.rules.iter().map(|r| Regex::new(r)).collect::<Result<_, _>>()?;
+        Ok(Arc::new(Self {
+            tasks,
+            config,
+            rules,
+            client: passthrough::client(),
+            metrics,
+            connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+        }))
+    }
+
+    /// Serves connections from `listener` until `shutdown`.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
+        let head_limit = usize::try_from(self.config.max_header_bytes.as_u64()).unwrap_or(64 * 1024);
+        loop {
+            let (stream, _) = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = listener.accept() => match r {
+                    Ok(s) => s,
+                    Err(e) => { tracing::warn!(error = %e, "proxy accept failed"); continue; }
+                },
+            };
+            let Ok(permit) = self.connections.clone().try_acquire_owned() else {
+                tracing::debug!(limit = MAX_CONNECTIONS, "proxy connection limit reached, closing");
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let this = self.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let svc = service_fn(move |req| {
+                    let this = this.clone();
+                    async move { Ok::<_, Infallible>(this.handle(req).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .max_buf_size(head_limit.max(8192))
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .with_upgrades();
+                tokio::select! {
+                    r = conn => if let Err(e) = r { tracing::debug!(error = %e, "proxy connection ended with an error") },
+                    _ = shutdown.cancelled() => {}
+                }
+            });
+        }
+    }
+
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ProxyBody> {
+        if req.method() == Method::CONNECT {
+            return self.connect(req).await;
+        }
+        let mode = if req.uri().scheme().is_some() { Mode::Forward } else { Mode::Mirror };
+        let mode_label = match mode {
+            Mode::Mirror => "mirror",
+            Mode::Forward => "forward",
+        };
+        let url = match mode {
+            Mode::Forward => target::forward_url(req.uri(), &self.config),
+            Mode::Mirror => {
+                let registry = req.headers().get(target::REGISTRY_HEADER).and_then(|v| v.to_str().ok());
+                target::mirror_url(req.uri(), registry, &self.config)
+            }
+        };
+        let url = match url {
+            Ok(u) => u,
+            Err(e) => {
+                self.metrics.proxy_request(mode_label, "refused");
+                let status = match e {
+                    TargetError::Bad(_) => StatusCode::BAD_REQUEST,
+                    TargetError::NotAllowed(_) => StatusCode::FORBIDDEN,
+                };
+                return error(mode, status, "DENIED", &e.to_string());
+            }
+        };
+        if let Some(bad) = invalid_blob_digest(url.path()) {
+            self.metrics.proxy_request(mode_label, "refused");
+            return error(mode, StatusCode::BAD_REQUEST, "DIGEST_INVALID", &format!("invalid blob digest {bad:?}"));
+        }
+        if req.method() == Method::GET && self.rules.iter().any(|r| r.is_match(url.as_str())) {
+            let p2p = p2p::P2pRequest {
+                url: url.clone(),
+                digest: blob_digest(url.path()),
+                headers: req
+                    .headers()
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| vec![("authorization".to_owned(), v.to_owned())])
+                    .unwrap_or_default(),
+                range: req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_owned),
+            };
+            match p2p::serve(&self.tasks, p2p).await {
+                Ok(resp) => {
+                    self.metrics.proxy_request(mode_label, "p2p");
+                    return resp;
+                }
+                Err(p2p::Fallback(e)) => {
+                    self.metrics.proxy_request(mode_label, "fallback");
+                    tracing::warn!(url = %crate::backend::redacted(&url), error = %e, "P2P failed before the first byte; relaying to the upstream");
+                }
+            }
+        } else {
+            self.metrics.proxy_request(mode_label, "upstream");
+        }
+        match passthrough::relay(&self.client, req, url.clone()).await {
+            Ok(mut resp) => {
+                resp.headers_mut().insert("x-darter-served-by", http::HeaderValue::from_static("upstream"));
+                resp
+            }
+            Err(e) => {
+                let message = format!("upstream {} failed: {}", crate::backend::redacted(&url), e.without_url());
+                tracing::warn!(error = %message, "proxy relay failed");
+                error(mode, StatusCode::BAD_GATEWAY, "UNAVAILABLE", &message)
+            }
+        }
+    }
+
+    async fn connect(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let addr = match target::connect_target(req.uri(), &self.config) {
+            Ok(a) => a,
+            Err(e) => {
+                self.metrics.proxy_request("connect", "refused");
+                let status = match e {
+                    TargetError::Bad(_) => StatusCode::BAD_REQUEST,
+                    TargetError::NotAllowed(_) => StatusCode::FORBIDDEN,
+                };
+                return error(Mode::Forward, status, "DENIED", &e.to_string());
+            }
+        };
+        let target = match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return error(Mode::Forward, StatusCode::BAD_GATEWAY, "UNAVAILABLE", &format!("{addr}: {e}")),
+            Err(_) => {
+                return error(Mode::Forward, StatusCode::GATEWAY_TIMEOUT, "UNAVAILABLE", &format!("{addr}: timeout"));
+            }
+        };
+        self.metrics.proxy_request("connect", "tunnel");
+        tokio::spawn(async move {
+            match hyper::upgrade::on(req).await {
+                Ok(upgraded) => tunnel::run(upgraded, target).await,
+                Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
+            }
+        });
+        Response::new(full(Bytes::new()))
+    }
+}
+
+/// The digest of a registry blob path (`/v2/<name>/blobs/sha256:<hex>`).
+fn blob_digest(path: &str) -> Option<Digest> {
+    let (_, last) = path.rsplit_once("/blobs/")?;
+    last.parse().ok()
+}
+
+/// A blob path whose digest is malformed: its last segment. Upload paths
+/// (`/blobs/uploads/...`) and other algorithms are not judged.
+fn invalid_blob_digest(path: &str) -> Option<&str> {
+    if !path.starts_with("/v2/") {
+        return None;
+    }
+    let (_, last) = path.rsplit_once("/blobs/")?;
+    let hex = last.strip_prefix("sha256:")?;
+    let ok = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    (!ok).then_some(last)
+}
+
+/// An error answer: the registry API's JSON for mirror requests, text for the proxy.
+fn error(mode: Mode, status: StatusCode, code: &str, message: &str) -> Response<ProxyBody> {
+    let (content_type, body) = match mode {
+        Mode::Mirror => (
+            "application/json",
+            serde_json::json!({"errors": [{"code": code, "message": message, "detail": "darter dfdaemon proxy"}]})
+                .to_string(),
+        ),
+        Mode::Forward => ("text/plain; charset=utf-8", format!("darter proxy: {message}\n")),
+    };
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_digests() {
+        let hex = "a".repeat(64);
+        assert_eq!(
+            blob_digest(&format!("/v2/library/x/blobs/sha256:{hex}")).unwrap().to_string(),
+            format!("sha256:{hex}")
+        );
+        assert!(blob_digest("/v2/x/manifests/latest").is_none());
+        assert_eq!(invalid_blob_digest("/v2/x/blobs/sha256:zz"), Some("sha256:zz"));
+        assert!(invalid_blob_digest(&format!("/v2/x/blobs/sha256:{}", "A".repeat(64))).is_some());
+        assert_eq!(invalid_blob_digest(&format!("/v2/x/blobs/sha256:{hex}")), None);
+        assert_eq!(invalid_blob_digest("/v2/x/blobs/uploads/1234"), None);
+        assert_eq!(invalid_blob_digest("/v2/x/blobs/sha512:abc"), None);
+    }
+
+    #[test]
+    fn the_default_rule_takes_blobs_only() {
+        let rule = Regex::new(crate::config::BLOB_RULE).unwrap();
+        let hex = "0".repeat(64);
+        assert!(rule.is_match(&format!("https://r.example/v2/library/alpine/blobs/sha256:{hex}")));
+        assert!(!rule.is_match("https://r.example/v2/library/alpine/manifests/latest"));
+        assert!(!rule.is_match(&format!("https://r.example/v2/x/blobs/sha256:{hex}/extra")));
+        assert!(!rule.is_match("https://auth.example/token?scope=repository:x:pull"));
+    }
+}

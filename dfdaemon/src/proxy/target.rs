@@ -1,0 +1,220 @@
+//! Where a proxied request goes, and whether it may: the upstream of a
+//! registry-mirror request (containerd's `ns` query parameter, else the
+//! `X-Darter-Registry` header, else the configured default), or the
+//! absolute URL of a forward-proxy request; checked against the allowed hosts.
+
+use http::Uri;
+use url::Url;
+
+use crate::config::ProxyConfig;
+
+/// Header naming the upstream registry (`https://registry.example.com`) of a
+/// mirror request, for clients that do not send `ns`.
+pub const REGISTRY_HEADER: &str = "x-darter-registry";
+
+/// Why a request cannot be proxied; the status to answer with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// Malformed (400).
+    #[error("{0}")]
+    Bad(String),
+    /// The upstream host is not in `proxy.allowed_hosts` (403).
+    #[error("{0} is not an allowed upstream (proxy.allowed_hosts)")]
+    NotAllowed(String),
+}
+
+/// How a request reached the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// containerd's `hosts.toml` mirror: origin-form `/v2/...`.
+    Mirror,
+    /// `HTTP_PROXY`: absolute-form `http://host/...`.
+    Forward,
+}
+
+/// The upstream URL of a mirror request (origin-form `/v2/...`), without the
+/// `ns` parameter.
+pub fn mirror_url(uri: &Uri, registry_header: Option<&str>, config: &ProxyConfig) -> Result<Url, TargetError> {
+    let path = uri.path();
+    if !path.starts_with("/v2") {
+        return Err(TargetError::Bad(format!(
+            "{path} is neither a registry API path (/v2/...) nor an absolute-form proxy request"
+        )));
+    }
+    let mut ns = None;
+    let mut rest = Vec::new();
+    for (k, v) in form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()) {
+        if k == "ns" {
+            ns = Some(v.into_owned());
+        } else {
+            rest.push((k.into_owned(), v.into_owned()));
+        }
+    }
+    let base = match (ns, registry_header) {
+        (Some(ns), _) => {
+            let host = registry_host(&ns)?;
+            let scheme =
+                if config.insecure_registries.iter().any(|h| h.eq_ignore_ascii_case(&host)) { "http" } else { "https" };
+            format!("{scheme}://{host}")
+        }
+        (None, Some(header)) => {
+            let url = Url::parse(header.trim())
+                .map_err(|e| TargetError::Bad(format!("{REGISTRY_HEADER} {header:?}: {e}")))?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(TargetError::Bad(format!("{REGISTRY_HEADER} {header:?}: expected http(s)://host[:port]")));
+            }
+            format!("{}://{}", url.scheme(), authority(&url))
+        }
+        (None, None) => config.default_registry.trim_end_matches('/').to_owned(),
+    };
+    let mut url = Url::parse(&format!("{base}{path}")).map_err(|e| TargetError::Bad(format!("upstream: {e}")))?;
+    if !rest.is_empty() {
+        url.query_pairs_mut().extend_pairs(rest);
+    }
+    check_allowed(&url, config)?;
+    Ok(url)
+}
+
+/// The URL of a forward-proxy request (absolute-form).
+pub fn forward_url(uri: &Uri, config: &ProxyConfig) -> Result<Url, TargetError> {
+    let url = Url::parse(&uri.to_string()).map_err(|e| TargetError::Bad(format!("{uri}: {e}")))?;
+    if url.scheme() != "http" {
+        return Err(TargetError::Bad(format!(
+            "{} URLs are proxied with CONNECT, not as absolute-form requests",
+            url.scheme()
+        )));
+    }
+    if url.host_str().is_none() {
+        return Err(TargetError::Bad(format!("{uri}: no host")));
+    }
+    check_allowed(&url, config)?;
+    Ok(url)
+}
+
+/// The `host:port` of a `CONNECT`, checked against the allowed hosts.
+pub fn connect_target(uri: &Uri, config: &ProxyConfig) -> Result<String, TargetError> {
+    let authority = uri.authority().ok_or_else(|| TargetError::Bad("CONNECT needs host:port".into()))?;
+    let port = authority.port_u16().ok_or_else(|| TargetError::Bad("CONNECT needs host:port".into()))?;
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    if !allowed(host, Some(port), config) {
+        return Err(TargetError::NotAllowed(authority.to_string()));
+    }
+    Ok(authority.to_string())
+}
+
+/// containerd's `ns` value as the registry's API host: `docker.io` is served
+/// by `registry-1.docker.io`.
+fn registry_host(ns: &str) -> Result<String, TargetError> {
+    let ns = ns.trim();
+    let valid = !ns.is_empty()
+        && ns.len() <= 255
+        && ns.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if !valid || Url::parse(&format!("https://{ns}/")).map_or(true, |u| u.host_str().is_none()) {
+        return Err(TargetError::Bad(format!("ns {ns:?} is not a registry host")));
+    }
+    Ok(match ns {
+        "docker.io" | "index.docker.io" => "registry-1.docker.io".to_owned(),
+        other => other.to_ascii_lowercase(),
+    })
+}
+
+fn authority(url: &Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_owned(),
+        _ => String::new(),
+    }
+}
+
+fn check_allowed(url: &Url, config: &ProxyConfig) -> Result<(), TargetError> {
+    let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    if allowed(host, url.port_or_known_default(), config) {
+        Ok(())
+    } else {
+        Err(TargetError::NotAllowed(authority(url)))
+    }
+}
+
+/// Whether `host` (and `port`) match `proxy.allowed_hosts`: empty allows every
+/// host; an entry is `host`, `host:port` or `*.domain`.
+fn allowed(host: &str, port: Option<u16>, config: &ProxyConfig) -> bool {
+    if config.allowed_hosts.is_empty() {
+        return true;
+    }
+    let host = host.to_ascii_lowercase();
+    config.allowed_hosts.iter().any(|entry| {
+        let entry = entry.to_ascii_lowercase();
+        let (pattern, want_port) = match entry.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') || h.ends_with(']') => (h.to_owned(), p.parse::<u16>().ok()),
+            _ => (entry.clone(), None),
+        };
+        let pattern = pattern.trim_start_matches('[').trim_end_matches(']');
+        let host_ok = match pattern.strip_prefix("*.") {
+            Some(domain) => host.ends_with(&format!(".{domain}")),
+            None => host == pattern,
+        };
+        host_ok && want_port.is_none_or(|p| Some(p) == port)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> ProxyConfig {
+        ProxyConfig {
+            insecure_registries: vec!["127.0.0.1:5000".into()],
+            default_registry: "https://registry.example.com".into(),
+            ..ProxyConfig::default()
+        }
+    }
+
+    fn mirror(uri: &str, header: Option<&str>, c: &ProxyConfig) -> Result<String, TargetError> {
+        mirror_url(&uri.parse().unwrap(), header, c).map(|u| u.to_string())
+    }
+
+    #[test]
+    fn mirror_upstream_from_ns_header_or_default() {
+        let c = config();
+        assert_eq!(
+            mirror("/v2/library/alpine/blobs/sha256:ab?ns=docker.io", None, &c).unwrap(),
+            "https://registry-1.docker.io/v2/library/alpine/blobs/sha256:ab"
+        );
+        assert_eq!(
+            mirror("/v2/x/manifests/1?ns=127.0.0.1:5000", None, &c).unwrap(),
+            "http://127.0.0.1:5000/v2/x/manifests/1"
+        );
+        assert_eq!(
+            mirror("/v2/x/tags/list?n=10&ns=ghcr.io", Some("https://ignored.example"), &c).unwrap(),
+            "https://ghcr.io/v2/x/tags/list?n=10"
+        );
+        assert_eq!(mirror("/v2/", Some("http://10.0.0.1:5000/"), &c).unwrap(), "http://10.0.0.1:5000/v2/");
+        assert_eq!(mirror("/v2/", None, &c).unwrap(), "https://registry.example.com/v2/");
+    }
+
+    #[test]
+    fn mirror_refuses_bad_input() {
+        let c = config();
+        assert!(matches!(mirror("/v2/?ns=bad%20host", None, &c), Err(TargetError::Bad(_))));
+        assert!(matches!(mirror("/v2/?ns=", None, &c), Err(TargetError::Bad(_))));
+        assert!(matches!(mirror("/v2/", Some("ftp://x"), &c), Err(TargetError::Bad(_))));
+        assert!(matches!(mirror("/etc/passwd", None, &c), Err(TargetError::Bad(_))));
+        let strict = ProxyConfig { allowed_hosts: vec!["*.example.com".into(), "127.0.0.1:5000".into()], ..config() };
+        assert!(mirror("/v2/?ns=docker.io", None, &strict).is_err());
+        assert!(mirror("/v2/?ns=127.0.0.1:5000", None, &strict).is_ok());
+        assert!(matches!(mirror("/v2/?ns=127.0.0.1:5001", None, &strict), Err(TargetError::NotAllowed(_))));
+        assert!(mirror("/v2/", None, &strict).is_ok(), "registry.example.com matches *.example.com");
+    }
+
+    #[test]
+    fn forward_and_connect_targets() {
+        let c = config();
+        assert_eq!(forward_url(&"http://h:8080/f?x=1".parse().unwrap(), &c).unwrap().as_str(), "http://h:8080/f?x=1");
+        assert!(forward_url(&"https://h/f".parse().unwrap(), &c).is_err());
+        assert_eq!(connect_target(&"h:443".parse().unwrap(), &c).unwrap(), "h:443");
+        assert!(connect_target(&"h".parse().unwrap(), &c).is_err());
+        let strict = ProxyConfig { allowed_hosts: vec!["h:443".into()], ..config() };
+        assert!(connect_target(&"h:443".parse().unwrap(), &strict).is_ok());
+        assert!(matches!(connect_target(&"h:22".parse().unwrap(), &strict), Err(TargetError::NotAllowed(_))));
+    }
+}
