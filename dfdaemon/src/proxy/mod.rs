@@ -126,6 +126,12 @@ impl Proxy {
     }
 
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ProxyBody> {
+        let head = head_size(&req);
+        if head > self.config.max_header_bytes.as_u64() {
+            self.metrics.proxy_request("any", "refused");
+            let message = format!("request head of {head} bytes exceeds proxy.max_header_bytes");
+            return error(Mode::Forward, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "DENIED", &message);
+        }
         if req.method() == Method::CONNECT {
             return self.connect(req).await;
         }
@@ -222,6 +228,13 @@ impl Proxy {
         });
         Response::new(full(Bytes::new()))
     }
+}
+
+/// Bytes of the request line and headers, as sent.
+fn head_size<B>(req: &Request<B>) -> u64 {
+    let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    let headers: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    (line + headers) as u64
 }
 
 /// The digest of a registry blob path (`/v2/<name>/blobs/sha256:<hex>`).

@@ -19,20 +19,33 @@ pub struct Daemon {
     pub socket: PathBuf,
     pub piece_port: u16,
     pub metrics_port: u16,
+    /// The registry mirror / proxy port, when started with one.
+    pub proxy_port: Option<u16>,
     pub process: DaemonProcess,
 }
 
 impl Daemon {
     /// Starts a daemon under `dir` with extra `DFDAEMON__*` env overrides.
     pub async fn start(dir: &Path, env: &[(&str, &str)]) -> Daemon {
+        Self::start_with(dir, env, false).await
+    }
+
+    /// Starts a daemon that also serves the registry mirror and proxy.
+    pub async fn start_with_proxy(dir: &Path, env: &[(&str, &str)]) -> Daemon {
+        Self::start_with(dir, env, true).await
+    }
+
+    async fn start_with(dir: &Path, env: &[(&str, &str)], proxy: bool) -> Daemon {
         let mut options = DaemonOptions::new(env!("CARGO_BIN_EXE_dfdaemon"), dir);
         options.piece_port = free_port();
         options.metrics_port = free_port();
+        options.proxy_port = proxy.then(free_port);
+        let proxy_port = options.proxy_port;
         options.log_level = "info,dfdaemon=debug".into();
         options.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let (piece_port, metrics_port) = (options.piece_port, options.metrics_port);
         let process = DaemonProcess::start(options).await.unwrap_or_else(|e| panic!("{e:#}"));
-        Daemon { socket: process.socket.clone(), piece_port, metrics_port, process }
+        Daemon { socket: process.socket.clone(), piece_port, metrics_port, proxy_port, process }
     }
 
     /// Kills the daemon with SIGKILL (no goodbye).
