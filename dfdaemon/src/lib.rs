@@ -11,6 +11,7 @@
 //!   and a seed peer's registration;
 //! - [`piece_server`]: piece bytes to other peers over HTTP;
 //! - [`proxy`]: the registry mirror and HTTP proxy (P2P for blobs, relay otherwise);
+//!   [`containerd`]: the `hosts.toml` files that point containerd at it;
 //! - [`metrics`], [`error`];
 //! - `src/bin/`: `dfdaemon` (the daemon) and `dfget` (the CLI, `dfget` module).
 //!
@@ -19,6 +20,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod containerd;
 pub mod dfget;
 pub mod error;
 pub mod grpc;

@@ -53,6 +53,80 @@ struct Cli {
     /// Print the effective config as YAML and exit.
     #[arg(long)]
     print_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Point containerd at this node's mirror: write `<certs-dir>/<registry>/hosts.toml`
+    /// for each registry (keeping a backup; unchanged files are left alone). containerd
+    /// reads them on the next pull when its `config_path` is the certs dir.
+    ContainerdConfig {
+        /// Registry host[:port], repeatable (docker.io, ghcr.io, 10.0.0.1:5000).
+        #[arg(long = "registry", value_name = "HOST")]
+        registries: Vec<String>,
+        /// Also write `_default/hosts.toml`: every other registry goes through the mirror too.
+        #[arg(long)]
+        all: bool,
+        /// containerd's registry hosts directory (its `config_path`).
+        #[arg(long, default_value = "/etc/containerd/certs.d")]
+        certs_dir: PathBuf,
+        /// The mirror URL (default: http:// + proxy.addr, 0.0.0.0 as 127.0.0.1).
+        #[arg(long)]
+        mirror: Option<String>,
+        /// Registries served over plain HTTP (their server is http://); list them in
+        /// proxy.insecure_registries too.
+        #[arg(long = "insecure", value_name = "HOST")]
+        insecure: Vec<String>,
+    },
+}
+
+/// `dfdaemon containerd-config`: returns the exit code.
+fn containerd_config(config: &Config, command: &Command) -> i32 {
+    let Command::ContainerdConfig { registries, all, certs_dir, mirror, insecure } = command;
+    if registries.is_empty() && !all {
+        eprintln!("dfdaemon containerd-config: name at least one --registry, or --all");
+        return 2;
+    }
+    for r in registries.iter().chain(insecure) {
+        if let Err(e) = dfdaemon::containerd::check_registry(r) {
+            eprintln!("dfdaemon containerd-config: --registry: {e}");
+            return 2;
+        }
+    }
+    let mirror = mirror.clone().unwrap_or_else(|| {
+        let mut addr = config.proxy.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{addr}")
+    });
+    if !(mirror.starts_with("http://") || mirror.starts_with("https://")) {
+        eprintln!("dfdaemon containerd-config: --mirror: expected http://host:port");
+        return 2;
+    }
+    let mut files: Vec<(String, String)> = registries
+        .iter()
+        .map(|r| (r.clone(), dfdaemon::containerd::render(Some((r, insecure.contains(r))), &mirror)))
+        .collect();
+    if *all {
+        files.push(("_default".into(), dfdaemon::containerd::render(None, &mirror)));
+    }
+    for (dir, content) in files {
+        match dfdaemon::containerd::write(certs_dir, &dir, &content) {
+            Ok(dfdaemon::containerd::Written::Unchanged(p)) => println!("unchanged {}", p.display()),
+            Ok(dfdaemon::containerd::Written::Written { path, backup }) => match backup {
+                Some(b) => println!("wrote {} (previous file kept as {})", path.display(), b.display()),
+                None => println!("wrote {}", path.display()),
+            },
+            Err(e) => {
+                eprintln!("dfdaemon containerd-config: {}: {e}", certs_dir.join(&dir).display());
+                return 1;
+            }
+        }
+    }
+    0
 }
 
 impl Cli {
@@ -84,6 +158,9 @@ impl Cli {
 fn main() {
     let cli = Cli::parse();
     let config: Config = load_or_exit("dfdaemon", cli.config.as_deref(), ENV_PREFIX, &cli.overrides());
+    if let Some(command) = &cli.command {
+        std::process::exit(containerd_config(&config, command));
+    }
     if cli.print_config {
         match serde_yaml_ng::to_string(&config) {
             Ok(y) => print!("{y}"),

@@ -1,0 +1,132 @@
+//! Switching a node's containerd to the mirror: `dfdaemon containerd-config`
+//! writes `<certs.d>/<registry>/hosts.toml` for each registry (and optionally
+//! `_default/hosts.toml`, the catch-all), naming dfdaemon's proxy as a pull
+//! and resolve mirror in front of the registry itself. containerd tries the
+//! mirror first and falls back to the registry when the mirror fails.
+//!
+//! Writing is idempotent (an identical file is left alone) and keeps the
+//! previous file as `hosts.toml.bak`; each file is replaced atomically.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+/// What a run did to one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// The file already said this.
+    Unchanged(PathBuf),
+    /// Written; the previous content, if any, was saved to the backup path.
+    Written { path: PathBuf, backup: Option<PathBuf> },
+}
+
+/// The registry API endpoint containerd would use for `registry`
+/// (`docker.io` is served by `registry-1.docker.io`).
+pub fn server(registry: &str, insecure: bool) -> String {
+    let host = match registry {
+        "docker.io" | "index.docker.io" => "registry-1.docker.io",
+        other => other,
+    };
+    let scheme = if insecure { "http" } else { "https" };
+    format!("{scheme}://{host}")
+}
+
+/// Checks a registry name as given on the command line (`host[:port]`).
+pub fn check_registry(registry: &str) -> Result<(), String> {
+    let ok = !registry.is_empty()
+        && !registry.starts_with('.')
+        && registry != "_default"
+        && registry.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        && url::Url::parse(&format!("https://{registry}/")).is_ok_and(|u| u.host_str().is_some());
+    if ok { Ok(()) } else { Err(format!("{registry:?} is not a registry host[:port]")) }
+}
+
+/// `hosts.toml` for `registry` with `mirror` (`http://127.0.0.1:4001`) in front.
+/// `registry` `None` is the catch-all (`_default`): no `server`, so containerd
+/// falls back to each registry's own host.
+pub fn render(registry: Option<(&str, bool)>, mirror: &str) -> String {
+    let mut out = String::from("# Written by `dfdaemon containerd-config`: pulls go through Darter's mirror first.\n");
+    if let Some((name, insecure)) = registry {
+        out.push_str(&format!("server = \"{}\"\n", server(name, insecure)));
+    }
+    out.push_str(&format!("\n[host.\"{mirror}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"));
+    if let Some((name, insecure)) = registry {
+        // For clients that do not send `?ns=` (containerd does).
+        out.push_str(&format!(
+            "\n[host.\"{mirror}\".header]\n  X-Darter-Registry = [\"{}\"]\n",
+            server(name, insecure)
+        ));
+    }
+    out
+}
+
+/// Writes `content` as `<certs_dir>/<dir_name>/hosts.toml`.
+pub fn write(certs_dir: &Path, dir_name: &str, content: &str) -> std::io::Result<Written> {
+    let dir = certs_dir.join(dir_name);
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("hosts.toml");
+    let backup = match std::fs::read_to_string(&path) {
+        Ok(current) if current == content => return Ok(Written::Unchanged(path)),
+        Ok(current) => {
+            let backup = dir.join("hosts.toml.bak");
+            std::fs::write(&backup, current)?;
+            Some(backup)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    let tmp = dir.join(".hosts.toml.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(content.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(Written::Written { path, backup })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_a_mirror_in_front_of_the_registry() {
+        let t = render(Some(("docker.io", false)), "http://127.0.0.1:4001");
+        assert!(t.contains("server = \"https://registry-1.docker.io\""), "{t}");
+        assert!(t.contains("[host.\"http://127.0.0.1:4001\"]\n  capabilities = [\"pull\", \"resolve\"]"), "{t}");
+        assert!(t.contains("X-Darter-Registry = [\"https://registry-1.docker.io\"]"), "{t}");
+        let t = render(Some(("10.0.0.1:5000", true)), "http://127.0.0.1:4001");
+        assert!(t.contains("server = \"http://10.0.0.1:5000\""), "{t}");
+        let t = render(None, "http://127.0.0.1:4001");
+        assert!(!t.contains("server") && t.contains("capabilities"), "{t}");
+    }
+
+    #[test]
+    fn writing_is_idempotent_and_keeps_a_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("ghcr.io")).unwrap();
+        std::fs::write(dir.path().join("ghcr.io/hosts.toml"), "server = \"https://ghcr.io\"\n").unwrap();
+        let content = render(Some(("ghcr.io", false)), "http://127.0.0.1:4001");
+        let first = write(dir.path(), "ghcr.io", &content).unwrap();
+        let backup = dir.path().join("ghcr.io/hosts.toml.bak");
+        assert_eq!(
+            first,
+            Written::Written { path: dir.path().join("ghcr.io/hosts.toml"), backup: Some(backup.clone()) }
+        );
+        assert_eq!(std::fs::read_to_string(&backup).unwrap(), "server = \"https://ghcr.io\"\n");
+        assert_eq!(
+            write(dir.path(), "ghcr.io", &content).unwrap(),
+            Written::Unchanged(dir.path().join("ghcr.io/hosts.toml"))
+        );
+        assert_eq!(std::fs::read_to_string(&backup).unwrap(), "server = \"https://ghcr.io\"\n", "backup kept");
+        assert!(matches!(write(dir.path(), "quay.io", &content).unwrap(), Written::Written { backup: None, .. }));
+    }
+
+    #[test]
+    fn registry_names_are_checked() {
+        assert!(check_registry("docker.io").is_ok());
+        assert!(check_registry("10.0.0.1:5000").is_ok());
+        assert!(check_registry("../etc").is_err());
+        assert!(check_registry("..").is_err());
+        assert!(check_registry("a/b").is_err());
+        assert!(check_registry("").is_err());
+        assert!(check_registry("_default").is_err());
+    }
+}
