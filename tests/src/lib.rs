@@ -22,10 +22,14 @@
 
 pub mod bench;
 pub mod cluster;
+pub mod containerd;
 pub mod data;
 pub mod dfdaemon;
 pub mod manager;
+pub mod oci;
 pub mod origin;
 pub mod process;
+pub mod registry;
+pub mod tool;
 
 pub use data::{random_bytes, sha256_file, sha256_hex, write_random_file};
