@@ -224,6 +224,9 @@ pub struct BackToSourceConfig {
     pub read_timeout: Duration,
     /// Redirects followed (default 10).
     pub max_redirects: usize,
+    /// PEM files of CA certificates trusted for HTTPS origins and registries,
+    /// in addition to the system's (default none).
+    pub ca_certs: Vec<PathBuf>,
 }
 
 impl Default for BackToSourceConfig {
@@ -234,6 +237,7 @@ impl Default for BackToSourceConfig {
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
             max_redirects: 10,
+            ca_certs: Vec::new(),
         }
     }
 }

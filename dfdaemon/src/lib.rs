@@ -200,7 +200,8 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     let proxy_addr = match listeners.proxy {
         Some(listener) => {
             let addr = listener.local_addr()?;
-            let proxy = proxy::Proxy::new(tasks.clone(), config.proxy.clone(), metrics.clone())?;
+            let roots = backend::load_ca_certs(&config.back_to_source.ca_certs)?;
+            let proxy = proxy::Proxy::new(tasks.clone(), config.proxy.clone(), roots, metrics.clone())?;
             tracker.spawn(proxy.serve(listener, shutdown.clone()));
             Some(addr)
         }

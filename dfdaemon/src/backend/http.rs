@@ -30,7 +30,11 @@ impl HttpBackend {
     /// A client with the configured timeouts and redirect limit.
     pub fn new(config: &BackToSourceConfig) -> Result<Self> {
         darter_common::install_crypto_provider();
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        for cert in load_ca_certs(&config.ca_certs)? {
+            builder = builder.add_root_certificate(cert);
+        }
+        let client = builder
             .connect_timeout(config.connect_timeout)
             .read_timeout(config.read_timeout)
             // Followed by hand in `get`, so that caller headers stay on the original host.
@@ -44,6 +48,24 @@ impl HttpBackend {
             })?;
         Ok(Self { client, max_redirects: config.max_redirects })
     }
+}
+
+/// The certificates in `back_to_source.ca_certs`; an unreadable or malformed
+/// file is an error naming it.
+pub fn load_ca_certs(paths: &[std::path::PathBuf]) -> Result<Vec<reqwest::Certificate>> {
+    let mut certs = Vec::new();
+    for (i, path) in paths.iter().enumerate() {
+        let field = format!("back_to_source.ca_certs[{i}]");
+        let pem = std::fs::read(path)
+            .map_err(|e| Error::InvalidArgument(format!("{field}: cannot read {}: {e}", path.display())))?;
+        let found = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| Error::InvalidArgument(format!("{field}: {} is not PEM certificates: {e}", path.display())))?;
+        if found.is_empty() {
+            return Err(Error::InvalidArgument(format!("{field}: no certificate in {}", path.display())));
+        }
+        certs.extend(found);
+    }
+    Ok(certs)
 }
 
 /// The URL without user info, for messages and logs.

@@ -73,14 +73,20 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// A proxy serving P2P requests through `tasks`. Fails on a bad rule.
-    pub fn new(tasks: Arc<TaskManager>, config: ProxyConfig, metrics: Arc<Metrics>) -> Result<Arc<Self>, regex::Error> {
+    /// A proxy serving P2P requests through `tasks`, trusting `extra_roots`
+    /// for HTTPS upstreams. Fails on a bad rule.
+    pub fn new(
+        tasks: Arc<TaskManager>,
+        config: ProxyConfig,
+        extra_roots: Vec<reqwest::Certificate>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>, regex::Error> {
         let rules = config.rules.iter().map(|r| Regex::new(r)).collect::<Result<_, _>>()?;
         Ok(Arc::new(Self {
             tasks,
             config,
             rules,
-            client: passthrough::client(),
+            client: passthrough::client(extra_roots),
             metrics,
             connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
         }))

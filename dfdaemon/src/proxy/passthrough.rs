@@ -27,10 +27,14 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 /// The upstream client: no redirects followed (the client sees them), no
-/// proxy of its own.
-pub fn client() -> reqwest::Client {
+/// proxy of its own; trusts the system's CAs and `extra_roots`.
+pub fn client(extra_roots: Vec<reqwest::Certificate>) -> reqwest::Client {
     darter_common::install_crypto_provider();
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    for cert in extra_roots {
+        builder = builder.add_root_certificate(cert);
+    }
+    builder
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(std::time::Duration::from_secs(30))
         .tcp_nodelay(true)
