@@ -13,6 +13,11 @@
 //!   loopback, optionally wired through a manager.
 //! - [`manager`]: a real manager process on a temporary SQLite database.
 //! - [`dfdaemon`](mod@dfdaemon): a real dfdaemon process on loopback, killed on drop.
+//! - [`registry`], [`oci`], [`containerd`], [`tool`]: a real OCI registry
+//!   (`docker-registry`, plain or HTTPS with htpasswd, blob fetches counted
+//!   from its access log), test images built offline with umoci and pushed
+//!   with skopeo, a containerd per node pulling with `ctr`, and finding the
+//!   tools (skipped with a message outside CI).
 //! - [`process`]: [`process::ChildGuard`] (kill-on-drop children),
 //!   [`process::wait_for`] and [`process::wait_until`] (poll instead of
 //!   sleep), [`process::signal`].
