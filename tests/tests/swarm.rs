@@ -218,6 +218,19 @@ async fn a_restarted_scheduler_is_repopulated_by_the_peers() {
     // A task the restarted scheduler never saw, held by the seed: a new peer
     // gets it from the swarm (the seed tells the scheduler what it holds),
     // not from the origin again.
+    // The seed is known again once it re-announced itself (every second here);
+    // until then the scheduler rightly has no seed to send the newcomer to.
+    let scheduler_log = cluster.scheduler.log_path.clone();
+    let seed_announcements = || {
+        let log = std::fs::read_to_string(&scheduler_log).unwrap_or_default();
+        // "host announced ... seed=true" (seed is the last field).
+        log.lines().filter(|l| l.contains("host announced") && l.trim_end().ends_with("true")).count()
+    };
+    wait_for("the seed to announce itself to the restarted scheduler", Duration::from_secs(10), || {
+        seed_announcements() >= 2
+    })
+    .await
+    .unwrap();
     let sent_a = origin.stats("/a").body_bytes;
     let newcomer = cluster.add_peer(QUICK).await.unwrap();
     let r = dfget(&cluster.peers[newcomer], &origin.url("/a"), &dir.path().join("newcomer"), &[]).await;
