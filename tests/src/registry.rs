@@ -96,7 +96,8 @@ pub struct RegistryProcess {
     /// The credentials it requires, if any.
     pub credentials: Option<Credentials>,
     /// The PEM certificate clients must trust when it serves HTTPS
-    /// (self-signed; it is its own CA).
+    /// (self-signed: it is its own CA; or the private CA that issued it, see
+    /// [`RegistryProcess::start_with_private_ca`]).
     pub ca_cert: Option<PathBuf>,
     /// Its access log (one line per request, combined log format).
     pub access_log: PathBuf,
@@ -110,6 +111,19 @@ impl RegistryProcess {
     /// Starts a registry storing its data, config and logs in `dir` and
     /// waits until it answers.
     pub async fn start(dir: &Path, options: RegistryOptions) -> anyhow::Result<Self> {
+        Self::launch(dir, options, false).await
+    }
+
+    /// Like [`RegistryProcess::start`] with `tls`, but its certificate is an
+    /// end-entity one (`CA:FALSE`) issued by a private test CA, and
+    /// [`RegistryProcess::ca_cert`] is that CA's. Clients built on rustls
+    /// (dfdaemon) need this: they refuse a self-signed `CA:TRUE` certificate
+    /// as a server's own ("CaUsedAsEndEntity"), where Go clients accept it.
+    pub async fn start_with_private_ca(dir: &Path, options: RegistryOptions) -> anyhow::Result<Self> {
+        Self::launch(dir, RegistryOptions { tls: true, ..options }, true).await
+    }
+
+    async fn launch(dir: &Path, options: RegistryOptions, private_ca: bool) -> anyhow::Result<Self> {
         let bin = crate::tool::find("docker-registry").context("docker-registry is not installed")?;
         std::fs::create_dir_all(dir.join("storage"))?;
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
@@ -122,9 +136,16 @@ impl RegistryProcess {
         );
         let ca_cert = if options.tls {
             let (cert, key) = (dir.join("registry.crt"), dir.join("registry.key"));
-            self_signed_cert(&cert, &key).await?;
+            let trusted = if private_ca {
+                let ca = dir.join("ca.crt");
+                ca_signed_cert(&ca, &cert, &key).await?;
+                ca
+            } else {
+                self_signed_cert(&cert, &key).await?;
+                cert.clone()
+            };
             config.push_str(&format!("  tls:\n    certificate: {}\n    key: {}\n", yaml_str(&cert), yaml_str(&key)));
-            Some(cert)
+            Some(trusted)
         } else {
             None
         };
@@ -235,6 +256,46 @@ async fn self_signed_cert(cert: &Path, key: &Path) -> anyhow::Result<()> {
         .arg("-out")
         .arg(cert);
     run(&mut cmd, SETUP_TIMEOUT).await.context("generate the registry's certificate")?;
+    Ok(())
+}
+
+/// Writes a private CA (`ca`, its key next to it as `ca.key`) and a
+/// certificate for `127.0.0.1` and `localhost` issued by it (`CA:FALSE`,
+/// server auth), valid for two days, with its unencrypted key.
+async fn ca_signed_cert(ca: &Path, cert: &Path, key: &Path) -> anyhow::Result<()> {
+    let (ca_key, csr, ext) = (ca.with_extension("key"), cert.with_extension("csr"), cert.with_extension("ext"));
+    let mut cmd = tokio::process::Command::new("openssl");
+    cmd.args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=darter test CA"])
+        .arg("-keyout")
+        .arg(&ca_key)
+        .arg("-out")
+        .arg(ca);
+    run(&mut cmd, SETUP_TIMEOUT).await.context("generate the test CA")?;
+    let mut cmd = tokio::process::Command::new("openssl");
+    cmd.args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout"])
+        .arg(key)
+        .arg("-out")
+        .arg(&csr);
+    run(&mut cmd, SETUP_TIMEOUT).await.context("generate the registry's key and request")?;
+    std::fs::write(
+        &ext,
+        "basicConstraints = critical, CA:FALSE\n\
+         keyUsage = critical, digitalSignature, keyEncipherment\n\
+         extendedKeyUsage = serverAuth\n\
+         subjectAltName = IP:127.0.0.1, DNS:localhost\n",
+    )?;
+    let mut cmd = tokio::process::Command::new("openssl");
+    cmd.args(["x509", "-req", "-days", "2", "-set_serial", "2", "-in"])
+        .arg(&csr)
+        .arg("-CA")
+        .arg(ca)
+        .arg("-CAkey")
+        .arg(&ca_key)
+        .arg("-extfile")
+        .arg(&ext)
+        .arg("-out")
+        .arg(cert);
+    run(&mut cmd, SETUP_TIMEOUT).await.context("issue the registry's certificate")?;
     Ok(())
 }
 

@@ -1,0 +1,777 @@
+//! Issue 5 end to end: dfdaemon as the registry mirror of real containerds.
+//!
+//! Every test runs a real `docker-registry` (the origin), a swarm of real
+//! processes (a scheduler, a seed dfdaemon and one dfdaemon per node, each
+//! node's mirror on its own port) and one real containerd per node (own root,
+//! state and socket) whose `certs.d/<registry>/hosts.toml` was written by
+//! `dfdaemon containerd-config`, the way a node is set up. Pulls are
+//! `ctr images pull --hosts-dir`, which resolves and fetches client-side.
+//!
+//! containerd falls back to the registry silently when its mirror fails, so a
+//! pull succeeding proves nothing about the mirror. What the registry served,
+//! and to whom, comes from its access log: blob fetches by dfdaemon carry
+//! `darter-dfdaemon/...` as user agent, containerd's own `containerd/...`.
+//! dfdaemon fetches a blob as a one-byte probe then piece-sized range
+//! requests, so "served once" is counted in bytes: the GETs of a blob add up
+//! to its size (plus the probe's byte), not to a multiple of it.
+//!
+//! Needs containerd, docker-registry, skopeo, umoci, apache2-utils, openssl
+//! and root; without them every test prints SKIPPED and passes, except under
+//! CI (`CI` set), where it fails. The Darter binaries come from
+//! `cargo build --workspace --bins`.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Empty, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use testkit::cluster::{Cluster, ClusterOptions, free_port};
+use testkit::containerd::{ContainerdProcess, PullOptions, Pulled, write_hosts_toml};
+use testkit::dfdaemon::{DaemonProcess, sibling_binary};
+use testkit::oci::TestImage;
+use testkit::process::wait_for;
+use testkit::registry::{AccessLogEntry, Credentials, RegistryOptions, RegistryProcess};
+use testkit::tool::{registry_kit_or_skip, run};
+
+/// Limit for one pull of the small image.
+const SMALL_PULL: Duration = Duration::from_secs(180);
+/// Limit for one pull of the large image (200 MiB, debug builds, 2 cores).
+const LARGE_PULL: Duration = Duration::from_secs(600);
+/// How long the registry may take to log a request after answering it.
+const LOG_TIMEOUT: Duration = Duration::from_secs(20);
+/// Limit for `dfdaemon containerd-config`.
+const CONFIG_TIMEOUT: Duration = Duration::from_secs(30);
+/// Limit for reading a metrics page.
+const METRICS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// User agent prefixes in the registry's access log.
+const DFDAEMON_UA: &str = "darter-dfdaemon/";
+const CONTAINERD_UA: &str = "containerd/";
+
+fn bin_dir() -> PathBuf {
+    sibling_binary("dfdaemon").unwrap_or_else(|e| panic!("{e:#}")).parent().unwrap().to_path_buf()
+}
+
+async fn images() -> (TestImage, TestImage) {
+    let started = Instant::now();
+    let small = TestImage::small().await.unwrap();
+    let large = TestImage::large().await.unwrap();
+    println!("images ready in {:.1?} (cached after the first build)", started.elapsed());
+    (small, large)
+}
+
+// ---------------------------------------------------------------------------
+// The swarm and its nodes.
+
+/// Environment every dfdaemon needs to reach `registry`: plain HTTP for it,
+/// or its (self-signed) certificate as an extra root.
+fn registry_env(registry: &RegistryProcess) -> Vec<(String, String)> {
+    match &registry.ca_cert {
+        Some(ca) => vec![(
+            "DFDAEMON__BACK_TO_SOURCE__CA_CERTS".into(),
+            format!("[{}]", serde_json::to_string(&ca.to_string_lossy()).unwrap()),
+        )],
+        None => vec![("DFDAEMON__PROXY__INSECURE_REGISTRIES".into(), format!("[\"{}\"]", registry.host()))],
+    }
+}
+
+/// A scheduler and a seed dfdaemon (no peers yet), all able to reach `registry`.
+async fn swarm(dir: &Path, registry: &RegistryProcess) -> Cluster {
+    let mut options = ClusterOptions::new(dir, &bin_dir(), 0);
+    options.daemon_env.extend(registry_env(registry));
+    retrying("start the swarm", || Cluster::start(&options)).await
+}
+
+/// Runs `start` until it succeeds, again (at most three times in all) when it
+/// failed because a port picked free was taken meanwhile (by another process
+/// binding an ephemeral port); panics on any other failure.
+async fn retrying<T, F, Fut>(what: &str, mut start: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut attempt = 1;
+    loop {
+        match start().await {
+            Ok(started) => return started,
+            Err(e) if attempt < 3 && format!("{e:#}").contains("in use") => {
+                println!("{what}: a port picked free was taken meanwhile; again ({e:#})");
+                attempt += 1;
+            }
+            Err(e) => panic!("{what}: {e:#}"),
+        }
+    }
+}
+
+/// One node: its dfdaemon (mirror on `proxy_port`) and its containerd,
+/// configured by `dfdaemon containerd-config` in `certs_d`.
+struct Node {
+    name: String,
+    daemon: DaemonProcess,
+    containerd: ContainerdProcess,
+    certs_d: PathBuf,
+    proxy_port: u16,
+    metrics_port: u16,
+}
+
+impl Node {
+    /// Starts node `i`: a peer dfdaemon in `cluster` with its mirror on a
+    /// free port, a containerd, and the hosts.toml pointing that containerd
+    /// at that mirror in front of `registry`.
+    async fn start(cluster: &Cluster, dir: &Path, i: usize, registry: &RegistryProcess) -> Self {
+        Self::start_with(cluster, dir, i, registry, None).await
+    }
+
+    /// Like [`Node::start`], with containerd pointed at `mirror` instead of
+    /// its dfdaemon's mirror when given.
+    async fn start_with(
+        cluster: &Cluster,
+        dir: &Path,
+        i: usize,
+        registry: &RegistryProcess,
+        mirror: Option<&str>,
+    ) -> Self {
+        let name = format!("node-{i}");
+        let (daemon, proxy_port, metrics_port) = retrying(&format!("start {name}'s dfdaemon"), || async {
+            let (proxy_port, metrics_port) = (free_port(), free_port());
+            let mut options = cluster.daemon_options(&name, false, &[]);
+            options.proxy_port = Some(proxy_port);
+            options.metrics_port = metrics_port;
+            DaemonProcess::start(options).await.map(|d| (d, proxy_port, metrics_port))
+        })
+        .await;
+        let containerd = ContainerdProcess::start(&dir.join(format!("ctrd-{i}")))
+            .await
+            .unwrap_or_else(|e| panic!("start {name}'s containerd: {e:#}"));
+        let certs_d = dir.join(format!("certs-{i}"));
+        let own = format!("http://127.0.0.1:{proxy_port}");
+        containerd_config(&certs_d, registry, mirror.unwrap_or(&own)).await;
+        Self { name, daemon, containerd, certs_d, proxy_port, metrics_port }
+    }
+
+    /// Pull options through this node's hosts.toml.
+    fn options(&self, credentials: Option<&Credentials>, timeout: Duration) -> PullOptions {
+        PullOptions { hosts_dir: Some(self.certs_d.clone()), credentials: credentials.cloned(), timeout }
+    }
+
+    /// Pulls `reference` through the node's hosts.toml and checks that the
+    /// unpacked files are `image`'s.
+    async fn pull_checked(
+        &self,
+        reference: &str,
+        image: &TestImage,
+        credentials: Option<&Credentials>,
+        timeout: Duration,
+    ) -> Pulled {
+        let pulled = self
+            .containerd
+            .pull(reference, &self.options(credentials, timeout))
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e:#}\n{}", self.name, self.logs()));
+        self.check_unpacked(&pulled, image).await;
+        pulled
+    }
+
+    async fn check_unpacked(&self, pulled: &Pulled, image: &TestImage) {
+        assert_eq!(pulled.chain_id, image.chain_id(), "{}: chain ID of the {} image", self.name, image.name);
+        let files = self.containerd.rootfs_files(&pulled.chain_id).await.unwrap();
+        assert!(
+            files == image.files,
+            "{}: unpacked files of the {} image differ:\n got {files:#?}\nwant {:#?}",
+            self.name,
+            image.name,
+            image.files
+        );
+    }
+
+    /// `dfdaemon_proxy_requests_total` by `(mode, route)`.
+    async fn proxy_requests(&self) -> BTreeMap<(String, String), u64> {
+        proxy_requests(self.metrics_port).await
+    }
+
+    /// Bytes in containerd's unfinished downloads (its ingests).
+    fn ingested_bytes(&self) -> u64 {
+        let ingest = self.containerd.dir.join("root/io.containerd.content.v1.content/ingest");
+        std::fs::read_dir(ingest)
+            .map(|entries| {
+                entries.flatten().filter_map(|e| e.path().join("data").metadata().ok()).map(|m| m.len()).sum()
+            })
+            .unwrap_or(0)
+    }
+
+    fn logs(&self) -> String {
+        format!(
+            "--- {} containerd ---\n{}\n--- {} dfdaemon ---\n{}",
+            self.name,
+            self.containerd.log_tail(15),
+            self.name,
+            self.daemon.log_tail(25)
+        )
+    }
+}
+
+/// Runs `dfdaemon containerd-config` for `registry` with `mirror` in front,
+/// writing under `certs_d`; returns the hosts.toml. `containerd-config` has
+/// no option for the server's CA, so for an HTTPS registry with a private
+/// CA the `ca` line is added to the server part of the generated file.
+async fn containerd_config(certs_d: &Path, registry: &RegistryProcess, mirror: &str) -> PathBuf {
+    let host = registry.host();
+    let mut cmd = tokio::process::Command::new(bin_dir().join("dfdaemon"));
+    cmd.arg("containerd-config").args(["--registry", &host, "--mirror", mirror]).arg("--certs-dir").arg(certs_d);
+    if registry.ca_cert.is_none() {
+        cmd.args(["--insecure", &host]);
+    }
+    run(&mut cmd, CONFIG_TIMEOUT).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let path = certs_d.join(&host).join("hosts.toml");
+    let mut toml = std::fs::read_to_string(&path).unwrap();
+    assert!(toml.contains(&format!("server = \"{}\"", registry.url())), "{toml}");
+    assert!(toml.contains(&format!("[host.\"{mirror}\"]")), "{toml}");
+    if let Some(ca) = &registry.ca_cert {
+        let ca_line = format!("ca = {}", serde_json::to_string(&ca.to_string_lossy()).unwrap());
+        toml = toml
+            .lines()
+            .flat_map(
+                |l| if l.starts_with("server = ") { vec![l.to_owned(), ca_line.clone()] } else { vec![l.to_owned()] },
+            )
+            .map(|l| l + "\n")
+            .collect();
+        std::fs::write(&path, &toml).unwrap();
+    }
+    path
+}
+
+/// `dfdaemon_proxy_requests_total` by `(mode, route)` from the metrics page
+/// on `port` (empty when it cannot be read).
+async fn proxy_requests(port: u16) -> BTreeMap<(String, String), u64> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let page = tokio::time::timeout(METRICS_TIMEOUT, async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: dfdaemon\r\nConnection: close\r\n\r\n").await.ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).await.ok()?;
+        Some(text)
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or_default();
+    let label = |line: &str, name: &str| -> Option<String> {
+        let start = line.find(&format!("{name}=\""))? + name.len() + 2;
+        Some(line[start..].split('"').next()?.to_owned())
+    };
+    page.lines()
+        .filter(|l| l.starts_with("dfdaemon_proxy_requests_total{"))
+        .filter_map(|l| {
+            let value = l.rsplit(' ').next()?.parse::<f64>().ok()? as u64;
+            Some(((label(l, "mode")?, label(l, "route")?), value))
+        })
+        .collect()
+}
+
+fn count(metrics: &BTreeMap<(String, String), u64>, mode: &str, route: &str) -> u64 {
+    metrics.get(&(mode.to_owned(), route.to_owned())).copied().unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------
+// What the registry served.
+
+/// Size of each blob a pull of `image` fetches (config and layers), by digest.
+fn blob_sizes(image: &TestImage) -> BTreeMap<String, u64> {
+    image
+        .blob_digests()
+        .into_iter()
+        .map(|d| {
+            let path = image.layout.join("blobs/sha256").join(d.trim_start_matches("sha256:"));
+            let size = std::fs::metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).len();
+            (d, size)
+        })
+        .collect()
+}
+
+/// The registry's answered GETs (200/206) of blob `digest`.
+fn blob_fetches(registry: &RegistryProcess, digest: &str) -> Vec<AccessLogEntry> {
+    registry
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && matches!(r.status, 200 | 206) && r.blob_digest() == Some(digest))
+        .collect()
+}
+
+/// Body bytes of `fetches` made by clients whose user agent starts with `agent`.
+fn bytes_to(fetches: &[AccessLogEntry], agent: &str) -> u64 {
+    fetches.iter().filter(|r| r.user_agent.starts_with(agent)).map(|r| r.bytes).sum()
+}
+
+fn describe(fetches: &[AccessLogEntry]) -> String {
+    fetches.iter().map(|r| format!("  {} {} {} B {:?}\n", r.method, r.status, r.bytes, r.user_agent)).collect()
+}
+
+/// Asserts that the registry served each blob of `image` exactly once, to
+/// dfdaemon (the GETs of a blob add up to its size, plus dfdaemon's one-byte
+/// probe) and never to containerd directly.
+async fn assert_each_blob_served_once_to_dfdaemon(registry: &RegistryProcess, image: &TestImage) {
+    let sizes = blob_sizes(image);
+    let logged = wait_for("the registry to log every blob fetched", LOG_TIMEOUT, || {
+        sizes.iter().all(|(d, size)| bytes_to(&blob_fetches(registry, d), DFDAEMON_UA) >= *size)
+    })
+    .await;
+    for (digest, size) in &sizes {
+        let fetches = blob_fetches(registry, digest);
+        let (darter, others) = (
+            bytes_to(&fetches, DFDAEMON_UA),
+            fetches.iter().filter(|r| !r.user_agent.starts_with(DFDAEMON_UA)).count(),
+        );
+        assert!(
+            logged.is_ok() && (*size..=size + 1).contains(&darter) && others == 0,
+            "{} blob {digest} ({size} B) was not served exactly once, to dfdaemon: {darter} B to dfdaemon, \
+             {others} fetches by others:\n{}",
+            image.name,
+            describe(&fetches)
+        );
+    }
+}
+
+/// Asserts that containerd fetched each blob of `image` from the registry
+/// itself, exactly once and whole, and dfdaemon none.
+async fn assert_each_blob_fetched_once_by_containerd(registry: &RegistryProcess, image: &TestImage) {
+    let sizes = blob_sizes(image);
+    let logged = wait_for("the registry to log every blob fetched", LOG_TIMEOUT, || {
+        sizes.keys().all(|d| !blob_fetches(registry, d).is_empty())
+    })
+    .await;
+    for (digest, size) in &sizes {
+        let fetches = blob_fetches(registry, digest);
+        let whole = fetches.len() == 1
+            && fetches[0].user_agent.starts_with(CONTAINERD_UA)
+            && fetches[0].status == 200
+            && fetches[0].bytes == *size;
+        assert!(
+            logged.is_ok() && whole,
+            "{digest} ({size} B) not fetched once whole by containerd:\n{}",
+            describe(&fetches)
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A recording pass-through in front of a mirror.
+
+/// One request a [`Tap`] passed on, with the answer's head.
+#[derive(Clone, Debug)]
+struct Seen {
+    method: String,
+    path: String,
+    range: Option<String>,
+    status: u16,
+    content_range: Option<String>,
+    served_by: Option<String>,
+}
+
+type TapBody = http_body_util::combinators::BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// An HTTP pass-through on loopback in front of a mirror that records every
+/// request's method, path and `Range` and the answer's status, so a test can
+/// see what containerd asked of its mirror. Bodies stream through untouched;
+/// a body cut upstream is cut here too.
+struct Tap {
+    url: String,
+    upstream: Arc<std::sync::OnceLock<SocketAddr>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Tap {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Headers that belong to one connection.
+const HOP_BY_HOP: &[&str] =
+    &["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "host"];
+
+impl Tap {
+    /// A tap listening on a free port; it answers 502 until given its
+    /// upstream ([`Tap::forward_to`]).
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let upstream = Arc::new(std::sync::OnceLock::new());
+        let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        let (log, to) = (seen.clone(), upstream.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (client, log, to) = (client.clone(), log.clone(), to.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| Self::forward(client.clone(), to.clone(), log.clone(), req));
+                    let _ =
+                        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                });
+            }
+        });
+        Self { url, upstream, seen, task }
+    }
+
+    /// Passes requests on to the mirror on `port` from now on.
+    fn forward_to(&self, port: u16) {
+        self.upstream.set(([127, 0, 0, 1], port).into()).expect("the tap's upstream is set once");
+    }
+
+    async fn forward(
+        client: Client<HttpConnector, Empty<Bytes>>,
+        upstream: Arc<std::sync::OnceLock<SocketAddr>>,
+        log: Arc<Mutex<Vec<Seen>>>,
+        req: Request<Incoming>,
+    ) -> Result<Response<TapBody>, Infallible> {
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        // Unset, a port nobody listens on: the request fails with 502.
+        let upstream = upstream.get().copied().unwrap_or_else(|| ([127, 0, 0, 1], 1).into());
+        let mut out = Request::builder().method(req.method().clone()).uri(format!("http://{upstream}{path}"));
+        for (name, value) in req.headers() {
+            if !HOP_BY_HOP.contains(&name.as_str()) {
+                out = out.header(name, value);
+            }
+        }
+        let header = |h: &http::HeaderMap, name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let mut seen = Seen {
+            method: req.method().to_string(),
+            path,
+            range: header(req.headers(), "range"),
+            status: 0,
+            content_range: None,
+            served_by: None,
+        };
+        let answer = match client.request(out.body(Empty::new()).unwrap()).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                seen.status = 502;
+                log.lock().unwrap().push(seen);
+                let mut resp =
+                    Response::new(Full::new(Bytes::from(format!("tap: {e}"))).map_err(|n| match n {}).boxed());
+                *resp.status_mut() = StatusCode::BAD_GATEWAY;
+                return Ok(resp);
+            }
+        };
+        let (mut parts, body) = answer.into_parts();
+        seen.status = parts.status.as_u16();
+        seen.content_range = header(&parts.headers, "content-range");
+        seen.served_by = header(&parts.headers, "x-darter-served-by");
+        log.lock().unwrap().push(seen);
+        for h in HOP_BY_HOP {
+            parts.headers.remove(*h);
+        }
+        Ok(Response::from_parts(parts, body.map_err(|e| Box::new(e) as _).boxed()))
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The tests.
+
+/// Pulls `reference` on every node at once; returns each pull's time and the
+/// wall time of the whole.
+async fn pull_at_once(
+    nodes: &[Node],
+    reference: &str,
+    image: &TestImage,
+    timeout: Duration,
+) -> (Vec<Duration>, Duration) {
+    let started = Instant::now();
+    let pulls = futures::future::join_all(nodes.iter().map(|n| n.pull_checked(reference, image, None, timeout))).await;
+    let wall = started.elapsed();
+    (pulls.into_iter().map(|p| p.elapsed).collect(), wall)
+}
+
+fn report(what: &str, image: &TestImage, times: &[Duration], wall: Duration) {
+    let bytes: u64 = image.layers.iter().map(|l| l.size).sum();
+    let each: Vec<String> = times.iter().map(|t| format!("{:.2}s", t.as_secs_f64())).collect();
+    println!(
+        "FIGURES {what}: {} image ({:.1} MiB of layers), {} pulls at once: [{}], wall {:.2}s",
+        image.name,
+        bytes as f64 / f64::from(1 << 20),
+        times.len(),
+        each.join(", "),
+        wall.as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_nodes_pulling_at_once_through_their_mirrors_get_each_blob_from_the_registry_once() {
+    if !registry_kit_or_skip("three_nodes_pulling_at_once_through_their_mirrors_get_each_blob_from_the_registry_once") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (small, large) = images().await;
+    let registry = RegistryProcess::start(&dir.path().join("registry"), RegistryOptions::default()).await.unwrap();
+    let small_ref = small.push(&registry, "darter/small").await.unwrap();
+    let large_ref = large.push(&registry, "darter/large").await.unwrap();
+    let cluster = swarm(dir.path(), &registry).await;
+    let nodes = futures::future::join_all((0..3).map(|i| Node::start(&cluster, dir.path(), i, &registry))).await;
+
+    // The small multi-layer image, on all three nodes at once.
+    let (times, wall) = pull_at_once(&nodes, &small_ref, &small, SMALL_PULL).await;
+    report("through the mirror", &small, &times, wall);
+    assert_each_blob_served_once_to_dfdaemon(&registry, &small).await;
+    let blobs = small.blob_digests().len() as u64;
+    for node in &nodes {
+        let m = node.proxy_requests().await;
+        assert!(
+            count(&m, "mirror", "p2p") >= blobs && count(&m, "mirror", "fallback") == 0,
+            "{}: every blob through P2P, none fell back: {m:?}",
+            node.name
+        );
+    }
+
+    // The large image (one 200 MiB layer), on all three nodes at once.
+    let (times, wall) = pull_at_once(&nodes, &large_ref, &large, LARGE_PULL).await;
+    report("through the mirror", &large, &times, wall);
+    assert_each_blob_served_once_to_dfdaemon(&registry, &large).await;
+    for node in &nodes {
+        let m = node.proxy_requests().await;
+        assert!(
+            count(&m, "mirror", "p2p") >= blobs + 2 && count(&m, "mirror", "fallback") == 0,
+            "{}: every blob through P2P, none fell back: {m:?}",
+            node.name
+        );
+        // Manifests and HEADs pass straight through, once per node and image.
+        assert!(count(&m, "mirror", "upstream") >= 4, "{}: {m:?}", node.name);
+    }
+    // Manifests are relayed, once per node and image: HEAD and GET, each
+    // with containerd's user agent (the relay keeps the client's).
+    let manifests = registry.requests().into_iter().filter(|r| r.path.contains("/manifests/"));
+    let by_containerd = manifests.filter(|r| r.user_agent.starts_with(CONTAINERD_UA)).count();
+    assert_eq!(by_containerd, 3 * 2 * 2, "manifest requests relayed to the registry");
+
+    // For comparison: three fresh containerds pulling both images from the
+    // registry directly, at once (the same machine, the same CPUs).
+    let direct_certs = dir.path().join("certs-direct");
+    write_hosts_toml(&direct_certs, &registry, &[]).unwrap();
+    let direct_dirs: Vec<PathBuf> = (0..3).map(|i| dir.path().join(format!("ctrd-direct-{i}"))).collect();
+    let direct = futures::future::join_all(direct_dirs.iter().map(|d| ContainerdProcess::start(d))).await;
+    let direct: Vec<ContainerdProcess> = direct.into_iter().map(|c| c.unwrap()).collect();
+    for (reference, image, timeout) in [(&small_ref, &small, SMALL_PULL), (&large_ref, &large, LARGE_PULL)] {
+        let options = PullOptions { timeout, ..PullOptions::with_hosts_dir(&direct_certs) };
+        let started = Instant::now();
+        let pulls = futures::future::join_all(direct.iter().map(|c| c.pull(reference, &options))).await;
+        let wall = started.elapsed();
+        let times: Vec<Duration> = pulls.into_iter().map(|p| p.unwrap_or_else(|e| panic!("{e:#}")).elapsed).collect();
+        report("straight from the registry (baseline)", image, &times, wall);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn through_the_mirror_an_htpasswd_registry_over_https_needs_the_credentials_as_it_does_directly() {
+    if !registry_kit_or_skip(
+        "through_the_mirror_an_htpasswd_registry_over_https_needs_the_credentials_as_it_does_directly",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (small, _) = images().await;
+    let credentials = Credentials::new("darter", "s3cret-pass-5");
+    let options = RegistryOptions { htpasswd: Some(credentials.clone()), tls: true };
+    // A certificate from a private CA, which dfdaemon trusts through
+    // `back_to_source.ca_certs`; it refuses the kit's default self-signed
+    // CA:TRUE certificate (CaUsedAsEndEntity), unlike containerd.
+    let registry = RegistryProcess::start_with_private_ca(&dir.path().join("registry"), options).await.unwrap();
+    let reference = small.push(&registry, "private/small").await.unwrap();
+    let cluster = swarm(dir.path(), &registry).await;
+    let nodes = futures::future::join_all((0..2).map(|i| Node::start(&cluster, dir.path(), i, &registry))).await;
+
+    // Directly (no mirror) and through the mirror, without credentials and
+    // with a wrong password: both fail alike, with the registry's 401.
+    let direct_certs = dir.path().join("certs-direct");
+    write_hosts_toml(&direct_certs, &registry, &[]).unwrap();
+    let wrong = Credentials::new("darter", "wrong");
+    for creds in [None, Some(&wrong)] {
+        let direct = PullOptions { credentials: creds.cloned(), ..PullOptions::with_hosts_dir(&direct_certs) };
+        let direct = nodes[0].containerd.pull(&reference, &direct).await.unwrap_err();
+        let mirrored = nodes[0].containerd.pull(&reference, &nodes[0].options(creds, SMALL_PULL)).await.unwrap_err();
+        for err in [&direct, &mirrored] {
+            let text = format!("{err:#}");
+            assert!(text.contains("401") && text.to_lowercase().contains("unauthorized"), "{text}");
+        }
+        println!("without valid credentials ({}): through the mirror: {mirrored:#}", creds.map_or("none", |_| "wrong"));
+    }
+    assert!(registry.blob_gets().is_empty(), "no blob left the registry: {:?}", registry.blob_gets());
+    let m = nodes[0].proxy_requests().await;
+    assert!(count(&m, "mirror", "upstream") >= 2, "the refused requests went through the mirror: {m:?}");
+
+    // With the credentials, both nodes at once: the layers come through the
+    // swarm, each fetched from the registry once (by whichever dfdaemon
+    // fetched it, with the client's credentials).
+    let started = Instant::now();
+    let pulls = futures::future::join_all(
+        nodes.iter().map(|n| n.pull_checked(&reference, &small, Some(&credentials), SMALL_PULL)),
+    )
+    .await;
+    let times: Vec<Duration> = pulls.iter().map(|p| p.elapsed).collect();
+    report("through the mirror, HTTPS + basic auth", &small, &times, started.elapsed());
+    assert_each_blob_served_once_to_dfdaemon(&registry, &small).await;
+    for node in &nodes {
+        let m = node.proxy_requests().await;
+        assert!(count(&m, "mirror", "p2p") >= small.blob_digests().len() as u64, "{}: {m:?}", node.name);
+    }
+    // The password never reaches a log.
+    for (name, log) in nodes
+        .iter()
+        .map(|n| (n.name.clone(), n.daemon.log()))
+        .chain(cluster.seed.iter().map(|s| ("seed".to_owned(), s.log())))
+    {
+        assert!(!log.contains(&credentials.password), "{name}'s log shows the password");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_its_dfdaemon_killed_a_node_pulls_from_the_registry_itself() {
+    if !registry_kit_or_skip("with_its_dfdaemon_killed_a_node_pulls_from_the_registry_itself") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (small, _) = images().await;
+    let registry = RegistryProcess::start(&dir.path().join("registry"), RegistryOptions::default()).await.unwrap();
+    let reference = small.push(&registry, "darter/small").await.unwrap();
+    let cluster = swarm(dir.path(), &registry).await;
+    let mut node = Node::start(&cluster, dir.path(), 0, &registry).await;
+
+    // Stopped for good (SIGKILL): its mirror port refuses connections.
+    node.daemon.kill();
+    assert!(std::net::TcpStream::connect(("127.0.0.1", node.proxy_port)).is_err(), "the mirror port is closed");
+    let pulled = node.pull_checked(&reference, &small, None, SMALL_PULL).await;
+    println!("FIGURES dfdaemon killed: small image pulled from the registry itself in {:.2?}", pulled.elapsed);
+    assert!(pulled.output.contains("trying next host"), "ctr fell back from the mirror:\n{}", pulled.output);
+    assert_each_blob_fetched_once_by_containerd(&registry, &small).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pull_cut_by_a_killed_dfdaemon_resumes_at_the_registry_with_a_range() {
+    if !registry_kit_or_skip("a_pull_cut_by_a_killed_dfdaemon_resumes_at_the_registry_with_a_range") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_, large) = images().await;
+    let layer = large.layers[0].clone();
+    let registry = RegistryProcess::start(&dir.path().join("registry"), RegistryOptions::default()).await.unwrap();
+    let reference = large.push(&registry, "darter/large").await.unwrap();
+    let cluster = swarm(dir.path(), &registry).await;
+    let mut node = Node::start(&cluster, dir.path(), 0, &registry).await;
+
+    // Kill the node's dfdaemon once containerd holds an eighth of the layer.
+    let pid = node.daemon.pid().unwrap();
+    let threshold = layer.size / 8;
+    let options = node.options(None, LARGE_PULL);
+    let pull = node.containerd.pull(&reference, &options);
+    let kill = async {
+        wait_for("an eighth of the layer in containerd", LARGE_PULL, || node.ingested_bytes() >= threshold)
+            .await
+            .unwrap();
+        testkit::process::signal(pid, "KILL").unwrap();
+        node.ingested_bytes()
+    };
+    let (pulled, at_kill) = tokio::join!(pull, kill);
+    let pulled = pulled.unwrap_or_else(|e| panic!("{e:#}\n{}", node.logs()));
+    node.check_unpacked(&pulled, &large).await;
+    node.daemon.kill();
+    println!(
+        "FIGURES dfdaemon killed mid-layer: {at_kill} B in containerd at the kill; pull done in {:.2?}",
+        pulled.elapsed
+    );
+
+    // containerd's remainder came from the registry with `Range: bytes=N-`
+    // (a 206 of fewer bytes than the layer); the start came through the
+    // mirror (dfdaemon's fetches).
+    let logged = wait_for("the registry to log containerd's resumed fetch", LOG_TIMEOUT, || {
+        blob_fetches(&registry, &layer.digest).iter().any(|r| r.user_agent.starts_with(CONTAINERD_UA))
+    })
+    .await;
+    let fetches = blob_fetches(&registry, &layer.digest);
+    let by_containerd: Vec<&AccessLogEntry> =
+        fetches.iter().filter(|r| r.user_agent.starts_with(CONTAINERD_UA)).collect();
+    assert!(
+        logged.is_ok()
+            && by_containerd.len() == 1
+            && by_containerd[0].status == 206
+            && by_containerd[0].bytes > 0
+            && by_containerd[0].bytes <= layer.size - threshold,
+        "containerd resumed the layer ({} B) at the registry with one ranged request:\n{}",
+        layer.size,
+        describe(&fetches)
+    );
+    let resumed_at = layer.size - by_containerd[0].bytes;
+    println!(
+        "containerd resumed at byte {resumed_at} of {}: {} B from the registry",
+        layer.size, by_containerd[0].bytes
+    );
+    assert!(bytes_to(&fetches, DFDAEMON_UA) >= resumed_at, "the start came through dfdaemon:\n{}", describe(&fetches));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_pull_resumes_through_the_mirror_with_a_range_answered_206() {
+    if !registry_kit_or_skip("an_interrupted_pull_resumes_through_the_mirror_with_a_range_answered_206") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_, large) = images().await;
+    let layer = large.layers[0].clone();
+    let registry = RegistryProcess::start(&dir.path().join("registry"), RegistryOptions::default()).await.unwrap();
+    let reference = large.push(&registry, "darter/large").await.unwrap();
+    let cluster = swarm(dir.path(), &registry).await;
+    // The node's containerd reaches its mirror through a recording tap.
+    let tap = Tap::start().await;
+    let node = Node::start_with(&cluster, dir.path(), 0, &registry, Some(&tap.url)).await;
+    tap.forward_to(node.proxy_port);
+
+    // Interrupt the pull (ctr killed) once containerd holds an eighth of the layer.
+    let threshold = layer.size / 8;
+    let options = node.options(None, LARGE_PULL);
+    tokio::select! {
+        r = node.containerd.pull(&reference, &options) => {
+            panic!("the pull ended before it could be interrupted: {:?}", r.map(|p| p.elapsed))
+        }
+        r = wait_for("an eighth of the layer in containerd", LARGE_PULL, || node.ingested_bytes() >= threshold) => r.unwrap(),
+    }
+    let at_interrupt = node.ingested_bytes();
+
+    // Pulled again, containerd resumes its partial layer from the mirror.
+    let pulled = node.pull_checked(&reference, &large, None, LARGE_PULL).await;
+    println!(
+        "FIGURES interrupted pull: {at_interrupt} B in containerd at the interruption; resumed pull done in {:.2?}",
+        pulled.elapsed
+    );
+    let seen = tap.seen();
+    let blob_path = format!("/blobs/{}", layer.digest);
+    let layer_gets: Vec<&Seen> = seen.iter().filter(|s| s.method == "GET" && s.path.contains(&blob_path)).collect();
+    let resumed = layer_gets.iter().find(|s| s.range.as_deref().is_some_and(|r| r != "bytes=0-"));
+    let Some(resumed) = resumed else { panic!("containerd never asked the mirror for a range: {layer_gets:#?}") };
+    let start: u64 = resumed
+        .range
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok())
+        .unwrap_or_else(|| panic!("not a `bytes=N-` range: {resumed:?}"));
+    println!("containerd asked the mirror for {:?}: {resumed:?}", resumed.range);
+    assert!(start > 0 && start < layer.size, "{resumed:?}");
+    assert_eq!(resumed.status, 206, "{resumed:?}");
+    assert_eq!(resumed.served_by.as_deref(), Some("p2p"), "{resumed:?}");
+    assert_eq!(
+        resumed.content_range.as_deref(),
+        Some(format!("bytes {start}-{}/{}", layer.size - 1, layer.size).as_str()),
+        "{resumed:?}"
+    );
+    // Neither pull went around the mirror, and the swarm fetched the layer once.
+    assert_each_blob_served_once_to_dfdaemon(&registry, &large).await;
+}
