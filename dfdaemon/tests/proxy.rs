@@ -277,3 +277,31 @@ async fn connect_opens_a_plain_tunnel() {
     .unwrap();
     assert!(got.starts_with("HTTP/1.1 200") && got.ends_with("through the tunnel"), "{got}");
 }
+
+#[tokio::test]
+async fn curl_through_the_proxy_gets_a_file_a_range_and_a_tunnel() {
+    let Some(curl) = ["/usr/bin/curl", "/bin/curl"].into_iter().find(|p| std::path::Path::new(p).exists()) else {
+        assert!(std::env::var_os("CI").is_none(), "curl is required under CI");
+        eprintln!("SKIPPED curl proxy test: curl not installed");
+        return;
+    };
+    let origin = Origin::start().await;
+    let data = random_bytes(MIB, 8);
+    origin.add("/files/f", Content::Bytes(data.clone()), Behavior::default());
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon(dir.path(), &origin, &[]).await;
+    let proxy = format!("http://127.0.0.1:{}", d.proxy_port.unwrap());
+    let url = origin.url("/files/f");
+    // The origin runs on this test's runtime: curl must not block it.
+    let run = |args: Vec<String>| async move {
+        let out =
+            tokio::process::Command::new(curl).args(["-sS", "--max-time", "20"]).args(args).output().await.unwrap();
+        assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+    assert!(run(vec!["-x".into(), proxy.clone(), url.clone()]).await == data);
+    let ranged = run(vec!["-x".into(), proxy.clone(), "-r".into(), "100-199".into(), url.clone()]).await;
+    assert!(ranged == data.slice(100..200));
+    // --proxytunnel: CONNECT to the origin, then the request inside the tunnel.
+    assert!(run(vec!["-x".into(), proxy, "--proxytunnel".into(), url]).await == data);
+}

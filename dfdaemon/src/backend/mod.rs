@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
-pub use self::http::{HttpBackend, load_ca_certs, redacted};
+pub use self::http::{HttpBackend, error_chain, load_ca_certs, redacted};
 use crate::config::BackToSourceConfig;
 use crate::error::{Error, Result};
 

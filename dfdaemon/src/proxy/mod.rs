@@ -199,7 +199,11 @@ impl Proxy {
                 resp
             }
             Err(e) => {
-                let message = format!("upstream {} failed: {}", crate::backend::redacted(&url), e.without_url());
+                let message = format!(
+                    "upstream {} failed: {}",
+                    crate::backend::redacted(&url),
+                    crate::backend::error_chain(&e.without_url())
+                );
                 tracing::warn!(error = %message, "proxy relay failed");
                 error(mode, StatusCode::BAD_GATEWAY, "UNAVAILABLE", &message)
             }
