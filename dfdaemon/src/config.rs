@@ -307,6 +307,11 @@ pub struct ProxyConfig {
     pub allowed_hosts: Vec<String>,
     /// Largest request head accepted (default 64KiB; larger gets 431).
     pub max_header_bytes: ByteSize,
+    /// PEM CA certificate for TLS interception of `CONNECT` tunnels (with
+    /// `ca_key`). Unset (the default): tunnels are never intercepted.
+    pub ca_cert: Option<PathBuf>,
+    /// PEM private key of `ca_cert`.
+    pub ca_key: Option<PathBuf>,
 }
 
 /// The default P2P rule: registry blobs by digest.
@@ -322,6 +327,8 @@ impl Default for ProxyConfig {
             insecure_registries: Vec::new(),
             allowed_hosts: Vec::new(),
             max_header_bytes: ByteSize::kib(64),
+            ca_cert: None,
+            ca_key: None,
         }
     }
 }
@@ -344,6 +351,10 @@ impl ProxyConfig {
             {
                 return Err(FieldError::new(format!("{field}[{i}]"), "expected host, host:port (or *.domain)"));
             }
+        }
+        if self.ca_cert.is_some() != self.ca_key.is_some() {
+            let missing = if self.ca_cert.is_none() { "proxy.ca_cert" } else { "proxy.ca_key" };
+            return Err(FieldError::new(missing, "TLS interception needs both proxy.ca_cert and proxy.ca_key"));
         }
         let head = self.max_header_bytes.as_u64();
         if !(8 * 1024..=1024 * 1024).contains(&head) {
@@ -419,5 +430,27 @@ impl Validate for Config {
         self.proxy.validate()?;
         self.log.validate("log")?;
         self.tracing.validate("tracing")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_settings_are_validated_naming_the_field() {
+        Config::default().validate().unwrap();
+        let field = |f: fn(&mut ProxyConfig)| {
+            let mut c = Config::default();
+            f(&mut c.proxy);
+            c.validate().unwrap_err().field
+        };
+        assert_eq!(field(|p| p.rules = vec![BLOB_RULE.into(), "(".into()]), "proxy.rules[1]");
+        assert_eq!(field(|p| p.default_registry = "ftp://x".into()), "proxy.default_registry");
+        assert_eq!(field(|p| p.insecure_registries = vec!["a b".into()]), "proxy.insecure_registries[0]");
+        assert_eq!(field(|p| p.allowed_hosts = vec!["x".into(), "http://y/".into()]), "proxy.allowed_hosts[1]");
+        assert_eq!(field(|p| p.max_header_bytes = ByteSize::kib(1)), "proxy.max_header_bytes");
+        assert_eq!(field(|p| p.ca_cert = Some("/ca.pem".into())), "proxy.ca_key");
+        assert_eq!(field(|p| p.ca_key = Some("/ca.key".into())), "proxy.ca_cert");
     }
 }

@@ -201,7 +201,8 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         Some(listener) => {
             let addr = listener.local_addr()?;
             let roots = backend::load_ca_certs(&config.back_to_source.ca_certs)?;
-            let proxy = proxy::Proxy::new(tasks.clone(), config.proxy.clone(), roots, metrics.clone())?;
+            let proxy = proxy::Proxy::new(tasks.clone(), config.proxy.clone(), roots, metrics.clone())
+                .map_err(anyhow::Error::msg)?;
             tracker.spawn(proxy.serve(listener, shutdown.clone()));
             Some(addr)
         }

@@ -305,3 +305,63 @@ async fn curl_through_the_proxy_gets_a_file_a_range_and_a_tunnel() {
     // --proxytunnel: CONNECT to the origin, then the request inside the tunnel.
     assert!(run(vec!["-x".into(), proxy, "--proxytunnel".into(), url]).await == data);
 }
+
+#[tokio::test]
+async fn with_a_ca_connect_is_intercepted_and_blobs_inside_come_through_p2p() {
+    let Some(curl) = ["/usr/bin/curl", "/bin/curl"].into_iter().find(|p| std::path::Path::new(p).exists()) else {
+        assert!(std::env::var_os("CI").is_none(), "curl is required under CI");
+        eprintln!("SKIPPED interception test: curl not installed");
+        return;
+    };
+    // A CA the client trusts and the proxy signs leaf certificates with.
+    let dir = tempfile::tempdir().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
+    params.distinguished_name.push(rcgen::DnType::CommonName, "darter test CA");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let ca = params.self_signed(&key).unwrap();
+    let (ca_path, key_path) = (dir.path().join("ca.pem"), dir.path().join("ca.key"));
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+
+    let origin = Origin::start().await;
+    let (path, data) = blob(&origin, MIB, 9, Behavior::default());
+    let (ca_env, key_env) = (ca_path.display().to_string(), key_path.display().to_string());
+    let d = daemon(
+        &dir.path().join("d"),
+        &origin,
+        &[("DFDAEMON__PROXY__CA_CERT", ca_env.as_str()), ("DFDAEMON__PROXY__CA_KEY", key_env.as_str())],
+    )
+    .await;
+    // Cache the blob through the mirror (its task is keyed by the digest).
+    assert!(http().get(mirror(&d, &origin, &path)).send().await.unwrap().bytes().await.unwrap() == data);
+    let origin_requests = origin.stats(&path).requests;
+
+    // The same blob from an HTTPS "registry" that does not even exist: the proxy
+    // terminates TLS with a certificate for 127.0.0.1 signed by the CA, sees the
+    // blob path, and serves it from the swarm.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let proxy = format!("http://127.0.0.1:{}", d.proxy_port.unwrap());
+    let url = format!("https://127.0.0.1:{dead}{path}");
+    let out = tokio::process::Command::new(curl)
+        .args(["-sS", "--max-time", "20", "--cacert", &ca_env, "-x", &proxy, "-D", "-", "-o"])
+        .arg(dir.path().join("out"))
+        .arg(&url)
+        .output()
+        .await
+        .unwrap();
+    let head = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(head.contains("x-darter-served-by: p2p"), "{head}");
+    assert!(std::fs::read(dir.path().join("out")).unwrap() == data);
+    assert_eq!(origin.stats(&path).requests, origin_requests, "served from the swarm's copy");
+
+    // A client that does not trust the CA refuses the proxy's certificate.
+    let refused = tokio::process::Command::new(curl)
+        .args(["-sS", "--max-time", "20", "-x", &proxy, "-o", "/dev/null", &url])
+        .output()
+        .await
+        .unwrap();
+    assert!(!refused.status.success(), "an untrusted interception must fail the handshake");
+}

@@ -6,8 +6,9 @@
 //!   mirror): the upstream registry comes from `?ns=`, else the
 //!   `X-Darter-Registry` header, else `proxy.default_registry` ([`target`]);
 //! - **forward** (absolute-form `http://host/...`, `HTTP_PROXY`);
-//! - **CONNECT** `host:port`: a plain tunnel ([`tunnel`]); TLS is not
-//!   intercepted.
+//! - **CONNECT** `host:port`: a plain tunnel ([`tunnel`]); only with a
+//!   configured CA (`proxy.ca_cert`, `proxy.ca_key`) is TLS intercepted
+//!   ([`mitm`]) and the requests inside served like forward requests.
 //!
 //! A `GET` whose upstream URL matches a rule (`proxy.rules`; by default
 //! registry blobs by digest) is served through the swarm ([`p2p`]), streaming
@@ -17,6 +18,7 @@
 //! Bounds: at most [`MAX_CONNECTIONS`] connections, request heads up to
 //! `proxy.max_header_bytes` (larger: 431), [`HEADER_READ_TIMEOUT`] to send one.
 
+pub mod mitm;
 pub mod p2p;
 pub mod passthrough;
 pub mod range;
@@ -70,19 +72,30 @@ pub struct Proxy {
     client: reqwest::Client,
     metrics: Arc<Metrics>,
     connections: Arc<Semaphore>,
+    interceptor: Option<mitm::Interceptor>,
 }
 
 impl Proxy {
     /// A proxy serving P2P requests through `tasks`, trusting `extra_roots`
-    /// for HTTPS upstreams. Fails on a bad rule.
+    /// for HTTPS upstreams. Fails on a bad rule or an unreadable CA.
     pub fn new(
         tasks: Arc<TaskManager>,
         config: ProxyConfig,
         extra_roots: Vec<reqwest::Certificate>,
         metrics: Arc<Metrics>,
-    ) -> Result<Arc<Self>, regex::Error> {
-        let rules = config.rules.iter().map(|r| Regex::new(r)).collect::<Result<_, _>>()?;
+    ) -> Result<Arc<Self>, String> {
+        let rules = config
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Regex::new(r).map_err(|e| format!("proxy.rules[{i}]: {e}")))
+            .collect::<Result<_, _>>()?;
+        let interceptor = match (&config.ca_cert, &config.ca_key) {
+            (Some(cert), Some(key)) => Some(mitm::Interceptor::load(cert, key)?),
+            _ => None,
+        };
         Ok(Arc::new(Self {
+            interceptor,
             tasks,
             config,
             rules,
@@ -164,6 +177,16 @@ impl Proxy {
                 return error(mode, status, "DENIED", &e.to_string());
             }
         };
+        self.serve_url(req, mode, url).await
+    }
+
+    /// Serves a request whose upstream URL is known: through P2P when a rule
+    /// says so (relaying if that fails before the first byte), else relayed.
+    async fn serve_url(&self, req: Request<Incoming>, mode: Mode, url: url::Url) -> Response<ProxyBody> {
+        let mode_label = match mode {
+            Mode::Mirror => "mirror",
+            Mode::Forward => "forward",
+        };
         if let Some(bad) = invalid_blob_digest(url.path()) {
             self.metrics.proxy_request(mode_label, "refused");
             return error(mode, StatusCode::BAD_REQUEST, "DIGEST_INVALID", &format!("invalid blob digest {bad:?}"));
@@ -210,7 +233,7 @@ impl Proxy {
         }
     }
 
-    async fn connect(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+    async fn connect(self: Arc<Self>, req: Request<Incoming>) -> Response<ProxyBody> {
         let addr = match target::connect_target(req.uri(), &self.config) {
             Ok(a) => a,
             Err(e) => {
@@ -222,6 +245,9 @@ impl Proxy {
                 return error(Mode::Forward, status, "DENIED", &e.to_string());
             }
         };
+        if self.interceptor.is_some() {
+            return self.intercept(req, addr);
+        }
         let target = match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return error(Mode::Forward, StatusCode::BAD_GATEWAY, "UNAVAILABLE", &format!("{addr}: {e}")),
@@ -234,6 +260,50 @@ impl Proxy {
             match hyper::upgrade::on(req).await {
                 Ok(upgraded) => tunnel::run(upgraded, target).await,
                 Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
+            }
+        });
+        Response::new(full(Bytes::new()))
+    }
+}
+
+impl Proxy {
+    /// Answers the `CONNECT` itself, then terminates TLS with a certificate for
+    /// the host and serves the requests inside as `https://<addr>/...`.
+    fn intercept(self: Arc<Self>, req: Request<Incoming>, addr: String) -> Response<ProxyBody> {
+        let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h).to_owned();
+        let config = match self.interceptor.as_ref().map(|i| i.server_config(&host)) {
+            Some(Ok(c)) => c,
+            Some(Err(e)) => return error(Mode::Forward, StatusCode::BAD_GATEWAY, "DENIED", &e),
+            None => return error(Mode::Forward, StatusCode::INTERNAL_SERVER_ERROR, "DENIED", "no interceptor"),
+        };
+        self.metrics.proxy_request("connect", "intercepted");
+        tokio::spawn(async move {
+            let upgraded = match hyper::upgrade::on(req).await {
+                Ok(u) => u,
+                Err(e) => return tracing::debug!(error = %e, "CONNECT upgrade failed"),
+            };
+            let tls = match tokio_rustls::TlsAcceptor::from(config).accept(TokioIo::new(upgraded)).await {
+                Ok(s) => s,
+                Err(e) => return tracing::debug!(error = %e, host = %addr, "TLS handshake with the client failed"),
+            };
+            let this = self.clone();
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let (this, addr) = (this.clone(), addr.clone());
+                async move {
+                    let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+                    let resp = match url::Url::parse(&format!("https://{addr}{path}")) {
+                        Ok(url) => this.serve_url(req, Mode::Forward, url).await,
+                        Err(e) => error(Mode::Forward, StatusCode::BAD_REQUEST, "DENIED", &e.to_string()),
+                    };
+                    Ok::<_, Infallible>(resp)
+                }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(tls), svc);
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "intercepted connection ended with an error");
             }
         });
         Response::new(full(Bytes::new()))
