@@ -63,6 +63,13 @@ pub fn endpoint(addr: &str) -> Result<Endpoint, String> {
         .keep_alive_while_idle(true))
 }
 
+/// The gRPC address of a listed member, if its IP and port are usable.
+pub fn member_addr(m: &pb::Member) -> Option<std::net::SocketAddr> {
+    let ip = m.ip.parse::<std::net::IpAddr>().ok()?;
+    let port = u16::try_from(m.port).ok().filter(|p| *p != 0)?;
+    Some(std::net::SocketAddr::new(ip, port))
+}
+
 /// Whether `status` is the manager's "no cluster with an active scheduler
 /// matches this host" answer (as opposed to a failure to ask).
 pub fn is_no_cluster(status: &Status) -> bool {

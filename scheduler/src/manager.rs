@@ -9,7 +9,7 @@
 //!   cluster (this scheduler is not active in its own yet) or no answer leaves
 //!   the last list as it is.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use darter_common::manager_client::{Managers, Membership, Registration, is_no_cluster};
@@ -119,14 +119,7 @@ async fn refresh_seed_peers(
 /// Makes the listed seed peers the manager's part of the trusted set, and
 /// hosts already known follow at once.
 fn apply(ctx: &Context, listed: &[pb::Member]) {
-    let addrs: Vec<SocketAddr> = listed
-        .iter()
-        .filter_map(|m| {
-            let ip = m.ip.parse::<IpAddr>().ok()?;
-            let port = u16::try_from(m.port).ok().filter(|p| *p != 0)?;
-            Some(SocketAddr::new(ip, port))
-        })
-        .collect();
+    let addrs: Vec<SocketAddr> = listed.iter().filter_map(darter_common::manager_client::member_addr).collect();
     if addrs.len() != listed.len() {
         tracing::warn!("the manager listed seed peers without a usable IP and port; skipping them");
     }

@@ -13,7 +13,7 @@
 
 pub mod cache;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -155,15 +155,8 @@ impl Discovery {
             Err(status) => return Err(Miss::Unreachable(status.message().to_string())),
         };
         let r = &answer.response;
-        let mut addrs: Vec<SocketAddr> = r
-            .schedulers
-            .iter()
-            .filter_map(|m| {
-                let ip = m.ip.parse::<IpAddr>().ok()?;
-                let port = u16::try_from(m.port).ok().filter(|p| *p != 0)?;
-                Some(SocketAddr::new(ip, port))
-            })
-            .collect();
+        let mut addrs: Vec<SocketAddr> =
+            r.schedulers.iter().filter_map(darter_common::manager_client::member_addr).collect();
         addrs.sort();
         addrs.dedup();
         if addrs.is_empty() {
