@@ -1,6 +1,7 @@
 //! `darter-bench`: Darter's benchmarks (see `BENCHMARK.md`).
 //!
-//! Parses arguments and hands over to `testkit::bench`.
+//! Parses arguments and hands over to `testkit::bench`; the manager
+//! benchmark lives next to this file (`darter-bench/manager.rs`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,6 +10,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use testkit::bench::backsource::{self, BacksourceConfig};
 use testkit::bench::size::parse_size;
+
+#[path = "darter-bench/latency.rs"]
+mod latency;
+#[path = "darter-bench/manager.rs"]
+mod manager;
 
 #[derive(Parser)]
 #[command(name = "darter-bench", about = "Darter benchmarks")]
@@ -23,6 +29,9 @@ enum Cmd {
     Backsource(BacksourceArgs),
     /// Serve a file from the test origin until Ctrl-C (for profiling by hand).
     Origin(OriginArgs),
+    /// The manager: ListSchedulers (gRPC) and GET /api/v1/clusters (REST)
+    /// requests per second and latency, on SQLite, PostgreSQL or MySQL.
+    Manager(manager::ManagerArgs),
 }
 
 #[derive(clap::Args)]
@@ -70,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Cmd::Backsource(args) => backsource_cmd(args).await,
         Cmd::Origin(args) => origin_cmd(args).await,
+        Cmd::Manager(args) => manager::run(args).await,
     }
 }
 
