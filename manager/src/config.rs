@@ -170,14 +170,16 @@ pub struct CacheConfig {
     /// one Redis; replicas of one deployment must agree (default `darter`).
     pub namespace: String,
     /// How long an answer may be served from the cache when nothing changed
-    /// (default `30s`).
+    /// (default `5m`, longer than a dfdaemon's 1m refresh so refreshes hit;
+    /// every change invalidates at once, this only bounds how long a missed
+    /// invalidation, e.g. during a Redis outage, can be served).
     #[serde(with = "duration")]
     pub ttl: Duration,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        Self { redis_url: None, namespace: "darter".into(), ttl: Duration::from_secs(30) }
+        Self { redis_url: None, namespace: "darter".into(), ttl: Duration::from_secs(300) }
     }
 }
 
