@@ -90,7 +90,7 @@ pub async fn run(cfg: &BacksourceConfig) -> anyhow::Result<BacksourceReport> {
     Ok(BacksourceReport::new(size, results))
 }
 
-fn check_binary(name: &str, path: &Path) -> anyhow::Result<()> {
+pub(crate) fn check_binary(name: &str, path: &Path) -> anyhow::Result<()> {
     if !path.is_file() {
         bail!(
             "{name} not found at {}: build it with `cargo build --release --workspace --bins` \
@@ -101,7 +101,7 @@ fn check_binary(name: &str, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn mib_per_s(bytes: u64, secs: f64) -> f64 {
+pub(crate) fn mib_per_s(bytes: u64, secs: f64) -> f64 {
     bytes as f64 / (1u64 << 20) as f64 / secs.max(1e-9)
 }
 
@@ -159,7 +159,7 @@ async fn time_download(name: &str, mut cmd: Command, limit: Duration) -> anyhow:
     Ok(secs)
 }
 
-async fn verify_and_remove(name: &str, out: &Path, digest: &str) -> anyhow::Result<()> {
+pub(crate) async fn verify_and_remove(name: &str, out: &Path, digest: &str) -> anyhow::Result<()> {
     let path = out.to_owned();
     let actual = tokio::task::spawn_blocking(move || crate::data::sha256_file(path))
         .await?

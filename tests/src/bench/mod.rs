@@ -2,8 +2,11 @@
 //!
 //! - [`size`]: human byte sizes (`1GiB`, `64MiB`).
 //! - [`backsource`]: dfget back-to-source vs `curl` from the same origin.
+//! - [`mirror`]: a blob through dfdaemon's registry mirror (cold and warm) vs
+//!   straight from the registry.
 //! - [`report`]: medians, the Markdown table and the JSON document.
 
 pub mod backsource;
+pub mod mirror;
 pub mod report;
 pub mod size;

@@ -29,6 +29,9 @@ enum Cmd {
     Backsource(BacksourceArgs),
     /// Serve a file from the test origin until Ctrl-C (for profiling by hand).
     Origin(OriginArgs),
+    /// The registry mirror: time to first byte of a cold blob, and a warm blob's
+    /// throughput through the mirror vs straight from the registry (curl both sides).
+    Mirror(MirrorArgs),
     /// The manager: ListSchedulers (gRPC) and GET /api/v1/clusters (REST)
     /// requests per second and latency, on SQLite, PostgreSQL or MySQL.
     Manager(manager::ManagerArgs),
@@ -74,21 +77,69 @@ struct BacksourceArgs {
     timeout_secs: u64,
 }
 
+#[derive(clap::Args)]
+struct MirrorArgs {
+    /// Blob size: 1GiB, 64MiB, 300KiB or plain bytes.
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    size: u64,
+    /// Runs, each with a fresh dfdaemon.
+    #[arg(long, default_value_t = 3)]
+    runs: u32,
+    /// dfdaemon binary [default: next to darter-bench].
+    #[arg(long)]
+    dfdaemon: Option<PathBuf>,
+    /// curl binary.
+    #[arg(long, default_value = "curl")]
+    curl: PathBuf,
+    /// Directory for a scratch dir (removed at the end) and the JSON result.
+    #[arg(long, default_value = "/tmp")]
+    workdir: PathBuf,
+    /// Where to write the JSON result [default: WORKDIR/mirror.json].
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Kill any single download after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout_secs: u64,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Cmd::Backsource(args) => backsource_cmd(args).await,
         Cmd::Origin(args) => origin_cmd(args).await,
+        Cmd::Mirror(args) => mirror_cmd(args).await,
         Cmd::Manager(args) => manager::run(args).await,
     }
 }
 
-async fn backsource_cmd(args: BacksourceArgs) -> anyhow::Result<()> {
-    let exe_dir = std::env::current_exe()
+fn exe_dir() -> anyhow::Result<PathBuf> {
+    Ok(std::env::current_exe()
         .context("locate darter-bench executable")?
         .parent()
         .map(PathBuf::from)
-        .unwrap_or_default();
+        .unwrap_or_default())
+}
+
+async fn mirror_cmd(args: MirrorArgs) -> anyhow::Result<()> {
+    let cfg = testkit::bench::mirror::MirrorConfig {
+        size: args.size,
+        runs: args.runs,
+        dfdaemon: args.dfdaemon.unwrap_or(exe_dir()?.join("dfdaemon")),
+        curl: args.curl,
+        workdir: args.workdir.clone(),
+        download_timeout: Duration::from_secs(args.timeout_secs),
+    };
+    let report = testkit::bench::mirror::run(&cfg).await?;
+    print!("{}", report.markdown());
+    let json_path = args.json.unwrap_or_else(|| args.workdir.join("mirror.json"));
+    std::fs::write(&json_path, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("write {}", json_path.display()))?;
+    println!("json: {}", json_path.display());
+    Ok(())
+}
+
+async fn backsource_cmd(args: BacksourceArgs) -> anyhow::Result<()> {
+    let exe_dir = exe_dir()?;
     let cfg = BacksourceConfig {
         size: args.size,
         runs: args.runs,
