@@ -80,7 +80,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     let service = SchedulerServer::new(SchedulerService::new(ctx.clone()));
     let incoming = TcpListenerStream::new(listeners.grpc);
     let server_stop = shutdown.clone();
-    let mut server = tokio::spawn(
+    let server = tokio::spawn(
         tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
@@ -95,34 +95,10 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         grpc = %addrs.0, metrics = %addrs.1, seed_peers = ctx.seed_peers.all().len(),
         "scheduler ready"
     );
-    let mut failure = None;
-    tokio::select! {
-        _ = shutdown.cancelled() => {}
-        result = &mut server => {
-            failure = Some(match result {
-                Ok(Ok(())) => anyhow::anyhow!("gRPC server stopped unexpectedly"),
-                Ok(Err(e)) => anyhow::anyhow!("gRPC server failed: {e}"),
-                Err(e) => anyhow::anyhow!("gRPC server panicked: {e}"),
-            });
-            shutdown.cancel();
-        }
-    }
-    health.set_ready(false);
-    tracker.close();
-    let drained = async {
-        tracker.wait().await;
-        if failure.is_none() {
-            let _ = (&mut server).await;
-        }
-    };
-    if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
-        tracing::warn!("scheduler did not drain within {DRAIN_TIMEOUT:?}");
-        server.abort();
-    }
+    let served =
+        darter_common::service::serve_until_shutdown("scheduler", server, &shutdown, &health, &tracker, DRAIN_TIMEOUT)
+            .await;
     metrics_server.stop().await;
     tracing::info!("scheduler stopped");
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    served.map_err(anyhow::Error::msg)
 }
