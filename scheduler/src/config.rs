@@ -130,8 +130,13 @@ pub struct HostConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SchedulingConfig {
     /// Candidate parents handed to a peer per answer (default 4: enough to
-    /// spread load and survive a slow parent, few enough to keep the DAG shallow).
+    /// spread load and survive a slow parent).
     pub candidate_parent_limit: usize,
+    /// Downloading peers a peer is pushed to as a new parent when it verifies
+    /// its first piece (default 4; 0 turns introductions off). In a flash
+    /// crowd nobody holds a piece when the peers register, so this is how
+    /// peers come to fetch from each other and not all from the seed.
+    pub introduce_limit: usize,
     /// Peers of one task fetching from the origin at once (default 1: origin
     /// protection, a cold flash crowd costs the origin about one copy). Seed
     /// peers do not count: they are the cluster's designated origin fetchers.
@@ -145,7 +150,13 @@ pub struct SchedulingConfig {
 
 impl Default for SchedulingConfig {
     fn default() -> Self {
-        Self { candidate_parent_limit: 4, back_to_source_limit: 1, max_reschedules: 10, concurrent_parent_limit: 4 }
+        Self {
+            candidate_parent_limit: 4,
+            introduce_limit: 4,
+            back_to_source_limit: 1,
+            max_reschedules: 10,
+            concurrent_parent_limit: 4,
+        }
     }
 }
 
@@ -215,6 +226,9 @@ impl Validate for Config {
         let s = &self.scheduling;
         if !(1..=64).contains(&s.candidate_parent_limit) {
             return Err(FieldError::new("scheduling.candidate_parent_limit", "must be between 1 and 64"));
+        }
+        if s.introduce_limit > 64 {
+            return Err(FieldError::new("scheduling.introduce_limit", "must be between 0 and 64"));
         }
         if s.back_to_source_limit == 0 {
             return Err(FieldError::new(

@@ -65,9 +65,20 @@ impl SchedulerProcess {
         extra_args: &[String],
         env: &[(String, String)],
     ) -> anyhow::Result<Self> {
+        Self::start_on(bin, dir, std::net::Ipv4Addr::LOCALHOST.into(), extra_args, env).await
+    }
+
+    /// Like [`SchedulerProcess::start_with_args`], listening on `ip`.
+    pub async fn start_on(
+        bin: &Path,
+        dir: &Path,
+        ip: std::net::IpAddr,
+        extra_args: &[String],
+        env: &[(String, String)],
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let metrics_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let addr = SocketAddr::new(ip, free_port());
+        let metrics_addr = SocketAddr::new(ip, free_port());
         let mut args = vec!["--grpc-addr".into(), addr.to_string(), "--metrics-addr".into(), metrics_addr.to_string()];
         args.extend_from_slice(extra_args);
         let mut s = Self {

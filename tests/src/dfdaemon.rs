@@ -3,6 +3,7 @@
 //! benchmarks and the sandbox.
 
 use std::fs::File;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -36,6 +37,10 @@ pub struct DaemonOptions {
     pub env: Vec<(String, String)>,
     /// `--log-level`.
     pub log_level: String,
+    /// Address its listeners bind (and it advertises); default 127.0.0.1.
+    pub ip: std::net::IpAddr,
+    /// Network namespace to run it in (`ip netns exec`); default none.
+    pub netns: Option<String>,
 }
 
 impl DaemonOptions {
@@ -51,6 +56,8 @@ impl DaemonOptions {
             args: Vec::new(),
             env: Vec::new(),
             log_level: "info".into(),
+            ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            netns: None,
         }
     }
 }
@@ -84,16 +91,25 @@ impl DaemonProcess {
     async fn spawn(&mut self) -> anyhow::Result<()> {
         let o = &self.options;
         let log = File::options().create(true).append(true).open(&self.log_path)?;
-        let child = Command::new(&o.bin)
+        let mut command = match &o.netns {
+            None => Command::new(&o.bin),
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&o.bin);
+                c
+            }
+        };
+        let ip = o.ip;
+        let child = command
             .arg("--data-dir")
             .arg(o.dir.join("data"))
             .arg("--download-socket")
             .arg(&self.socket)
-            .args(["--upload-addr", &format!("127.0.0.1:{}", o.upload_port)])
-            .args(["--piece-addr", &format!("127.0.0.1:{}", o.piece_port)])
-            .args(["--metrics-addr", &format!("127.0.0.1:{}", o.metrics_port)])
+            .args(["--upload-addr", &SocketAddr::new(ip, o.upload_port).to_string()])
+            .args(["--piece-addr", &SocketAddr::new(ip, o.piece_port).to_string()])
+            .args(["--metrics-addr", &SocketAddr::new(ip, o.metrics_port).to_string()])
             .args(match o.proxy_port {
-                Some(port) => vec!["--proxy-addr".to_owned(), format!("127.0.0.1:{port}")],
+                Some(port) => vec!["--proxy-addr".to_owned(), SocketAddr::new(ip, port).to_string()],
                 None => vec!["--no-proxy".to_owned()],
             })
             .args(["--log-level", &o.log_level])

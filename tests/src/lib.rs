@@ -35,6 +35,7 @@ pub mod oci;
 pub mod origin;
 pub mod process;
 pub mod registry;
+pub mod swarm;
 pub mod tool;
 
 pub use data::{random_bytes, sha256_file, sha256_hex, write_random_file};

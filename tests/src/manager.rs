@@ -46,8 +46,19 @@ impl ManagerProcess {
     /// (e.g. `MANAGER__KEEPALIVE_GRACE=2s`) and root password
     /// `root_password` (at least 8 bytes), and waits until it answers gRPC.
     pub async fn start(bin: &Path, dir: &Path, env: &[(String, String)], root_password: &str) -> anyhow::Result<Self> {
+        Self::start_on(bin, dir, std::net::Ipv4Addr::LOCALHOST.into(), env, root_password).await
+    }
+
+    /// Like [`ManagerProcess::start`], listening on `ip`.
+    pub async fn start_on(
+        bin: &Path,
+        dir: &Path,
+        ip: std::net::IpAddr,
+        env: &[(String, String)],
+        root_password: &str,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-        let addr = || SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let addr = || SocketAddr::new(ip, free_port());
         let mut m = Self {
             grpc_addr: addr(),
             rest_addr: addr(),

@@ -11,6 +11,7 @@
 //! gone and no parent is left) the rest comes from the origin.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -71,6 +72,9 @@ pub struct P2p<'a> {
 struct Parent {
     peer_id: String,
     host_id: String,
+    /// A seed peer: asked only for pieces no other parent holds (its upload
+    /// is best spent on pieces the swarm lacks).
+    seed: bool,
     pieces_url: String,
     available: HashSet<u32>,
     inflight: usize,
@@ -119,6 +123,9 @@ struct State {
     reschedule_backoff: Duration,
     /// Piece requests in flight; aborted when the download ends.
     fetches: tokio::task::JoinSet<()>,
+    /// Orders equally rare pieces differently on every peer, so peers that
+    /// see the same parents do not all ask for the same piece first.
+    tie_break: std::hash::RandomState,
 }
 
 impl State {
@@ -274,6 +281,7 @@ impl P2p<'_> {
             st.parents.push(Parent {
                 peer_id: c.peer_id,
                 host_id: host.id,
+                seed: c.is_seed,
                 pieces_url,
                 available: c.pieces.into_iter().collect(),
                 inflight: 0,
@@ -317,8 +325,10 @@ impl P2p<'_> {
         Ok(())
     }
 
-    /// Starts piece requests up to the limits: rarest first, then endgame
-    /// duplicates of pieces already in flight.
+    /// Starts piece requests up to the limits: rarest first (equally rare
+    /// pieces in this peer's own random order), from a parent that is not a
+    /// seed when one holds the piece, then endgame duplicates of pieces
+    /// already in flight.
     fn schedule(&self, st: &mut State, events: &mpsc::Sender<Event>) {
         let Some(entry) = st.entry.clone() else { return };
         let mut total: usize = st.parents.iter().map(|p| p.inflight).sum();
@@ -327,26 +337,29 @@ impl P2p<'_> {
         }
         let now = Instant::now();
         let has_room = |p: &Parent| p.alive && p.inflight < p.cap && p.busy_until.is_none_or(|t| t <= now);
-        let mut wanted: Vec<(usize, u32)> = st
+        let mut wanted: Vec<(usize, u64, u32)> = st
             .missing
             .iter()
             .filter(|n| !st.inflight.contains_key(n) && st.digests.contains_key(n))
             .map(|&n| (st.parents.iter().filter(|p| p.alive && p.available.contains(&n)).count(), n))
             .filter(|(holders, _)| *holders > 0)
+            .map(|(holders, n)| (holders, st.tie_break.hash_one(n), n))
             .collect();
         wanted.sort_unstable();
         let endgame = wanted.is_empty();
         if endgame {
-            wanted = st.inflight.iter().filter(|(_, who)| who.len() == 1).map(|(&n, _)| (0, n)).collect();
+            wanted = st.inflight.iter().filter(|(_, who)| who.len() == 1).map(|(&n, _)| (0, 0, n)).collect();
         }
-        for (_, number) in wanted {
+        for (_, _, number) in wanted {
             if total >= self.config.concurrency {
                 break;
             }
             let busy = st.inflight.get(&number).cloned().unwrap_or_default();
+            let peer_holds = !endgame && st.parents.iter().any(|p| p.alive && !p.seed && p.available.contains(&number));
             let choice = (0..st.parents.len())
                 .filter(|&i| {
-                    has_room(&st.parents[i]) && st.parents[i].available.contains(&number) && !busy.contains(&i)
+                    let p = &st.parents[i];
+                    has_room(p) && p.available.contains(&number) && !busy.contains(&i) && !(peer_holds && p.seed)
                 })
                 .min_by_key(|&i| (st.parents[i].inflight, st.parents[i].failures));
             let Some(parent) = choice else { continue };

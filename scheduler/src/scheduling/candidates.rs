@@ -3,10 +3,12 @@
 //!
 //! Filter: other hosts only; not failed or leaving; not blocklisted by the
 //! child; holding data or a source of data (a piece, an origin fetch in
-//! progress, or a seed host); and no edge that would close a cycle in the
-//! task's parent DAG. Score: a weighted sum of terms in [0, 1].
+//! progress, or a seed host). Two peers may be each other's parents (they
+//! trade pieces both ways, as the fluid bound needs); a piece never flows
+//! in a cycle because a peer only fetches pieces it lacks. Score: a weighted
+//! sum of terms in [0, 1].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use crate::resource::{Host, Peer, PeerState, Task};
 
@@ -54,7 +56,7 @@ pub fn candidate_parents<'a>(
             let has_source = !p.pieces.is_empty()
                 || matches!(p.state, PeerState::Succeeded | PeerState::BackToSource)
                 || host.is_seed();
-            if !has_source || would_cycle(task, &p.host_id, child_host) {
+            if !has_source {
                 return None;
             }
             Some(Candidate { peer: p, host, score: score(task, p, host, child_info) })
@@ -68,25 +70,6 @@ pub fn candidate_parents<'a>(
 /// Sorts by score, best first, ties by host ID so answers are stable.
 pub fn sort_best_first(candidates: &mut [Candidate<'_>]) {
     candidates.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.peer.host_id.cmp(&b.peer.host_id)));
-}
-
-/// Whether the edge `parent -> child` would close a cycle: `child` is already
-/// an ancestor of `parent`.
-pub fn would_cycle(task: &Task, parent_host: &str, child_host: &str) -> bool {
-    let mut seen: HashSet<&str> = HashSet::new();
-    let mut todo = vec![parent_host];
-    while let Some(h) = todo.pop() {
-        if h == child_host {
-            return true;
-        }
-        if !seen.insert(h) {
-            continue;
-        }
-        if let Some(p) = task.peers.get(h) {
-            todo.extend(p.parents.iter().map(String::as_str));
-        }
-    }
-    false
 }
 
 /// The score of `parent` for a child on `child`.
@@ -247,21 +230,12 @@ mod tests {
     }
 
     #[test]
-    fn edges_that_close_a_cycle_are_excluded() {
+    fn peers_may_be_each_others_parents() {
         let mut s = Swarm::new(4);
-        s.peer("a", PeerState::Running, &[0]);
+        s.peer("a", PeerState::Running, &[0]).parents = vec!["b".into()];
         s.peer("b", PeerState::Running, &[1]).parents = vec!["a".into()];
-        s.peer("c", PeerState::Running, &[2]).parents = vec!["b".into()];
-        // a is an ancestor of c: c -> a would close a -> b -> c -> a.
-        assert!(would_cycle(&s.task, "c", "a"));
-        assert!(!would_cycle(&s.task, "a", "c"));
-        assert_eq!(s.pick("a", 4), Vec::<String>::new());
-        let mut from_c = s.pick("c", 4);
-        from_c.sort();
-        assert_eq!(from_c, vec!["a", "b"]);
-        // Self-loops through a cycle already present do not hang the walk.
-        s.task.peers.get_mut("a").unwrap().parents = vec!["c".into()];
-        assert!(would_cycle(&s.task, "a", "b"));
+        assert_eq!(s.pick("a", 4), vec!["b"]);
+        assert_eq!(s.pick("b", 4), vec!["a"]);
     }
 
     #[test]

@@ -11,8 +11,9 @@ use darter_proto::common::v1 as pb;
 use darter_proto::scheduler::v1::announce_peer_request::Request;
 use darter_proto::scheduler::v1::announce_peer_response::Response;
 use darter_proto::scheduler::v1::{
-    AnnouncePeerRequest, AnnouncePeerResponse, DownloadPieceBackToSourceFinishedRequest, DownloadPieceFailedRequest,
-    DownloadPieceFinishedRequest, PieceDigestsResponse, ReschedulePeerRequest,
+    AnnouncePeerRequest, AnnouncePeerResponse, CandidateParent, DownloadPieceBackToSourceFinishedRequest,
+    DownloadPieceFailedRequest, DownloadPieceFinishedRequest, NormalTaskResponse, PieceDigestsResponse,
+    ReschedulePeerRequest,
 };
 use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +27,9 @@ use crate::resource::task::parse_piece_digest;
 use crate::resource::{
     Host, OriginOutcome, OriginPiece, PeerKey, PeerState, Registration, ResponseTx, State, Task, live_task,
 };
-use crate::scheduling::{Answer, Decision, apply, decide, decide_exhausted, decide_without_seeds, response};
+use crate::scheduling::{
+    Answer, Decision, apply, decide, decide_exhausted, decide_without_seeds, introductions, response,
+};
 
 /// Longest peer or host ID a peer may name (blocklists, parents); longer ones are ignored.
 const MAX_REF_LEN: usize = 255;
@@ -321,6 +324,7 @@ fn piece_finished(ctx: &Context, s: &Session, r: DownloadPieceFinishedRequest) -
         {
             h.uploads_ok += 1;
         }
+        introduce_first_holder(ctx, task, hosts, &s.key.host_id);
         Ok(bytes)
     })?;
     ctx.metrics.piece(PieceSource::Peer, bytes);
@@ -329,10 +333,13 @@ fn piece_finished(ctx: &Context, s: &Session, r: DownloadPieceFinishedRequest) -
 
 fn origin_piece(ctx: &Context, s: &Session, r: DownloadPieceBackToSourceFinishedRequest) -> Result<Flow, Error> {
     let piece = OriginPiece::from_request(r)?;
-    let outcome = with_task(ctx, s, |task, _| {
+    let outcome = with_task(ctx, s, |task, hosts| {
         let outcome = task.record_origin_piece(&s.key.host_id, &piece)?;
         if outcome == OriginOutcome::NewReference {
             push_digest(task, &s.key.host_id, piece.number, &piece.digest);
+        }
+        if !hosts.get(&s.key.host_id).is_some_and(Host::is_seed) {
+            introduce_first_holder(ctx, task, hosts, &s.key.host_id);
         }
         Ok(outcome)
     })?;
@@ -346,6 +353,45 @@ fn origin_piece(ctx: &Context, s: &Session, r: DownloadPieceBackToSourceFinished
         );
     }
     Ok(Flow::Continue)
+}
+
+/// When the peer on `host` has just got its first piece, pushes it as a
+/// candidate parent to the peers [`introductions`] picks (see
+/// `scheduling::introduce`), and records the edges.
+fn introduce_first_holder(ctx: &Context, task: &mut Task, hosts: &HashMap<String, Host>, host: &str) {
+    let limit = ctx.config.scheduling.introduce_limit;
+    if limit == 0 || task.peers.get(host).is_none_or(|p| p.pieces.len() != 1) {
+        return;
+    }
+    let Some(parent) = task.peers.get(host).and_then(|p| {
+        let h = hosts.get(host)?;
+        Some(CandidateParent {
+            peer_id: p.id.clone(),
+            host: Some(h.info.proto.clone()),
+            pieces: p.pieces.iter().collect(),
+            is_seed: false,
+        })
+    }) else {
+        return;
+    };
+    let message = AnnouncePeerResponse {
+        response: Some(Response::NormalTask(NormalTaskResponse {
+            candidate_parents: vec![parent],
+            content_length: task.content_length,
+            piece_length: task.piece_length.unwrap_or_default(),
+            piece_digests: HashMap::new(),
+            concurrent_parent_limit: ctx.config.scheduling.concurrent_parent_limit,
+        })),
+    };
+    for child in introductions(task, hosts, host, limit) {
+        let Some(peer) = task.peers.get_mut(&child) else { continue };
+        if let Some(tx) = &peer.tx
+            && tx.try_send(Ok(message.clone())).is_ok()
+        {
+            peer.parents.push(host.to_string());
+            tracing::debug!(task_id = %task.id, parent = host, child = %child, "introduced a new holder");
+        }
+    }
 }
 
 /// Tells every other peer of the task with an open stream about a new

@@ -15,6 +15,8 @@ use testkit::bench::size::parse_size;
 mod latency;
 #[path = "darter-bench/manager.rs"]
 mod manager;
+#[path = "darter-bench/swarm.rs"]
+mod swarm;
 
 #[derive(Parser)]
 #[command(name = "darter-bench", about = "Darter benchmarks")]
@@ -35,6 +37,9 @@ enum Cmd {
     /// The manager: ListSchedulers (gRPC) and GET /api/v1/clusters (REST)
     /// requests per second and latency, on SQLite, PostgreSQL or MySQL.
     Manager(manager::ManagerArgs),
+    /// The swarm: N peers in network namespaces on shaped links, Darter against
+    /// the fluid bound, N parallel curl and a BitTorrent swarm (BENCHMARK.md).
+    Swarm(swarm::SwarmArgs),
 }
 
 #[derive(clap::Args)]
@@ -109,6 +114,7 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Origin(args) => origin_cmd(args).await,
         Cmd::Mirror(args) => mirror_cmd(args).await,
         Cmd::Manager(args) => manager::run(args).await,
+        Cmd::Swarm(args) => swarm::run(args, exe_dir()?).await,
     }
 }
 

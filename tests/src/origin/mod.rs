@@ -131,7 +131,17 @@ impl Origin {
 
     /// Starts an origin on `127.0.0.1:0`, returning bind errors.
     pub async fn try_start() -> std::io::Result<Origin> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::serve_on(TcpListener::bind("127.0.0.1:0").await?)
+    }
+
+    /// Starts an origin on a listener made elsewhere (e.g. inside a network
+    /// namespace by the swarm benchmark).
+    pub async fn from_listener(listener: std::net::TcpListener) -> std::io::Result<Origin> {
+        listener.set_nonblocking(true)?;
+        Self::serve_on(TcpListener::from_std(listener)?)
+    }
+
+    fn serve_on(listener: TcpListener) -> std::io::Result<Origin> {
         let addr = listener.local_addr()?;
         let state = Arc::new(State::default());
         let shutdown = CancellationToken::new();

@@ -1,0 +1,159 @@
+//! CPU time and memory of processes and of the machine, read from `/proc`:
+//! what the benchmark reports per daemon (CPU seconds per GiB, peak and idle
+//! RSS) and whether a run was CPU-bound.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Clock ticks per second of `/proc/<pid>/stat` times (`USER_HZ`, 100 on Linux).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// CPU seconds (user + system) a process has used so far.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    cpu_times(pid).map(|(user, system)| user + system)
+}
+
+/// User and system CPU seconds a process has used so far. System time on
+/// veth links includes network stack work done on behalf of other
+/// processes (a send runs the receiver's softirq on the same core).
+pub fn cpu_times(pid: u32) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 here.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime / TICKS_PER_SECOND, stime / TICKS_PER_SECOND))
+}
+
+/// Resident memory now and its peak so far, in bytes (`VmRSS`, `VmHWM`).
+pub fn rss_bytes(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// Busy and total jiffies of the whole machine (all cores), from `/proc/stat`.
+fn machine_jiffies() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().next()?;
+    let v: Vec<u64> = cpu.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let total: u64 = v.iter().sum();
+    // idle + iowait are not busy.
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+/// Machine CPU use between two points, as a share of all cores (0..1).
+#[derive(Clone, Copy, Debug)]
+pub struct MachineCpu(Option<(u64, u64)>);
+
+impl MachineCpu {
+    /// Starts measuring.
+    pub fn start() -> Self {
+        Self(machine_jiffies())
+    }
+
+    /// The share of all cores busy since [`MachineCpu::start`].
+    pub fn busy_share(&self) -> Option<f64> {
+        let (b0, t0) = self.0?;
+        let (b1, t1) = machine_jiffies()?;
+        (t1 > t0).then(|| (b1 - b0) as f64 / (t1 - t0) as f64)
+    }
+}
+
+/// What a process used during a run.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct ProcessUsage {
+    /// CPU seconds (user + system) during the run.
+    pub cpu_seconds: f64,
+    /// User CPU seconds during the run.
+    pub user_seconds: f64,
+    /// Highest RSS seen during the run (sampled), in bytes.
+    pub peak_rss_bytes: u64,
+}
+
+/// Samples the RSS of a set of processes every `interval` until stopped, and
+/// their CPU time at start and stop.
+pub struct Sampler {
+    pids: Vec<u32>,
+    cpu_at_start: Vec<Option<(f64, f64)>>,
+    peaks: Arc<Mutex<Vec<u64>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sampler {
+    /// Starts sampling `pids`.
+    pub fn start(pids: Vec<u32>, interval: Duration) -> Self {
+        let cpu_at_start = pids.iter().map(|&p| cpu_times(p)).collect();
+        let peaks = Arc::new(Mutex::new(vec![0; pids.len()]));
+        let (watched, shared) = (pids.clone(), Arc::clone(&peaks));
+        let task = tokio::spawn(async move {
+            loop {
+                for (i, &pid) in watched.iter().enumerate() {
+                    if let Some((rss, _)) = rss_bytes(pid) {
+                        let mut p = shared.lock().unwrap();
+                        p[i] = p[i].max(rss);
+                    }
+                }
+                tokio::time::sleep(interval).await;
+            }
+        });
+        Self { pids, cpu_at_start, peaks, task }
+    }
+
+    /// Stops sampling; one entry per pid (`None` for a process that was gone
+    /// at the start or the end).
+    pub fn stop(self) -> Vec<Option<ProcessUsage>> {
+        self.task.abort();
+        let peaks = self.peaks.lock().unwrap().clone();
+        self.pids
+            .iter()
+            .zip(&self.cpu_at_start)
+            .zip(peaks)
+            .map(|((&pid, start), peak)| {
+                let (user, system) = cpu_times(pid)?;
+                let (user0, system0) = (*start)?;
+                let user_seconds = user - user0;
+                Some(ProcessUsage { cpu_seconds: user_seconds + system - system0, user_seconds, peak_rss_bytes: peak })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_process() {
+        let pid = std::process::id();
+        assert!(cpu_seconds(pid).is_some());
+        let (rss, peak) = rss_bytes(pid).unwrap();
+        assert!(rss > 0 && peak >= rss);
+        assert!(cpu_seconds(u32::MAX).is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sampler_sees_a_busy_process() {
+        let pid = std::process::id();
+        let sampler = Sampler::start(vec![pid], Duration::from_millis(5));
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < Duration::from_millis(200) {
+            x = x.wrapping_mul(31).wrapping_add(7);
+        }
+        std::hint::black_box(x);
+        let usage = sampler.stop();
+        let u = usage[0].unwrap();
+        assert!(u.cpu_seconds > 0.05, "{u:?}");
+        assert!(u.peak_rss_bytes > 0);
+    }
+}
