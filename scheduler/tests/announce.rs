@@ -464,3 +464,80 @@ async fn bytes_that_are_not_a_request_end_the_stream_with_a_status() {
     announce(&mut client, host("host-a", "10.0.0.1", 4000, false)).await;
     scheduler.stop().await;
 }
+
+/// The next message that is not a digest push, or `None` within `wait`.
+async fn next_non_digest(peer: &mut Peer, wait: std::time::Duration) -> Option<Response> {
+    tokio::time::timeout(wait, async {
+        loop {
+            match peer.next().await {
+                Response::PieceDigests(_) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .ok()
+}
+
+#[tokio::test]
+async fn a_peer_with_its_first_piece_is_introduced_to_downloading_peers() {
+    for introduce_limit in [4, 0] {
+        let mut config = Config::default();
+        config.scheduling.introduce_limit = introduce_limit;
+        let scheduler = Scheduler::start(config).await;
+        let mut client = scheduler.client().await;
+        for (h, ip) in [("host-a", "10.0.0.1"), ("host-b", "10.0.0.2"), ("host-c", "10.0.0.3")] {
+            announce(&mut client, host(h, ip, 4000, false)).await;
+        }
+        let task = task_id(URL);
+        // A fetches from the origin; B and C register while only A holds pieces.
+        let mut a = Peer::open(&mut client, "host-a", &task, "peer-a").await;
+        a.register(download(URL)).await;
+        a.next_back_to_source().await;
+        a.send(origin_piece(0)).await;
+        eventually("A's origin piece", || {
+            let mut c = client.clone();
+            async move { (stat_pieces(&mut c, "peer-a").await == vec![0]).then_some(()) }
+        })
+        .await;
+        let mut b = Peer::open(&mut client, "host-b", &task, "peer-b").await;
+        b.register(download(URL)).await;
+        assert_eq!(b.next_normal().await.candidate_parents.len(), 1);
+        let mut c = Peer::open(&mut client, "host-c", &task, "peer-c").await;
+        c.register(download(URL)).await;
+        let first = c.next_normal().await;
+        let parents: Vec<&str> = first.candidate_parents.iter().map(|p| p.peer_id.as_str()).collect();
+        assert_eq!(parents, ["peer-a"], "B holds nothing yet");
+
+        // B verifies its first piece: C is told about B at once (when enabled).
+        b.send(peer_piece(0, &piece_digest(0), "peer-a")).await;
+        let pushed = next_non_digest(&mut c, std::time::Duration::from_millis(500)).await;
+        if introduce_limit == 0 {
+            assert!(pushed.is_none(), "introductions are off: {pushed:?}");
+            continue;
+        }
+        let Some(Response::NormalTask(n)) = pushed else { panic!("expected an introduction, got {pushed:?}") };
+        assert_eq!(n.candidate_parents.len(), 1);
+        let parent = &n.candidate_parents[0];
+        assert_eq!((parent.peer_id.as_str(), parent.pieces.as_slice(), parent.is_seed), ("peer-b", &[0][..], false));
+        assert_eq!(parent.host.as_ref().unwrap().ip, "10.0.0.2");
+        assert_eq!((n.content_length, n.piece_length), (Some(LEN), PL));
+        assert!(n.piece_digests.is_empty(), "digests travel as pushes, not with every introduction");
+        // Only the first piece introduces: B's second piece pushes no parent.
+        b.send(peer_piece(1, &piece_digest(1), "peer-a")).await;
+        let again = next_non_digest(&mut c, std::time::Duration::from_millis(300)).await;
+        assert!(again.is_none(), "a second introduction: {again:?}");
+        // And C, once it holds a piece, may be B's parent too (no DAG rule).
+        b.send(Request::ReschedulePeer(spb::ReschedulePeerRequest {
+            bad_parent_peer_ids: vec![],
+            description: "more parents".into(),
+        }))
+        .await;
+        let _ = b.next_normal().await;
+        c.send(peer_piece(0, &piece_digest(0), "peer-a")).await;
+        let Some(Response::NormalTask(n)) = next_non_digest(&mut b, std::time::Duration::from_secs(2)).await else {
+            panic!("B should be introduced to C")
+        };
+        assert_eq!(n.candidate_parents[0].peer_id, "peer-c");
+    }
+}

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use darter_common::digest::Digest;
-use darter_common::piece::{check_geometry, piece_range};
+use darter_common::piece::{check_geometry, piece_count, piece_range};
 use darter_proto::dfdaemon::v1::{SyncPiecesRequest, dfdaemon_upload_client::DfdaemonUploadClient};
 use darter_proto::scheduler::v1::announce_peer_request::Request as Req;
 use darter_proto::scheduler::v1::announce_peer_response::Response as Resp;
@@ -36,6 +36,8 @@ use crate::storage::{Lease, Shape, Storage};
 
 /// Network failures after which a parent is dropped.
 const MAX_PARENT_FAILURES: u32 = 3;
+/// Events handled together before the pieces are scheduled again.
+const EVENT_BATCH: usize = 64;
 /// How long a parent whose upload slots are full is left alone.
 const BUSY_BACKOFF: Duration = Duration::from_millis(50);
 /// Shortest and longest wait between two reschedules that found no parent.
@@ -72,8 +74,8 @@ pub struct P2p<'a> {
 struct Parent {
     peer_id: String,
     host_id: String,
-    /// A seed peer: asked only for pieces no other parent holds (its upload
-    /// is best spent on pieces the swarm lacks).
+    /// A seed peer: other parents with room are asked first (the seed's
+    /// upload is best spent on pieces the swarm lacks).
     seed: bool,
     pieces_url: String,
     available: HashSet<u32>,
@@ -123,9 +125,10 @@ struct State {
     reschedule_backoff: Duration,
     /// Piece requests in flight; aborted when the download ends.
     fetches: tokio::task::JoinSet<()>,
-    /// Orders equally rare pieces differently on every peer, so peers that
-    /// see the same parents do not all ask for the same piece first.
-    tie_break: std::hash::RandomState,
+    /// A random rank per piece, this peer's own: orders equally rare pieces
+    /// differently on every peer, so peers that see the same parents do not
+    /// all ask for the same piece first.
+    rank: Vec<u64>,
 }
 
 impl State {
@@ -152,6 +155,8 @@ impl P2p<'_> {
         announcer.reporter.send(Req::DownloadPeerStarted(spb::DownloadPeerStartedRequest {}));
         let mut scheduler_alive = true;
         let mut last_progress = Instant::now();
+        let stall = tokio::time::sleep_until((last_progress + self.config.stall_timeout).into());
+        tokio::pin!(stall);
         loop {
             if let Some(entry) = &st.entry
                 && st.missing.is_empty()
@@ -167,7 +172,10 @@ impl P2p<'_> {
                     self.reschedule(&mut st, announcer, "no parent left");
                 }
             }
-            let stall = tokio::time::sleep_until((last_progress + self.config.stall_timeout).into());
+            let stall_at = last_progress + self.config.stall_timeout;
+            if stall.deadline() != stall_at.into() {
+                stall.as_mut().reset(stall_at.into());
+            }
             // Wake for parents that were busy and for a deferred reschedule.
             let wake = st
                 .parents
@@ -175,11 +183,22 @@ impl P2p<'_> {
                 .filter_map(|p| p.busy_until.filter(|_| p.alive))
                 .chain(st.next_reschedule.filter(|_| !st.rescheduling && st.alive_parents() == 0))
                 .min();
-            let wakeup =
-                tokio::time::sleep_until(wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)).into());
+            let wakeup = async move {
+                match wake {
+                    Some(t) => tokio::time::sleep_until(t.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 Some(event) = rx.recv() => {
-                    if self.handle(&mut st, event, announcer).await? {
+                    // Handle everything that is waiting before scheduling
+                    // again: one pass over the pieces per batch, not per event.
+                    let mut progressed = self.handle(&mut st, event, announcer).await?;
+                    for _ in 0..EVENT_BATCH {
+                        let Ok(event) = rx.try_recv() else { break };
+                        progressed |= self.handle(&mut st, event, announcer).await?;
+                    }
+                    if progressed {
                         last_progress = Instant::now();
                     }
                 }
@@ -208,7 +227,7 @@ impl P2p<'_> {
                     None => scheduler_alive = false,
                 },
                 _ = wakeup => {}
-                _ = stall => {
+                _ = &mut stall => {
                     if !scheduler_alive {
                         return Ok(P2pEnd::BackToSource("no progress from parents and no scheduler".into()));
                     }
@@ -320,6 +339,8 @@ impl P2p<'_> {
         .await
         .map_err(join_err)??;
         self.progress.started(&lease);
+        let random = std::hash::RandomState::new();
+        st.rank = (0..piece_count(len, piece_length)).map(|n| random.hash_one(n)).collect();
         st.missing = lease.missing_pieces().into_iter().collect();
         st.entry = Some(lease);
         Ok(())
@@ -327,8 +348,9 @@ impl P2p<'_> {
 
     /// Starts piece requests up to the limits: rarest first (equally rare
     /// pieces in this peer's own random order), from a parent that is not a
-    /// seed when one holds the piece, then endgame duplicates of pieces
-    /// already in flight.
+    /// seed when one with room holds the piece (rarest first fills the
+    /// seed's slots with the pieces only it holds), then endgame duplicates
+    /// of pieces already in flight.
     fn schedule(&self, st: &mut State, events: &mpsc::Sender<Event>) {
         let Some(entry) = st.entry.clone() else { return };
         let mut total: usize = st.parents.iter().map(|p| p.inflight).sum();
@@ -337,13 +359,16 @@ impl P2p<'_> {
         }
         let now = Instant::now();
         let has_room = |p: &Parent| p.alive && p.inflight < p.cap && p.busy_until.is_none_or(|t| t <= now);
+        if !st.parents.iter().any(has_room) {
+            return;
+        }
         let mut wanted: Vec<(usize, u64, u32)> = st
             .missing
             .iter()
             .filter(|n| !st.inflight.contains_key(n) && st.digests.contains_key(n))
             .map(|&n| (st.parents.iter().filter(|p| p.alive && p.available.contains(&n)).count(), n))
             .filter(|(holders, _)| *holders > 0)
-            .map(|(holders, n)| (holders, st.tie_break.hash_one(n), n))
+            .map(|(holders, n)| (holders, st.rank.get(n as usize).copied().unwrap_or_default(), n))
             .collect();
         wanted.sort_unstable();
         let endgame = wanted.is_empty();
@@ -355,13 +380,11 @@ impl P2p<'_> {
                 break;
             }
             let busy = st.inflight.get(&number).cloned().unwrap_or_default();
-            let peer_holds = !endgame && st.parents.iter().any(|p| p.alive && !p.seed && p.available.contains(&number));
             let choice = (0..st.parents.len())
                 .filter(|&i| {
-                    let p = &st.parents[i];
-                    has_room(p) && p.available.contains(&number) && !busy.contains(&i) && !(peer_holds && p.seed)
+                    has_room(&st.parents[i]) && st.parents[i].available.contains(&number) && !busy.contains(&i)
                 })
-                .min_by_key(|&i| (st.parents[i].inflight, st.parents[i].failures));
+                .min_by_key(|&i| (st.parents[i].seed, st.parents[i].inflight, st.parents[i].failures));
             let Some(parent) = choice else { continue };
             let (len, piece_length) = st.geometry.expect("entry implies geometry");
             let (offset, length) = piece_range(number, len, piece_length);

@@ -45,6 +45,8 @@ pub struct BenchConfig {
     pub scenarios: Vec<Scenario>,
     /// Baselines (cold scenario).
     pub baselines: Vec<Baseline>,
+    /// No curl baseline above this many peers.
+    pub curl_max_peers: Option<usize>,
     /// Output directory (JSON, Markdown, PNG, logs).
     pub out: PathBuf,
     /// Directory holding the Darter binaries.
@@ -130,6 +132,10 @@ async fn run_profile(config: &BenchConfig, profile: &Profile, all: &mut Vec<RunR
         cluster.stop_peers();
         for &b in &config.baselines {
             let report = match b {
+                Baseline::Curl if config.curl_max_peers.is_some_and(|max| n > max) => {
+                    println!("  skip the curl baseline with {n} peers (--curl-max-peers)");
+                    None
+                }
                 Baseline::Curl => Some(scenario::curl(&cluster, &ctx, n).await?),
                 Baseline::Bittorrent => bittorrent_run(&topology, &ctx, n).await?,
             };
@@ -301,7 +307,7 @@ fn chart_panels(runs: &[RunReport], profile: &str) -> Vec<Panel> {
                     .map(|r| Series {
                         label: r.system.clone(),
                         completion_secs: r.per_peer.iter().filter_map(|p| p.seconds).collect(),
-                        failed: r.per_peer.iter().filter(|p| p.seconds.is_none()).count(),
+                        failed: r.failures(),
                     })
                     .collect(),
             }

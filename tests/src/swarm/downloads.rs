@@ -16,19 +16,29 @@ pub struct Finished {
     pub killed: bool,
 }
 
-/// Starts every command at once and waits for all of them; a command whose
-/// token is cancelled is killed and reported as such; every command is
-/// killed after `timeout`. Returns the common start and one result per command.
+/// Starts every command at once (then calls `on_start` with their pids)
+/// and waits for all of them; a command whose token is cancelled is killed
+/// and reported as such; every command is killed after `timeout`. Returns
+/// the common start and one result per command.
 pub async fn run_all(
     commands: Vec<tokio::process::Command>,
     cancel: &[CancellationToken],
     timeout: Duration,
+    on_start: impl FnOnce(&[u32]),
 ) -> (Instant, Vec<Finished>) {
     let start = Instant::now();
-    let runs = commands.into_iter().zip(cancel.iter().cloned()).map(|(mut command, token)| async move {
-        command.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
-        command.stderr(std::process::Stdio::piped()).kill_on_drop(true);
-        let child = match command.spawn() {
+    let children: Vec<std::io::Result<tokio::process::Child>> = commands
+        .into_iter()
+        .map(|mut command| {
+            command.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
+            command.stderr(std::process::Stdio::piped()).kill_on_drop(true);
+            command.spawn()
+        })
+        .collect();
+    let pids: Vec<u32> = children.iter().map(|c| c.as_ref().ok().and_then(|c| c.id()).unwrap_or(0)).collect();
+    on_start(&pids);
+    let runs = children.into_iter().zip(cancel.iter().cloned()).map(|(child, token)| async move {
+        let child = match child {
             Ok(c) => c,
             Err(e) => return Finished { seconds: None, error: Some(format!("spawn: {e}")), killed: false },
         };

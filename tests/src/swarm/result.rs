@@ -43,7 +43,8 @@ pub struct RunReport {
     pub system: String,
     /// `cold`, `warm` or `churn`.
     pub scenario: String,
-    /// Peers downloading (timed).
+    /// Peers in the swarm (N); in the warm scenario one of them already
+    /// holds the content and `bound.downloaders` is N - 1.
     pub peers: usize,
     /// Content size.
     pub size_bytes: u64,

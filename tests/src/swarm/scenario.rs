@@ -102,14 +102,16 @@ pub async fn darter(
         Scenario::Warm => {
             anyhow::ensure!(n >= 2, "the warm scenario needs at least 2 peers");
             let out = ctx.work.join(format!("{tag}-prefetch.bin"));
-            let (_, done) =
-                run_all(vec![dfget(cluster, 0, &url, &out)], &[CancellationToken::new()], ctx.timeout).await;
+            let one = vec![dfget(cluster, 0, &url, &out)];
+            let (_, done) = run_all(one, &[CancellationToken::new()], ctx.timeout, |_| {}).await;
             if let Some(e) = &done[0].error {
                 anyhow::bail!("warming peer 0 failed: {e}");
             }
             let _ = std::fs::remove_file(out);
             timed.remove(0);
             let mut r = RunReport::new(ctx.profile, "darter", "warm", ctx.bound(n - 1, 1), piece_length);
+            // N names the swarm (peer 0 included); the bound counts N - 1 downloaders.
+            r.peers = n;
             r.notes.push("peer 0 (and the seed) hold the content; the bound counts peer 0's upload".into());
             r
         }
@@ -135,7 +137,7 @@ pub async fn darter(
         let watch = victims.iter().map(|&v| (cluster.metrics_addr(timed[v]), pids[v], tokens[v].clone())).collect();
         tokio::spawn(kill_at_half(watch, ctx.size))
     });
-    let (_, finished) = run_all(commands, &tokens, ctx.timeout).await;
+    let (_, finished) = run_all(commands, &tokens, ctx.timeout, |_| {}).await;
     if let Some(watcher) = churn {
         watcher.abort();
     }
@@ -199,7 +201,12 @@ pub async fn curl(cluster: &SwarmCluster, ctx: &RunContext<'_>, n: usize) -> any
     let origin_before = cluster.origin.total_body_bytes();
     let origin_link_before = cluster.origin_node().link_bytes();
     let cpu = MachineCpu::start();
-    let (_, finished) = run_all(commands, &tokens, ctx.timeout).await;
+    let sampler = std::sync::Mutex::new(None);
+    let (_, finished) = run_all(commands, &tokens, ctx.timeout, |pids| {
+        *sampler.lock().unwrap() = Some(Sampler::start(pids.to_vec(), Duration::from_millis(100)));
+    })
+    .await;
+    let usage = sampler.into_inner().unwrap().map(Sampler::stop).unwrap_or_default();
     report.machine_cpu_share = cpu.busy_share();
     report.origin_bytes = cluster.origin.total_body_bytes() - origin_before;
     report.origin_counted = "body bytes the origin server sent".into();
@@ -207,10 +214,14 @@ pub async fn curl(cluster: &SwarmCluster, ctx: &RunContext<'_>, n: usize) -> any
     let checks = check_outputs(&outputs, &finished, &digest).await;
     for (i, f) in finished.into_iter().enumerate() {
         let error = f.error.or_else(|| checks[i].clone().err());
+        let u = usage.get(i).copied().flatten();
         report.per_peer.push(PeerResult {
             peer: i,
             seconds: f.seconds.filter(|_| checks[i].is_ok()),
             error,
+            cpu_seconds: u.map(|u| u.cpu_seconds),
+            user_seconds: u.map(|u| u.user_seconds),
+            peak_rss_bytes: u.map(|u| u.peak_rss_bytes),
             wire_received_bytes: received(&nodes[i], links_before[i]),
             ..Default::default()
         });

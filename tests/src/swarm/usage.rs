@@ -80,49 +80,64 @@ pub struct ProcessUsage {
     pub peak_rss_bytes: u64,
 }
 
-/// Samples the RSS of a set of processes every `interval` until stopped, and
-/// their CPU time at start and stop.
+/// Samples the RSS and CPU time of a set of processes every `interval`
+/// until stopped. A process that is gone at the end counts with its last sample.
 pub struct Sampler {
     pids: Vec<u32>,
     cpu_at_start: Vec<Option<(f64, f64)>>,
-    peaks: Arc<Mutex<Vec<u64>>>,
+    samples: Arc<Mutex<Vec<Sample>>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    peak_rss: u64,
+    last_cpu: Option<(f64, f64)>,
 }
 
 impl Sampler {
     /// Starts sampling `pids`.
     pub fn start(pids: Vec<u32>, interval: Duration) -> Self {
-        let cpu_at_start = pids.iter().map(|&p| cpu_times(p)).collect();
-        let peaks = Arc::new(Mutex::new(vec![0; pids.len()]));
-        let (watched, shared) = (pids.clone(), Arc::clone(&peaks));
+        let cpu_at_start: Vec<Option<(f64, f64)>> = pids.iter().map(|&p| cpu_times(p)).collect();
+        let first: Vec<Sample> = cpu_at_start.iter().map(|&c| Sample { peak_rss: 0, last_cpu: c }).collect();
+        let samples = Arc::new(Mutex::new(first));
+        let (watched, shared) = (pids.clone(), Arc::clone(&samples));
         let task = tokio::spawn(async move {
             loop {
                 for (i, &pid) in watched.iter().enumerate() {
-                    if let Some((rss, _)) = rss_bytes(pid) {
-                        let mut p = shared.lock().unwrap();
-                        p[i] = p[i].max(rss);
+                    let (rss, cpu) = (rss_bytes(pid), cpu_times(pid));
+                    let mut s = shared.lock().unwrap();
+                    if let Some((rss, _)) = rss {
+                        s[i].peak_rss = s[i].peak_rss.max(rss);
+                    }
+                    if cpu.is_some() {
+                        s[i].last_cpu = cpu;
                     }
                 }
                 tokio::time::sleep(interval).await;
             }
         });
-        Self { pids, cpu_at_start, peaks, task }
+        Self { pids, cpu_at_start, samples, task }
     }
 
-    /// Stops sampling; one entry per pid (`None` for a process that was gone
-    /// at the start or the end).
+    /// Stops sampling; one entry per pid (`None` for a process that was
+    /// gone from the start).
     pub fn stop(self) -> Vec<Option<ProcessUsage>> {
         self.task.abort();
-        let peaks = self.peaks.lock().unwrap().clone();
+        let samples = self.samples.lock().unwrap().clone();
         self.pids
             .iter()
             .zip(&self.cpu_at_start)
-            .zip(peaks)
-            .map(|((&pid, start), peak)| {
-                let (user, system) = cpu_times(pid)?;
+            .zip(samples)
+            .map(|((&pid, start), sample)| {
+                let (user, system) = cpu_times(pid).or(sample.last_cpu)?;
                 let (user0, system0) = (*start)?;
                 let user_seconds = user - user0;
-                Some(ProcessUsage { cpu_seconds: user_seconds + system - system0, user_seconds, peak_rss_bytes: peak })
+                Some(ProcessUsage {
+                    cpu_seconds: user_seconds + system - system0,
+                    user_seconds,
+                    peak_rss_bytes: sample.peak_rss,
+                })
             })
             .collect()
     }

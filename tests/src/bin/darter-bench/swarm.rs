@@ -24,6 +24,10 @@ pub struct SwarmArgs {
     /// Baselines run in the cold scenario ("none" for none).
     #[arg(long, value_delimiter = ',', default_value = "curl,bittorrent", value_parser = parse_baseline)]
     baselines: Vec<Option<Baseline>>,
+    /// Skip the curl baseline above this many peers (it takes N times the
+    /// single download: 11 minutes for profile B with 16 peers).
+    #[arg(long)]
+    curl_max_peers: Option<usize>,
     /// Content size instead of the profile's (smoke runs).
     #[arg(long, value_parser = testkit::bench::size::parse_size)]
     size: Option<u64>,
@@ -84,6 +88,7 @@ pub async fn run(args: SwarmArgs, bin_dir: PathBuf) -> anyhow::Result<()> {
         peers: args.peers,
         scenarios: args.scenarios,
         baselines: args.baselines.into_iter().flatten().collect(),
+        curl_max_peers: args.curl_max_peers,
         out: args.out.clone(),
         bin_dir,
         timeout: Duration::from_secs(args.timeout_secs),
