@@ -12,7 +12,7 @@
 //! - [`piece_server`]: piece bytes to other peers over HTTP;
 //! - [`proxy`]: the registry mirror and HTTP proxy (P2P for blobs, relay otherwise);
 //!   [`containerd`]: the `hosts.toml` files that point containerd at it;
-//! - [`metrics`], [`error`];
+//! - [`metrics`], [`error`]; private helpers: `disk` (filesystem size), `host` (this host as announced), `memory` (heap trimming once idle);
 //! - `src/bin/`: `dfdaemon` (the daemon) and `dfget` (the CLI, `dfget` module).
 //!
 //! [`run`] starts everything on listeners the caller bound, so tests can use
@@ -36,6 +36,7 @@ pub mod task;
 
 mod disk;
 mod host;
+mod memory;
 
 use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
 use std::path::PathBuf;

@@ -119,9 +119,16 @@ impl TaskManager {
                 Err(e) => tracing::warn!(task_id = %spec.task_id, error = %e, "download failed"),
             }
             job.progress.finish(outcome);
-            let mut jobs = this.jobs.lock().expect("jobs lock");
-            if jobs.get(&spec.task_id).is_some_and(|j| Arc::ptr_eq(j, &job)) {
-                jobs.remove(&spec.task_id);
+            let idle = {
+                let mut jobs = this.jobs.lock().expect("jobs lock");
+                if jobs.get(&spec.task_id).is_some_and(|j| Arc::ptr_eq(j, &job)) {
+                    jobs.remove(&spec.task_id);
+                }
+                jobs.is_empty()
+            };
+            if idle {
+                // The last download is over: give its buffers back to the system.
+                tokio::task::spawn_blocking(crate::memory::release_free_memory);
             }
         }
             .instrument(span),
