@@ -142,27 +142,18 @@ impl RunReport {
 
     /// Median CPU seconds per GiB downloaded, over the peers that completed.
     pub fn cpu_per_gib(&self) -> Option<f64> {
-        let gib = self.size_bytes as f64 / GIB;
-        let v: Vec<f64> = self
-            .per_peer
-            .iter()
-            .filter(|p| p.seconds.is_some())
-            .filter_map(|p| p.cpu_seconds)
-            .map(|c| c / gib)
-            .collect();
-        median(&v)
+        self.median_per_gib(|p| p.cpu_seconds)
     }
 
     /// Median user CPU seconds per GiB downloaded, over the peers that completed.
     pub fn user_cpu_per_gib(&self) -> Option<f64> {
+        self.median_per_gib(|p| p.user_seconds)
+    }
+
+    fn median_per_gib(&self, seconds: impl Fn(&PeerResult) -> Option<f64>) -> Option<f64> {
         let gib = self.size_bytes as f64 / GIB;
-        let v: Vec<f64> = self
-            .per_peer
-            .iter()
-            .filter(|p| p.seconds.is_some())
-            .filter_map(|p| p.user_seconds)
-            .map(|c| c / gib)
-            .collect();
+        let v: Vec<f64> =
+            self.per_peer.iter().filter(|p| p.seconds.is_some()).filter_map(seconds).map(|c| c / gib).collect();
         median(&v)
     }
 
