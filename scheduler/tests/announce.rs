@@ -495,9 +495,10 @@ async fn a_peer_with_its_first_piece_is_introduced_to_downloading_peers() {
         a.register(download(URL)).await;
         a.next_back_to_source().await;
         a.send(origin_piece(0)).await;
-        eventually("A's origin piece", || {
+        a.send(origin_piece(1)).await;
+        eventually("A's origin pieces", || {
             let mut c = client.clone();
-            async move { (stat_pieces(&mut c, "peer-a").await == vec![0]).then_some(()) }
+            async move { (stat_pieces(&mut c, "peer-a").await == vec![0, 1]).then_some(()) }
         })
         .await;
         let mut b = Peer::open(&mut client, "host-b", &task, "peer-b").await;
