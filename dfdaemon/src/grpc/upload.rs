@@ -1,7 +1,6 @@
 //! `DfdaemonUpload` on TCP: live piece availability for children and
 //! download triggers from the scheduler (seed peers).
 
-use std::collections::BTreeSet;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -65,15 +64,14 @@ impl DfdaemonUpload for UploadService {
         tokio::spawn(async move {
             let mut changes = task.subscribe();
             let removed = task.removed();
-            let mut sent = BTreeSet::new();
+            let mut cursor = 0;
             loop {
                 changes.borrow_and_update();
-                let fresh: Vec<pb::Piece> = task
-                    .pieces()
-                    .iter()
-                    .filter(|p| sent.insert(p.number))
-                    .map(|p| piece_to_proto(p, pb::PieceSource::Local))
-                    .collect();
+                // Only what was verified since the last message: a follower
+                // costs O(new pieces) per change, not O(all pieces).
+                let (fresh, next) = task.pieces_since(cursor);
+                cursor = next;
+                let fresh: Vec<pb::Piece> = fresh.iter().map(|p| piece_to_proto(p, pb::PieceSource::Local)).collect();
                 let complete = task.is_complete();
                 if !fresh.is_empty() || complete {
                     let msg = dpb::SyncPiecesResponse {

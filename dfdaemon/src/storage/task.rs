@@ -43,6 +43,9 @@ pub struct StoredPiece {
 struct State {
     record: TaskRecord,
     pieces: BTreeMap<u32, StoredPiece>,
+    /// Piece numbers in the order they were verified (each once), so
+    /// followers can ask for what is new without rescanning every piece.
+    added: Vec<u32>,
 }
 
 /// A task in storage. Shared by the downloader, the upload server and GC.
@@ -174,7 +177,7 @@ impl TaskEntry {
             dir,
             content,
             log: Mutex::new(log),
-            state: RwLock::new(State { record, pieces }),
+            state: RwLock::new(State { record, added: pieces.keys().copied().collect(), pieces }),
             changes: watch::channel(0).0,
             leases: AtomicUsize::new(0),
             accessed_at: AtomicU64::new(accessed),
@@ -241,6 +244,17 @@ impl TaskEntry {
         self.state.read().expect("task state lock").pieces.values().copied().collect()
     }
 
+    /// The pieces verified after the first `cursor` ones (in the order they
+    /// were verified), and the cursor to pass next time (0 at first).
+    pub fn pieces_since(&self, cursor: usize) -> (Vec<StoredPiece>, usize) {
+        let state = self.state.read().expect("task state lock");
+        let fresh = state.added[cursor.min(state.added.len())..]
+            .iter()
+            .filter_map(|n| state.pieces.get(n).copied())
+            .collect();
+        (fresh, state.added.len())
+    }
+
     /// A verified piece.
     pub fn piece(&self, number: u32) -> Option<StoredPiece> {
         self.state.read().expect("task state lock").pieces.get(&number).copied()
@@ -304,7 +318,12 @@ impl TaskEntry {
                 .map_err(|e| io_err("append pieces.log", e))?;
         }
         let piece = StoredPiece { number, offset, length, digest };
-        self.state.write().expect("task state lock").pieces.insert(number, piece);
+        {
+            let mut state = self.state.write().expect("task state lock");
+            if state.pieces.insert(number, piece).is_none() {
+                state.added.push(number);
+            }
+        }
         self.changes.send_modify(|v| *v += 1);
         Ok(())
     }
