@@ -248,10 +248,8 @@ impl TaskEntry {
     /// were verified), and the cursor to pass next time (0 at first).
     pub fn pieces_since(&self, cursor: usize) -> (Vec<StoredPiece>, usize) {
         let state = self.state.read().expect("task state lock");
-        let fresh = state.added[cursor.min(state.added.len())..]
-            .iter()
-            .filter_map(|n| state.pieces.get(n).copied())
-            .collect();
+        let fresh =
+            state.added[cursor.min(state.added.len())..].iter().filter_map(|n| state.pieces.get(n).copied()).collect();
         (fresh, state.added.len())
     }
 

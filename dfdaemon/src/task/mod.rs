@@ -10,6 +10,7 @@ mod back_to_source;
 mod job;
 mod output;
 mod p2p;
+mod piece_bits;
 mod piece_buf;
 mod progress;
 mod spec;

@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 
 use super::announcer::Announcer;
 use super::back_to_source::{NewPiece, join_err};
+use super::piece_bits::PieceBits;
 use super::progress::Progress;
 use super::spec::DownloadSpec;
 use crate::config::P2pConfig;
@@ -78,7 +79,7 @@ struct Parent {
     /// upload is best spent on pieces the swarm lacks).
     seed: bool,
     pieces_url: String,
-    available: HashSet<u32>,
+    available: PieceBits,
     inflight: usize,
     /// Requests this parent takes at once: halved when it says it is busy,
     /// grown back by one per piece it serves (up to `p2p.per_parent`).
@@ -176,7 +177,15 @@ impl P2p<'_> {
             if stall.deadline() != stall_at.into() {
                 stall.as_mut().reset(stall_at.into());
             }
-            // Wake for parents that were busy and for a deferred reschedule.
+            // Wake for parents that are still busy and for a deferred
+            // reschedule. A pause that is over is cleared: waking for a
+            // deadline in the past would spin this loop.
+            let now = Instant::now();
+            for p in &mut st.parents {
+                if p.busy_until.is_some_and(|t| t <= now) {
+                    p.busy_until = None;
+                }
+            }
             let wake = st
                 .parents
                 .iter()
@@ -366,7 +375,7 @@ impl P2p<'_> {
             .missing
             .iter()
             .filter(|n| !st.inflight.contains_key(n) && st.digests.contains_key(n))
-            .map(|&n| (st.parents.iter().filter(|p| p.alive && p.available.contains(&n)).count(), n))
+            .map(|&n| (st.parents.iter().filter(|p| p.alive && p.available.contains(n)).count(), n))
             .filter(|(holders, _)| *holders > 0)
             .map(|(holders, n)| (holders, st.rank.get(n as usize).copied().unwrap_or_default(), n))
             .collect();
@@ -381,9 +390,7 @@ impl P2p<'_> {
             }
             let busy = st.inflight.get(&number).cloned().unwrap_or_default();
             let choice = (0..st.parents.len())
-                .filter(|&i| {
-                    has_room(&st.parents[i]) && st.parents[i].available.contains(&number) && !busy.contains(&i)
-                })
+                .filter(|&i| has_room(&st.parents[i]) && st.parents[i].available.contains(number) && !busy.contains(&i))
                 .min_by_key(|&i| (st.parents[i].seed, st.parents[i].inflight, st.parents[i].failures));
             let Some(parent) = choice else { continue };
             let (len, piece_length) = st.geometry.expect("entry implies geometry");
