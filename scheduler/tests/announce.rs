@@ -44,6 +44,21 @@ async fn stat_pieces(
     client.stat_peer(req).await.unwrap().into_inner().pieces
 }
 
+/// `a` (peer-a, sent to the origin) reports origin pieces 0 and 1; returns
+/// once the scheduler holds them.
+async fn report_two_origin_pieces(
+    a: &Peer,
+    client: &spb::scheduler_client::SchedulerClient<tonic::transport::Channel>,
+) {
+    a.send(origin_piece(0)).await;
+    a.send(origin_piece(1)).await;
+    eventually("A's origin pieces", || {
+        let mut c = client.clone();
+        async move { (stat_pieces(&mut c, "peer-a").await == vec![0, 1]).then_some(()) }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn swarm_follows_its_origin_fetcher_and_refuses_garbage() {
     let scheduler = Scheduler::start(Config::default()).await;
@@ -61,13 +76,7 @@ async fn swarm_follows_its_origin_fetcher_and_refuses_garbage() {
         description: "told to".into(),
     }))
     .await;
-    a.send(origin_piece(0)).await;
-    a.send(origin_piece(1)).await;
-    eventually("A's origin pieces", || {
-        let mut c = client.clone();
-        async move { (stat_pieces(&mut c, "peer-a").await == vec![0, 1]).then_some(()) }
-    })
-    .await;
+    report_two_origin_pieces(&a, &client).await;
 
     // B gets A as its parent, with the digests known so far.
     let mut b = Peer::open(&mut client, "host-b", &task, "peer-b").await;
@@ -494,13 +503,7 @@ async fn a_peer_with_its_first_piece_is_introduced_to_downloading_peers() {
         let mut a = Peer::open(&mut client, "host-a", &task, "peer-a").await;
         a.register(download(URL)).await;
         a.next_back_to_source().await;
-        a.send(origin_piece(0)).await;
-        a.send(origin_piece(1)).await;
-        eventually("A's origin pieces", || {
-            let mut c = client.clone();
-            async move { (stat_pieces(&mut c, "peer-a").await == vec![0, 1]).then_some(()) }
-        })
-        .await;
+        report_two_origin_pieces(&a, &client).await;
         let mut b = Peer::open(&mut client, "host-b", &task, "peer-b").await;
         b.register(download(URL)).await;
         assert_eq!(b.next_normal().await.candidate_parents.len(), 1);
