@@ -11,7 +11,6 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::bittorrent::{self, BtRun};
-use super::bound::BoundInputs;
 use super::calibrate::{Calibration, calibrate};
 use super::chart::{Panel, Series, render_png};
 use super::cluster::{ClusterConfig, SwarmCluster};
@@ -126,7 +125,7 @@ async fn run_profile(config: &BenchConfig, profile: &Profile, all: &mut Vec<RunR
                 continue;
             }
             let mut report = cluster.run_darter(&ctx, n, s).await?;
-            annotate(&mut report, &topology.mode, &calibration);
+            annotate(&mut report, &topology.mode);
             record(config, all, report)?;
         }
         cluster.stop_peers();
@@ -140,7 +139,7 @@ async fn run_profile(config: &BenchConfig, profile: &Profile, all: &mut Vec<RunR
                 Baseline::Bittorrent => bittorrent_run(&topology, &ctx, n).await?,
             };
             if let Some(mut report) = report {
-                annotate(&mut report, &topology.mode, &calibration);
+                annotate(&mut report, &topology.mode);
                 record(config, all, report)?;
             }
         }
@@ -178,7 +177,7 @@ async fn bittorrent_run(t: &Topology, ctx: &RunContext<'_>, n: usize) -> anyhow:
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as u64;
     let digest = tokio::task::spawn_blocking(move || crate::write_random_file(&f, size, seed)).await??;
     let piece_length = darter_common::piece::piece_length_for(Some(ctx.size));
-    let mut report = RunReport::new(ctx.profile, "bittorrent", "cold", bound(ctx, n), piece_length);
+    let mut report = RunReport::new(ctx.profile, "bittorrent", "cold", ctx.bound(n, 0), piece_length);
     let peers = &t.peers[..n];
     let before: Vec<_> = peers.iter().map(|p| p.link_bytes()).collect();
     let origin_before = t.origin.link_bytes().map_or(0, |l| l.sent);
@@ -222,17 +221,6 @@ async fn bittorrent_run(t: &Topology, ctx: &RunContext<'_>, n: usize) -> anyhow:
     Ok(Some(report))
 }
 
-fn bound(ctx: &RunContext<'_>, n: usize) -> BoundInputs {
-    let c = ctx.calibration;
-    BoundInputs {
-        size_bytes: ctx.size,
-        source_up_bps: c.origin_up_bps,
-        peer_up_bps: c.peer_up_bps,
-        peer_down_bps: c.peer_down_bps,
-        downloaders: n,
-    }
-}
-
 fn nominal(profile: &Profile) -> Calibration {
     let r = profile.rates;
     Calibration {
@@ -245,7 +233,7 @@ fn nominal(profile: &Profile) -> Calibration {
     }
 }
 
-fn annotate(report: &mut RunReport, mode: &Mode, _calibration: &Calibration) {
+fn annotate(report: &mut RunReport, mode: &Mode) {
     if let Mode::Loopback { .. } = mode {
         report.notes.push("loopback fallback (not shaped by the kernel)".into());
     }

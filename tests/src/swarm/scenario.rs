@@ -61,7 +61,9 @@ pub struct RunContext<'a> {
 }
 
 impl RunContext<'_> {
-    fn bound(&self, downloaders: usize, extra_sources: usize) -> BoundInputs {
+    /// The bound's inputs for `downloaders` peers, with `extra_sources`
+    /// peers holding the content besides the origin (measured rates).
+    pub fn bound(&self, downloaders: usize, extra_sources: usize) -> BoundInputs {
         let c = self.calibration;
         BoundInputs {
             size_bytes: self.size,
