@@ -5,8 +5,9 @@
 //! - [`config`]: the scheduler's config (YAML, `SCHEDULER__*` env, flags);
 //! - [`resource`]: the in-memory model (hosts, tasks, one peer per host per
 //!   task, pieces and reference digests) behind one lock;
-//! - [`scheduling`]: candidate parents (filter, score, no cycles) and the
-//!   answer to a register or reschedule;
+//! - [`scheduling`]: candidate parents (filter, score), the answer to a
+//!   register or reschedule, and introductions of new holders to
+//!   downloading peers;
 //! - [`service`]: the gRPC service, with one task per announce stream;
 //! - [`seed`]: triggering seed peers; [`seed_peers`]: which addresses are
 //!   trusted seeds (configured, and listed by the manager); [`gc`]: expiry by TTL;

@@ -24,6 +24,8 @@
 //! - [`bench`](mod@bench): the library side of `darter-bench` (size parsing, the
 //!   back-to-source comparison, reports); `src/bin/darter-bench.rs` only
 //!   parses arguments.
+//! - [`swarm`]: the swarm benchmark: peers in network namespaces on shaped
+//!   links, Darter against the fluid bound, curl and BitTorrent baselines.
 
 pub mod bench;
 pub mod cluster;

@@ -91,7 +91,7 @@ pub struct Peer {
     pub state: PeerState,
     /// Pieces held (verified by the peer, digest checked against the reference here).
     pub pieces: PieceSet,
-    /// Host IDs of the parents last handed to it (edges of the task's DAG).
+    /// Host IDs of the parents handed to it (answers and introductions).
     pub parents: Vec<String>,
     /// Peer IDs and host IDs it must not be given as parents.
     pub blocklist: BTreeSet<String>,

@@ -200,7 +200,7 @@ fn pick_seed(
     })
 }
 
-/// Applies an answer to the child: parents become the DAG edges; going to
+/// Applies an answer to the child: parents become its parent edges; going to
 /// the origin makes it an origin fetcher (unless it may not).
 pub fn apply(task: &mut Task, child_host: &str, answer: &Answer) {
     let Some(child) = task.peers.get_mut(child_host) else { return };

@@ -1,8 +1,19 @@
-//! The swarm benchmark (`darter-bench swarm`, see `BENCHMARK.md`): N peers in
-//! network namespaces on shaped links, Darter against the fluid bound and
-//! against baselines (client-server `curl`, a BitTorrent swarm) in one run.
+//! The swarm benchmark (`darter-bench swarm`, see `BENCHMARK.md` and
+//! `docs/benchmarks.md`): N peers in network namespaces on shaped links,
+//! Darter against the fluid bound and against baselines (client-server
+//! `curl`, a BitTorrent swarm) in one run.
 //!
-//! - [`netns`]: namespaces, the bridge, `tc tbf` shaping, the loopback fallback.
+//! - [`netns`]: namespaces, the bridge, `tc tbf` shaping, the loopback fallback;
+//! - [`calibrate`]: every link driven at once, measured rates;
+//! - [`bound`]: the fluid bound T_min and medians; [`profile`]: profiles A and B;
+//! - [`cluster`]: Darter's processes placed on the network;
+//! - [`downloads`]: N clients started at one instant and timed;
+//! - [`scenario`]: Darter's cold, warm and churn runs and the curl baseline;
+//! - [`bittorrent`]: the aria2c + opentracker + mktorrent baseline;
+//! - [`usage`]: CPU and RSS from `/proc`; [`result`]: one run's report and the
+//!   Markdown table; [`targets`]: the targets checked; [`chart`]: the PNG;
+//! - [`bench`](mod@bench): the whole benchmark, writing its outputs after every run.
+
 pub mod bench;
 pub mod bittorrent;
 pub mod bound;
