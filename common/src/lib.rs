@@ -12,6 +12,8 @@
 //! - [`task_id`]: task IDs and URL normalisation (ARCHITECTURE.md section 3);
 //! - [`piece`]: piece length from content length, piece ranges;
 //! - [`host`]: the host name and IP a member advertises;
+//! - [`sockopt`]: TCP receive low-water mark and send buffer (fewer wake-ups
+//!   on the piece path and in the benchmark's calibration);
 //! - [`manager_client`]: the manager's client for schedulers and dfdaemons
 //!   (`ListSchedulers`, and the register + keepalive membership loop).
 
@@ -22,6 +24,7 @@ pub mod manager_client;
 pub mod piece;
 pub mod service;
 pub mod shutdown;
+pub mod sockopt;
 pub mod status;
 pub mod task_id;
 pub mod telemetry;

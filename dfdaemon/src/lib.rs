@@ -9,7 +9,8 @@
 //! - [`scheduler_client`]: the schedulers (host announcements, the scheduler of a task);
 //! - [`manager`]: the schedulers from the manager (with its last answer on disk),
 //!   and a seed peer's registration;
-//! - [`piece_server`]: piece bytes to other peers over HTTP;
+//! - [`piece_server`]: piece bytes to other peers over HTTP; [`piece_client`]: fetching them
+//!   (kept-alive connections, one wake-up per 256 KiB received);
 //! - [`proxy`]: the registry mirror and HTTP proxy (P2P for blobs, relay otherwise);
 //!   [`containerd`]: the `hosts.toml` files that point containerd at it;
 //! - [`metrics`], [`error`]; private helpers: `disk` (filesystem size), `host` (this host as announced), `memory` (heap trimming once idle);
@@ -27,6 +28,7 @@ pub mod grpc;
 pub mod manager;
 pub mod metrics;
 pub mod paths;
+pub mod piece_client;
 pub mod piece_server;
 pub mod proxy;
 pub mod rate_limit;

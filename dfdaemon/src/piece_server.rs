@@ -30,12 +30,16 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimit;
 use crate::storage::Storage;
+use darter_common::sockopt::set_send_buffer;
 
 /// Header carrying the piece digest.
 pub const PIECE_DIGEST_HEADER: &str = "x-darter-piece-digest";
 
 /// Connections open at once; more are accepted and closed at once.
 pub const MAX_CONNECTIONS: usize = 1024;
+
+/// Send buffer of a piece connection (the kernel doubles it).
+pub const SEND_BUFFER: usize = 2 << 20;
 
 /// Time a connection gets to send a request's headers (also while idle
 /// between keep-alive requests).
@@ -129,6 +133,9 @@ impl PieceServer {
                 continue;
             };
             let _ = stream.set_nodelay(true);
+            // Room for a whole piece in one write: the task is woken once
+            // per piece rather than every time a small buffer drains.
+            let _ = set_send_buffer(&stream, SEND_BUFFER);
             let this = self.clone();
             let shutdown = shutdown.clone();
             tokio::spawn(async move {

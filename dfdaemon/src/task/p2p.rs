@@ -12,10 +12,10 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::BuildHasher;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use darter_common::digest::Digest;
 use darter_common::piece::{check_geometry, piece_count, piece_range};
 use darter_proto::dfdaemon::v1::{SyncPiecesRequest, dfdaemon_upload_client::DfdaemonUploadClient};
@@ -33,6 +33,7 @@ use super::spec::DownloadSpec;
 use crate::config::P2pConfig;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::piece_client::{FetchError, PieceClient};
 use crate::storage::{Lease, Shape, Storage};
 
 /// Network failures after which a parent is dropped.
@@ -61,7 +62,7 @@ pub struct P2p<'a> {
     /// Limits.
     pub config: &'a P2pConfig,
     /// Client for parents' piece servers.
-    pub http: &'a reqwest::Client,
+    pub pieces: &'a Arc<PieceClient>,
     /// This host.
     pub host_id: &'a str,
     /// The download.
@@ -78,7 +79,10 @@ struct Parent {
     /// A seed peer: other parents with room are asked first (the seed's
     /// upload is best spent on pieces the swarm lacks).
     seed: bool,
-    pieces_url: String,
+    /// The parent's piece server.
+    piece_addr: SocketAddr,
+    /// `/v1/tasks/{task_id}/pieces/`: the piece number completes it.
+    pieces_path: String,
     available: PieceBits,
     inflight: usize,
     /// Requests this parent takes at once: halved when it says it is busy,
@@ -296,9 +300,13 @@ impl P2p<'_> {
             if host.id == self.host_id || known || st.blocklist.contains(&host.id) || host.download_port == 0 {
                 continue;
             }
+            let (Ok(ip), Ok(port)) = (host.ip.parse::<IpAddr>(), u16::try_from(host.download_port)) else {
+                tracing::warn!(task_id = %self.spec.task_id, parent = %host.id, ip = %host.ip, port = host.download_port, "candidate parent has no usable piece address; skipping it");
+                continue;
+            };
             let idx = st.parents.len();
-            let pieces_url =
-                format!("http://{}:{}/v1/tasks/{}/pieces/", host.ip, host.download_port, self.spec.task_id);
+            let piece_addr = SocketAddr::new(ip, port);
+            let pieces_path = format!("/v1/tasks/{}/pieces/", self.spec.task_id);
             let sync = tokio::spawn(sync_parent(
                 idx,
                 format!("http://{}:{}", host.ip, host.port),
@@ -310,7 +318,8 @@ impl P2p<'_> {
                 peer_id: c.peer_id,
                 host_id: host.id,
                 seed: c.is_seed,
-                pieces_url,
+                piece_addr,
+                pieces_path,
                 available: c.pieces.into_iter().collect(),
                 inflight: 0,
                 cap: self.config.per_parent,
@@ -399,10 +408,11 @@ impl P2p<'_> {
             st.parents[parent].inflight += 1;
             st.inflight.entry(number).or_default().push(parent);
             total += 1;
-            let url = format!("{}{number}", st.parents[parent].pieces_url);
+            let path = format!("{}{number}", st.parents[parent].pieces_path);
             let fetch = fetch_piece(
-                self.http.clone(),
-                url,
+                self.pieces.clone(),
+                st.parents[parent].piece_addr,
+                path,
                 entry.clone(),
                 number,
                 offset,
@@ -515,8 +525,9 @@ impl P2p<'_> {
 /// digest and stores it.
 #[allow(clippy::too_many_arguments)]
 async fn fetch_piece(
-    http: reqwest::Client,
-    url: String,
+    client: Arc<PieceClient>,
+    addr: SocketAddr,
+    path: String,
     entry: Lease,
     number: u32,
     offset: u64,
@@ -524,15 +535,12 @@ async fn fetch_piece(
     expected: Digest,
     timeout: std::time::Duration,
 ) -> std::result::Result<NewPiece, PieceError> {
-    let net = |e: reqwest::Error| PieceError::Network(e.without_url().to_string());
-    let resp = http.get(&url).timeout(timeout).send().await.map_err(net)?;
-    if resp.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
-        return Err(PieceError::Busy);
-    }
-    if !resp.status().is_success() {
-        return Err(PieceError::Network(format!("parent answered {}", resp.status())));
-    }
-    let bytes: Bytes = resp.bytes().await.map_err(net)?;
+    let bytes = match tokio::time::timeout(timeout, client.fetch(addr, &path, length)).await {
+        Err(_) => return Err(PieceError::Network(format!("no piece within {timeout:?}"))),
+        Ok(Err(FetchError::Busy)) => return Err(PieceError::Busy),
+        Ok(Err(e)) => return Err(PieceError::Network(e.to_string())),
+        Ok(Ok(bytes)) => bytes,
+    };
     tokio::task::spawn_blocking(move || {
         let actual = Digest::of(&bytes);
         if actual != expected || bytes.len() as u64 != length {

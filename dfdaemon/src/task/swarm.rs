@@ -23,6 +23,7 @@ use super::progress::Progress;
 use super::spec::DownloadSpec;
 use crate::config::P2pConfig;
 use crate::error::{Error, Result};
+use crate::piece_client::PieceClient;
 use crate::scheduler_client::SchedulerClient;
 use crate::storage::Lease;
 
@@ -34,22 +35,16 @@ pub struct Swarm {
     /// Peer-to-peer limits.
     pub config: P2pConfig,
     /// Client for parents' piece servers (a connection pool).
-    pub http: reqwest::Client,
+    pub pieces: Arc<PieceClient>,
     /// This daemon is a seed peer.
     pub seed: bool,
 }
 
 impl Swarm {
-    /// A swarm client with a pooled HTTP client for piece transfers.
+    /// A swarm client with a pooled client for piece transfers.
     pub fn new(scheduler: Arc<SchedulerClient>, config: P2pConfig, seed: bool) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .no_proxy()
-            .pool_max_idle_per_host(config.per_parent * 2)
-            .connect_timeout(Duration::from_secs(2))
-            .build()
-            .map_err(|e| Error::InvalidArgument(format!("cannot build the piece client: {e}")))?;
-        Ok(Self { scheduler, config, http, seed })
+        let pieces = Arc::new(PieceClient::new(config.per_parent * 2, PIECE_CONNECT_TIMEOUT));
+        Ok(Self { scheduler, config, pieces, seed })
     }
 }
 
@@ -60,6 +55,9 @@ pub(super) enum Refusal {
     /// The scheduler answered no: the download fails.
     Refused(String),
 }
+
+/// How long connecting to a parent's piece server may take.
+const PIECE_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long the scheduler may take to answer a registration.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -154,7 +152,7 @@ impl TaskManager {
                 let p2p = P2p {
                     storage: &self.storage,
                     config: &swarm.config,
-                    http: &swarm.http,
+                    pieces: &swarm.pieces,
                     host_id: &swarm.scheduler.host().id,
                     spec,
                     progress,

@@ -79,27 +79,11 @@ async fn run_profile(config: &BenchConfig, profile: &Profile, all: &mut Vec<RunR
     } else {
         Topology::create(max_peers, &profile.rates)?
     };
-    let calibration = match &topology.mode {
-        Mode::Namespaces => {
-            println!("profile {}: calibrating {} links at once ...", profile.name, 1 + 2 * max_peers);
-            calibrate(&topology, Duration::from_secs(1), config.calibrate).await?
-        }
-        Mode::Loopback { reason } => {
-            println!("FALLBACK: network namespaces unavailable ({reason}); running on loopback.");
-            println!("  Daemon uploads and origin responses are rate-limited by the processes themselves;");
-            println!("  downloads are not limited; the bound uses the nominal rates.");
-            nominal(profile)
-        }
-    };
-    println!(
-        "profile {}: U {:.1} Mbit/s, u {:.1} (min {:.1}), d {:.1} (min {:.1}) measured",
-        profile.name,
-        calibration.origin_up_bps / 1e6,
-        calibration.peer_up_bps / 1e6,
-        calibration.peer_up_min_bps / 1e6,
-        calibration.peer_down_bps / 1e6,
-        calibration.peer_down_min_bps / 1e6
-    );
+    if let Mode::Loopback { reason } = &topology.mode {
+        println!("FALLBACK: network namespaces unavailable ({reason}); running on loopback.");
+        println!("  Daemon uploads and origin responses are rate-limited by the processes themselves;");
+        println!("  downloads are not limited; the bound uses the nominal rates.");
+    }
     let work = config.out.join(format!("work-{}", profile.name));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
@@ -111,21 +95,22 @@ async fn run_profile(config: &BenchConfig, profile: &Profile, all: &mut Vec<RunR
         rates: profile.rates,
     };
     let mut cluster = SwarmCluster::start(&topology, cluster_config).await?;
-    let ctx = RunContext {
-        profile: &profile.name,
-        size: profile.size,
-        calibration: &calibration,
-        work: &work,
-        timeout: config.timeout,
-    };
     for &n in &config.peers {
+        let calibration = link_rates(config, profile, &topology, n).await?;
+        let ctx = RunContext {
+            profile: &profile.name,
+            size: profile.size,
+            calibration: &calibration,
+            work: &work,
+            timeout: config.timeout,
+        };
         for &s in &config.scenarios {
             if s != Scenario::Cold && n < 4 {
                 println!("  skip {} with {n} peer(s): it needs at least 4", s.name());
                 continue;
             }
             let mut report = cluster.run_darter(&ctx, n, s).await?;
-            annotate(&mut report, &topology.mode);
+            annotate(&mut report, &topology.mode, &calibration);
             record(config, all, report)?;
         }
         cluster.stop_peers();
@@ -139,7 +124,7 @@ async fn run_profile(config: &BenchConfig, profile: &Profile, all: &mut Vec<RunR
                 Baseline::Bittorrent => bittorrent_run(&topology, &ctx, n).await?,
             };
             if let Some(mut report) = report {
-                annotate(&mut report, &topology.mode);
+                annotate(&mut report, &topology.mode, &calibration);
                 record(config, all, report)?;
             }
         }
@@ -147,6 +132,28 @@ async fn run_profile(config: &BenchConfig, profile: &Profile, all: &mut Vec<RunR
     drop(cluster);
     remove_data(&work);
     Ok(())
+}
+
+/// The rates the bound uses for `n` peers: the origin's link and the first
+/// `n` peers' links calibrated together (what a run with `n` peers loads),
+/// or the nominal rates on loopback.
+async fn link_rates(config: &BenchConfig, profile: &Profile, t: &Topology, n: usize) -> anyhow::Result<Calibration> {
+    if !matches!(t.mode, Mode::Namespaces) {
+        return Ok(nominal(profile));
+    }
+    println!("profile {} N={n}: calibrating the links (uploads in a ring, then downloads) ...", profile.name);
+    let c = calibrate(t, n, Duration::from_secs(1), config.calibrate).await?;
+    println!(
+        "profile {} N={n}: U {:.1} Mbit/s, u {:.1} (min {:.1}), d {:.1} (min {:.1}) measured; socket floor {} CPU s/GiB",
+        profile.name,
+        c.origin_up_bps / 1e6,
+        c.peer_up_bps / 1e6,
+        c.peer_up_min_bps / 1e6,
+        c.peer_down_bps / 1e6,
+        c.peer_down_min_bps / 1e6,
+        c.socket_floor_cpu_s_per_gib.map_or("-".into(), |f| format!("{f:.2}")),
+    );
+    Ok(c)
 }
 
 /// Removes the daemons' data directories and scratch content under `work`
@@ -230,10 +237,12 @@ fn nominal(profile: &Profile) -> Calibration {
         peer_down_bps: r.peer_down_bps as f64,
         peer_down_min_bps: r.peer_down_bps as f64,
         seconds: 0.0,
+        socket_floor_cpu_s_per_gib: None,
     }
 }
 
-fn annotate(report: &mut RunReport, mode: &Mode) {
+fn annotate(report: &mut RunReport, mode: &Mode, calibration: &Calibration) {
+    report.socket_floor_cpu_s_per_gib = calibration.socket_floor_cpu_s_per_gib;
     if let Mode::Loopback { .. } = mode {
         report.notes.push("loopback fallback (not shaped by the kernel)".into());
     }

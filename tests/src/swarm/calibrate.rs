@@ -1,10 +1,13 @@
-//! Link calibration: every shaped link driven at once (the origin's upload,
-//! each peer's upload and download), so the bound is computed from the rates
-//! the links really give under load, not from their nominal settings.
+//! Link calibration: the shaped links driven under the load a swarm puts on
+//! them (see [`calibrate`]), so the bound is computed from the rates the
+//! links really give, not from their nominal settings.
 //!
-//! Flows: origin -> hub (U), peer -> hub (u), hub -> peer (d), all at the
-//! same time, each a TCP stream written as fast as it goes; the receiver
-//! counts the bytes that arrive after a warm-up.
+//! Calibration also measures the *socket floor*: the CPU this process spends
+//! per GiB that crosses the links, both ends of every flow included (one
+//! send and one receive per byte, 256 KiB per system call and per receiver
+//! wake-up, as the daemons' piece transfers; nothing else).
+//! A peer that uploads what it downloads cannot spend less on these links;
+//! on a VM much of it is the kernel's per-packet work on veth and tbf.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,9 +20,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::bound::median;
 use super::netns::{Node, Topology};
+use super::usage::cpu_seconds;
+use darter_common::sockopt::{set_recv_low_water, set_send_buffer};
 
 /// First port the calibration listens on (one per flow).
 const BASE_PORT: u16 = 7600;
+/// Bytes per write and per receiver wake-up.
+const WAKE: usize = 256 * 1024;
 
 /// Measured rates in bits per second.
 #[derive(Clone, Debug, Serialize)]
@@ -36,16 +43,57 @@ pub struct Calibration {
     pub peer_down_min_bps: f64,
     /// Seconds measured (after the warm-up).
     pub seconds: f64,
+    /// CPU seconds (user + system) per GiB received, both ends of every flow
+    /// included; `None` where nothing was measured (loopback, nominal rates).
+    pub socket_floor_cpu_s_per_gib: Option<f64>,
 }
 
-/// Drives every link for `warmup + measure` and reports the rates seen
-/// during `measure`.
-pub async fn calibrate(t: &Topology, warmup: Duration, measure: Duration) -> anyhow::Result<Calibration> {
-    let mut flows: Vec<(&Node, &Node)> = vec![(&t.origin, &t.hub)];
-    for p in &t.peers {
-        flows.push((p, &t.hub));
-        flows.push((&t.hub, p));
+/// Calibrates the origin's link and the first `peers` peers' links in two
+/// phases of `warmup + measure` each, loaded as a swarm loads them:
+///
+/// 1. uploads: every peer sends to the next one in a ring (one peer alone
+///    sends to the hub) while the origin sends to the hub: u and U, with
+///    each flow crossing two shaped links as a piece does;
+/// 2. downloads: the hub sends to every peer: d.
+///
+/// Driving every upload and download at once instead would move half
+/// again the bytes a swarm moves and, on a small machine, measure the CPU
+/// rather than the links.
+pub async fn calibrate(t: &Topology, peers: usize, warmup: Duration, measure: Duration) -> anyhow::Result<Calibration> {
+    let peers: Vec<&Node> = t.peers.iter().take(peers).collect();
+    let mut uploads: Vec<(&Node, &Node)> = vec![(&t.origin, &t.hub)];
+    for (i, p) in peers.iter().enumerate() {
+        let next = if peers.len() > 1 { peers[(i + 1) % peers.len()] } else { &t.hub };
+        uploads.push((p, next));
     }
+    let downloads: Vec<(&Node, &Node)> = peers.iter().map(|p| (&t.hub, *p)).collect();
+    let up = drive(&uploads, warmup, measure).await.context("upload phase")?;
+    let down = drive(&downloads, warmup, measure).await.context("download phase")?;
+    let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    let (cpu, received) = (up.cpu_seconds + down.cpu_seconds, up.received_bytes + down.received_bytes);
+    Ok(Calibration {
+        origin_up_bps: up.rates[0],
+        peer_up_bps: median(&up.rates[1..]).unwrap_or(f64::NAN),
+        peer_up_min_bps: min(&up.rates[1..]),
+        peer_down_bps: median(&down.rates).unwrap_or(f64::NAN),
+        peer_down_min_bps: min(&down.rates),
+        seconds: up.seconds + down.seconds,
+        socket_floor_cpu_s_per_gib: (received > 0).then(|| cpu / (received as f64 / (1u64 << 30) as f64)),
+    })
+}
+
+/// What one phase measured.
+struct Phase {
+    /// Bits per second of each flow, in the order given.
+    rates: Vec<f64>,
+    seconds: f64,
+    cpu_seconds: f64,
+    received_bytes: u64,
+}
+
+/// Drives `flows` (sender, receiver) at once, each a TCP stream written as
+/// fast as it goes, and measures after `warmup`.
+async fn drive(flows: &[(&Node, &Node)], warmup: Duration, measure: Duration) -> anyhow::Result<Phase> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut counters = Vec::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -60,11 +108,14 @@ pub async fn calibrate(t: &Topology, warmup: Duration, measure: Duration) -> any
         stream.set_nonblocking(true)?;
         let mut stream = tokio::net::TcpStream::from_std(stream)?;
         let (mut incoming, _) = listener.accept().await?;
+        // As the daemons move pieces: big writes, one wake-up per WAKE bytes.
+        set_send_buffer(&stream, 2 << 20)?;
+        set_recv_low_water(&incoming, WAKE)?;
         let received = Arc::new(AtomicU64::new(0));
         counters.push(Arc::clone(&received));
         let stop_w = Arc::clone(&stop);
         tasks.spawn(async move {
-            let buf = vec![0u8; 256 * 1024];
+            let buf = vec![0u8; WAKE];
             while !stop_w.load(Ordering::Relaxed) {
                 if stream.write_all(&buf).await.is_err() {
                     break;
@@ -73,7 +124,7 @@ pub async fn calibrate(t: &Topology, warmup: Duration, measure: Duration) -> any
         });
         let stop_r = Arc::clone(&stop);
         tasks.spawn(async move {
-            let mut buf = vec![0u8; 256 * 1024];
+            let mut buf = vec![0u8; WAKE];
             while !stop_r.load(Ordering::Relaxed) {
                 match incoming.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
@@ -86,22 +137,24 @@ pub async fn calibrate(t: &Topology, warmup: Duration, measure: Duration) -> any
     }
     tokio::time::sleep(warmup).await;
     let before: Vec<u64> = counters.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    let cpu_before = process_cpu_seconds();
     let started = Instant::now();
     tokio::time::sleep(measure).await;
     let seconds = started.elapsed().as_secs_f64();
-    let rates: Vec<f64> =
-        counters.iter().zip(before).map(|(c, b)| (c.load(Ordering::Relaxed) - b) as f64 * 8.0 / seconds).collect();
+    let cpu_seconds = process_cpu_seconds() - cpu_before;
+    let got: Vec<u64> = counters.iter().zip(before).map(|(c, b)| c.load(Ordering::Relaxed) - b).collect();
     stop.store(true, Ordering::Relaxed);
     tasks.abort_all();
-    let ups: Vec<f64> = rates.iter().skip(1).step_by(2).copied().collect();
-    let downs: Vec<f64> = rates.iter().skip(2).step_by(2).copied().collect();
-    let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
-    Ok(Calibration {
-        origin_up_bps: rates[0],
-        peer_up_bps: median(&ups).unwrap_or(f64::NAN),
-        peer_up_min_bps: min(&ups),
-        peer_down_bps: median(&downs).unwrap_or(f64::NAN),
-        peer_down_min_bps: min(&downs),
+    while tasks.join_next().await.is_some() {}
+    Ok(Phase {
+        rates: got.iter().map(|&b| b as f64 * 8.0 / seconds).collect(),
         seconds,
+        cpu_seconds,
+        received_bytes: got.iter().sum(),
     })
+}
+
+/// User + system CPU seconds of this process so far.
+fn process_cpu_seconds() -> f64 {
+    cpu_seconds(std::process::id()).unwrap_or(0.0)
 }

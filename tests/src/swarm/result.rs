@@ -68,6 +68,10 @@ pub struct RunReport {
     pub origin_link_sent_bytes: Option<u64>,
     /// Share of the machine's cores busy during the run.
     pub machine_cpu_share: Option<f64>,
+    /// CPU seconds per GiB that a bare socket pair needed on the same links
+    /// (calibration, both ends counted): the least a peer that uploads what
+    /// it downloads can spend here.
+    pub socket_floor_cpu_s_per_gib: Option<f64>,
     /// Per peer.
     pub per_peer: Vec<PeerResult>,
     /// Anything a reader must know (fallbacks, skipped parts).
@@ -92,6 +96,7 @@ impl RunReport {
             origin_counted: String::new(),
             origin_link_sent_bytes: None,
             machine_cpu_share: None,
+            socket_floor_cpu_s_per_gib: None,
             per_peer: Vec::new(),
             notes: Vec::new(),
         }

@@ -50,7 +50,8 @@ pub fn check(runs: &[RunReport]) -> Vec<Check> {
             );
         }
         let cpu = cold.cpu_per_gib();
-        add("CPU <= 1.0 s/GiB per daemon", fmt(cpu, " s/GiB"), cpu.is_some_and(|c| c <= 1.0));
+        let floor = cold.socket_floor_cpu_s_per_gib.map_or(String::new(), |f| format!(" (socket floor {f:.2})"));
+        add("CPU <= 1.0 s/GiB per daemon", fmt(cpu, " s/GiB") + &floor, cpu.is_some_and(|c| c <= 1.0));
         if cold.size_bytes >= 1 << 30 {
             let peak = cold.peak_rss_max().map(|b| b as f64 / MIB);
             add("peak RSS <= 128 MiB per daemon (1 GiB)", fmt(peak, " MiB"), peak.is_some_and(|p| p <= 128.0));
