@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -75,13 +75,14 @@ impl Conn {
         Ok(())
     }
 
-    /// Reads what is there, waking only once `want` bytes are queued (or the
-    /// parent closed); 0 means the parent closed.
-    async fn read_some(&mut self, buf: &mut [u8], want: usize) -> Result<usize, FetchError> {
+    /// Appends at most `max` bytes to `buf` (into its spare capacity),
+    /// waking only once `want` bytes are queued (or the parent closed);
+    /// 0 means the parent closed.
+    async fn read_into(&mut self, buf: &mut Vec<u8>, max: usize, want: usize) -> Result<usize, FetchError> {
         self.low_water(want)?;
         loop {
             self.stream.readable().await.map_err(|e| transport("wait for data", e))?;
-            match self.stream.try_read(buf) {
+            match self.stream.try_read_buf(&mut (&mut *buf).limit(max)) {
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(transport("read", e)),
@@ -235,15 +236,14 @@ async fn exchange(conn: &mut Conn, addr: SocketAddr, path: &str, length: u64) ->
     }
 }
 
-/// Reads until a whole response head is in `buf`; returns it and its length.
+/// Reads until a whole response head is in `buf` (perhaps with the start
+/// of the body after it); returns the head and its length.
 async fn read_head(conn: &mut Conn, buf: &mut Vec<u8>) -> Result<(Head, usize), FetchError> {
-    let mut chunk = [0u8; 8192];
     loop {
-        let n = conn.read_some(&mut chunk, 1).await?;
+        let n = conn.read_into(buf, MAX_HEAD - buf.len(), 1).await?;
         if n == 0 {
             return Err(FetchError::Transport("parent closed the connection before answering".into()));
         }
-        buf.extend_from_slice(&chunk[..n]);
         if let Some(parsed) = parse_head(buf)? {
             return Ok(parsed);
         }
@@ -282,24 +282,23 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, FetchError> {
 }
 
 /// Reads a body of exactly `length` bytes, of which `leftover` came with
-/// the head.
+/// the head, into one buffer of that size (not zeroed first).
 async fn read_body(conn: &mut Conn, leftover: &[u8], length: u64) -> Result<Bytes, FetchError> {
     let length = usize::try_from(length).map_err(|_| FetchError::Transport("piece too large".into()))?;
     if leftover.len() > length {
         return Err(FetchError::Transport("parent sent more than it announced".into()));
     }
-    let mut body = vec![0u8; length];
-    body[..leftover.len()].copy_from_slice(leftover);
-    let mut filled = leftover.len();
-    while filled < length {
-        let want = (length - filled).min(WAKE_BYTES);
-        let n = conn.read_some(&mut body[filled..], want).await?;
+    let mut body = Vec::with_capacity(length);
+    body.extend_from_slice(leftover);
+    while body.len() < length {
+        let remaining = length - body.len();
+        let n = conn.read_into(&mut body, remaining, remaining.min(WAKE_BYTES)).await?;
         if n == 0 {
             return Err(FetchError::Transport(format!(
-                "parent closed the connection after {filled} of {length} bytes"
+                "parent closed the connection after {} of {length} bytes",
+                body.len()
             )));
         }
-        filled += n;
     }
     Ok(Bytes::from(body))
 }

@@ -12,6 +12,7 @@ mod output;
 mod p2p;
 mod piece_bits;
 mod piece_buf;
+mod piece_map;
 mod progress;
 mod spec;
 mod swarm;

@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 use super::announcer::Announcer;
 use super::back_to_source::{NewPiece, join_err};
 use super::piece_bits::PieceBits;
+use super::piece_map::PieceMap;
 use super::progress::Progress;
 use super::spec::DownloadSpec;
 use crate::config::P2pConfig;
@@ -118,12 +119,12 @@ enum PieceError {
 #[derive(Default)]
 struct State {
     parents: Vec<Parent>,
-    digests: HashMap<u32, Digest>,
+    digests: PieceMap<Digest>,
     geometry: Option<(u64, u64)>,
     entry: Option<Lease>,
     missing: BTreeSet<u32>,
     /// Parents fetching each piece in flight.
-    inflight: HashMap<u32, Vec<usize>>,
+    inflight: PieceMap<Vec<usize>>,
     blocklist: HashSet<String>,
     rescheduling: bool,
     next_reschedule: Option<Instant>,
