@@ -94,10 +94,17 @@ impl DfdaemonDownload for DownloadService {
 
 type Tx = mpsc::Sender<Result<dpb::DownloadTaskResponse, Status>>;
 
-/// Forwards progress until the job ends. A client that went away ends it too.
+/// Shortest time between two progress messages to a client: a progress bar
+/// needs a few updates a second, not one per piece (thousands per GiB, each
+/// a wake-up on both sides of the socket).
+pub const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Forwards progress until the job ends, at most one piece message per
+/// [`PROGRESS_INTERVAL`]. A client that went away ends it too.
 async fn follow(mut sub: Subscription, tx: &Tx, task_id: &TaskId) -> Result<Finished, Error> {
     let mut sent_started = false;
     let mut pieces_seen = 0;
+    let mut next_progress = tokio::time::Instant::now();
     loop {
         let status: JobStatus = sub.status.borrow_and_update().clone();
         if !sent_started && let Some(s) = &status.started {
@@ -110,10 +117,13 @@ async fn follow(mut sub: Subscription, tx: &Tx, task_id: &TaskId) -> Result<Fini
             });
             send(tx, msg).await?;
         }
+        let due = tokio::time::Instant::now() >= next_progress || status.outcome.is_some();
         if status.pieces_done != pieces_seen
+            && due
             && let Some(p) = status.last_piece
         {
             pieces_seen = status.pieces_done;
+            next_progress = tokio::time::Instant::now() + PROGRESS_INTERVAL;
             let piece = pb::Piece {
                 number: p.number,
                 offset: p.offset,
@@ -131,8 +141,11 @@ async fn follow(mut sub: Subscription, tx: &Tx, task_id: &TaskId) -> Result<Fini
         if let Some(outcome) = status.outcome {
             return outcome;
         }
+        // Pieces verified while a message was not due are reported when it is.
+        let held_back = status.pieces_done != pieces_seen;
         tokio::select! {
             changed = sub.status.changed() => if changed.is_err() { return Err(Error::ShuttingDown) },
+            _ = tokio::time::sleep_until(next_progress), if held_back => {}
             // The client went away: leave the job (the last to leave cancels it).
             _ = tx.closed() => return Err(Error::Abandoned),
         }

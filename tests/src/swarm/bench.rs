@@ -198,6 +198,7 @@ async fn bittorrent_run(t: &Topology, ctx: &RunContext<'_>, n: usize) -> anyhow:
     })
     .await?;
     report.machine_cpu_share = cpu.busy_share();
+    report.machine_steal_share = cpu.steal_share();
     let usage = sampler.lock().unwrap().take().map(Sampler::stop).unwrap_or_default();
     report.origin_bytes = t.origin.link_bytes().map_or(0, |l| l.sent) - origin_before;
     report.origin_link_sent_bytes = Some(report.origin_bytes);

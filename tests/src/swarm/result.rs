@@ -9,6 +9,8 @@ use super::bound::{BoundInputs, median, t_min};
 
 const GIB: f64 = (1u64 << 30) as f64;
 const MIB: f64 = (1u64 << 20) as f64;
+/// Steal share from which a run's notes say so.
+const NOISY_STEAL: f64 = 0.05;
 
 /// One peer's part of a run.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -66,8 +68,11 @@ pub struct RunReport {
     /// seed peer's uploads, for curl the origin's responses, for BitTorrent
     /// the seeder's uploads; `None` on loopback.
     pub origin_link_sent_bytes: Option<u64>,
-    /// Share of the machine's cores busy during the run.
+    /// Share of the machine's cores busy during the run (steal included).
     pub machine_cpu_share: Option<f64>,
+    /// Share of the machine's cores the hypervisor gave to other guests
+    /// during the run (steal): timings are noisy when it is high.
+    pub machine_steal_share: Option<f64>,
     /// CPU seconds per GiB that a bare socket pair needed on the same links
     /// (calibration, both ends counted): the least a peer that uploads what
     /// it downloads can spend here.
@@ -96,6 +101,7 @@ impl RunReport {
             origin_counted: String::new(),
             origin_link_sent_bytes: None,
             machine_cpu_share: None,
+            machine_steal_share: None,
             socket_floor_cpu_s_per_gib: None,
             per_peer: Vec::new(),
             notes: Vec::new(),
@@ -189,6 +195,9 @@ pub fn markdown(runs: &[RunReport]) -> String {
     let opt = |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
     for r in runs {
         let mut notes = r.notes.clone();
+        if let Some(steal) = r.machine_steal_share.filter(|s| *s >= NOISY_STEAL) {
+            notes.insert(0, format!("{:.0}% of the cores stolen by the hypervisor", steal * 100.0));
+        }
         if r.cpu_bound() {
             notes.insert(0, format!("CPU-bound ({:.0}% of cores busy)", r.machine_cpu_share.unwrap_or(0.0) * 100.0));
         }

@@ -145,6 +145,7 @@ pub async fn darter(
     }
     let usage = sampler.stop();
     report.machine_cpu_share = cpu.busy_share();
+    report.machine_steal_share = cpu.steal_share();
     report.origin_bytes = cluster.origin.total_body_bytes() - origin_before;
     report.origin_counted = "body bytes the origin server sent".into();
     report.origin_link_sent_bytes = sent(cluster.origin_node(), origin_link_before);
@@ -210,6 +211,7 @@ pub async fn curl(cluster: &SwarmCluster, ctx: &RunContext<'_>, n: usize) -> any
     .await;
     let usage = sampler.into_inner().unwrap().map(Sampler::stop).unwrap_or_default();
     report.machine_cpu_share = cpu.busy_share();
+    report.machine_steal_share = cpu.steal_share();
     report.origin_bytes = cluster.origin.total_body_bytes() - origin_before;
     report.origin_counted = "body bytes the origin server sent".into();
     report.origin_link_sent_bytes = sent(cluster.origin_node(), origin_link_before);

@@ -40,20 +40,22 @@ pub fn rss_bytes(pid: u32) -> Option<(u64, u64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
-/// Busy and total jiffies of the whole machine (all cores), from `/proc/stat`.
-fn machine_jiffies() -> Option<(u64, u64)> {
+/// Busy, stolen and total jiffies of the whole machine (all cores), from
+/// `/proc/stat`. Steal (time the hypervisor gave to other guests) counts
+/// as busy: this machine could not use it.
+fn machine_jiffies() -> Option<(u64, u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let cpu = stat.lines().next()?;
     let v: Vec<u64> = cpu.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
     let total: u64 = v.iter().sum();
     // idle + iowait are not busy.
     let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    Some((total - idle, total))
+    Some((total - idle, v.get(7).copied().unwrap_or(0), total))
 }
 
 /// Machine CPU use between two points, as a share of all cores (0..1).
 #[derive(Clone, Copy, Debug)]
-pub struct MachineCpu(Option<(u64, u64)>);
+pub struct MachineCpu(Option<(u64, u64, u64)>);
 
 impl MachineCpu {
     /// Starts measuring.
@@ -63,9 +65,19 @@ impl MachineCpu {
 
     /// The share of all cores busy since [`MachineCpu::start`].
     pub fn busy_share(&self) -> Option<f64> {
-        let (b0, t0) = self.0?;
-        let (b1, t1) = machine_jiffies()?;
-        (t1 > t0).then(|| (b1 - b0) as f64 / (t1 - t0) as f64)
+        self.share(|(busy, _, _)| busy)
+    }
+
+    /// The share of all cores the hypervisor took away (steal) since
+    /// [`MachineCpu::start`]: above a few percent, timings are noisy.
+    pub fn steal_share(&self) -> Option<f64> {
+        self.share(|(_, steal, _)| steal)
+    }
+
+    fn share(&self, part: impl Fn((u64, u64, u64)) -> u64) -> Option<f64> {
+        let start = self.0?;
+        let end = machine_jiffies()?;
+        (end.2 > start.2).then(|| (part(end) - part(start)) as f64 / (end.2 - start.2) as f64)
     }
 }
 
