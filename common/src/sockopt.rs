@@ -76,7 +76,7 @@ mod tests {
     }
 
     #[test]
-    fn a_closed_descriptor_is_an_error() {
+    fn an_invalid_descriptor_is_an_error() {
         struct Bad;
         impl AsRawFd for Bad {
             fn as_raw_fd(&self) -> std::os::fd::RawFd {

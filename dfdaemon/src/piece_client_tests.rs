@@ -196,7 +196,7 @@ async fn the_real_piece_server_serves_the_client() {
     use darter_common::digest::Digest;
 
     use crate::metrics::Metrics;
-    use crate::piece_server::PieceServer;
+    use crate::piece_server::{PieceServer, piece_path};
     use crate::storage::{Shape, Storage};
 
     let dir = tempfile::tempdir().unwrap();
@@ -215,10 +215,9 @@ async fn the_real_piece_server_serves_the_client() {
     tokio::spawn(PieceServer::new(storage, 4, Arc::new(Metrics::new())).serve(listener, shutdown.clone()));
 
     let c = client();
-    let path = format!("/v1/tasks/{id}/pieces/");
-    assert_eq!(c.fetch(addr, &format!("{path}1"), 1000).await.unwrap(), second);
-    assert_eq!(c.fetch(addr, &format!("{path}0"), piece_length).await, Err(FetchError::Status(404)));
-    assert_eq!(c.fetch(addr, &format!("{path}1"), 1000).await.unwrap(), second);
+    assert_eq!(c.fetch(addr, &piece_path(&id, 1), 1000).await.unwrap(), second);
+    assert_eq!(c.fetch(addr, &piece_path(&id, 0), piece_length).await, Err(FetchError::Status(404)));
+    assert_eq!(c.fetch(addr, &piece_path(&id, 1), 1000).await.unwrap(), second);
     assert_eq!(c.idle_connections(), 1);
     shutdown.cancel();
 }

@@ -32,6 +32,11 @@ use crate::rate_limit::RateLimit;
 use crate::storage::Storage;
 use darter_common::sockopt::set_send_buffer;
 
+/// The path of piece `number` of task `task_id` on a piece server.
+pub fn piece_path(task_id: &TaskId, number: u32) -> String {
+    format!("/v1/tasks/{task_id}/pieces/{number}")
+}
+
 /// Header carrying the piece digest.
 pub const PIECE_DIGEST_HEADER: &str = "x-darter-piece-digest";
 

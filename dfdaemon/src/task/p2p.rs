@@ -35,6 +35,7 @@ use crate::config::P2pConfig;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::piece_client::{FetchError, PieceClient};
+use crate::piece_server::piece_path;
 use crate::storage::{Lease, Shape, Storage};
 
 /// Network failures after which a parent is dropped.
@@ -82,8 +83,6 @@ struct Parent {
     seed: bool,
     /// The parent's piece server.
     piece_addr: SocketAddr,
-    /// `/v1/tasks/{task_id}/pieces/`: the piece number completes it.
-    pieces_path: String,
     available: PieceBits,
     inflight: usize,
     /// Requests this parent takes at once: halved when it says it is busy,
@@ -307,7 +306,6 @@ impl P2p<'_> {
             };
             let idx = st.parents.len();
             let piece_addr = SocketAddr::new(ip, port);
-            let pieces_path = format!("/v1/tasks/{}/pieces/", self.spec.task_id);
             let sync = tokio::spawn(sync_parent(
                 idx,
                 format!("http://{}:{}", host.ip, host.port),
@@ -320,7 +318,6 @@ impl P2p<'_> {
                 host_id: host.id,
                 seed: c.is_seed,
                 piece_addr,
-                pieces_path,
                 available: c.pieces.into_iter().collect(),
                 inflight: 0,
                 cap: self.config.per_parent,
@@ -409,7 +406,7 @@ impl P2p<'_> {
             st.parents[parent].inflight += 1;
             st.inflight.entry(number).or_default().push(parent);
             total += 1;
-            let path = format!("{}{number}", st.parents[parent].pieces_path);
+            let path = piece_path(&self.spec.task_id, number);
             let fetch = fetch_piece(
                 self.pieces.clone(),
                 st.parents[parent].piece_addr,

@@ -4,7 +4,8 @@
 //! `curl`, a BitTorrent swarm) in one run.
 //!
 //! - [`netns`]: namespaces, the bridge, `tc tbf` shaping, the loopback fallback;
-//! - [`calibrate`]: every link driven at once, measured rates;
+//! - [`calibrate`]: per peer count, uploads in a ring then downloads: measured
+//!   rates and the socket floor (CPU per GiB of a bare socket pair);
 //! - [`bound`]: the fluid bound T_min and medians; [`profile`]: profiles A and B;
 //! - [`cluster`]: Darter's processes placed on the network;
 //! - [`downloads`]: N clients started at one instant and timed;
