@@ -23,6 +23,9 @@ pub struct Metrics {
     pub storage_bytes: IntGauge,
     /// Pieces from parents that did not match their reference digest.
     pub digest_mismatches: IntCounter,
+    /// Bytes of pieces fetched from parents that this peer had already
+    /// stored by the time they arrived (endgame duplicates).
+    pub duplicate_piece_bytes: IntCounter,
     /// Proxy and mirror requests by mode and how they were served.
     proxy_requests: IntCounterVec,
 }
@@ -52,6 +55,11 @@ impl Metrics {
         let digest_mismatches =
             IntCounter::new("piece_digest_mismatches_total", "Pieces from parents that failed verification")
                 .expect("valid metric");
+        let duplicate_piece_bytes = IntCounter::new(
+            "duplicate_piece_bytes_total",
+            "Bytes of pieces from parents that had already been stored (endgame duplicates)",
+        )
+        .expect("valid metric");
         let proxy_requests = IntCounterVec::new(
             Opts::new(
                 "proxy_requests_total",
@@ -69,6 +77,7 @@ impl Metrics {
             Box::new(upload_bytes.clone()),
             Box::new(storage_bytes.clone()),
             Box::new(digest_mismatches.clone()),
+            Box::new(duplicate_piece_bytes.clone()),
         ] {
             registry.register(c).expect("unique metric");
         }
@@ -81,6 +90,7 @@ impl Metrics {
             upload_bytes,
             storage_bytes,
             digest_mismatches,
+            duplicate_piece_bytes,
             proxy_requests,
         }
     }

@@ -16,7 +16,7 @@ const USER_PASSWORD: &str = "Guest-Secret-Pw-3";
 const NEW_PASSWORD: &str = "Guest-Secret-Pw-4";
 
 fn port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    testkit::ports::free_port()
 }
 
 async fn call(

@@ -6,7 +6,7 @@
 //! it only. Everything is killed when dropped. Used by the end-to-end tests
 //! and the sandbox.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -15,15 +15,11 @@ use anyhow::{Context, bail};
 
 use crate::dfdaemon::{DaemonOptions, DaemonProcess, tail};
 use crate::manager::ManagerProcess;
+pub use crate::ports::free_port;
 use crate::process::{ChildGuard, wait_for, wait_until};
 
 /// How long a cluster may take to wire itself through the manager.
 const WIRING_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A free TCP port on loopback (bound, then released).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
-}
 
 /// A scheduler process.
 #[derive(Debug)]

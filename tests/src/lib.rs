@@ -18,6 +18,8 @@
 //!   from its access log), test images built offline with umoci and pushed
 //!   with skopeo, a containerd per node pulling with `ctr`, and finding the
 //!   tools (skipped with a message outside CI).
+//! - [`ports`]: free ports for child processes, drawn from below the
+//!   kernel's ephemeral range so parallel tests' connections cannot take them.
 //! - [`process`]: [`process::ChildGuard`] (kill-on-drop children),
 //!   [`process::wait_for`] and [`process::wait_until`] (poll instead of
 //!   sleep), [`process::signal`].
@@ -35,6 +37,7 @@ pub mod dfdaemon;
 pub mod manager;
 pub mod oci;
 pub mod origin;
+pub mod ports;
 pub mod process;
 pub mod registry;
 pub mod swarm;

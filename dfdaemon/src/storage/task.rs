@@ -334,6 +334,12 @@ impl TaskEntry {
         Ok((piece, Bytes::from(buf)))
     }
 
+    /// The content file, for sending verified pieces straight from it
+    /// (`sendfile`); only ranges of verified pieces may be read from it.
+    pub fn content_file(&self) -> &File {
+        &self.content
+    }
+
     /// Reads `len` bytes at `offset` of the content. Blocking.
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         self.content.read_exact_at(buf, offset).map_err(|e| io_err("read content", e))

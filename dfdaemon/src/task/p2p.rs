@@ -387,9 +387,8 @@ impl P2p<'_> {
             .map(|(holders, n)| (holders, st.rank.get(n as usize).copied().unwrap_or_default(), n))
             .collect();
         wanted.sort_unstable();
-        let endgame = wanted.is_empty();
-        if endgame {
-            wanted = st.inflight.iter().filter(|(_, who)| who.len() == 1).map(|(&n, _)| (0, 0, n)).collect();
+        if wanted.is_empty() {
+            wanted = endgame_duplicates(&st.missing, &st.inflight).into_iter().map(|n| (0, 0, n)).collect();
         }
         for (_, _, number) in wanted {
             if total >= self.config.concurrency {
@@ -470,6 +469,7 @@ impl P2p<'_> {
                         p.failures = 0;
                         p.cap = (p.cap + 1).min(self.config.per_parent);
                         if !st.missing.remove(&number) {
+                            self.metrics.duplicate_piece_bytes.inc_by(piece.length);
                             return Ok(false);
                         }
                         self.progress.piece_from_peer(piece);
@@ -517,6 +517,19 @@ impl P2p<'_> {
             }
         }
     }
+}
+
+/// Pieces worth asking a second parent for: none until every missing piece
+/// is in flight (the endgame), then those in flight from one parent only.
+///
+/// A peer that has merely caught up with its parents (nothing new to fetch
+/// yet, as often in a flash crowd) must not duplicate: each second request
+/// spends a parent's upload on bytes already on their way.
+fn endgame_duplicates(missing: &BTreeSet<u32>, inflight: &PieceMap<Vec<usize>>) -> Vec<u32> {
+    if !missing.iter().all(|n| inflight.contains_key(n)) {
+        return Vec::new();
+    }
+    missing.iter().copied().filter(|n| inflight.get(n).is_some_and(|who| who.len() == 1)).collect()
 }
 
 /// Fetches one piece from a parent, verifies it against the reference
@@ -591,4 +604,23 @@ pub(super) fn is_transport_failure(status: &tonic::Status) -> bool {
         status.code(),
         tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::DeadlineExceeded
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicates_only_once_everything_missing_is_in_flight() {
+        let missing: BTreeSet<u32> = [3, 5, 8].into_iter().collect();
+        let mut inflight: PieceMap<Vec<usize>> = PieceMap::default();
+        inflight.insert(3, vec![0]);
+        inflight.insert(5, vec![1, 2]);
+        assert!(endgame_duplicates(&missing, &inflight).is_empty(), "piece 8 is not in flight yet: no endgame");
+        inflight.insert(8, vec![1]);
+        assert_eq!(endgame_duplicates(&missing, &inflight), vec![3, 8], "one request each; 5 has two already");
+        inflight.insert(9, vec![0]);
+        assert_eq!(endgame_duplicates(&missing, &inflight), vec![3, 8], "a piece no longer missing is not duplicated");
+        assert!(endgame_duplicates(&BTreeSet::new(), &inflight).is_empty());
+    }
 }

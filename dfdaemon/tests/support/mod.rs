@@ -2,16 +2,12 @@
 //! ephemeral ports and a real `dfget` process, against the testkit origin.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 use darter_proto::dfdaemon::v1::{StatTaskRequest, TaskInfo, dfdaemon_download_client::DfdaemonDownloadClient};
 use testkit::dfdaemon::{DaemonOptions, DaemonProcess};
 
-/// A free TCP port on loopback (bound then released).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+pub use testkit::ports::free_port;
 
 /// A dfdaemon process with its own data directory and socket, on fixed
 /// loopback ports picked at start (so tests can reach its piece server).

@@ -5,31 +5,38 @@
 //! request reaches the filesystem. The response carries the piece's digest in
 //! `x-darter-piece-digest`.
 //!
+//! It speaks only this exchange, like [`crate::piece_client`], so that a
+//! piece goes from the page cache to the socket with `sendfile`
+//! ([`send_file`]): never read into the daemon, zeroed or copied through it.
+//! (Through a general HTTP server each upload cost a fresh piece-sized
+//! buffer, a `pread` into it and a copy into the socket.)
+//!
 //! Bounds, since any peer can connect: at most `slots` uploads run at once
-//! (more get 503) and a slot is held until the piece's bytes have left the
-//! process, so piece memory is at most `slots` pieces; at most
-//! [`MAX_CONNECTIONS`] connections are open (more are closed on accept); a
-//! connection that does not finish sending request headers within
-//! [`HEADER_READ_TIMEOUT`] is closed.
+//! (more get 503) and a slot is held until the piece's bytes are in the
+//! socket; a reader that takes nothing for [`SEND_STALL_TIMEOUT`] loses its
+//! connection and its slot; at most [`MAX_CONNECTIONS`] connections are open
+//! (more are closed on accept); a connection that does not finish sending
+//! request headers within [`HEADER_READ_TIMEOUT`] is closed; request heads
+//! are at most [`request::MAX_HEAD`] bytes and carry no body.
 
-use std::convert::Infallible;
+mod request;
+mod send_file;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use darter_common::task_id::TaskId;
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use http::StatusCode;
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use self::request::{BadRequest, Request, read_request};
+pub use self::send_file::send_file;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimit;
-use crate::storage::Storage;
+use crate::storage::{Lease, Storage, StoredPiece};
 use darter_common::sockopt::set_send_buffer;
 
 /// The path of piece `number` of task `task_id` on a piece server.
@@ -50,6 +57,10 @@ pub const SEND_BUFFER: usize = 2 << 20;
 /// between keep-alive requests).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Time a reader may take nothing of a piece before its connection (and
+/// upload slot) is dropped.
+pub const SEND_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Shared state of the piece server.
 #[derive(Debug)]
 pub struct PieceServer {
@@ -66,31 +77,39 @@ pub struct PieceServer {
 /// reject a lying parent. Nothing in the config turns it on.
 pub const CORRUPT_PIECES_ENV: &str = "DFDAEMON_FAULT_CORRUPT_PIECES";
 
-/// A piece's bytes that own the upload slot they were read under.
-///
-/// The slot must last until the bytes leave the process, not until the body
-/// is handed to hyper: hyper drops a body as soon as it has taken the last
-/// frame and keeps that frame (here the whole piece) in its write queue until
-/// the peer reads it, so a permit kept in the body type would be released
-/// while the piece is still in memory. Owned by the `Bytes` themselves, it is
-/// released when hyper has written the last byte or the connection is gone.
-struct SlotBytes {
-    bytes: Bytes,
-    _permit: OwnedSemaphorePermit,
+/// The answer to one request.
+enum Reply {
+    /// A short text answer (errors).
+    Plain(StatusCode, &'static str),
+    /// A verified piece, sent under its upload slot.
+    Piece { lease: Lease, piece: StoredPiece, head_only: bool, _slot: OwnedSemaphorePermit },
 }
 
-impl AsRef<[u8]> for SlotBytes {
-    fn as_ref(&self) -> &[u8] {
-        &self.bytes
+impl Reply {
+    fn result(&self) -> &'static str {
+        match self {
+            Reply::Piece { .. } => "success",
+            Reply::Plain(StatusCode::SERVICE_UNAVAILABLE, _) => "busy",
+            Reply::Plain(..) => "refused",
+        }
     }
 }
 
-fn plain(status: StatusCode, msg: &str) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "text/plain")
-        .body(Full::new(Bytes::from(format!("{msg}\n"))))
-        .expect("valid response")
+/// A response head; `close` adds `connection: close`.
+fn head(status: StatusCode, content_type: &str, length: u64, digest: Option<&str>, close: bool) -> String {
+    let mut h = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: {content_type}\r\ncontent-length: {length}\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    if let Some(d) = digest {
+        h.push_str(&format!("{PIECE_DIGEST_HEADER}: {d}\r\n"));
+    }
+    if close {
+        h.push_str("connection: close\r\n");
+    }
+    h.push_str("\r\n");
+    h
 }
 
 impl PieceServer {
@@ -138,106 +157,150 @@ impl PieceServer {
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            // Room for a whole piece in one write: the task is woken once
+            // Room for a whole piece in the socket: the sender is woken once
             // per piece rather than every time a small buffer drains.
             let _ = set_send_buffer(&stream, SEND_BUFFER);
             let this = self.clone();
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
                 let _connection = connection;
-                let svc = service_fn(move |req| {
-                    let this = this.clone();
-                    async move { Ok::<_, Infallible>(this.handle(req).await) }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .keep_alive(true)
-                    // Queue body buffers instead of copying them into one flat
-                    // buffer, so that a piece's `SlotBytes` live until written.
-                    .writev(true)
-                    .serve_connection(TokioIo::new(stream), svc);
                 tokio::select! {
-                    _ = conn => {}
+                    r = this.connection(stream) => if let Err(e) = r {
+                        tracing::debug!(error = %e, "piece connection ended");
+                    },
                     _ = shutdown.cancelled() => {}
                 }
             });
         }
     }
 
-    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let resp = self.route(&req).await;
-        let result = match resp.status() {
-            StatusCode::OK => "success",
-            StatusCode::SERVICE_UNAVAILABLE => "busy",
-            _ => "refused",
-        };
-        self.metrics.uploads.with_label_values(&[result]).inc();
-        resp
+    /// Answers the requests of one connection until it closes, errs, idles
+    /// past [`HEADER_READ_TIMEOUT`] or asks to close.
+    async fn connection(&self, mut stream: TcpStream) -> std::io::Result<()> {
+        let mut buf = Vec::new();
+        loop {
+            let read = tokio::time::timeout(HEADER_READ_TIMEOUT, read_request(&mut stream, &mut buf)).await;
+            let request = match read {
+                Err(_) => return Ok(()),
+                Ok(read) => match read? {
+                    Ok(Some(request)) => request,
+                    Ok(None) => return Ok(()),
+                    Err(bad) => {
+                        let (status, msg) = match bad {
+                            BadRequest::TooLarge => {
+                                (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large")
+                            }
+                            BadRequest::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed request"),
+                        };
+                        return write_plain(&mut stream, status, msg, true).await;
+                    }
+                },
+            };
+            let reply = self.route(&request).await;
+            self.metrics.uploads.with_label_values(&[reply.result()]).inc();
+            let close = !request.keep_alive;
+            match reply {
+                Reply::Plain(status, msg) => write_plain(&mut stream, status, msg, close).await?,
+                Reply::Piece { lease, piece, head_only, _slot } => {
+                    self.send_piece(&mut stream, &lease, &piece, head_only, close).await?
+                }
+            }
+            if close {
+                return Ok(());
+            }
+        }
     }
 
-    async fn route(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-        let path = req.uri().path();
-        let Some(rest) = path.strip_prefix("/v1/tasks/") else {
-            return plain(StatusCode::NOT_FOUND, "unknown path");
+    async fn route(&self, req: &Request) -> Reply {
+        let Some(rest) = req.path.strip_prefix("/v1/tasks/") else {
+            return Reply::Plain(StatusCode::NOT_FOUND, "unknown path");
         };
         let mut parts = rest.split('/');
         let (Some(raw_id), Some("pieces"), Some(raw_number), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return plain(StatusCode::NOT_FOUND, "unknown path");
+            return Reply::Plain(StatusCode::NOT_FOUND, "unknown path");
         };
-        if req.method() != Method::GET && req.method() != Method::HEAD {
-            return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET");
-        }
+        let head_only = match req.method.as_str() {
+            "GET" => false,
+            "HEAD" => true,
+            _ => return Reply::Plain(StatusCode::METHOD_NOT_ALLOWED, "only GET"),
+        };
         let Ok(id) = TaskId::parse(raw_id) else {
-            return plain(StatusCode::BAD_REQUEST, "invalid task id");
+            return Reply::Plain(StatusCode::BAD_REQUEST, "invalid task id");
         };
         let Ok(number) = raw_number.parse::<u32>() else {
-            return plain(StatusCode::BAD_REQUEST, "invalid piece number");
+            return Reply::Plain(StatusCode::BAD_REQUEST, "invalid piece number");
         };
         let Some(lease) = self.storage.lease(&id) else {
-            return plain(StatusCode::NOT_FOUND, "unknown task");
+            return Reply::Plain(StatusCode::NOT_FOUND, "unknown task");
         };
-        if !lease.has_piece(number) {
-            return plain(StatusCode::NOT_FOUND, "piece not available");
-        }
-        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
-            return plain(StatusCode::SERVICE_UNAVAILABLE, "upload slots full");
+        let Some(piece) = lease.piece(number) else {
+            return Reply::Plain(StatusCode::NOT_FOUND, "piece not available");
         };
-        let read = tokio::task::spawn_blocking(move || lease.read_piece(number)).await;
-        match read {
-            Ok(Ok((piece, mut bytes))) => {
-                if let Some(rate) = &self.rate {
-                    rate.acquire(bytes.len() as u64).await;
-                }
-                self.metrics.upload_bytes.inc_by(bytes.len() as u64);
-                if self.corrupt && !bytes.is_empty() {
-                    tracing::warn!(task_id = %id, number, "fault injection: serving a corrupted piece");
-                    let mut v = bytes.to_vec();
-                    v[0] ^= 0xff;
-                    bytes = Bytes::from(v);
-                }
-                let body = if req.method() == Method::HEAD {
-                    Bytes::new()
-                } else {
-                    Bytes::from_owner(SlotBytes { bytes, _permit: permit })
-                };
-                Response::builder()
-                    .status(StatusCode::OK)
-                    .header("content-type", "application/octet-stream")
-                    .header(PIECE_DIGEST_HEADER, piece.digest.to_string())
-                    .header("content-length", piece.length)
-                    .body(Full::new(body))
-                    .expect("valid response")
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(task_id = %id, number, error = %e, "cannot read piece");
-                plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read piece")
-            }
-            Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read piece"),
-        }
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            return Reply::Plain(StatusCode::SERVICE_UNAVAILABLE, "upload slots full");
+        };
+        Reply::Piece { lease, piece, head_only, _slot: slot }
     }
+
+    /// The piece's head, then its bytes from the content file.
+    async fn send_piece(
+        &self,
+        stream: &mut TcpStream,
+        lease: &Lease,
+        piece: &StoredPiece,
+        head_only: bool,
+        close: bool,
+    ) -> std::io::Result<()> {
+        let digest = piece.digest.to_string();
+        let head = head(StatusCode::OK, "application/octet-stream", piece.length, Some(&digest), close);
+        if head_only {
+            return stream.write_all(head.as_bytes()).await;
+        }
+        if let Some(rate) = &self.rate {
+            rate.acquire(piece.length).await;
+        }
+        if self.corrupt {
+            return self.send_corrupted(stream, lease, piece, head).await;
+        }
+        stream.write_all(head.as_bytes()).await?;
+        send_file(stream, lease.content_file(), piece.offset, piece.length, SEND_STALL_TIMEOUT).await?;
+        self.metrics.upload_bytes.inc_by(piece.length);
+        Ok(())
+    }
+
+    /// Fault injection ([`CORRUPT_PIECES_ENV`]): the piece with its first byte flipped.
+    async fn send_corrupted(
+        &self,
+        stream: &mut TcpStream,
+        lease: &Lease,
+        piece: &StoredPiece,
+        head: String,
+    ) -> std::io::Result<()> {
+        let (lease, number) = (lease.clone(), piece.number);
+        let read = tokio::task::spawn_blocking(move || lease.read_piece(number)).await;
+        let Ok(Ok((_, bytes))) = read else {
+            return Err(std::io::Error::other("cannot read the piece to corrupt"));
+        };
+        tracing::warn!(number, "fault injection: serving a corrupted piece");
+        let mut body = bytes.to_vec();
+        if let Some(first) = body.first_mut() {
+            *first ^= 0xff;
+        }
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(&body).await?;
+        self.metrics.upload_bytes.inc_by(piece.length);
+        Ok(())
+    }
+}
+
+/// A short text answer.
+async fn write_plain(stream: &mut TcpStream, status: StatusCode, msg: &str, close: bool) -> std::io::Result<()> {
+    let body = format!("{msg}\n");
+    let mut out = head(status, "text/plain", body.len() as u64, None, close);
+    out.push_str(&body);
+    stream.write_all(out.as_bytes()).await
 }
 
 #[cfg(test)]
