@@ -9,8 +9,9 @@
 //! - [`scheduler_client`]: the schedulers (host announcements, the scheduler of a task);
 //! - [`manager`]: the schedulers from the manager (with its last answer on disk),
 //!   and a seed peer's registration;
-//! - [`piece_server`]: piece bytes to other peers over HTTP; [`piece_client`]: fetching them
-//!   (kept-alive connections, one wake-up per 256 KiB received);
+//! - [`piece_server`]: piece bytes to other peers over HTTP (`sendfile` from the page cache);
+//!   [`piece_client`]: fetching them (kept-alive connections, one wake-up per 256 KiB
+//!   received, into reused buffers from [`buffer_pool`]);
 //! - [`proxy`]: the registry mirror and HTTP proxy (P2P for blobs, relay otherwise);
 //!   [`containerd`]: the `hosts.toml` files that point containerd at it;
 //! - [`metrics`], [`error`]; private helpers: `disk` (filesystem size), `host` (this host as announced), `memory` (heap trimming once idle);
@@ -20,6 +21,7 @@
 //! ephemeral ports.
 
 pub mod backend;
+pub mod buffer_pool;
 pub mod config;
 pub mod containerd;
 pub mod dfget;

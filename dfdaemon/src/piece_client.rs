@@ -16,10 +16,14 @@
 //! [`IDLE_FOR`], less than the server's idle timeout; a kept connection
 //! that the parent closed anyway is noticed before any response byte and
 //! the request is sent once more on a fresh connection.
+//!
+//! Bodies are read into buffers of a [`BufferPool`], which come back when the
+//! piece's bytes are dropped (after it is verified and written), so a
+//! download does not fault in fresh memory for every piece.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes};
@@ -27,6 +31,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use darter_common::sockopt::set_recv_low_water;
+
+use crate::buffer_pool::BufferPool;
 
 /// Most bytes the socket collects before the reader is woken.
 pub const WAKE_BYTES: usize = 256 * 1024;
@@ -38,6 +44,8 @@ const MAX_HEAD: usize = 16 * 1024;
 const MAX_ERROR_BODY: u64 = 64 * 1024;
 /// Headers parsed in a response head.
 const MAX_HEADERS: usize = 32;
+/// Most bytes of idle receive buffers kept for the next pieces.
+pub const POOL_BYTES: usize = 16 << 20;
 
 /// Why a piece was not fetched.
 #[derive(Debug, PartialEq, Eq)]
@@ -118,12 +126,18 @@ pub struct PieceClient {
     idle: Mutex<HashMap<SocketAddr, Vec<(Instant, TcpStream)>>>,
     max_idle: usize,
     connect_timeout: Duration,
+    buffers: Arc<BufferPool>,
 }
 
 impl PieceClient {
     /// A client keeping at most `max_idle` idle connections per parent.
     pub fn new(max_idle: usize, connect_timeout: Duration) -> Self {
-        Self { idle: Mutex::default(), max_idle, connect_timeout }
+        Self { idle: Mutex::default(), max_idle, connect_timeout, buffers: BufferPool::new(POOL_BYTES) }
+    }
+
+    /// Drops the idle receive buffers (nothing is being downloaded).
+    pub fn release_buffers(&self) {
+        self.buffers.clear();
     }
 
     /// Fetches `path` from the piece server at `addr`; a 200 must carry
@@ -131,7 +145,7 @@ impl PieceClient {
     pub async fn fetch(&self, addr: SocketAddr, path: &str, length: u64) -> Result<Bytes, FetchError> {
         if let Some(stream) = self.take_idle(addr) {
             let mut conn = Conn { stream, low_water: 0 };
-            match exchange(&mut conn, addr, path, length).await {
+            match exchange(&mut conn, addr, path, length, &self.buffers).await {
                 Exchange::Done(result, keep) => return self.finish(addr, conn, result, keep),
                 Exchange::Stale(e) => {
                     tracing::debug!(%addr, error = %e, "kept piece connection was closed; reconnecting")
@@ -139,7 +153,7 @@ impl PieceClient {
             }
         }
         let mut conn = Conn { stream: self.connect(addr).await?, low_water: 0 };
-        match exchange(&mut conn, addr, path, length).await {
+        match exchange(&mut conn, addr, path, length, &self.buffers).await {
             Exchange::Done(result, keep) => self.finish(addr, conn, result, keep),
             Exchange::Stale(e) => Err(e),
         }
@@ -200,7 +214,7 @@ impl PieceClient {
 }
 
 /// One request and its response on `conn`.
-async fn exchange(conn: &mut Conn, addr: SocketAddr, path: &str, length: u64) -> Exchange {
+async fn exchange(conn: &mut Conn, addr: SocketAddr, path: &str, length: u64, buffers: &Arc<BufferPool>) -> Exchange {
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/octet-stream\r\n\r\n");
     if let Err(e) = conn.stream.write_all(request.as_bytes()).await {
         return Exchange::Stale(transport("send request", e));
@@ -215,7 +229,9 @@ async fn exchange(conn: &mut Conn, addr: SocketAddr, path: &str, length: u64) ->
     if head.status != 200 {
         let error = if head.status == 503 { FetchError::Busy } else { FetchError::Status(head.status) };
         let keep = match head.content_length {
-            Some(n) if n <= MAX_ERROR_BODY && head.keep_alive => read_body(conn, leftover, n).await.is_ok(),
+            Some(n) if n <= MAX_ERROR_BODY && head.keep_alive => {
+                read_body(conn, leftover, Vec::with_capacity(n as usize), n as usize).await.is_ok()
+            }
             _ => false,
         };
         return Exchange::Done(Err(error), keep);
@@ -230,8 +246,11 @@ async fn exchange(conn: &mut Conn, addr: SocketAddr, path: &str, length: u64) ->
             );
         }
     }
-    match read_body(conn, leftover, length).await {
-        Ok(body) => Exchange::Done(Ok(body), head.keep_alive),
+    let Ok(length) = usize::try_from(length) else {
+        return Exchange::Done(Err(FetchError::Transport("piece too large".into())), false);
+    };
+    match read_body(conn, leftover, buffers.take(length), length).await {
+        Ok(body) => Exchange::Done(Ok(buffers.lend(body)), head.keep_alive),
         Err(e) => Exchange::Done(Err(e), false),
     }
 }
@@ -281,14 +300,12 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, FetchError> {
     Ok(Some((head, len)))
 }
 
-/// Reads a body of exactly `length` bytes, of which `leftover` came with
-/// the head, into one buffer of that size (not zeroed first).
-async fn read_body(conn: &mut Conn, leftover: &[u8], length: u64) -> Result<Bytes, FetchError> {
-    let length = usize::try_from(length).map_err(|_| FetchError::Transport("piece too large".into()))?;
+/// Reads a body of exactly `length` bytes into `body` (empty, with room for
+/// them, not zeroed), of which `leftover` came with the head.
+async fn read_body(conn: &mut Conn, leftover: &[u8], mut body: Vec<u8>, length: usize) -> Result<Vec<u8>, FetchError> {
     if leftover.len() > length {
         return Err(FetchError::Transport("parent sent more than it announced".into()));
     }
-    let mut body = Vec::with_capacity(length);
     body.extend_from_slice(leftover);
     while body.len() < length {
         let remaining = length - body.len();
@@ -300,7 +317,7 @@ async fn read_body(conn: &mut Conn, leftover: &[u8], length: u64) -> Result<Byte
             )));
         }
     }
-    Ok(Bytes::from(body))
+    Ok(body)
 }
 
 #[cfg(test)]

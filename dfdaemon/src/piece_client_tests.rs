@@ -90,6 +90,24 @@ async fn a_piece_arrives_whole_and_its_connection_is_kept() {
 }
 
 #[tokio::test]
+async fn a_dropped_piece_lends_its_buffer_to_the_next() {
+    let body = vec![3u8; 100_000];
+    let (addr, _) = scripted(vec![answer(ok(&body)), answer(ok(&body)), answer(ok(&body))]).await;
+    let c = client();
+    let first = c.fetch(addr, "/v1/tasks/t/pieces/0", body.len() as u64).await.unwrap();
+    let memory = first.as_ptr();
+    let held = c.fetch(addr, "/v1/tasks/t/pieces/1", body.len() as u64).await.unwrap();
+    assert_ne!(held.as_ptr(), memory, "a buffer in use is not lent twice");
+    drop(first);
+    let third = c.fetch(addr, "/v1/tasks/t/pieces/2", body.len() as u64).await.unwrap();
+    assert_eq!(third.as_ptr(), memory, "the first piece's buffer came back and was reused");
+    assert_eq!((&third[..], &held[..]), (&body[..], &body[..]));
+    drop((held, third));
+    c.release_buffers();
+    assert_eq!(c.buffers.idle_bytes(), 0);
+}
+
+#[tokio::test]
 async fn a_body_larger_than_the_wake_size_arrives_in_bursts() {
     // Not a multiple of WAKE_BYTES, so the last wait asks for less.
     let body: Vec<u8> = (0..WAKE_BYTES * 2 + 12_345).map(|i| (i % 251) as u8).collect();

@@ -130,6 +130,9 @@ impl TaskManager {
             };
             if idle {
                 // The last download is over: give its buffers back to the system.
+                if let Some(swarm) = &this.swarm {
+                    swarm.pieces.release_buffers();
+                }
                 tokio::task::spawn_blocking(crate::memory::release_free_memory);
             }
         }

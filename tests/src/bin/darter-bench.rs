@@ -34,12 +34,40 @@ enum Cmd {
     /// The registry mirror: time to first byte of a cold blob, and a warm blob's
     /// throughput through the mirror vs straight from the registry (curl both sides).
     Mirror(MirrorArgs),
+    /// One parent and one child on loopback: throughput and CPU per GiB of
+    /// both (what a piece transfer costs), against curl from the same origin.
+    P2p(P2pArgs),
     /// The manager: ListSchedulers (gRPC) and GET /api/v1/clusters (REST)
     /// requests per second and latency, on SQLite, PostgreSQL or MySQL.
     Manager(manager::ManagerArgs),
     /// The swarm: N peers in network namespaces on shaped links, Darter against
     /// the fluid bound, N parallel curl and a BitTorrent swarm (BENCHMARK.md).
     Swarm(swarm::SwarmArgs),
+}
+
+#[derive(clap::Args)]
+struct P2pArgs {
+    /// File size: 1GiB, 64MiB, 300KiB or plain bytes.
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    size: u64,
+    /// Runs, each with a fresh cluster.
+    #[arg(long, default_value_t = 3)]
+    runs: u32,
+    /// Directory with the scheduler, dfdaemon and dfget binaries [default: next to darter-bench].
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// curl binary.
+    #[arg(long, default_value = "curl")]
+    curl: PathBuf,
+    /// Directory for a scratch dir (removed at the end) and the JSON result.
+    #[arg(long, default_value = "/tmp")]
+    workdir: PathBuf,
+    /// Where to write the JSON result [default: WORKDIR/p2p.json].
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Kill any single download after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout_secs: u64,
 }
 
 #[derive(clap::Args)]
@@ -113,6 +141,7 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Backsource(args) => backsource_cmd(args).await,
         Cmd::Origin(args) => origin_cmd(args).await,
         Cmd::Mirror(args) => mirror_cmd(args).await,
+        Cmd::P2p(args) => p2p_cmd(args).await,
         Cmd::Manager(args) => manager::run(args).await,
         Cmd::Swarm(args) => swarm::run(args, exe_dir()?).await,
     }
@@ -138,6 +167,27 @@ async fn mirror_cmd(args: MirrorArgs) -> anyhow::Result<()> {
     let report = testkit::bench::mirror::run(&cfg).await?;
     print!("{}", report.markdown());
     let json_path = args.json.unwrap_or_else(|| args.workdir.join("mirror.json"));
+    std::fs::write(&json_path, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("write {}", json_path.display()))?;
+    println!("json: {}", json_path.display());
+    Ok(())
+}
+
+async fn p2p_cmd(args: P2pArgs) -> anyhow::Result<()> {
+    let cfg = testkit::bench::p2p::P2pBenchConfig {
+        size: args.size,
+        runs: args.runs,
+        bin_dir: match args.bin_dir {
+            Some(dir) => dir,
+            None => exe_dir()?,
+        },
+        curl: args.curl,
+        workdir: args.workdir.clone(),
+        download_timeout: Duration::from_secs(args.timeout_secs),
+    };
+    let report = testkit::bench::p2p::run(&cfg).await?;
+    print!("{}", report.markdown());
+    let json_path = args.json.unwrap_or_else(|| args.workdir.join("p2p.json"));
     std::fs::write(&json_path, serde_json::to_string_pretty(&report)? + "\n")
         .with_context(|| format!("write {}", json_path.display()))?;
     println!("json: {}", json_path.display());

@@ -224,10 +224,18 @@ fn daemon_options(
 /// Reads one sample of `metric` (with its labels, e.g.
 /// `dfdaemon_download_bytes_total{source="peer"}`) from a `/metrics` page.
 pub async fn read_metric(addr: SocketAddr, metric: &str) -> Option<f64> {
+    read_metrics(addr, &[metric]).await?.pop()?
+}
+
+/// Several metrics from one read of a `/metrics` page, in the order asked;
+/// `None` when the page cannot be read.
+pub async fn read_metrics(addr: SocketAddr, metrics: &[&str]) -> Option<Vec<Option<f64>>> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await.ok()?.ok()?;
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: peer\r\nConnection: close\r\n\r\n").await.ok()?;
     let mut text = String::new();
     tokio::time::timeout(Duration::from_secs(2), s.read_to_string(&mut text)).await.ok()?.ok()?;
-    text.lines().find_map(|l| l.strip_prefix(metric)?.strip_prefix(' ')?.trim().parse().ok())
+    let value =
+        |metric: &str| text.lines().find_map(|l| l.strip_prefix(metric)?.strip_prefix(' ')?.trim().parse().ok());
+    Some(metrics.iter().map(|m| value(m)).collect())
 }

@@ -11,7 +11,8 @@
 //! - [`downloads`]: N clients started at one instant and timed;
 //! - [`scenario`]: Darter's cold, warm and churn runs and the curl baseline;
 //! - [`bittorrent`]: the aria2c + opentracker + mktorrent baseline;
-//! - [`usage`]: CPU and RSS from `/proc`; [`result`]: one run's report and the
+//! - [`usage`]: CPU and RSS from `/proc`; [`progress`]: each Darter peer's
+//!   downloaded bytes over time, from its metrics; [`result`]: one run's report and the
 //!   Markdown table; [`targets`]: the targets checked; [`chart`]: the PNG;
 //! - [`bench`](mod@bench): the whole benchmark, writing its outputs after every run.
 
@@ -24,6 +25,7 @@ pub mod cluster;
 pub mod downloads;
 pub mod netns;
 pub mod profile;
+pub mod progress;
 pub mod result;
 pub mod scenario;
 pub mod targets;

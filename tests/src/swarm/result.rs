@@ -34,6 +34,14 @@ pub struct PeerResult {
     pub idle_rss_bytes: Option<u64>,
     /// Bytes that reached it over its link (headers included).
     pub wire_received_bytes: Option<u64>,
+    /// Darter: seconds from the start until its first piece was stored.
+    pub first_byte_seconds: Option<f64>,
+    /// Darter: bytes of pieces fetched after they were already stored
+    /// (endgame duplicates; `dfdaemon_duplicate_piece_bytes_total`).
+    pub duplicate_bytes: Option<u64>,
+    /// Darter: (seconds, bytes downloaded) every 250 ms.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub progress: Vec<(f64, u64)>,
 }
 
 /// One system in one scenario at one peer count.

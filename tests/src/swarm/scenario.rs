@@ -2,6 +2,7 @@
 //! client-server baseline (N parallel `curl` from the origin), each on fresh
 //! random content, timed from one common start, every copy checked.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use super::calibrate::Calibration;
 use super::cluster::{SwarmCluster, read_metric};
 use super::downloads::{Finished, run_all};
 use super::netns::{LinkBytes, Node};
+use super::progress::{ProgressSampler, first_byte_seconds};
 use super::result::{PeerResult, RunReport};
 use super::usage::{MachineCpu, Sampler, rss_bytes};
 use crate::origin::{Behavior, Content};
@@ -22,6 +24,10 @@ use crate::origin::{Behavior, Content};
 const IDLE_SETTLE: Duration = Duration::from_secs(3);
 /// How often the churn watcher reads the victims' progress.
 const CHURN_POLL: Duration = Duration::from_millis(100);
+/// How often each Darter peer's progress is read from its metrics.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
+/// Per peer: bytes of pieces fetched after they were already stored.
+const DUPLICATE_BYTES: &str = "dfdaemon_duplicate_piece_bytes_total";
 
 /// Which scenario.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -131,6 +137,8 @@ pub async fn darter(
     let origin_before = cluster.origin.total_body_bytes();
     let origin_link_before = cluster.origin_node().link_bytes();
     let sampler = Sampler::start(pids.clone(), Duration::from_millis(100));
+    let metrics: Vec<SocketAddr> = timed.iter().map(|&i| cluster.metrics_addr(i)).collect();
+    let progress = ProgressSampler::start(metrics.clone(), PROGRESS_INTERVAL);
     let cpu = MachineCpu::start();
 
     let churn = (scenario == Scenario::Churn).then(|| {
@@ -144,6 +152,8 @@ pub async fn darter(
         watcher.abort();
     }
     let usage = sampler.stop();
+    let timelines = progress.stop();
+    let duplicates = futures::future::join_all(metrics.iter().map(|&m| read_metric(m, DUPLICATE_BYTES))).await;
     report.machine_cpu_share = cpu.busy_share();
     report.machine_steal_share = cpu.steal_share();
     report.origin_bytes = cluster.origin.total_body_bytes() - origin_before;
@@ -168,6 +178,9 @@ pub async fn darter(
             peak_rss_bytes: usage[k].map(|u| u.peak_rss_bytes),
             idle_rss_bytes: idle[k],
             wire_received_bytes: received(&nodes[k], links_before[k]),
+            first_byte_seconds: first_byte_seconds(&timelines[k]),
+            duplicate_bytes: duplicates[k].map(|b| b as u64),
+            progress: timelines[k].clone(),
         });
     }
     report.settle();
