@@ -11,6 +11,15 @@
 //! not the swarm; every output is checked against the file's SHA-256, and the
 //! child must have fetched every byte from its parent (the origin sends it
 //! nothing).
+//!
+//! Memory: how much writing a GiB into the page cache costs depends on
+//! what the machine did just before (seen here: the child's CPU per GiB
+//! ranged from 1.6 to 6.4 s over three runs of the same build when each run
+//! followed the previous one's writes, and curl's from 0.9 to 2.9). So that
+//! curl and the child start alike, each timed download starts after a
+//! `sync`, a drop of the page cache (as root), the file it reads from read
+//! back in, and a pause of [`SETTLE`]. Without root the caches are left
+//! alone, and the report says so.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -25,6 +34,9 @@ use super::report::median;
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::origin::{Behavior, Content, Origin};
 use crate::swarm::usage::cpu_times;
+
+/// Pause after dropping the caches, before a timed download.
+const SETTLE: Duration = Duration::from_secs(3);
 
 /// What to run and where.
 #[derive(Clone, Debug)]
@@ -75,10 +87,12 @@ pub struct P2pReport {
     pub runs: Vec<P2pRun>,
     /// Medians of every field of the runs.
     pub median: Option<P2pRun>,
+    /// Whether the page cache was dropped before each timed download (root).
+    pub caches_dropped: bool,
 }
 
 impl P2pReport {
-    fn new(size_bytes: u64, runs: Vec<P2pRun>) -> Self {
+    fn new(size_bytes: u64, runs: Vec<P2pRun>, caches_dropped: bool) -> Self {
         let m = |f: fn(&P2pRun) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
         let median = (|| {
             Some(P2pRun {
@@ -92,7 +106,7 @@ impl P2pReport {
                 parent_user_s_per_gib: m(|r| r.parent_user_s_per_gib)?,
             })
         })();
-        Self { benchmark: "p2p", size_bytes, runs, median }
+        Self { benchmark: "p2p", size_bytes, runs, median, caches_dropped }
     }
 
     /// The runs and their medians as a Markdown table.
@@ -120,6 +134,9 @@ impl P2pReport {
         }
         if let Some(m) = &self.median {
             out.push_str(&row("median".into(), m));
+        }
+        if !self.caches_dropped {
+            out.push_str("\npage cache not dropped before the timed downloads (not root): figures depend on what ran before\n");
         }
         out
     }
@@ -149,9 +166,13 @@ pub async fn run(cfg: &P2pBenchConfig) -> anyhow::Result<P2pReport> {
     let url = origin.url("/blob");
 
     let mut runs = Vec::new();
+    let mut caches_dropped = true;
     for run in 1..=cfg.runs {
+        caches_dropped &= settle(&[&dir.join("blob")]).await;
         let (curl_secs, curl_cpu) = time_curl(cfg, &url, &dir.join("curl.out"), &digest).await?;
-        let p2p = p2p_run(cfg, &dir.join(format!("run-{run}")), &origin, &url, &digest).await?;
+        let run_dir = dir.join(format!("run-{run}"));
+        let p2p = p2p_run(cfg, &run_dir, &origin, &url, &digest).await?;
+        std::fs::remove_dir_all(&run_dir).with_context(|| format!("remove {}", run_dir.display()))?;
         let gib = size as f64 / (1u64 << 30) as f64;
         let r = P2pRun {
             run,
@@ -171,7 +192,23 @@ pub async fn run(cfg: &P2pBenchConfig) -> anyhow::Result<P2pReport> {
     }
     drop(origin);
     scratch.close().context("remove scratch dir")?;
-    Ok(P2pReport::new(size, runs))
+    Ok(P2pReport::new(size, runs, caches_dropped))
+}
+
+/// Drops the page cache (when root), reads `warm` back in, and waits
+/// [`SETTLE`]; returns whether the cache was dropped.
+async fn settle(warm: &[&Path]) -> bool {
+    let _ = Command::new("sync").status().await;
+    let dropped = std::fs::write("/proc/sys/vm/drop_caches", "1").is_ok();
+    for path in warm {
+        let path = path.to_path_buf();
+        let _ = tokio::task::spawn_blocking(move || {
+            std::fs::File::open(path).and_then(|mut f| std::io::copy(&mut f, &mut std::io::sink()))
+        })
+        .await;
+    }
+    tokio::time::sleep(SETTLE).await;
+    dropped
 }
 
 /// The timed child download: seconds, and (user, system) CPU seconds of the
@@ -196,11 +233,13 @@ async fn p2p_run(
     let before = origin.total_body_bytes();
     let out = dir.join("parent.out");
     dfget(cfg, &parent.socket, url, &out).await.with_context(|| format!("parent\n{}", parent.log_tail(20)))?;
+    // The output is a hard link to the parent's copy: reading it back warms
+    // what the parent will serve.
+    settle(&[&out]).await;
     verify_and_remove("parent", &out, digest).await?;
     let from_origin = origin.total_body_bytes() - before;
 
     let pids = (parent.pid().context("parent gone")?, child.pid().context("child gone")?);
-    let _ = Command::new("sync").status().await;
     let (parent0, child0) = (cpu_times(pids.0), cpu_times(pids.1));
     let started = Instant::now();
     let out = dir.join("child.out");
@@ -236,7 +275,6 @@ async fn dfget(cfg: &P2pBenchConfig, socket: &Path, url: &str, out: &Path) -> an
 
 /// curl to a file under the shell's `times`: seconds and curl's CPU seconds.
 async fn time_curl(cfg: &P2pBenchConfig, url: &str, out: &Path, digest: &str) -> anyhow::Result<(f64, f64)> {
-    let _ = Command::new("sync").status().await;
     let script = r#""$0" -sS -o "$1" "$2" && times"#;
     let mut cmd = Command::new("bash");
     cmd.args(["-c", script]).arg(&cfg.curl).arg(out).arg(url).stdin(Stdio::null()).kill_on_drop(true);
@@ -288,10 +326,10 @@ mod tests {
             parent_cpu_s_per_gib: x,
             parent_user_s_per_gib: x,
         };
-        let report = P2pReport::new(1 << 30, vec![run(1, 3.0), run(2, 1.0), run(3, 2.0)]);
+        let report = P2pReport::new(1 << 30, vec![run(1, 3.0), run(2, 1.0), run(3, 2.0)], true);
         let m = report.median.as_ref().unwrap();
         assert_eq!((m.curl_mib_s, m.parent_user_s_per_gib), (2.0, 2.0));
         assert!(report.markdown().contains("| median | 2.0 | 2.00 | 2.0 | 2.00 (2.00) | 2.00 (2.00) |"));
-        assert!(P2pReport::new(1, Vec::new()).median.is_none());
+        assert!(P2pReport::new(1, Vec::new(), false).median.is_none());
     }
 }
