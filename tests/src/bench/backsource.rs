@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 use tokio::process::Command;
 
 use super::report::{BacksourceReport, RunResult};
+use super::scratch::scratch_with_blob;
 use crate::dfdaemon::{DaemonOptions, DaemonProcess};
 use crate::origin::{Behavior, Content, Origin};
 
@@ -47,20 +48,8 @@ pub async fn run(cfg: &BacksourceConfig) -> anyhow::Result<BacksourceReport> {
         check_binary("dfdaemon", &cfg.dfdaemon)?;
         check_binary("dfget", &cfg.dfget)?;
     }
-    std::fs::create_dir_all(&cfg.workdir).with_context(|| format!("create workdir {}", cfg.workdir.display()))?;
-    let scratch =
-        tempfile::Builder::new().prefix("darter-bench-").tempdir_in(&cfg.workdir).context("create scratch dir")?;
-    let dir = scratch.path().to_owned();
-
-    let blob = dir.join("blob");
-    let (size, seed) = (cfg.size, rand::random::<u64>());
-    eprintln!("writing {} random bytes to {}", size, blob.display());
-    let digest = tokio::task::spawn_blocking({
-        let blob = blob.clone();
-        move || crate::data::write_random_file(blob, size, seed)
-    })
-    .await?
-    .context("write random file")?;
+    let (scratch, blob, digest) = scratch_with_blob(&cfg.workdir, "darter-bench-", cfg.size).await?;
+    let (dir, size) = (scratch.path().to_owned(), cfg.size);
 
     let origin = Origin::start().await;
     origin.add("/blob", Content::File(blob), Behavior::default());

@@ -23,6 +23,7 @@ use tokio::process::Command;
 
 use super::backsource::{check_binary, mib_per_s, verify_and_remove};
 use super::report::median;
+use super::scratch::scratch_with_blob;
 use crate::dfdaemon::{DaemonOptions, DaemonProcess};
 use crate::origin::{Behavior, Content, Origin};
 
@@ -100,18 +101,8 @@ pub async fn run(cfg: &MirrorConfig) -> anyhow::Result<MirrorReport> {
         bail!("--runs must be at least 1");
     }
     check_binary("dfdaemon", &cfg.dfdaemon)?;
-    std::fs::create_dir_all(&cfg.workdir).with_context(|| format!("create workdir {}", cfg.workdir.display()))?;
-    let scratch = tempfile::Builder::new().prefix("darter-bench-mirror-").tempdir_in(&cfg.workdir)?;
-    let dir = scratch.path().to_owned();
-    let blob = dir.join("blob");
-    let (size, seed) = (cfg.size, rand::random::<u64>());
-    eprintln!("writing {size} random bytes to {}", blob.display());
-    let digest = tokio::task::spawn_blocking({
-        let blob = blob.clone();
-        move || crate::data::write_random_file(blob, size, seed)
-    })
-    .await?
-    .context("write random file")?;
+    let (scratch, blob, digest) = scratch_with_blob(&cfg.workdir, "darter-bench-mirror-", cfg.size).await?;
+    let (dir, size) = (scratch.path().to_owned(), cfg.size);
     let origin = Origin::start().await;
     let path = format!("/v2/bench/blobs/sha256:{digest}");
     origin.add(&path, Content::File(blob), Behavior::default());

@@ -31,6 +31,7 @@ use tokio::process::Command;
 
 use super::backsource::{check_binary, mib_per_s, verify_and_remove};
 use super::report::median;
+use super::scratch::scratch_with_blob;
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::origin::{Behavior, Content, Origin};
 use crate::swarm::usage::cpu_times;
@@ -136,7 +137,9 @@ impl P2pReport {
             out.push_str(&row("median".into(), m));
         }
         if !self.caches_dropped {
-            out.push_str("\npage cache not dropped before the timed downloads (not root): figures depend on what ran before\n");
+            out.push_str(
+                "\npage cache not dropped before the timed downloads (not root): figures depend on what ran before\n",
+            );
         }
         out
     }
@@ -150,17 +153,8 @@ pub async fn run(cfg: &P2pBenchConfig) -> anyhow::Result<P2pReport> {
     for name in ["scheduler", "dfdaemon", "dfget"] {
         check_binary(name, &cfg.bin_dir.join(name))?;
     }
-    std::fs::create_dir_all(&cfg.workdir).with_context(|| format!("create workdir {}", cfg.workdir.display()))?;
-    let scratch = tempfile::Builder::new().prefix("darter-bench-p2p-").tempdir_in(&cfg.workdir)?;
-    let dir = scratch.path().to_owned();
-    let blob = dir.join("blob");
-    let (size, seed) = (cfg.size, rand::random::<u64>());
-    let digest = tokio::task::spawn_blocking({
-        let blob = blob.clone();
-        move || crate::data::write_random_file(blob, size, seed)
-    })
-    .await?
-    .context("write random file")?;
+    let (scratch, blob, digest) = scratch_with_blob(&cfg.workdir, "darter-bench-p2p-", cfg.size).await?;
+    let (dir, size) = (scratch.path().to_owned(), cfg.size);
     let origin = Origin::start().await;
     origin.add("/blob", Content::File(blob), Behavior::default());
     let url = origin.url("/blob");

@@ -45,29 +45,53 @@ enum Cmd {
     Swarm(swarm::SwarmArgs),
 }
 
+/// What every single-node benchmark takes.
 #[derive(clap::Args)]
-struct P2pArgs {
+struct RunArgs {
     /// File size: 1GiB, 64MiB, 300KiB or plain bytes.
     #[arg(long, default_value = "1GiB", value_parser = parse_size)]
     size: u64,
-    /// Runs, each with a fresh cluster.
+    /// Runs (each with fresh daemons).
     #[arg(long, default_value_t = 3)]
     runs: u32,
-    /// Directory with the scheduler, dfdaemon and dfget binaries [default: next to darter-bench].
-    #[arg(long)]
-    bin_dir: Option<PathBuf>,
     /// curl binary.
     #[arg(long, default_value = "curl")]
     curl: PathBuf,
     /// Directory for a scratch dir (removed at the end) and the JSON result.
     #[arg(long, default_value = "/tmp")]
     workdir: PathBuf,
-    /// Where to write the JSON result [default: WORKDIR/p2p.json].
+    /// Where to write the JSON result [default: WORKDIR/<benchmark>.json].
     #[arg(long)]
     json: Option<PathBuf>,
     /// Kill any single download after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout_secs: u64,
+}
+
+impl RunArgs {
+    fn download_timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
+    }
+
+    /// Prints the report's Markdown and writes its JSON (`name.json` in the
+    /// workdir unless `--json` says where).
+    fn publish(&self, name: &str, markdown: &str, report: &impl serde::Serialize) -> anyhow::Result<()> {
+        print!("{markdown}");
+        let path = self.json.clone().unwrap_or_else(|| self.workdir.join(format!("{name}.json")));
+        std::fs::write(&path, serde_json::to_string_pretty(report)? + "\n")
+            .with_context(|| format!("write {}", path.display()))?;
+        println!("json: {}", path.display());
+        Ok(())
+    }
+}
+
+#[derive(clap::Args)]
+struct P2pArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Directory with the scheduler, dfdaemon and dfget binaries [default: next to darter-bench].
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -81,58 +105,26 @@ struct OriginArgs {
 
 #[derive(clap::Args)]
 struct BacksourceArgs {
-    /// File size: 1GiB, 64MiB, 300KiB or plain bytes.
-    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
-    size: u64,
-    /// Number of interleaved curl/dfget runs.
-    #[arg(long, default_value_t = 3)]
-    runs: u32,
+    #[command(flatten)]
+    run: RunArgs,
     /// dfdaemon binary [default: next to darter-bench].
     #[arg(long)]
     dfdaemon: Option<PathBuf>,
     /// dfget binary [default: next to darter-bench].
     #[arg(long)]
     dfget: Option<PathBuf>,
-    /// curl binary.
-    #[arg(long, default_value = "curl")]
-    curl: PathBuf,
-    /// Directory for a scratch dir (removed at the end) and the JSON result.
-    #[arg(long, default_value = "/tmp")]
-    workdir: PathBuf,
-    /// Where to write the JSON result [default: WORKDIR/backsource.json].
-    #[arg(long)]
-    json: Option<PathBuf>,
     /// Only run curl (checks the harness without dfget).
     #[arg(long)]
     curl_only: bool,
-    /// Kill any single download after this many seconds.
-    #[arg(long, default_value_t = 600)]
-    timeout_secs: u64,
 }
 
 #[derive(clap::Args)]
 struct MirrorArgs {
-    /// Blob size: 1GiB, 64MiB, 300KiB or plain bytes.
-    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
-    size: u64,
-    /// Runs, each with a fresh dfdaemon.
-    #[arg(long, default_value_t = 3)]
-    runs: u32,
+    #[command(flatten)]
+    run: RunArgs,
     /// dfdaemon binary [default: next to darter-bench].
     #[arg(long)]
     dfdaemon: Option<PathBuf>,
-    /// curl binary.
-    #[arg(long, default_value = "curl")]
-    curl: PathBuf,
-    /// Directory for a scratch dir (removed at the end) and the JSON result.
-    #[arg(long, default_value = "/tmp")]
-    workdir: PathBuf,
-    /// Where to write the JSON result [default: WORKDIR/mirror.json].
-    #[arg(long)]
-    json: Option<PathBuf>,
-    /// Kill any single download after this many seconds.
-    #[arg(long, default_value_t = 600)]
-    timeout_secs: u64,
 }
 
 #[tokio::main]
@@ -156,63 +148,50 @@ fn exe_dir() -> anyhow::Result<PathBuf> {
 }
 
 async fn mirror_cmd(args: MirrorArgs) -> anyhow::Result<()> {
+    let r = &args.run;
     let cfg = testkit::bench::mirror::MirrorConfig {
-        size: args.size,
-        runs: args.runs,
-        dfdaemon: args.dfdaemon.unwrap_or(exe_dir()?.join("dfdaemon")),
-        curl: args.curl,
-        workdir: args.workdir.clone(),
-        download_timeout: Duration::from_secs(args.timeout_secs),
+        size: r.size,
+        runs: r.runs,
+        dfdaemon: args.dfdaemon.clone().unwrap_or(exe_dir()?.join("dfdaemon")),
+        curl: r.curl.clone(),
+        workdir: r.workdir.clone(),
+        download_timeout: r.download_timeout(),
     };
     let report = testkit::bench::mirror::run(&cfg).await?;
-    print!("{}", report.markdown());
-    let json_path = args.json.unwrap_or_else(|| args.workdir.join("mirror.json"));
-    std::fs::write(&json_path, serde_json::to_string_pretty(&report)? + "\n")
-        .with_context(|| format!("write {}", json_path.display()))?;
-    println!("json: {}", json_path.display());
-    Ok(())
+    r.publish("mirror", &report.markdown(), &report)
 }
 
 async fn p2p_cmd(args: P2pArgs) -> anyhow::Result<()> {
+    let r = &args.run;
     let cfg = testkit::bench::p2p::P2pBenchConfig {
-        size: args.size,
-        runs: args.runs,
-        bin_dir: match args.bin_dir {
+        size: r.size,
+        runs: r.runs,
+        bin_dir: match args.bin_dir.clone() {
             Some(dir) => dir,
             None => exe_dir()?,
         },
-        curl: args.curl,
-        workdir: args.workdir.clone(),
-        download_timeout: Duration::from_secs(args.timeout_secs),
+        curl: r.curl.clone(),
+        workdir: r.workdir.clone(),
+        download_timeout: r.download_timeout(),
     };
     let report = testkit::bench::p2p::run(&cfg).await?;
-    print!("{}", report.markdown());
-    let json_path = args.json.unwrap_or_else(|| args.workdir.join("p2p.json"));
-    std::fs::write(&json_path, serde_json::to_string_pretty(&report)? + "\n")
-        .with_context(|| format!("write {}", json_path.display()))?;
-    println!("json: {}", json_path.display());
-    Ok(())
+    r.publish("p2p", &report.markdown(), &report)
 }
 
 async fn backsource_cmd(args: BacksourceArgs) -> anyhow::Result<()> {
-    let exe_dir = exe_dir()?;
+    let (r, exe_dir) = (&args.run, exe_dir()?);
     let cfg = BacksourceConfig {
-        size: args.size,
-        runs: args.runs,
-        dfdaemon: args.dfdaemon.unwrap_or_else(|| exe_dir.join("dfdaemon")),
-        dfget: args.dfget.unwrap_or_else(|| exe_dir.join("dfget")),
-        curl: args.curl,
-        workdir: args.workdir.clone(),
+        size: r.size,
+        runs: r.runs,
+        dfdaemon: args.dfdaemon.clone().unwrap_or_else(|| exe_dir.join("dfdaemon")),
+        dfget: args.dfget.clone().unwrap_or_else(|| exe_dir.join("dfget")),
+        curl: r.curl.clone(),
+        workdir: r.workdir.clone(),
         curl_only: args.curl_only,
-        download_timeout: Duration::from_secs(args.timeout_secs),
+        download_timeout: r.download_timeout(),
     };
     let report = backsource::run(&cfg).await?;
-    print!("{}", report.markdown());
-    let json_path = args.json.unwrap_or_else(|| args.workdir.join("backsource.json"));
-    let json = serde_json::to_string_pretty(&report)?;
-    std::fs::write(&json_path, json + "\n").with_context(|| format!("write {}", json_path.display()))?;
-    println!("json: {}", json_path.display());
-    Ok(())
+    r.publish("backsource", &report.markdown(), &report)
 }
 
 async fn origin_cmd(args: OriginArgs) -> anyhow::Result<()> {
