@@ -253,8 +253,8 @@ pub struct UploadConfig {
     /// Concurrent piece uploads; more are answered 503 (default 4). Few
     /// slots finish each piece sooner, so children can pass it on sooner: a
     /// link split 32 ways takes 32 times as long to deliver any one piece
-    /// (issue 6, A with 16 peers: makespan 1.22-1.29x of the bound with 32
-    /// slots, 1.16-1.26x with 4).
+    /// (issue 6, profile A with 16 peers: median makespan 1.24x of the bound
+    /// over 8 runs with 32 slots, 1.19x over 5 with 4).
     pub slots: usize,
     /// Upload bandwidth for all peers together, per second (e.g. `100MiB`;
     /// default none: unlimited).

@@ -7,7 +7,7 @@
 //!
 //! It speaks only this exchange, like [`crate::piece_client`], so that a
 //! piece goes from the page cache to the socket with `sendfile`
-//! ([`send_file`]): never read into the daemon, zeroed or copied through it.
+//! (`send_file`): never read into the daemon, zeroed or copied through it.
 //! (Through a general HTTP server each upload cost a fresh piece-sized
 //! buffer, a `pread` into it and a copy into the socket.)
 //!
@@ -33,7 +33,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use self::request::{BadRequest, Request, read_request};
-pub use self::send_file::send_file;
+use self::send_file::send_file;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimit;
 use crate::storage::{Lease, Storage, StoredPiece};
@@ -190,7 +190,10 @@ impl PieceServer {
                             BadRequest::TooLarge => {
                                 (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large")
                             }
-                            BadRequest::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed request"),
+                            BadRequest::Malformed(why) => {
+                                tracing::debug!(reason = %why, "malformed piece request");
+                                (StatusCode::BAD_REQUEST, "malformed request")
+                            }
                         };
                         return write_plain(&mut stream, status, msg, true).await;
                     }

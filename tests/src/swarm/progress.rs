@@ -71,15 +71,45 @@ mod tests {
         assert_eq!(first_byte_seconds(&vec![(0.0, 0)]), None);
     }
 
-    #[tokio::test]
-    async fn an_unreachable_peer_has_an_empty_timeline() {
-        let dead = testkit_dead_addr();
-        let sampler = ProgressSampler::start(vec![dead], Duration::from_millis(20));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(sampler.stop(), vec![Timeline::new()]);
+    /// A `/metrics` page with both sources, answered to every connection;
+    /// returns its address and how many pages it has served.
+    async fn metrics_page() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let served = Arc::new(AtomicUsize::new(0));
+        let count = served.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut head = [0u8; 1024];
+                let _ = s.read(&mut head).await;
+                let body = "# TYPE x counter\ndfdaemon_download_bytes_total{source=\"origin\"} 28\n\
+                            dfdaemon_download_bytes_total{source=\"peer\"} 100\n";
+                let page = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                let _ = s.write_all(page.as_bytes()).await;
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        (addr, served)
     }
 
-    fn testkit_dead_addr() -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], crate::ports::free_port()))
+    #[tokio::test]
+    async fn samples_add_both_sources_and_an_unreachable_peer_stays_empty() {
+        let (live, served) = metrics_page().await;
+        let dead = SocketAddr::from(([127, 0, 0, 1], crate::ports::free_port()));
+        let sampler = ProgressSampler::start(vec![live, dead], Duration::from_millis(10));
+        // Rounds run one after the other: a third page asked for means the
+        // first two rounds are recorded.
+        crate::process::wait_for("three rounds of sampling", Duration::from_secs(10), || {
+            served.load(std::sync::atomic::Ordering::SeqCst) >= 3
+        })
+        .await
+        .unwrap();
+        let timelines = sampler.stop();
+        assert!(timelines[0].len() >= 2, "{timelines:?}");
+        assert!(timelines[0].iter().all(|&(_, bytes)| bytes == 128), "{timelines:?}");
+        assert!(timelines[0].windows(2).all(|w| w[0].0 < w[1].0), "times increase: {timelines:?}");
+        assert_eq!(timelines[1], Timeline::new());
     }
 }
