@@ -33,6 +33,7 @@ use tokio::net::TcpStream;
 use darter_common::sockopt::set_recv_low_water;
 
 use crate::buffer_pool::BufferPool;
+use crate::piece_server::slots::HAVE_HEADER;
 
 /// Most bytes the socket collects before the reader is woken.
 pub const WAKE_BYTES: usize = 256 * 1024;
@@ -140,12 +141,17 @@ impl PieceClient {
         self.buffers.clear();
     }
 
-    /// Fetches `path` from the piece server at `addr`; a 200 must carry
-    /// exactly `length` bytes. The caller bounds the time it may take.
-    pub async fn fetch(&self, addr: SocketAddr, path: &str, length: u64) -> Result<Bytes, FetchError> {
+    /// Fetches `path` from the piece server at `addr`, saying that this
+    /// peer holds `have` pieces of the task (the parent serves those with
+    /// fewest first when its slots are full); a 200 must carry exactly
+    /// `length` bytes. The caller bounds the time it may take.
+    pub async fn fetch(&self, addr: SocketAddr, path: &str, length: u64, have: u32) -> Result<Bytes, FetchError> {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/octet-stream\r\n{HAVE_HEADER}: {have}\r\n\r\n"
+        );
         if let Some(stream) = self.take_idle(addr) {
             let mut conn = Conn { stream, low_water: 0 };
-            match exchange(&mut conn, addr, path, length, &self.buffers).await {
+            match exchange(&mut conn, &request, length, &self.buffers).await {
                 Exchange::Done(result, keep) => return self.finish(addr, conn, result, keep),
                 Exchange::Stale(e) => {
                     tracing::debug!(%addr, error = %e, "kept piece connection was closed; reconnecting")
@@ -153,7 +159,7 @@ impl PieceClient {
             }
         }
         let mut conn = Conn { stream: self.connect(addr).await?, low_water: 0 };
-        match exchange(&mut conn, addr, path, length, &self.buffers).await {
+        match exchange(&mut conn, &request, length, &self.buffers).await {
             Exchange::Done(result, keep) => self.finish(addr, conn, result, keep),
             Exchange::Stale(e) => Err(e),
         }
@@ -214,8 +220,7 @@ impl PieceClient {
 }
 
 /// One request and its response on `conn`.
-async fn exchange(conn: &mut Conn, addr: SocketAddr, path: &str, length: u64, buffers: &Arc<BufferPool>) -> Exchange {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/octet-stream\r\n\r\n");
+async fn exchange(conn: &mut Conn, request: &str, length: u64, buffers: &Arc<BufferPool>) -> Exchange {
     if let Err(e) = conn.stream.write_all(request.as_bytes()).await {
         return Exchange::Stale(transport("send request", e));
     }

@@ -83,9 +83,9 @@ fn client() -> PieceClient {
 async fn a_piece_arrives_whole_and_its_connection_is_kept() {
     let (addr, accepted) = scripted(vec![answer(ok(b"first")), answer(ok(b"second"))]).await;
     let c = client();
-    assert_eq!(c.fetch(addr, "/v1/tasks/t/pieces/0", 5).await.unwrap(), &b"first"[..]);
+    assert_eq!(c.fetch(addr, "/v1/tasks/t/pieces/0", 5, 0).await.unwrap(), &b"first"[..]);
     assert_eq!(c.idle_connections(), 1);
-    assert_eq!(c.fetch(addr, "/v1/tasks/t/pieces/1", 6).await.unwrap(), &b"second"[..]);
+    assert_eq!(c.fetch(addr, "/v1/tasks/t/pieces/1", 6, 0).await.unwrap(), &b"second"[..]);
     assert_eq!(accepted.load(Ordering::SeqCst), 1, "the second request reused the connection");
 }
 
@@ -94,12 +94,12 @@ async fn a_dropped_piece_lends_its_buffer_to_the_next() {
     let body = vec![3u8; 100_000];
     let (addr, _) = scripted(vec![answer(ok(&body)), answer(ok(&body)), answer(ok(&body))]).await;
     let c = client();
-    let first = c.fetch(addr, "/v1/tasks/t/pieces/0", body.len() as u64).await.unwrap();
+    let first = c.fetch(addr, "/v1/tasks/t/pieces/0", body.len() as u64, 0).await.unwrap();
     let memory = first.as_ptr();
-    let held = c.fetch(addr, "/v1/tasks/t/pieces/1", body.len() as u64).await.unwrap();
+    let held = c.fetch(addr, "/v1/tasks/t/pieces/1", body.len() as u64, 0).await.unwrap();
     assert_ne!(held.as_ptr(), memory, "a buffer in use is not lent twice");
     drop(first);
-    let third = c.fetch(addr, "/v1/tasks/t/pieces/2", body.len() as u64).await.unwrap();
+    let third = c.fetch(addr, "/v1/tasks/t/pieces/2", body.len() as u64, 0).await.unwrap();
     assert_eq!(third.as_ptr(), memory, "the first piece's buffer came back and was reused");
     assert_eq!((&third[..], &held[..]), (&body[..], &body[..]));
     drop((held, third));
@@ -121,7 +121,7 @@ async fn a_body_larger_than_the_wake_size_arrives_in_bursts() {
         at = c;
     }
     let (addr, _) = scripted(vec![Answer { chunks, close: false }]).await;
-    let got = client().fetch(addr, "/p", body.len() as u64).await.unwrap();
+    let got = client().fetch(addr, "/p", body.len() as u64, 0).await.unwrap();
     assert_eq!(got.len(), body.len());
     assert!(got == body, "the body arrived intact");
 }
@@ -131,8 +131,8 @@ async fn a_busy_parent_is_busy_and_its_connection_stays_usable() {
     let busy = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 18\r\n\r\nupload slots full\n".to_vec();
     let (addr, accepted) = scripted(vec![answer(busy), answer(ok(b"piece"))]).await;
     let c = client();
-    assert_eq!(c.fetch(addr, "/p", 5).await, Err(FetchError::Busy));
-    assert_eq!(c.fetch(addr, "/p", 5).await.unwrap(), &b"piece"[..]);
+    assert_eq!(c.fetch(addr, "/p", 5, 0).await, Err(FetchError::Busy));
+    assert_eq!(c.fetch(addr, "/p", 5, 0).await.unwrap(), &b"piece"[..]);
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
 }
 
@@ -140,14 +140,14 @@ async fn a_busy_parent_is_busy_and_its_connection_stays_usable() {
 async fn other_statuses_are_reported() {
     let missing = b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n".to_vec();
     let (addr, _) = scripted(vec![answer(missing)]).await;
-    assert_eq!(client().fetch(addr, "/p", 5).await, Err(FetchError::Status(404)));
+    assert_eq!(client().fetch(addr, "/p", 5, 0).await, Err(FetchError::Status(404)));
 }
 
 #[tokio::test]
 async fn a_wrong_length_is_refused_and_the_connection_dropped() {
     let (addr, _) = scripted(vec![answer(ok(b"four"))]).await;
     let c = client();
-    let e = c.fetch(addr, "/p", 5).await.unwrap_err();
+    let e = c.fetch(addr, "/p", 5, 0).await.unwrap_err();
     assert!(e.to_string().contains("announced 4 bytes for a piece of 5"), "{e}");
     assert_eq!(c.idle_connections(), 0);
 }
@@ -156,15 +156,15 @@ async fn a_wrong_length_is_refused_and_the_connection_dropped() {
 async fn chunked_and_malformed_heads_are_refused() {
     let chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_vec();
     let (addr, _) = scripted(vec![answer(chunked)]).await;
-    let e = client().fetch(addr, "/p", 5).await.unwrap_err();
+    let e = client().fetch(addr, "/p", 5, 0).await.unwrap_err();
     assert!(e.to_string().contains("chunked"), "{e}");
 
     let (addr, _) = scripted(vec![answer(b"NOT HTTP AT ALL\r\n\r\n".to_vec())]).await;
-    let e = client().fetch(addr, "/p", 5).await.unwrap_err();
+    let e = client().fetch(addr, "/p", 5, 0).await.unwrap_err();
     assert!(e.to_string().contains("bad response head"), "{e}");
 
     let (addr, _) = scripted(vec![answer(b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n".to_vec())]).await;
-    let e = client().fetch(addr, "/p", 5).await.unwrap_err();
+    let e = client().fetch(addr, "/p", 5, 0).await.unwrap_err();
     assert!(e.to_string().contains("content-length"), "{e}");
 }
 
@@ -173,7 +173,7 @@ async fn a_parent_that_hangs_up_mid_piece_is_an_error() {
     let mut cut = ok(b"0123456789");
     cut.truncate(cut.len() - 4);
     let (addr, _) = scripted(vec![Answer { chunks: vec![cut], close: true }]).await;
-    let e = client().fetch(addr, "/p", 10).await.unwrap_err();
+    let e = client().fetch(addr, "/p", 10, 0).await.unwrap_err();
     assert!(e.to_string().contains("after 6 of 10 bytes"), "{e}");
 }
 
@@ -182,11 +182,11 @@ async fn a_kept_connection_the_parent_closed_is_replaced() {
     // The parent answers and hangs up without saying so.
     let (addr, accepted) = scripted(vec![Answer { chunks: vec![ok(b"one")], close: true }, answer(ok(b"two"))]).await;
     let c = client();
-    assert_eq!(c.fetch(addr, "/p", 3).await.unwrap(), &b"one"[..]);
+    assert_eq!(c.fetch(addr, "/p", 3, 0).await.unwrap(), &b"one"[..]);
     assert_eq!(c.idle_connections(), 1);
     // Whether the close has reached this side yet or not, the kept
     // connection yields no answer byte and the request goes out again.
-    assert_eq!(c.fetch(addr, "/p", 3).await.unwrap(), &b"two"[..]);
+    assert_eq!(c.fetch(addr, "/p", 3, 0).await.unwrap(), &b"two"[..]);
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
 
@@ -195,7 +195,7 @@ async fn connection_close_is_honoured() {
     let close = b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok".to_vec();
     let (addr, _) = scripted(vec![answer(close)]).await;
     let c = client();
-    assert_eq!(c.fetch(addr, "/p", 2).await.unwrap(), &b"ok"[..]);
+    assert_eq!(c.fetch(addr, "/p", 2, 0).await.unwrap(), &b"ok"[..]);
     assert_eq!(c.idle_connections(), 0);
 }
 
@@ -205,7 +205,7 @@ async fn nobody_listening_is_a_transport_error() {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         l.local_addr().unwrap()
     };
-    let e = client().fetch(addr, "/p", 1).await.unwrap_err();
+    let e = client().fetch(addr, "/p", 1, 0).await.unwrap_err();
     assert!(matches!(e, FetchError::Transport(ref m) if m.contains("connect to")), "{e}");
 }
 
@@ -233,9 +233,9 @@ async fn the_real_piece_server_serves_the_client() {
     tokio::spawn(PieceServer::new(storage, 4, Arc::new(Metrics::new())).serve(listener, shutdown.clone()));
 
     let c = client();
-    assert_eq!(c.fetch(addr, &piece_path(&id, 1), 1000).await.unwrap(), second);
-    assert_eq!(c.fetch(addr, &piece_path(&id, 0), piece_length).await, Err(FetchError::Status(404)));
-    assert_eq!(c.fetch(addr, &piece_path(&id, 1), 1000).await.unwrap(), second);
+    assert_eq!(c.fetch(addr, &piece_path(&id, 1), 1000, 0).await.unwrap(), second);
+    assert_eq!(c.fetch(addr, &piece_path(&id, 0), piece_length, 0).await, Err(FetchError::Status(404)));
+    assert_eq!(c.fetch(addr, &piece_path(&id, 1), 1000, 0).await.unwrap(), second);
     assert_eq!(c.idle_connections(), 1);
     shutdown.cancel();
 }

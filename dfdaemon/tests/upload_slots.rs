@@ -1,15 +1,16 @@
 //! An upload slot is held until the piece's bytes have left the daemon, not
 //! just until the response is built, so `upload.slots` bounds the memory that
-//! slow peers can pin.
+//! slow peers can pin. A request that finds the slots full waits in line
+//! (up to `MAX_WAIT`) and is served when one frees; past that it gets 503.
 
 mod support;
 
 use std::io::{Read as _, Write as _};
-use std::time::Duration;
 
 use darter_proto::common::v1::Download;
 use darter_proto::dfdaemon::v1::DownloadTaskRequest;
 use darter_proto::dfdaemon::v1::dfdaemon_download_client::DfdaemonDownloadClient;
+use dfdaemon::piece_server::slots::MAX_WAIT;
 use support::{Daemon, raw_get};
 use testkit::data::{random_bytes, sha256_hex};
 use testkit::origin::{Behavior, Content, Origin};
@@ -52,17 +53,18 @@ async fn a_slow_reader_keeps_its_slot_until_it_goes() {
     slow.read_exact(&mut head).unwrap();
     assert_eq!(&head, b"HTTP/1.1 200");
 
+    let started = std::time::Instant::now();
     let (status, _, _) = raw_get(port, "GET", &path);
     assert_eq!(status, 503, "the only slot is held while the slow reader has not taken the piece");
+    assert!(started.elapsed() >= MAX_WAIT, "the request waited in line first: {:?}", started.elapsed());
     let (status, _, _) = raw_get(port, "GET", &path);
     assert_eq!(status, 503, "and stays held");
 
+    // A request waiting in line gets the slot once the slow reader goes.
+    let waiting = std::thread::spawn(move || raw_get(port, "GET", &path));
+    std::thread::sleep(MAX_WAIT / 4);
     drop(slow);
-    testkit::process::wait_for("the slot to come back", Duration::from_secs(10), || {
-        let (status, _, body) = raw_get(port, "GET", &path);
-        assert!(status == 200 || status == 503, "{status}");
-        status == 200 && body == data
-    })
-    .await
-    .unwrap();
+    let (status, _, body) = waiting.join().unwrap();
+    assert_eq!(status, 200);
+    assert!(body == data, "the waiting request got the whole piece");
 }

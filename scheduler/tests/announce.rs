@@ -545,3 +545,45 @@ async fn a_peer_with_its_first_piece_is_introduced_to_downloading_peers() {
         assert_eq!(n.candidate_parents[0].peer_id, "peer-c");
     }
 }
+
+#[tokio::test]
+async fn a_peer_that_completes_is_introduced_to_downloaders_it_is_not_a_parent_of() {
+    let mut config = Config::default();
+    config.scheduling.introduce_limit = 1;
+    let scheduler = Scheduler::start(config).await;
+    let mut client = scheduler.client().await;
+    for (h, ip) in [("host-a", "10.0.0.1"), ("host-b", "10.0.0.2"), ("host-c", "10.0.0.3"), ("host-d", "10.0.0.4")] {
+        announce(&mut client, host(h, ip, 4000, false)).await;
+    }
+    let task = task_id(URL);
+    let mut a = Peer::open(&mut client, "host-a", &task, "peer-a").await;
+    a.register(download(URL)).await;
+    a.next_back_to_source().await;
+    report_two_origin_pieces(&a, &client).await;
+    a.send(origin_piece(2)).await;
+    let mut peers = Vec::new();
+    for (h, id) in [("host-b", "peer-b"), ("host-c", "peer-c"), ("host-d", "peer-d")] {
+        let mut p = Peer::open(&mut client, h, &task, id).await;
+        p.register(download(URL)).await;
+        let _ = p.next_normal().await;
+        peers.push(p);
+    }
+    let (b, mut d, mut c) = (peers.remove(0), peers.pop().unwrap(), peers.pop().unwrap());
+    // B's first piece introduces it to one of C and D (the limit is 1).
+    for n in 0..3 {
+        b.send(peer_piece(n, &piece_digest(n), "peer-a")).await;
+    }
+    let wait = std::time::Duration::from_millis(500);
+    let (to_c, to_d) = (next_non_digest(&mut c, wait).await, next_non_digest(&mut d, wait).await);
+    assert!(to_c.is_some() != to_d.is_some(), "one introduction: {to_c:?} {to_d:?}");
+    let mut other = if to_c.is_some() { d } else { c };
+    // B completes: the downloader that does not have it yet is pushed B, complete.
+    b.send(Request::DownloadPeerFinished(spb::DownloadPeerFinishedRequest { content_length: LEN, piece_count: 3 }))
+        .await;
+    let Some(Response::NormalTask(n)) = next_non_digest(&mut other, std::time::Duration::from_secs(2)).await else {
+        panic!("the downloader without B should be pushed B as a complete parent")
+    };
+    let parent = &n.candidate_parents[0];
+    assert_eq!((parent.peer_id.as_str(), parent.pieces.as_slice()), ("peer-b", &[0, 1, 2][..]));
+    scheduler.stop().await;
+}

@@ -12,7 +12,8 @@
 //! buffer, a `pread` into it and a copy into the socket.)
 //!
 //! Bounds, since any peer can connect: at most `slots` uploads run at once
-//! (more get 503) and a slot is held until the piece's bytes are in the
+//! (more wait in a short line, neediest child first, and get 503 when it
+//! is full or they waited [`slots::MAX_WAIT`]: see [`slots`]) and a slot is held until the piece's bytes are in the
 //! socket; a reader that takes nothing for [`SEND_STALL_TIMEOUT`] loses its
 //! connection and its slot; at most [`MAX_CONNECTIONS`] connections are open
 //! (more are closed on accept); a connection that does not finish sending
@@ -21,6 +22,7 @@
 
 mod request;
 mod send_file;
+pub mod slots;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,11 +31,12 @@ use darter_common::task_id::TaskId;
 use http::StatusCode;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use self::request::{BadRequest, Request, read_request};
 use self::send_file::send_file;
+use self::slots::{Slot, UploadSlots};
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimit;
 use crate::storage::{Lease, Storage, StoredPiece};
@@ -65,7 +68,7 @@ pub const SEND_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct PieceServer {
     storage: Arc<Storage>,
-    slots: Arc<Semaphore>,
+    slots: Arc<UploadSlots>,
     connections: Arc<Semaphore>,
     metrics: Arc<Metrics>,
     corrupt: bool,
@@ -82,7 +85,7 @@ enum Reply {
     /// A short text answer (errors).
     Plain(StatusCode, &'static str),
     /// A verified piece, sent under its upload slot.
-    Piece { lease: Lease, piece: StoredPiece, head_only: bool, _slot: OwnedSemaphorePermit },
+    Piece { lease: Lease, piece: StoredPiece, head_only: bool, _slot: Slot },
 }
 
 impl Reply {
@@ -133,7 +136,7 @@ impl PieceServer {
     fn with_limits(storage: Arc<Storage>, slots: usize, connections: usize, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Self {
             storage,
-            slots: Arc::new(Semaphore::new(slots)),
+            slots: UploadSlots::new(slots),
             connections: Arc::new(Semaphore::new(connections)),
             metrics,
             corrupt: std::env::var(CORRUPT_PIECES_ENV).is_ok_and(|v| v == "1"),
@@ -241,7 +244,7 @@ impl PieceServer {
         let Some(piece) = lease.piece(number) else {
             return Reply::Plain(StatusCode::NOT_FOUND, "piece not available");
         };
-        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+        let Some(slot) = self.slots.acquire(req.have, slots::MAX_WAIT).await else {
             return Reply::Plain(StatusCode::SERVICE_UNAVAILABLE, "upload slots full");
         };
         Reply::Piece { lease, piece, head_only, _slot: slot }

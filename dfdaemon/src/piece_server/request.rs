@@ -19,6 +19,8 @@ pub struct Request {
     pub path: String,
     /// Whether the connection stays open after the answer.
     pub keep_alive: bool,
+    /// Pieces of the task the requester holds ([`super::slots::HAVE_HEADER`]).
+    pub have: Option<u32>,
 }
 
 /// Why a request head was refused; the connection is answered and closed.
@@ -74,7 +76,11 @@ fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, BadRequest> {
     };
     let http11 = req.version == Some(1);
     let mut keep_alive = http11;
+    let mut have = None;
     for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case(super::slots::HAVE_HEADER) {
+            have = std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse().ok());
+        }
         if h.name.eq_ignore_ascii_case("connection") {
             let value = String::from_utf8_lossy(h.value);
             for token in value.split(',').map(str::trim) {
@@ -92,7 +98,7 @@ fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, BadRequest> {
     }
     let target = req.path.unwrap_or("/");
     let path = target.split_once('?').map_or(target, |(p, _)| p).to_string();
-    Ok(Some((Request { method: req.method.unwrap_or_default().to_string(), path, keep_alive }, len)))
+    Ok(Some((Request { method: req.method.unwrap_or_default().to_string(), path, keep_alive, have }, len)))
 }
 
 #[cfg(test)]
@@ -106,7 +112,11 @@ mod tests {
     #[test]
     fn heads_keep_alive_and_pipelining() {
         let (r, len) = parsed("GET /v1/x?y=1 HTTP/1.1\r\nHost: a\r\n\r\nGET /next").unwrap().unwrap();
-        assert_eq!(r, Request { method: "GET".into(), path: "/v1/x".into(), keep_alive: true });
+        assert_eq!(r, Request { method: "GET".into(), path: "/v1/x".into(), keep_alive: true, have: None });
+        let (r, _) = parsed("GET / HTTP/1.1\r\nX-Darter-Have: 17\r\n\r\n").unwrap().unwrap();
+        assert_eq!(r.have, Some(17));
+        let (r, _) = parsed("GET / HTTP/1.1\r\nX-Darter-Have: lots\r\n\r\n").unwrap().unwrap();
+        assert_eq!(r.have, None, "an unreadable count is no count");
         assert_eq!(len, "GET /v1/x?y=1 HTTP/1.1\r\nHost: a\r\n\r\n".len());
         let (r, _) = parsed("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap().unwrap();
         assert!(!r.keep_alive);

@@ -84,6 +84,7 @@ struct Parent {
     /// The parent's piece server.
     piece_addr: SocketAddr,
     available: PieceBits,
+    /// Requests to this parent whose body has not arrived yet.
     inflight: usize,
     /// Requests this parent takes at once: halved when it says it is busy,
     /// grown back by one per piece it serves (up to `p2p.per_parent`).
@@ -102,9 +103,30 @@ impl Drop for Parent {
 }
 
 enum Event {
-    Sync { parent: usize, pieces: Vec<u32>, content_length: Option<u64>, piece_length: u64, complete: bool },
-    SyncEnded { parent: usize, error: Option<String> },
-    Piece { parent: usize, number: u32, result: std::result::Result<NewPiece, PieceError> },
+    Sync {
+        parent: usize,
+        pieces: Vec<u32>,
+        content_length: Option<u64>,
+        piece_length: u64,
+        complete: bool,
+    },
+    SyncEnded {
+        parent: usize,
+        error: Option<String>,
+    },
+    /// A piece's body has arrived from `parent`: its request no longer
+    /// occupies the parent (the next one may go out while this piece is
+    /// verified and written).
+    Received {
+        parent: usize,
+    },
+    /// A piece request ended; `received` when [`Event::Received`] was sent for it.
+    Piece {
+        parent: usize,
+        number: u32,
+        result: std::result::Result<NewPiece, PieceError>,
+        received: bool,
+    },
 }
 
 enum PieceError {
@@ -406,21 +428,25 @@ impl P2p<'_> {
             st.inflight.entry(number).or_default().push(parent);
             total += 1;
             let path = piece_path(&self.spec.task_id, number);
-            let fetch = fetch_piece(
+            let have = (st.rank.len() - st.missing.len()) as u32;
+            let receive = receive_piece(
                 self.pieces.clone(),
                 st.parents[parent].piece_addr,
                 path,
-                entry.clone(),
-                number,
-                offset,
                 length,
-                digest,
+                have,
                 self.config.piece_timeout,
             );
-            let events = events.clone();
+            let (entry, events) = (entry.clone(), events.clone());
             st.fetches.spawn(async move {
-                let result = fetch.await;
-                let _ = events.send(Event::Piece { parent, number, result }).await;
+                let (result, received) = match receive.await {
+                    Ok(bytes) => {
+                        let _ = events.send(Event::Received { parent }).await;
+                        (store_piece(bytes, entry, number, offset, length, digest).await, true)
+                    }
+                    Err(e) => (Err(e), false),
+                };
+                let _ = events.send(Event::Piece { parent, number, result, received }).await;
             });
         }
     }
@@ -453,8 +479,14 @@ impl P2p<'_> {
                 }
                 Ok(false)
             }
-            Event::Piece { parent, number, result } => {
+            Event::Received { parent } => {
                 st.parents[parent].inflight -= 1;
+                Ok(false)
+            }
+            Event::Piece { parent, number, result, received } => {
+                if !received {
+                    st.parents[parent].inflight -= 1;
+                }
                 if let Some(who) = st.inflight.get_mut(&number) {
                     who.retain(|&i| i != parent);
                     if who.is_empty() {
@@ -532,26 +564,32 @@ fn endgame_duplicates(missing: &BTreeSet<u32>, inflight: &PieceMap<Vec<usize>>) 
     missing.iter().copied().filter(|n| inflight.get(n).is_some_and(|who| who.len() == 1)).collect()
 }
 
-/// Fetches one piece from a parent, verifies it against the reference
-/// digest and stores it.
-#[allow(clippy::too_many_arguments)]
-async fn fetch_piece(
+/// Fetches one piece's body from a parent, saying this peer holds `have` pieces.
+async fn receive_piece(
     client: Arc<PieceClient>,
     addr: SocketAddr,
     path: String,
+    length: u64,
+    have: u32,
+    timeout: Duration,
+) -> std::result::Result<bytes::Bytes, PieceError> {
+    match tokio::time::timeout(timeout, client.fetch(addr, &path, length, have)).await {
+        Err(_) => Err(PieceError::Network(format!("no piece within {timeout:?}"))),
+        Ok(Err(FetchError::Busy)) => Err(PieceError::Busy),
+        Ok(Err(e)) => Err(PieceError::Network(e.to_string())),
+        Ok(Ok(bytes)) => Ok(bytes),
+    }
+}
+
+/// Verifies a received piece against the reference digest and stores it.
+async fn store_piece(
+    bytes: bytes::Bytes,
     entry: Lease,
     number: u32,
     offset: u64,
     length: u64,
     expected: Digest,
-    timeout: std::time::Duration,
 ) -> std::result::Result<NewPiece, PieceError> {
-    let bytes = match tokio::time::timeout(timeout, client.fetch(addr, &path, length)).await {
-        Err(_) => return Err(PieceError::Network(format!("no piece within {timeout:?}"))),
-        Ok(Err(FetchError::Busy)) => return Err(PieceError::Busy),
-        Ok(Err(e)) => return Err(PieceError::Network(e.to_string())),
-        Ok(Ok(bytes)) => bytes,
-    };
     tokio::task::spawn_blocking(move || {
         let actual = Digest::of(&bytes);
         if actual != expected || bytes.len() as u64 != length {

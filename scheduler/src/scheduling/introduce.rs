@@ -11,17 +11,43 @@
 //! about `limit` children). Edges go both ways between two peers that are
 //! introduced to each other: pieces, not peers, are what must not cycle, and
 //! a peer never fetches a piece it holds.
+//!
+//! A peer that completes is introduced once more, to the downloading peers
+//! that hold the fewest pieces: its upload would otherwise serve only the
+//! children it already has, which are often nearly done themselves, while
+//! the peers furthest behind (fewest parents, or slow ones) set the makespan.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use crate::resource::{Host, PeerState, Task};
 
+/// Why a peer is introduced as a parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Occasion {
+    /// It verified its first piece: to the peers with the fewest parents
+    /// (fewer than `2 * limit`).
+    FirstPiece,
+    /// It completed the task: to the peers with the fewest pieces (fewer
+    /// than `4 * limit` parents).
+    Completed,
+}
+
 /// The downloading peers (host IDs) that `new_host` should become a parent
 /// of: not itself, not seeds, not done or failed, not already its children,
-/// not blocklisting it, reachable by a push, with fewer than `2 * limit`
-/// parents; at most `limit` of them, fewest parents first.
-pub fn introductions(task: &Task, hosts: &HashMap<String, Host>, new_host: &str, limit: usize) -> Vec<String> {
+/// not blocklisting it, reachable by a push, not too many parents already;
+/// at most `limit` of them, in the order of the [`Occasion`].
+pub fn introductions(
+    task: &Task,
+    hosts: &HashMap<String, Host>,
+    new_host: &str,
+    limit: usize,
+    occasion: Occasion,
+) -> Vec<String> {
+    let max_parents = match occasion {
+        Occasion::FirstPiece => 2 * limit,
+        Occasion::Completed => 4 * limit,
+    };
     let Some(new) = task.peers.get(new_host) else { return Vec::new() };
     let mut children: Vec<(usize, u64, &str)> = task
         .peers
@@ -33,9 +59,15 @@ pub fn introductions(task: &Task, hosts: &HashMap<String, Host>, new_host: &str,
                 && !hosts.get(&p.host_id).is_some_and(Host::is_seed)
                 && !p.parents.iter().any(|h| h == new_host)
                 && !new.is_blocked_by(&p.blocklist)
-                && p.parents.len() < 2 * limit
+                && p.parents.len() < max_parents
         })
-        .map(|p| (p.parents.len(), tie_break(new_host, &p.host_id), p.host_id.as_str()))
+        .map(|p| {
+            let need = match occasion {
+                Occasion::FirstPiece => p.parents.len(),
+                Occasion::Completed => p.pieces.len() as usize,
+            };
+            (need, tie_break(new_host, &p.host_id), p.host_id.as_str())
+        })
         .collect();
     children.sort_unstable();
     children.into_iter().take(limit).map(|(_, _, h)| h.to_string()).collect()
@@ -105,8 +137,8 @@ mod tests {
         s.peer("has-it", PeerState::Running, false).parents = vec!["new".into()];
         s.peer("hates-it", PeerState::Running, false).block("new");
         s.peer("no-stream", PeerState::Running, false).tx = None;
-        assert_eq!(introductions(&s.task, &s.hosts, "new", 2), vec!["c", "b"]);
-        let mut all = introductions(&s.task, &s.hosts, "new", 10);
+        assert_eq!(introductions(&s.task, &s.hosts, "new", 2, Occasion::FirstPiece), vec!["c", "b"]);
+        let mut all = introductions(&s.task, &s.hosts, "new", 10, Occasion::FirstPiece);
         all.sort();
         assert_eq!(all, vec!["a", "b", "c"]);
     }
@@ -116,9 +148,29 @@ mod tests {
         let mut s = Swarm::new();
         s.peer("new", PeerState::Running, false);
         s.peer("full", PeerState::Running, false).parents = (0..4).map(|i| format!("p{i}")).collect();
-        assert!(introductions(&s.task, &s.hosts, "new", 2).is_empty());
-        assert_eq!(introductions(&s.task, &s.hosts, "new", 3), vec!["full"]);
-        assert!(introductions(&s.task, &s.hosts, "unknown", 3).is_empty());
+        assert!(introductions(&s.task, &s.hosts, "new", 2, Occasion::FirstPiece).is_empty());
+        assert_eq!(introductions(&s.task, &s.hosts, "new", 3, Occasion::FirstPiece), vec!["full"]);
+        assert!(introductions(&s.task, &s.hosts, "unknown", 3, Occasion::FirstPiece).is_empty());
+    }
+
+    #[test]
+    fn a_completed_peer_is_introduced_to_those_furthest_behind() {
+        let mut s = Swarm::new();
+        s.peer("done", PeerState::Succeeded, false);
+        for (name, pieces) in [("ahead", 9u32), ("behind", 1), ("middle", 5), ("far-behind", 0)] {
+            let p = s.peer(name, PeerState::Running, false);
+            for n in 0..pieces {
+                p.pieces.insert(n);
+            }
+            p.parents = (0..6).map(|i| format!("p{i}")).collect();
+        }
+        s.peer("crowded", PeerState::Running, false).parents = (0..8).map(|i| format!("p{i}")).collect();
+        assert_eq!(introductions(&s.task, &s.hosts, "done", 2, Occasion::Completed), vec!["far-behind", "behind"]);
+        assert_eq!(
+            introductions(&s.task, &s.hosts, "done", 2, Occasion::FirstPiece),
+            Vec::<String>::new(),
+            "a first holder leaves peers with 2 x limit parents alone"
+        );
     }
 
     #[test]
@@ -130,7 +182,7 @@ mod tests {
         }
         for i in 0..n {
             let new = format!("p{i:02}");
-            for child in introductions(&s.task, &s.hosts, &new, 4) {
+            for child in introductions(&s.task, &s.hosts, &new, 4, Occasion::FirstPiece) {
                 s.task.peers.get_mut(&child).unwrap().parents.push(new.clone());
             }
         }

@@ -9,4 +9,4 @@ pub mod introduce;
 
 pub use self::candidates::{Candidate, candidate_parents};
 pub use self::decide::{Answer, Decision, apply, decide, decide_exhausted, decide_without_seeds, response, seed_order};
-pub use self::introduce::introductions;
+pub use self::introduce::{Occasion, introductions};

@@ -28,7 +28,7 @@ use crate::resource::{
     Host, OriginOutcome, OriginPiece, PeerKey, PeerState, Registration, ResponseTx, State, Task, live_task,
 };
 use crate::scheduling::{
-    Answer, Decision, apply, decide, decide_exhausted, decide_without_seeds, introductions, response,
+    Answer, Decision, Occasion, apply, decide, decide_exhausted, decide_without_seeds, introductions, response,
 };
 
 /// Longest peer or host ID a peer may name (blocklists, parents); longer ones are ignored.
@@ -355,12 +355,19 @@ fn origin_piece(ctx: &Context, s: &Session, r: DownloadPieceBackToSourceFinished
     Ok(Flow::Continue)
 }
 
-/// When the peer on `host` has just got its first piece, pushes it as a
-/// candidate parent to the peers [`introductions`] picks (see
-/// `scheduling::introduce`), and records the edges.
+/// When the peer on `host` has just got its first piece, introduces it.
 fn introduce_first_holder(ctx: &Context, task: &mut Task, hosts: &HashMap<String, Host>, host: &str) {
+    if task.peers.get(host).is_some_and(|p| p.pieces.len() == 1) {
+        introduce(ctx, task, hosts, host, Occasion::FirstPiece);
+    }
+}
+
+/// Pushes the peer on `host` as a candidate parent to the peers
+/// [`introductions`] picks for `occasion` (see `scheduling::introduce`), and
+/// records the edges.
+fn introduce(ctx: &Context, task: &mut Task, hosts: &HashMap<String, Host>, host: &str, occasion: Occasion) {
     let limit = ctx.config.scheduling.introduce_limit;
-    if limit == 0 || task.peers.get(host).is_none_or(|p| p.pieces.len() != 1) {
+    if limit == 0 {
         return;
     }
     let Some(parent) = task.peers.get(host).and_then(|p| {
@@ -383,13 +390,13 @@ fn introduce_first_holder(ctx: &Context, task: &mut Task, hosts: &HashMap<String
             concurrent_parent_limit: ctx.config.scheduling.concurrent_parent_limit,
         })),
     };
-    for child in introductions(task, hosts, host, limit) {
+    for child in introductions(task, hosts, host, limit, occasion) {
         let Some(peer) = task.peers.get_mut(&child) else { continue };
         if let Some(tx) = &peer.tx
             && tx.try_send(Ok(message.clone())).is_ok()
         {
             peer.parents.push(host.to_string());
-            tracing::debug!(task_id = %task.id, parent = host, child = %child, "introduced a new holder");
+            tracing::debug!(task_id = %task.id, parent = host, child = %child, ?occasion, "introduced a parent");
         }
     }
 }
@@ -453,7 +460,7 @@ fn finished(
     pieces: u32,
     origin: Option<Option<Digest>>,
 ) -> Result<Flow, Error> {
-    with_task(ctx, s, |task, _| {
+    with_task(ctx, s, |task, hosts| {
         let state = task.peers.get(&s.key.host_id).map(|p| p.state);
         if origin.is_some() && state != Some(PeerState::BackToSource) {
             return Err(Error::OutOfOrder(format!(
@@ -461,7 +468,11 @@ fn finished(
                 state.map_or("unknown", PeerState::name)
             )));
         }
-        task.record_finished(&s.key.host_id, content_length, pieces, origin.flatten().as_ref())
+        task.record_finished(&s.key.host_id, content_length, pieces, origin.flatten().as_ref())?;
+        if !hosts.get(&s.key.host_id).is_some_and(Host::is_seed) {
+            introduce(ctx, task, hosts, &s.key.host_id, Occasion::Completed);
+        }
+        Ok(())
     })?;
     tracing::info!(task_id = %s.key.task_id, host_id = %s.key.host_id, content_length, pieces, "peer completed the task");
     Ok(Flow::End)
