@@ -146,6 +146,12 @@ struct State {
     missing: BTreeSet<u32>,
     /// Parents fetching each piece in flight.
     inflight: PieceMap<Vec<usize>>,
+    /// Requests not finished: in the network, or received and being
+    /// verified and written. Bounded by `p2p.concurrency` (not only those in
+    /// the network), so received pieces waiting for a busy CPU cannot pile
+    /// up in memory (1 GiB at 16 peers on two cores: 159 MiB peak RSS when
+    /// only the network side was bounded).
+    outstanding: usize,
     blocklist: HashSet<String>,
     rescheduling: bool,
     next_reschedule: Option<Instant>,
@@ -391,7 +397,7 @@ impl P2p<'_> {
     /// of pieces already in flight.
     fn schedule(&self, st: &mut State, events: &mpsc::Sender<Event>) {
         let Some(entry) = st.entry.clone() else { return };
-        let mut total: usize = st.parents.iter().map(|p| p.inflight).sum();
+        let mut total = st.outstanding;
         if total >= self.config.concurrency {
             return;
         }
@@ -426,6 +432,7 @@ impl P2p<'_> {
             let digest = st.digests[&number];
             st.parents[parent].inflight += 1;
             st.inflight.entry(number).or_default().push(parent);
+            st.outstanding += 1;
             total += 1;
             let path = piece_path(&self.spec.task_id, number);
             let have = (st.rank.len() - st.missing.len()) as u32;
@@ -484,6 +491,9 @@ impl P2p<'_> {
                 Ok(false)
             }
             Event::Piece { parent, number, result, received } => {
+                st.outstanding -= 1;
+                // Reap finished request tasks (their handles stay until joined).
+                while st.fetches.try_join_next().is_some() {}
                 if !received {
                     st.parents[parent].inflight -= 1;
                 }
