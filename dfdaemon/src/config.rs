@@ -256,7 +256,9 @@ pub struct UploadConfig {
     pub grpc_addr: SocketAddr,
     /// Piece data server (bulk piece bytes over HTTP) (default `0.0.0.0:4003`).
     pub piece_addr: SocketAddr,
-    /// Concurrent piece uploads; more are answered 503 (default 4). Few
+    /// Concurrent piece uploads (default 4); more wait in a short line,
+    /// the child holding the fewest pieces first, and get 503 when it is
+    /// full or after 2 s (`piece_server::slots`). Few
     /// slots finish each piece sooner, so children can pass it on sooner: a
     /// link split 32 ways takes 32 times as long to deliver any one piece
     /// (issue 6, profile A with 16 peers: median makespan 1.24x of the bound

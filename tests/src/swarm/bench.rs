@@ -219,7 +219,8 @@ async fn bittorrent_run(t: &Topology, ctx: &RunContext<'_>, n: usize) -> anyhow:
             cpu_seconds: u.map(|u| u.cpu_seconds),
             user_seconds: u.map(|u| u.user_seconds),
             peak_rss_bytes: u.map(|u| u.peak_rss_bytes),
-            wire_received_bytes: peers[i].link_bytes().zip(before[i]).map(|(a, b)| a.received - b.received),
+            wire_received_bytes: super::scenario::received(&peers[i], before[i]),
+            wire_received_packets: super::scenario::received_packets(&peers[i], before[i]),
             ..Default::default()
         });
     }

@@ -110,7 +110,7 @@ impl Node {
             std::fs::read_to_string(format!("/sys/class/net/{port}/statistics/{what}")).ok()?.trim().parse().ok()
         };
         // The bridge end receives what the node sends, and the other way round.
-        Some(LinkBytes { sent: read("rx_bytes")?, received: read("tx_bytes")? })
+        Some(LinkBytes { sent: read("rx_bytes")?, received: read("tx_bytes")?, received_packets: read("tx_packets")? })
     }
 
     /// Runs `f` on a thread that has entered this node's namespace (or
@@ -142,6 +142,9 @@ pub struct LinkBytes {
     pub sent: u64,
     /// To the node (its download).
     pub received: u64,
+    /// Packets to the node: with `received`, the bytes per packet, which
+    /// is what the kernel's per-packet work on the shaped links scales with.
+    pub received_packets: u64,
 }
 
 /// The whole network. Dropping it removes every namespace and interface it made.

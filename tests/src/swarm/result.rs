@@ -34,6 +34,8 @@ pub struct PeerResult {
     pub idle_rss_bytes: Option<u64>,
     /// Bytes that reached it over its link (headers included).
     pub wire_received_bytes: Option<u64>,
+    /// Packets that reached it over its link (data and acknowledgements).
+    pub wire_received_packets: Option<u64>,
     /// Darter: seconds from the start until its first piece was stored.
     pub first_byte_seconds: Option<f64>,
     /// Darter: bytes of pieces fetched after they were already stored

@@ -178,6 +178,7 @@ pub async fn darter(
             peak_rss_bytes: usage[k].map(|u| u.peak_rss_bytes),
             idle_rss_bytes: idle[k],
             wire_received_bytes: received(&nodes[k], links_before[k]),
+            wire_received_packets: received_packets(&nodes[k], links_before[k]),
             first_byte_seconds: first_byte_seconds(&timelines[k]),
             duplicate_bytes: duplicates[k].map(|b| b as u64),
             progress: timelines[k].clone(),
@@ -240,6 +241,7 @@ pub async fn curl(cluster: &SwarmCluster, ctx: &RunContext<'_>, n: usize) -> any
             user_seconds: u.map(|u| u.user_seconds),
             peak_rss_bytes: u.map(|u| u.peak_rss_bytes),
             wire_received_bytes: received(&nodes[i], links_before[i]),
+            wire_received_packets: received_packets(&nodes[i], links_before[i]),
             ..Default::default()
         });
     }
@@ -262,8 +264,12 @@ fn dfget(cluster: &SwarmCluster, i: usize, url: &str, out: &Path) -> tokio::proc
     c
 }
 
-fn received(node: &Node, before: Option<LinkBytes>) -> Option<u64> {
+pub(super) fn received(node: &Node, before: Option<LinkBytes>) -> Option<u64> {
     Some(node.link_bytes()?.received - before?.received)
+}
+
+pub(super) fn received_packets(node: &Node, before: Option<LinkBytes>) -> Option<u64> {
+    Some(node.link_bytes()?.received_packets - before?.received_packets)
 }
 
 fn sent(node: &Node, before: Option<LinkBytes>) -> Option<u64> {
