@@ -488,22 +488,33 @@ async fn next_non_digest(peer: &mut Peer, wait: std::time::Duration) -> Option<R
     .ok()
 }
 
+/// A scheduler with `config`, the hosts announced, and peer A on host-a
+/// fetching the task of [`URL`] from the origin, its first two pieces reported.
+async fn origin_fetcher_swarm(
+    config: Config,
+    hosts: &[(&str, &str)],
+) -> (Scheduler, spb::scheduler_client::SchedulerClient<tonic::transport::Channel>, String, Peer) {
+    let scheduler = Scheduler::start(config).await;
+    let mut client = scheduler.client().await;
+    for (h, ip) in hosts {
+        announce(&mut client, host(h, ip, 4000, false)).await;
+    }
+    let task = task_id(URL);
+    let mut a = Peer::open(&mut client, "host-a", &task, "peer-a").await;
+    a.register(download(URL)).await;
+    a.next_back_to_source().await;
+    report_two_origin_pieces(&a, &client).await;
+    (scheduler, client, task, a)
+}
+
 #[tokio::test]
 async fn a_peer_with_its_first_piece_is_introduced_to_downloading_peers() {
     for introduce_limit in [4, 0] {
         let mut config = Config::default();
         config.scheduling.introduce_limit = introduce_limit;
-        let scheduler = Scheduler::start(config).await;
-        let mut client = scheduler.client().await;
-        for (h, ip) in [("host-a", "10.0.0.1"), ("host-b", "10.0.0.2"), ("host-c", "10.0.0.3")] {
-            announce(&mut client, host(h, ip, 4000, false)).await;
-        }
-        let task = task_id(URL);
         // A fetches from the origin; B and C register while only A holds pieces.
-        let mut a = Peer::open(&mut client, "host-a", &task, "peer-a").await;
-        a.register(download(URL)).await;
-        a.next_back_to_source().await;
-        report_two_origin_pieces(&a, &client).await;
+        let hosts = [("host-a", "10.0.0.1"), ("host-b", "10.0.0.2"), ("host-c", "10.0.0.3")];
+        let (_scheduler, mut client, task, _a) = origin_fetcher_swarm(config, &hosts).await;
         let mut b = Peer::open(&mut client, "host-b", &task, "peer-b").await;
         b.register(download(URL)).await;
         assert_eq!(b.next_normal().await.candidate_parents.len(), 1);
@@ -550,16 +561,8 @@ async fn a_peer_with_its_first_piece_is_introduced_to_downloading_peers() {
 async fn a_peer_that_completes_is_introduced_to_downloaders_it_is_not_a_parent_of() {
     let mut config = Config::default();
     config.scheduling.introduce_limit = 1;
-    let scheduler = Scheduler::start(config).await;
-    let mut client = scheduler.client().await;
-    for (h, ip) in [("host-a", "10.0.0.1"), ("host-b", "10.0.0.2"), ("host-c", "10.0.0.3"), ("host-d", "10.0.0.4")] {
-        announce(&mut client, host(h, ip, 4000, false)).await;
-    }
-    let task = task_id(URL);
-    let mut a = Peer::open(&mut client, "host-a", &task, "peer-a").await;
-    a.register(download(URL)).await;
-    a.next_back_to_source().await;
-    report_two_origin_pieces(&a, &client).await;
+    let hosts = [("host-a", "10.0.0.1"), ("host-b", "10.0.0.2"), ("host-c", "10.0.0.3"), ("host-d", "10.0.0.4")];
+    let (scheduler, mut client, task, a) = origin_fetcher_swarm(config, &hosts).await;
     a.send(origin_piece(2)).await;
     let mut peers = Vec::new();
     for (h, id) in [("host-b", "peer-b"), ("host-c", "peer-c"), ("host-d", "peer-d")] {
