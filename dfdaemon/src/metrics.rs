@@ -19,6 +19,8 @@ pub struct Metrics {
     pub uploads: IntCounterVec,
     /// Bytes served to other peers.
     pub upload_bytes: IntCounter,
+    /// Piece requests waiting for an upload slot now.
+    pub upload_waiting: IntGauge,
     /// Bytes of Darter's tasks on disk.
     pub storage_bytes: IntGauge,
     /// Pieces from parents that did not match their reference digest.
@@ -50,6 +52,8 @@ impl Metrics {
             .expect("valid metric");
         let upload_bytes =
             IntCounter::new("upload_bytes_total", "Bytes uploaded to other peers").expect("valid metric");
+        let upload_waiting = IntGauge::new("upload_waiting_requests", "Piece requests waiting for an upload slot")
+            .expect("valid metric");
         let storage_bytes =
             IntGauge::new("storage_bytes", "Bytes of verified content in storage").expect("valid metric");
         let digest_mismatches =
@@ -75,6 +79,7 @@ impl Metrics {
             Box::new(bytes.clone()),
             Box::new(uploads.clone()),
             Box::new(upload_bytes.clone()),
+            Box::new(upload_waiting.clone()),
             Box::new(storage_bytes.clone()),
             Box::new(digest_mismatches.clone()),
             Box::new(duplicate_piece_bytes.clone()),
@@ -88,6 +93,7 @@ impl Metrics {
             bytes,
             uploads,
             upload_bytes,
+            upload_waiting,
             storage_bytes,
             digest_mismatches,
             duplicate_piece_bytes,

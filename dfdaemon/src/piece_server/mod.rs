@@ -13,12 +13,13 @@
 //!
 //! Bounds, since any peer can connect: at most `slots` uploads run at once
 //! (more wait in a short line, neediest child first, and get 503 when it
-//! is full or they waited [`slots::MAX_WAIT`]: see [`slots`]) and a slot is held until the piece's bytes are in the
-//! socket; a reader that takes nothing for [`SEND_STALL_TIMEOUT`] loses its
-//! connection and its slot; at most [`MAX_CONNECTIONS`] connections are open
-//! (more are closed on accept); a connection that does not finish sending
-//! request headers within [`HEADER_READ_TIMEOUT`] is closed; request heads
-//! are at most [`request::MAX_HEAD`] bytes and carry no body.
+//! is full or they waited [`slots::MAX_WAIT`]; see [`slots`]), and a slot
+//! is held until the piece's bytes are in the socket; a reader that takes
+//! nothing for [`SEND_STALL_TIMEOUT`] loses its connection and its slot; at
+//! most [`MAX_CONNECTIONS`] connections are open (more are closed on
+//! accept); a connection that does not finish sending request headers
+//! within [`HEADER_READ_TIMEOUT`] is closed; request heads are at most
+//! [`request::MAX_HEAD`] bytes and carry no body.
 
 mod request;
 mod send_file;
@@ -136,7 +137,7 @@ impl PieceServer {
     fn with_limits(storage: Arc<Storage>, slots: usize, connections: usize, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Self {
             storage,
-            slots: UploadSlots::new(slots),
+            slots: UploadSlots::new(slots, metrics.upload_waiting.clone()),
             connections: Arc::new(Semaphore::new(connections)),
             metrics,
             corrupt: std::env::var(CORRUPT_PIECES_ENV).is_ok_and(|v| v == "1"),

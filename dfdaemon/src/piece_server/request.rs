@@ -80,8 +80,7 @@ fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, BadRequest> {
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case(super::slots::HAVE_HEADER) {
             have = std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse().ok());
-        }
-        if h.name.eq_ignore_ascii_case("connection") {
+        } else if h.name.eq_ignore_ascii_case("connection") {
             let value = String::from_utf8_lossy(h.value);
             for token in value.split(',').map(str::trim) {
                 if token.eq_ignore_ascii_case("close") {

@@ -4,13 +4,13 @@
 //! them full waits (at most [`MAX_WAIT`], at most `4 x slots` waiting) and
 //! the next free slot goes to the waiting child that holds the fewest
 //! pieces of the task (it says so in [`HAVE_HEADER`]), equal ones in
-//! arrival order. Answering 503 at once instead made slots sticky: the
-//! child whose piece just finished asks again at once and gets the slot
-//! back, while the refused ones retry after a pause and keep losing, so in
-//! a flash crowd some children ran far ahead and the last ones set the
-//! makespan (profile A, 16 peers: at 78% of the bound the fastest held 89%
-//! of the file, the slowest 49%). Serving the one furthest behind keeps the
-//! swarm's progress even, which is what finishing together takes.
+//! arrival order; the line's length is the `upload_waiting_requests`
+//! gauge. With an instant 503 instead, the slot went to whichever child
+//! asked again first: usually the one whose piece had just finished, while
+//! the refused ones retried after a pause. Serving the one furthest behind
+//! is meant to keep a swarm's progress even, which is what finishing
+//! together takes (on the swarm benchmark the makespan change was within
+//! the machine's noise; see docs/benchmarks.md).
 //!
 //! The count is the child's own word: a child that lies only reorders the
 //! line among the children of this parent, and bytes are still verified
@@ -20,6 +20,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use prometheus::IntGauge;
 use tokio::sync::oneshot;
 
 /// Request header with the number of pieces of the task the child holds.
@@ -34,6 +35,8 @@ pub const WAITING_PER_SLOT: usize = 4;
 pub struct UploadSlots {
     state: Mutex<State>,
     max_waiting: usize,
+    /// Mirrors the line's length.
+    waiting_gauge: IntGauge,
 }
 
 #[derive(Debug, Default)]
@@ -64,11 +67,12 @@ impl Drop for Slot {
 }
 
 impl UploadSlots {
-    /// `slots` uploads at once.
-    pub fn new(slots: usize) -> Arc<Self> {
+    /// `slots` uploads at once; `waiting_gauge` follows the line's length.
+    pub fn new(slots: usize, waiting_gauge: IntGauge) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State { free: slots, ..Default::default() }),
             max_waiting: slots * WAITING_PER_SLOT,
+            waiting_gauge,
         })
     }
 
@@ -88,14 +92,15 @@ impl UploadSlots {
             let seq = st.next_seq;
             st.next_seq += 1;
             st.waiting.push(Waiting { have: have.map_or(u64::MAX, u64::from), seq, grant });
+            self.waiting_gauge.set(st.waiting.len() as i64);
             (seq, rx)
         };
         // Leaves the line when this future is dropped or times out; a slot
         // granted meanwhile is passed on, never lost.
-        let mut ticket = Ticket { slots: self, seq, rx };
+        let mut ticket = Ticket { slots: self, seq: Some(seq), rx };
         match tokio::time::timeout(wait, &mut ticket.rx).await {
             Ok(Ok(())) => {
-                ticket.seq = u64::MAX;
+                ticket.seq = None;
                 Some(Slot { slots: self.clone() })
             }
             _ => None,
@@ -110,31 +115,35 @@ impl UploadSlots {
     /// Hands the slot to the neediest waiting child still there, or frees it.
     fn release(&self) {
         let mut st = self.state.lock().expect("slots lock");
+        let mut handed = false;
         while let Some(i) = (0..st.waiting.len()).min_by_key(|&i| (st.waiting[i].have, st.waiting[i].seq)) {
             if st.waiting.swap_remove(i).grant.send(()).is_ok() {
-                return;
+                handed = true;
+                break;
             }
         }
-        st.free += 1;
+        if !handed {
+            st.free += 1;
+        }
+        self.waiting_gauge.set(st.waiting.len() as i64);
     }
 }
 
 /// A place in the line; dropping it leaves the line.
 struct Ticket<'a> {
     slots: &'a Arc<UploadSlots>,
-    /// `u64::MAX` once the slot is owned by a [`Slot`].
-    seq: u64,
+    /// The place, until the slot is owned by a [`Slot`].
+    seq: Option<u64>,
     rx: oneshot::Receiver<()>,
 }
 
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
-        if self.seq == u64::MAX {
-            return;
-        }
+        let Some(seq) = self.seq else { return };
         {
             let mut st = self.slots.state.lock().expect("slots lock");
-            st.waiting.retain(|w| w.seq != self.seq);
+            st.waiting.retain(|w| w.seq != seq);
+            self.slots.waiting_gauge.set(st.waiting.len() as i64);
         }
         // Granted just as we gave up: pass the slot on.
         if self.rx.try_recv().is_ok() {
@@ -149,20 +158,25 @@ mod tests {
 
     const LONG: Duration = Duration::from_secs(10);
 
+    fn with_slots(n: usize) -> Arc<UploadSlots> {
+        UploadSlots::new(n, IntGauge::new("waiting", "test").unwrap())
+    }
+
     #[tokio::test]
     async fn free_slots_are_taken_at_once_and_come_back() {
-        let slots = UploadSlots::new(2);
+        let slots = with_slots(2);
         let a = slots.acquire(None, Duration::ZERO).await.unwrap();
         let _b = slots.acquire(Some(3), Duration::ZERO).await.unwrap();
         assert!(slots.acquire(None, Duration::from_millis(20)).await.is_none(), "both are held");
         assert_eq!(slots.waiting(), 0, "a request that gave up left the line");
+        assert_eq!(slots.waiting_gauge.get(), 0, "and the gauge says so");
         drop(a);
         assert!(slots.acquire(None, Duration::ZERO).await.is_some());
     }
 
     #[tokio::test]
     async fn the_child_with_fewest_pieces_is_served_first_then_arrival_order() {
-        let slots = UploadSlots::new(1);
+        let slots = with_slots(1);
         let held = slots.acquire(None, Duration::ZERO).await.unwrap();
         let (tx, mut order) = tokio::sync::mpsc::unbounded_channel();
         let mut tasks = Vec::new();
@@ -171,7 +185,6 @@ mod tests {
             tasks.push(tokio::spawn(async move {
                 let slot = s.acquire(have, LONG).await.expect("served in time");
                 tx.send(name).unwrap();
-                tokio::time::sleep(Duration::from_millis(5)).await;
                 drop(slot);
             }));
             // Arrival order is the spawn order.
@@ -189,7 +202,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_line_is_refused_at_once() {
-        let slots = UploadSlots::new(1);
+        let slots = with_slots(1);
         let _held = slots.acquire(None, Duration::ZERO).await.unwrap();
         let mut waiting = Vec::new();
         for _ in 0..WAITING_PER_SLOT {
@@ -199,6 +212,7 @@ mod tests {
         while slots.waiting() < WAITING_PER_SLOT {
             tokio::task::yield_now().await;
         }
+        assert_eq!(slots.waiting_gauge.get(), WAITING_PER_SLOT as i64);
         let started = std::time::Instant::now();
         assert!(slots.acquire(Some(0), LONG).await.is_none());
         assert!(started.elapsed() < Duration::from_secs(1), "refused without waiting");
@@ -209,7 +223,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiter_that_goes_away_does_not_take_the_slot_with_it() {
-        let slots = UploadSlots::new(1);
+        let slots = with_slots(1);
         let held = slots.acquire(None, Duration::ZERO).await.unwrap();
         let s = slots.clone();
         let gone = tokio::spawn(async move { s.acquire(Some(0), LONG).await.map(drop) });

@@ -144,14 +144,9 @@ struct State {
     geometry: Option<(u64, u64)>,
     entry: Option<Lease>,
     missing: BTreeSet<u32>,
-    /// Parents fetching each piece in flight.
+    /// Parents fetching each piece in flight: an entry stays until the
+    /// request has ended, also while its piece is verified and written.
     inflight: PieceMap<Vec<usize>>,
-    /// Requests not finished: in the network, or received and being
-    /// verified and written. Bounded by `p2p.concurrency` (not only those in
-    /// the network), so received pieces waiting for a busy CPU cannot pile
-    /// up in memory (1 GiB at 16 peers on two cores: 159 MiB peak RSS when
-    /// only the network side was bounded).
-    outstanding: usize,
     blocklist: HashSet<String>,
     rescheduling: bool,
     next_reschedule: Option<Instant>,
@@ -165,6 +160,20 @@ struct State {
 }
 
 impl State {
+    /// Requests not finished: in the network, or received and being
+    /// verified and written. `p2p.concurrency` bounds these (not only those
+    /// in the network), so received pieces waiting for a busy CPU cannot
+    /// pile up in memory (1 GiB at 16 peers on two cores: 159 MiB peak RSS
+    /// when only the network side was bounded).
+    fn outstanding(&self) -> usize {
+        self.inflight.values().map(Vec::len).sum()
+    }
+
+    /// Pieces this peer holds (what it tells parents in `x-darter-have`).
+    fn held(&self) -> u32 {
+        (self.rank.len() - self.missing.len()) as u32
+    }
+
     fn alive_parents(&self) -> usize {
         self.parents.iter().filter(|p| p.alive).count()
     }
@@ -397,7 +406,7 @@ impl P2p<'_> {
     /// of pieces already in flight.
     fn schedule(&self, st: &mut State, events: &mpsc::Sender<Event>) {
         let Some(entry) = st.entry.clone() else { return };
-        let mut total = st.outstanding;
+        let mut total = st.outstanding();
         if total >= self.config.concurrency {
             return;
         }
@@ -432,10 +441,9 @@ impl P2p<'_> {
             let digest = st.digests[&number];
             st.parents[parent].inflight += 1;
             st.inflight.entry(number).or_default().push(parent);
-            st.outstanding += 1;
             total += 1;
             let path = piece_path(&self.spec.task_id, number);
-            let have = (st.rank.len() - st.missing.len()) as u32;
+            let have = st.held();
             let receive = receive_piece(
                 self.pieces.clone(),
                 st.parents[parent].piece_addr,
@@ -491,7 +499,6 @@ impl P2p<'_> {
                 Ok(false)
             }
             Event::Piece { parent, number, result, received } => {
-                st.outstanding -= 1;
                 // Reap finished request tasks (their handles stay until joined).
                 while st.fetches.try_join_next().is_some() {}
                 if !received {
