@@ -115,6 +115,16 @@ impl Listeners {
     }
 }
 
+impl darter_common::service::Bound for Listeners {
+    fn addresses(&self) -> Vec<(&'static str, String)> {
+        let mut tcp = vec![("upload", &self.upload), ("piece", &self.piece), ("metrics", &self.metrics)];
+        tcp.extend(self.proxy.as_ref().map(|p| ("proxy", p)));
+        let mut all = darter_common::service::tcp_addresses(tcp);
+        all.push(("download_socket", self.download_path.display().to_string()));
+        all
+    }
+}
+
 /// Runs the daemon until `shutdown` is cancelled, then drains.
 pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> anyhow::Result<()> {
     let data_dir = config.storage.data_dir.clone();

@@ -86,6 +86,12 @@ impl Listeners {
     }
 }
 
+impl darter_common::service::Bound for Listeners {
+    fn addresses(&self) -> Vec<(&'static str, String)> {
+        darter_common::service::tcp_addresses([("grpc", &self.grpc), ("metrics", &self.metrics), ("rest", &self.rest)])
+    }
+}
+
 /// Opens the store, then runs the manager until `shutdown` is cancelled and
 /// drains: keepalive streams end with UNAVAILABLE (members stay as they are;
 /// the grace period decides, since another replica may take their streams),

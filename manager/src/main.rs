@@ -35,6 +35,11 @@ struct Cli {
     /// Database URL (database_url; default sqlite:///var/lib/darter/manager/manager.db?mode=rwc).
     #[arg(long)]
     database_url: Option<String>,
+    /// Once every listener is bound, write their addresses here as JSON
+    /// (`{"pid": N, "addresses": {"grpc": "127.0.0.1:40123", ...}}`): bind port 0
+    /// and read what the kernel picked.
+    #[arg(long, value_name = "PATH")]
+    ready_file: Option<PathBuf>,
     /// Log level or filter (log.level).
     #[arg(long)]
     log_level: Option<String>,
@@ -90,6 +95,7 @@ fn main() {
         "manager",
         &log,
         &tracing,
+        cli.ready_file.as_deref(),
         || async move { manager::Listeners::bind(&bind_config).await },
         |listeners, shutdown| manager::run(config, listeners, shutdown),
     );

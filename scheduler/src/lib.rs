@@ -65,6 +65,12 @@ impl Listeners {
     }
 }
 
+impl darter_common::service::Bound for Listeners {
+    fn addresses(&self) -> Vec<(&'static str, String)> {
+        darter_common::service::tcp_addresses([("grpc", &self.grpc), ("metrics", &self.metrics)])
+    }
+}
+
 /// Runs the scheduler until `shutdown` is cancelled, then drains: announce
 /// streams end with UNAVAILABLE, the gRPC server stops, `/healthz` answers 503
 /// until the end. Fails if the gRPC server stops on its own.

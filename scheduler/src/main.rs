@@ -30,6 +30,11 @@ struct Cli {
     /// learn the cluster's seed peers from it.
     #[arg(long = "manager", value_name = "HOST:PORT")]
     manager: Option<String>,
+    /// Once every listener is bound, write their addresses here as JSON
+    /// (`{"pid": N, "addresses": {"grpc": "127.0.0.1:40123", ...}}`): bind port 0
+    /// and read what the kernel picked.
+    #[arg(long, value_name = "PATH")]
+    ready_file: Option<PathBuf>,
     /// Print the effective config as YAML and exit.
     #[arg(long)]
     print_config: bool,
@@ -78,6 +83,7 @@ fn main() {
         "scheduler",
         &log,
         &tracing,
+        cli.ready_file.as_deref(),
         || async move { scheduler::Listeners::bind(&bind_config).await },
         |listeners, shutdown| scheduler::run(config, listeners, shutdown),
     );

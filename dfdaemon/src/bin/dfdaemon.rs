@@ -50,6 +50,11 @@ struct Cli {
     /// Log format, text or json (log.format).
     #[arg(long)]
     log_format: Option<String>,
+    /// Once every listener is bound, write their addresses here as JSON
+    /// (`{"pid": N, "addresses": {"grpc": "127.0.0.1:40123", ...}}`): bind port 0
+    /// and read what the kernel picked.
+    #[arg(long, value_name = "PATH")]
+    ready_file: Option<PathBuf>,
     /// Print the effective config as YAML and exit.
     #[arg(long)]
     print_config: bool,
@@ -174,6 +179,7 @@ fn main() {
         "dfdaemon",
         &log,
         &tracing,
+        cli.ready_file.as_deref(),
         || async move { dfdaemon::Listeners::bind(&bind_config).await },
         |listeners, shutdown| dfdaemon::run(config, listeners, shutdown),
     );
