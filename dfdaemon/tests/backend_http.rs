@@ -142,7 +142,7 @@ async fn redirect_limits_and_bad_locations_are_protocol_errors() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn errors_name_the_url_without_its_query() {
-    let dead = format!("http://user:pw@127.0.0.1:{}/blob?X-Amz-Signature=hush", support::free_port());
+    let dead = format!("http://user:pw@127.0.0.1:{}/blob?X-Amz-Signature=hush", support::refused_port());
     let e = get(&backend(10), &dead, None, None).await.unwrap_err();
     let text = e.to_string();
     assert!(matches!(e, Error::OriginUnavailable(_)), "{e:?}");

@@ -17,7 +17,7 @@ async fn health_and_metrics_tell_what_happened() {
     let daemon = Daemon::start(dir.path(), &[]).await;
     // Ready shortly after the socket accepts (the services start in order).
     let port = daemon.metrics_port;
-    testkit::process::wait_for("/healthz 200", Duration::from_secs(10), || raw_get(port, "GET", "/healthz").0 == 200)
+    testkit::eventually::wait_until("/healthz 200", Duration::from_secs(10), || async { raw_get(port, "GET", "/healthz").0 == 200 })
         .await
         .unwrap();
     let data = random_bytes(1 << 20, 11);

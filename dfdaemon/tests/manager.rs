@@ -14,7 +14,7 @@ use darter_proto::manager::v1::manager_server::{Manager, ManagerServer};
 use darter_proto::scheduler::v1 as spb;
 use darter_proto::scheduler::v1::scheduler_server::{Scheduler, SchedulerServer};
 use support::Daemon;
-use testkit::process::wait_for;
+use testkit::eventually::wait_until;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -155,7 +155,12 @@ impl Scheduler for FakeScheduler {
 }
 
 async fn until(what: &str, f: impl Fn() -> bool) {
-    wait_for(what, DEADLINE, f).await.unwrap();
+    wait_until(what, DEADLINE, || {
+        let holds = f();
+        async move { holds }
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

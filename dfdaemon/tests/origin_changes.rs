@@ -9,7 +9,7 @@ use std::time::Duration;
 use support::Daemon;
 use testkit::data::random_bytes;
 use testkit::origin::{Behavior, Content, Origin};
-use testkit::process::wait_for;
+use testkit::eventually::wait_until;
 
 const MIB: usize = 1 << 20;
 
@@ -71,7 +71,7 @@ async fn a_change_mid_download_is_caught_and_the_next_try_gets_the_new_content()
     let socket = daemon.socket.clone();
     let (url, out2) = (origin.url("/m"), out.clone());
     let first = tokio::spawn(async move { support::dfget_on(&socket, &url, &out2, &[]).await });
-    wait_for("the first segment under way", Duration::from_secs(20), || origin.stats("/m").body_bytes > MIB as u64)
+    wait_until("the first segment under way", Duration::from_secs(20), || async { origin.stats("/m").body_bytes > MIB as u64 })
         .await
         .unwrap();
     let new = random_bytes(64 * MIB, 24);

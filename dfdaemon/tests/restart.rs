@@ -8,7 +8,7 @@ use std::time::Duration;
 use support::Daemon;
 use testkit::data::{random_bytes, sha256_hex};
 use testkit::origin::{Behavior, Content, Origin};
-use testkit::process::wait_for;
+use testkit::eventually::wait_until;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_mid_download_resumes_with_only_the_missing_pieces() {
@@ -27,7 +27,7 @@ async fn killed_mid_download_resumes_with_only_the_missing_pieces() {
         let (url, out, digest) = (url.clone(), out.clone(), digest.clone());
         async move { support::dfget_on(&socket, &url, &out, &["--digest", &digest]).await }
     });
-    wait_for("a few pieces on disk", Duration::from_secs(30), || origin.stats("/big").body_bytes > 3 << 20)
+    wait_until("a few pieces on disk", Duration::from_secs(30), || async { origin.stats("/big").body_bytes > 3 << 20 })
         .await
         .unwrap();
     daemon.kill();

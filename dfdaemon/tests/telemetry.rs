@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest
 use support::Daemon;
 use testkit::data::random_bytes;
 use testkit::origin::{Behavior, Content, Origin};
-use testkit::process::wait_for;
+use testkit::eventually::wait_until;
 use tokio_stream::wrappers::TcpListenerStream;
 
 /// A received span: its name and attribute keys.
@@ -57,7 +57,7 @@ async fn spans_reach_the_otlp_collector() {
     // Spans are batched; a graceful shutdown flushes them.
     let status = daemon.process.terminate(Duration::from_secs(15)).await.unwrap();
     assert!(status.success(), "{status}\n{}", daemon.log());
-    wait_for("the download span at the collector", Duration::from_secs(10), || {
+    wait_until("the download span at the collector", Duration::from_secs(10), || async {
         collector
             .spans
             .lock()

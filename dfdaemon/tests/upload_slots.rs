@@ -63,7 +63,7 @@ async fn a_slow_reader_keeps_its_slot_until_it_goes() {
     // A request waiting in line gets the slot once the slow reader goes.
     let waiting = std::thread::spawn(move || raw_get(port, "GET", &path));
     let metrics = daemon.metrics_port;
-    testkit::process::wait_for("the request to wait in line", MAX_WAIT / 2, || {
+    testkit::eventually::wait_until("the request to wait in line", MAX_WAIT / 2, || async {
         let (_, _, body) = raw_get(metrics, "GET", "/metrics");
         String::from_utf8_lossy(&body).lines().any(|l| l == "dfdaemon_upload_waiting_requests 1")
     })

@@ -4,20 +4,12 @@
 
 mod support;
 
-use std::io::Read as _;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-use support::DEADLINE;
+use testkit::manager::ManagerProcess;
 
 const ROOT_PASSWORD: &str = "Root-Secret-Pw-1";
 const WRONG_PASSWORD: &str = "Wrong-Secret-Pw-2";
 const USER_PASSWORD: &str = "Guest-Secret-Pw-3";
 const NEW_PASSWORD: &str = "Guest-Secret-Pw-4";
-
-fn port() -> u16 {
-    testkit::ports::free_port()
-}
 
 async fn call(
     http: &reqwest::Client,
@@ -39,40 +31,13 @@ async fn call(
 #[tokio::test]
 async fn passwords_and_tokens_never_reach_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let (grpc, rest, metrics) = (port(), port(), port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_manager"))
-        .args(["--grpc-addr", &format!("127.0.0.1:{grpc}")])
-        .args(["--rest-addr", &format!("127.0.0.1:{rest}")])
-        .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
-        .args(["--database-url", &format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display())])
-        .args(["--log-level", "trace"])
-        .env("MANAGER__LOG__FORMAT", "json")
-        .env("MANAGER__AUTH__ROOT_PASSWORD", ROOT_PASSWORD)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{rest}/api/v1");
+    let env = [("MANAGER__LOG__FORMAT".to_owned(), "json".to_owned()), ("MANAGER__LOG__LEVEL".to_owned(), "trace".to_owned())];
+    let mut manager =
+        ManagerProcess::start(env!("CARGO_BIN_EXE_manager").as_ref(), dir.path(), &env, ROOT_PASSWORD).await.unwrap();
+    let base = format!("http://{}/api/v1", manager.rest_addr);
     let http = support::http();
-    let start = Instant::now();
     let sign_in = |password: &'static str| serde_json::json!({"name": "root", "password": password});
-    let (status, body) = loop {
-        let body = serde_json::to_vec(&sign_in(ROOT_PASSWORD)).unwrap();
-        match http
-            .post(format!("{base}/users/signin"))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-        {
-            Ok(r) => {
-                let status = r.status().as_u16();
-                break (status, serde_json::from_slice::<serde_json::Value>(&r.bytes().await.unwrap()).unwrap());
-            }
-            Err(_) if start.elapsed() < DEADLINE => tokio::time::sleep(Duration::from_millis(50)).await,
-            Err(e) => panic!("manager does not answer: {e}"),
-        }
-    };
+    let (status, body) = call(&http, reqwest::Method::POST, format!("{base}/users/signin"), None, sign_in(ROOT_PASSWORD)).await;
     assert_eq!(status, 200, "{body}");
     let token = body["token"].as_str().unwrap().to_owned();
 
@@ -105,12 +70,8 @@ async fn passwords_and_tokens_never_reach_the_log() {
     );
 
     // Stop it (SIGTERM) and read everything it wrote.
-    let pid = i32::try_from(child.id()).unwrap();
-    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
-    let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-    child.stderr.take().unwrap().read_to_string(&mut out).unwrap();
-    let _ = child.wait();
+    manager.terminate().await.unwrap();
+    let out = manager.log();
     assert!(out.contains("signed in"), "the log has the events: {out}");
     for secret in [ROOT_PASSWORD, WRONG_PASSWORD, USER_PASSWORD, NEW_PASSWORD, &token, &pat, &pat[5..], "$argon2"] {
         assert!(!out.contains(secret), "the log contains a secret ({}...)", &secret[..4]);

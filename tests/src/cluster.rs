@@ -6,20 +6,13 @@
 //! it only. Everything is killed when dropped. Used by the end-to-end tests
 //! and the sandbox.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use anyhow::{Context, bail};
-
-use crate::dfdaemon::{DaemonOptions, DaemonProcess, tail};
+use crate::dfdaemon::{DaemonOptions, DaemonProcess};
+use crate::eventually::{START_DEADLINE, wait_until};
 use crate::manager::ManagerProcess;
-pub use crate::ports::free_port;
-use crate::process::{ChildGuard, wait_for, wait_until};
-
-/// How long a cluster may take to wire itself through the manager.
-const WIRING_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::service::{ServiceProcess, ServiceSpec};
 
 /// A scheduler process.
 #[derive(Debug)]
@@ -30,15 +23,12 @@ pub struct SchedulerProcess {
     pub metrics_addr: SocketAddr,
     /// Its log file.
     pub log_path: PathBuf,
-    bin: PathBuf,
-    args: Vec<String>,
-    env: Vec<(String, String)>,
-    child: Option<ChildGuard>,
+    process: ServiceProcess,
 }
 
 impl SchedulerProcess {
-    /// Starts `bin` on a free port with the given seed peers (their upload
-    /// gRPC addresses) and waits until it accepts connections.
+    /// Starts `bin` with the given seed peers (their upload gRPC addresses)
+    /// and waits until it is ready.
     pub async fn start(
         bin: &Path,
         dir: &Path,
@@ -53,8 +43,8 @@ impl SchedulerProcess {
         Self::start_with_args(bin, dir, &args, env).await
     }
 
-    /// Starts `bin` on free ports with extra flags (e.g. `--manager HOST:PORT`)
-    /// and waits until it accepts connections.
+    /// Starts `bin` with extra flags (e.g. `--manager HOST:PORT`) and waits
+    /// until it is ready.
     pub async fn start_with_args(
         bin: &Path,
         dir: &Path,
@@ -72,72 +62,44 @@ impl SchedulerProcess {
         extra_args: &[String],
         env: &[(String, String)],
     ) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(dir)?;
-        let addr = SocketAddr::new(ip, free_port());
-        let metrics_addr = SocketAddr::new(ip, free_port());
-        let mut args = vec!["--grpc-addr".into(), addr.to_string(), "--metrics-addr".into(), metrics_addr.to_string()];
-        args.extend_from_slice(extra_args);
-        let mut s = Self {
-            addr,
-            metrics_addr,
-            log_path: dir.join("scheduler.log"),
-            bin: bin.to_path_buf(),
-            args,
-            env: env.to_vec(),
-            child: None,
-        };
-        s.spawn().await?;
-        Ok(s)
-    }
-
-    async fn spawn(&mut self) -> anyhow::Result<()> {
-        let log = std::fs::File::options().create(true).append(true).open(&self.log_path)?;
-        let child = Command::new(&self.bin)
-            .args(&self.args)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("start {}", self.bin.display()))?;
-        let mut child = ChildGuard::new(child);
-        let addr = self.addr;
-        let ready = wait_for("the scheduler port", Duration::from_secs(20), || TcpStream::connect(addr).is_ok()).await;
-        if ready.is_err() || child.has_exited() {
-            bail!("scheduler did not start\n--- scheduler log tail ---\n{}", tail(&self.log_path, 20));
-        }
-        self.child = Some(child);
-        Ok(())
+        let mut spec = ServiceSpec::new("scheduler", bin, dir)
+            .listener("grpc", "--grpc-addr", ip)
+            .listener("metrics", "--metrics-addr", ip);
+        spec.args = extra_args.to_vec();
+        spec.env = env.to_vec();
+        let process = ServiceProcess::start(spec).await?;
+        Ok(Self {
+            addr: process.addr("grpc"),
+            metrics_addr: process.addr("metrics"),
+            log_path: process.log_path.clone(),
+            process,
+        })
     }
 
     /// The process ID, while running.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(ChildGuard::id)
+        self.process.pid()
     }
 
     /// Kills it with SIGKILL.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill();
-        }
+        self.process.kill();
     }
 
-    /// Starts it again on the same address (its memory is gone).
+    /// Starts it again on the same addresses (its memory is gone).
     pub async fn restart(&mut self) -> anyhow::Result<()> {
-        self.kill();
-        self.spawn().await
+        self.process.restart().await
+    }
+
+    /// The last `n` lines of its log.
+    pub fn log_tail(&self, n: usize) -> String {
+        self.process.log_tail(n)
     }
 
     /// The value of the metric `name` (a line `name value` of `/metrics`),
     /// `None` when it cannot be read.
-    pub fn metric(&self, name: &str) -> Option<f64> {
-        use std::io::{Read as _, Write as _};
-        let mut s = TcpStream::connect(self.metrics_addr).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: scheduler\r\nConnection: close\r\n\r\n").ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
-        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        crate::metrics::value(&crate::metrics::scrape(self.metrics_addr).await.ok()?, name)
     }
 }
 
@@ -214,13 +176,17 @@ pub struct Cluster {
     /// The peers.
     pub peers: Vec<DaemonProcess>,
     options: ClusterOptions,
-    seed_upload: u16,
 }
 
 impl Cluster {
-    /// Starts the manager (if asked for), the scheduler, the seed and the peers.
+    /// Starts the manager (if asked for, and always with a seed peer), the
+    /// scheduler, the seed and the peers.
+    ///
+    /// A seed peer joins through the manager, as in production: a scheduler
+    /// given seed addresses on its command line would need the seed's port
+    /// before the seed has bound it, and the kit never picks ports.
     pub async fn start(o: &ClusterOptions) -> anyhow::Result<Self> {
-        let seed_upload = free_port();
+        let o = if o.seed && o.manager_bin.is_none() { o.clone().with_manager() } else { o.clone() };
         let manager = match &o.manager_bin {
             Some(bin) => {
                 Some(ManagerProcess::start(bin, &o.dir.join("manager"), &o.manager_env, &o.root_password).await?)
@@ -228,20 +194,12 @@ impl Cluster {
             None => None,
         };
         let scheduler_dir = o.dir.join("scheduler");
-        let scheduler = match &manager {
-            Some(m) => {
-                let args = ["--manager".to_string(), m.grpc_addr.to_string()];
-                SchedulerProcess::start_with_args(&o.scheduler_bin, &scheduler_dir, &args, &o.scheduler_env).await?
-            }
-            None => {
-                let seeds: Vec<SocketAddr> = if o.seed { vec![([127, 0, 0, 1], seed_upload).into()] } else { vec![] };
-                SchedulerProcess::start(&o.scheduler_bin, &scheduler_dir, &seeds, &o.scheduler_env).await?
-            }
-        };
-        let mut cluster = Self { manager, scheduler, seed: None, peers: Vec::new(), options: o.clone(), seed_upload };
+        let args: Vec<String> = manager.iter().flat_map(|m| ["--manager".into(), m.grpc_addr.to_string()]).collect();
+        let scheduler = SchedulerProcess::start_with_args(&o.scheduler_bin, &scheduler_dir, &args, &o.scheduler_env).await?;
+        let mut cluster = Self { manager, scheduler, seed: None, peers: Vec::new(), options: o.clone() };
         if let Some(m) = &cluster.manager {
             let port = u32::from(cluster.scheduler.addr.port());
-            let registered = wait_until("the manager to list the scheduler", WIRING_TIMEOUT, || async {
+            let registered = wait_until("the manager to list the scheduler", START_DEADLINE, || async {
                 m.list_schedulers().await.is_ok_and(|r| r.schedulers.iter().any(|s| s.port == port))
             })
             .await;
@@ -249,14 +207,12 @@ impl Cluster {
         }
         if o.seed {
             cluster.seed = Some(DaemonProcess::start(cluster.daemon_options("seed", true, &[])).await?);
-            if cluster.manager.is_some() {
-                let scheduler = &cluster.scheduler;
-                let learned = wait_for("the scheduler to learn the seed from the manager", WIRING_TIMEOUT, || {
-                    scheduler.metric("scheduler_seed_peers").is_some_and(|n| n >= 1.0)
-                })
-                .await;
-                learned.map_err(|e| cluster.wiring_error(e))?;
-            }
+            let scheduler = &cluster.scheduler;
+            let learned = wait_until("the scheduler to learn the seed from the manager", START_DEADLINE, || async {
+                scheduler.metric("scheduler_seed_peers").await.is_some_and(|n| n >= 1.0)
+            })
+            .await;
+            learned.map_err(|e| cluster.wiring_error(e))?;
         }
         for _ in 0..o.peers {
             cluster.add_peer(&[]).await?;
@@ -269,7 +225,7 @@ impl Cluster {
         let seed = self.seed.as_ref().map(|s| s.log_tail(20)).unwrap_or_default();
         anyhow::anyhow!(
             "{e}\n--- manager ---\n{manager}\n--- scheduler ---\n{}\n--- seed ---\n{seed}",
-            tail(&self.scheduler.log_path, 20)
+            self.scheduler.log_tail(20)
         )
     }
 
@@ -285,7 +241,6 @@ impl Cluster {
         };
         if seed {
             d.args.push("--seed".into());
-            d.upload_port = self.seed_upload;
         }
         d
     }

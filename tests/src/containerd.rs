@@ -28,12 +28,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::dfdaemon::tail;
-use crate::process::{ChildGuard, wait_for};
+use crate::eventually::{START_DEADLINE, wait_until};
+use crate::process::ChildGuard;
 use crate::registry::{Credentials, RegistryProcess};
 use crate::tool::{run, run_unchecked, text};
 
-/// How long containerd may take to serve its socket.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Default limit for one `ctr` command other than a pull.
 const CTR_TIMEOUT: Duration = Duration::from_secs(60);
@@ -128,8 +127,9 @@ impl ContainerdProcess {
             .with_context(|| format!("start {}", bin.display()))?;
         let mut d = Self { dir, socket, log_path, child: Some(ChildGuard::new(child)) };
         let socket = d.socket.clone();
-        let ready = wait_for("the containerd socket", START_TIMEOUT, || {
-            std::os::unix::net::UnixStream::connect(&socket).is_ok()
+        let ready = wait_until("the containerd socket", START_DEADLINE, || {
+            let listening = std::os::unix::net::UnixStream::connect(&socket).is_ok();
+            async move { listening }
         })
         .await;
         let exited = d.child.as_mut().is_none_or(ChildGuard::has_exited);

@@ -1,20 +1,15 @@
 //! A real `dfdaemon` process on loopback: its own data directory, socket and
-//! log, killed with SIGKILL when dropped. Shared by the integration tests, the
+//! log, listeners on ports the kernel picks, killed with SIGKILL when dropped. Shared by the integration tests, the
 //! benchmarks and the sandbox.
 
-use std::fs::File;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::process::{ChildGuard, wait_for};
-
-/// How long a dfdaemon may take to accept connections on its socket.
-const START_TIMEOUT: Duration = Duration::from_secs(20);
+pub use crate::service::tail;
+use crate::service::{ServiceProcess, ServiceSpec};
 
 /// How to start a daemon.
 #[derive(Clone, Debug)]
@@ -23,13 +18,16 @@ pub struct DaemonOptions {
     pub bin: PathBuf,
     /// Directory for its data (`data/`), socket and log.
     pub dir: PathBuf,
-    /// Piece server port (0: ephemeral).
+    /// Piece server port (0, the default: the kernel picks; read
+    /// [`DaemonProcess::piece_addr`]). A fixed port only where nothing else
+    /// can take it (a network namespace of the daemon's own).
     pub piece_port: u16,
-    /// Metrics port (0: ephemeral).
+    /// Metrics port (0: the kernel picks).
     pub metrics_port: u16,
-    /// Upload gRPC port (0: ephemeral; a seed peer needs a known one).
+    /// Upload gRPC port (0: the kernel picks).
     pub upload_port: u16,
-    /// Registry mirror / proxy port; `None` (the default) runs without the proxy.
+    /// Registry mirror / proxy port (`Some(0)`: the kernel picks); `None`
+    /// (the default) runs without the proxy.
     pub proxy_port: Option<u16>,
     /// More flags (e.g. `--scheduler 127.0.0.1:8002`, `--seed`).
     pub args: Vec<String>,
@@ -71,125 +69,85 @@ pub struct DaemonProcess {
     pub socket: PathBuf,
     /// Its log file (stdout and stderr).
     pub log_path: PathBuf,
-    child: Option<Mutex<ChildGuard>>,
+    process: ServiceProcess,
 }
 
 impl DaemonProcess {
-    /// Starts a daemon and waits until its socket accepts connections.
+    /// Starts a daemon and waits until it is ready (addresses published,
+    /// `/healthz` 200).
     pub async fn start(options: DaemonOptions) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&options.dir).with_context(|| format!("create {}", options.dir.display()))?;
-        let mut d = Self {
-            socket: options.dir.join("dfdaemon.sock"),
-            log_path: options.dir.join("dfdaemon.log"),
-            options,
-            child: None,
-        };
-        d.spawn().await?;
-        Ok(d)
+        let o = &options;
+        let socket = o.dir.join("dfdaemon.sock");
+        let at = |port: u16| SocketAddr::new(o.ip, port);
+        let mut spec = ServiceSpec::new("dfdaemon", &o.bin, &o.dir);
+        spec.listeners = vec![
+            ("upload", "--upload-addr", at(o.upload_port)),
+            ("piece", "--piece-addr", at(o.piece_port)),
+            ("metrics", "--metrics-addr", at(o.metrics_port)),
+        ];
+        spec.listeners.extend(o.proxy_port.map(|p| ("proxy", "--proxy-addr", at(p))));
+        spec.args = vec!["--data-dir".into(), o.dir.join("data").display().to_string()];
+        spec.args.extend(["--download-socket".into(), socket.display().to_string()]);
+        if o.proxy_port.is_none() {
+            spec.args.push("--no-proxy".into());
+        }
+        spec.args.extend(["--log-level".into(), o.log_level.clone()]);
+        spec.args.extend(o.args.iter().cloned());
+        spec.env = o.env.clone();
+        spec.netns = o.netns.clone();
+        let process = ServiceProcess::start(spec).await?;
+        Ok(Self { socket, log_path: process.log_path.clone(), options, process })
     }
 
-    async fn spawn(&mut self) -> anyhow::Result<()> {
-        let o = &self.options;
-        let log = File::options().create(true).append(true).open(&self.log_path)?;
-        let mut command = match &o.netns {
-            None => Command::new(&o.bin),
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(&o.bin);
-                c
-            }
-        };
-        let ip = o.ip;
-        let child = command
-            .arg("--data-dir")
-            .arg(o.dir.join("data"))
-            .arg("--download-socket")
-            .arg(&self.socket)
-            .args(["--upload-addr", &SocketAddr::new(ip, o.upload_port).to_string()])
-            .args(["--piece-addr", &SocketAddr::new(ip, o.piece_port).to_string()])
-            .args(["--metrics-addr", &SocketAddr::new(ip, o.metrics_port).to_string()])
-            .args(match o.proxy_port {
-                Some(port) => vec!["--proxy-addr".to_owned(), SocketAddr::new(ip, port).to_string()],
-                None => vec!["--no-proxy".to_owned()],
-            })
-            .args(["--log-level", &o.log_level])
-            .args(&o.args)
-            .envs(o.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("start {}", o.bin.display()))?;
-        let child = Mutex::new(ChildGuard::new(child));
-        let socket = self.socket.clone();
-        let ready = wait_for("the dfdaemon socket", START_TIMEOUT, || {
-            std::os::unix::net::UnixStream::connect(&socket).is_ok() || child.lock().unwrap().has_exited()
-        })
-        .await;
-        let exited = child.lock().unwrap().has_exited();
-        if let Err(e) =
-            ready.and_then(|()| if exited { Err(anyhow::anyhow!("dfdaemon exited at start")) } else { Ok(()) })
-        {
-            bail!("{e}\n--- dfdaemon log tail ---\n{}", self.log_tail(20));
-        }
-        self.child = Some(child);
-        Ok(())
+    /// Its upload gRPC address.
+    pub fn upload_addr(&self) -> SocketAddr {
+        self.process.addr("upload")
+    }
+
+    /// Its piece server's address.
+    pub fn piece_addr(&self) -> SocketAddr {
+        self.process.addr("piece")
+    }
+
+    /// Its metrics and health address.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.process.addr("metrics")
+    }
+
+    /// Its registry mirror and proxy address, when started with one.
+    pub fn proxy_addr(&self) -> Option<SocketAddr> {
+        self.process.address("proxy").is_some().then(|| self.process.addr("proxy"))
     }
 
     /// The process ID, while running.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.lock().unwrap().id())
+        self.process.pid()
     }
 
     /// Kills the daemon with SIGKILL (no goodbye).
     pub fn kill(&mut self) {
-        if let Some(c) = self.child.take() {
-            c.into_inner().unwrap().kill();
-        }
+        self.process.kill();
     }
 
     /// Sends SIGTERM and waits up to `timeout` for a graceful exit.
     pub async fn terminate(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
-        let child = self.child.take().context("daemon is not running")?;
-        let mut guard = child.into_inner().unwrap();
-        let status = Command::new("kill").args(["-TERM", &guard.id().to_string()]).status()?;
-        if !status.success() {
-            bail!("kill -TERM {} failed", guard.id());
-        }
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            if let Some(status) = guard.0.try_wait()? {
-                return Ok(status);
-            }
-            if std::time::Instant::now() >= deadline {
-                bail!("dfdaemon did not exit within {timeout:?} of SIGTERM\n{}", self.log_tail(20));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.process.terminate(timeout).await
     }
 
-    /// Kills and starts it again on the same directory and ports.
+    /// Kills and starts it again on the same directory and addresses.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
-        self.kill();
-        self.spawn().await
+        self.process.restart().await
     }
 
     /// The whole log.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+        self.process.log()
     }
 
     /// The last `n` lines of the log.
     pub fn log_tail(&self, n: usize) -> String {
-        tail(&self.log_path, n)
+        self.process.log_tail(n)
     }
-}
-
-/// The last `n` lines of a file.
-pub fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// A Darter binary next to the running executable (how `cargo build --bins`

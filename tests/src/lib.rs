@@ -18,11 +18,16 @@
 //!   from its access log), test images built offline with umoci and pushed
 //!   with skopeo, a containerd per node pulling with `ctr`, and finding the
 //!   tools (skipped with a message outside CI).
-//! - [`ports`]: free ports for child processes, drawn from below the
-//!   kernel's ephemeral range so parallel tests' connections cannot take them.
-//! - [`process`]: [`process::ChildGuard`] (kill-on-drop children),
-//!   [`process::wait_for`] and [`process::wait_until`] (poll instead of
-//!   sleep), [`process::signal`].
+//! - [`service`]: one real service process (manager, scheduler, dfdaemon)
+//!   started with `--ready-file`: its listeners bind port 0 and it publishes
+//!   what the kernel picked, so the kit never picks a port; ready once
+//!   `/healthz` answers 200; kill, terminate, restart on the same addresses.
+//! - [`eventually`]: the one poll loop (`eventually`, `wait_until`, `poll`)
+//!   with one default deadline, scaled by `DARTER_TEST_PATIENCE`.
+//! - [`metrics`]: one `/metrics` scrape and its parser.
+//! - [`net`]: an address nothing listens on (for dead-peer tests).
+//! - [`process`]: [`process::ChildGuard`] (kill-on-drop children) and
+//!   [`process::signal`].
 //! - [`bench`](mod@bench): the library side of `darter-bench` (size parsing, the
 //!   back-to-source comparison, reports); `src/bin/darter-bench.rs` only
 //!   parses arguments.
@@ -34,13 +39,17 @@ pub mod cluster;
 pub mod containerd;
 pub mod data;
 pub mod dfdaemon;
+pub mod eventually;
 pub mod manager;
+pub mod metrics;
+pub mod net;
 pub mod oci;
 pub mod origin;
-pub mod ports;
 pub mod process;
 pub mod registry;
+pub mod service;
 pub mod swarm;
 pub mod tool;
 
+pub use eventually::{eventually, eventually_some};
 pub use data::{random_bytes, sha256_file, sha256_hex, write_random_file};

@@ -1,23 +1,15 @@
 //! A real `manager` process on loopback: a SQLite database in its own
-//! directory, free ports for gRPC, REST (and the console) and metrics, a
-//! known root password, killed with SIGKILL when dropped. Used by the
+//! directory, gRPC, REST (and the console) and metrics on ports the kernel
+//! picks, a known root password, killed with SIGKILL when dropped. Used by the
 //! end-to-end tests and the sandbox.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use darter_common::manager_client::{Managers, is_no_cluster};
+use darter_common::manager_client::Managers;
 use darter_proto::manager::v1 as pb;
 
-use crate::cluster::free_port;
-use crate::dfdaemon::tail;
-use crate::process::ChildGuard;
-
-/// How long the manager may take to answer gRPC after it starts.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::service::{ServiceProcess, ServiceSpec};
 
 /// The root user's name (created by the manager on first start).
 pub const ROOT_USER: &str = "root";
@@ -35,16 +27,13 @@ pub struct ManagerProcess {
     pub root_password: String,
     /// Its log file.
     pub log_path: PathBuf,
-    bin: PathBuf,
-    dir: PathBuf,
-    env: Vec<(String, String)>,
-    child: Option<ChildGuard>,
+    process: ServiceProcess,
 }
 
 impl ManagerProcess {
     /// Starts `bin` with its database and log under `dir`, extra `env`
     /// (e.g. `MANAGER__KEEPALIVE_GRACE=2s`) and root password
-    /// `root_password` (at least 8 bytes), and waits until it answers gRPC.
+    /// `root_password` (at least 8 bytes), and waits until it is ready.
     pub async fn start(bin: &Path, dir: &Path, env: &[(String, String)], root_password: &str) -> anyhow::Result<Self> {
         Self::start_on(bin, dir, std::net::Ipv4Addr::LOCALHOST.into(), env, root_password).await
     }
@@ -53,64 +42,29 @@ impl ManagerProcess {
     pub async fn start_on(
         bin: &Path,
         dir: &Path,
-        ip: std::net::IpAddr,
+        ip: IpAddr,
         env: &[(String, String)],
         root_password: &str,
     ) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-        let addr = || SocketAddr::new(ip, free_port());
-        let mut m = Self {
-            grpc_addr: addr(),
-            rest_addr: addr(),
-            metrics_addr: addr(),
+        let mut spec = ServiceSpec::new("manager", bin, dir)
+            .listener("grpc", "--grpc-addr", ip)
+            .listener("rest", "--rest-addr", ip)
+            .listener("metrics", "--metrics-addr", ip);
+        spec.args = vec!["--database-url".into(), format!("sqlite://{}?mode=rwc", dir.join("manager.db").display())];
+        spec.env = vec![
+            ("MANAGER__AUTH__ROOT_PASSWORD".into(), root_password.into()),
+            ("MANAGER__AUTH__ROOT_PASSWORD_FILE".into(), dir.join("root-password").display().to_string()),
+        ];
+        spec.env.extend_from_slice(env);
+        let process = ServiceProcess::start(spec).await?;
+        Ok(Self {
+            grpc_addr: process.addr("grpc"),
+            rest_addr: process.addr("rest"),
+            metrics_addr: process.addr("metrics"),
             root_password: root_password.to_string(),
-            log_path: dir.join("manager.log"),
-            bin: bin.to_path_buf(),
-            dir: dir.to_path_buf(),
-            env: env.to_vec(),
-            child: None,
-        };
-        m.spawn().await?;
-        Ok(m)
-    }
-
-    async fn spawn(&mut self) -> anyhow::Result<()> {
-        let log = std::fs::File::options().create(true).append(true).open(&self.log_path)?;
-        let child = Command::new(&self.bin)
-            .args(["--grpc-addr", &self.grpc_addr.to_string()])
-            .args(["--rest-addr", &self.rest_addr.to_string()])
-            .args(["--metrics-addr", &self.metrics_addr.to_string()])
-            .arg("--database-url")
-            .arg(format!("sqlite://{}?mode=rwc", self.dir.join("manager.db").display()))
-            .env("MANAGER__AUTH__ROOT_PASSWORD", &self.root_password)
-            .env("MANAGER__AUTH__ROOT_PASSWORD_FILE", self.dir.join("root-password"))
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("start {}", self.bin.display()))?;
-        let mut child = ChildGuard::new(child);
-        let managers = self.managers();
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if child.has_exited() {
-                bail!("the manager exited at start\n--- manager log tail ---\n{}", self.log_tail(30));
-            }
-            // Any answer from the service itself (no cluster yet is one) means it serves.
-            match managers.list_schedulers(probe()).await {
-                Ok(_) => break,
-                Err(s) if is_no_cluster(&s) => break,
-                Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
-                Err(s) => bail!(
-                    "the manager does not answer gRPC after {START_TIMEOUT:?}: {}\n--- manager log tail ---\n{}",
-                    s.message(),
-                    self.log_tail(30)
-                ),
-            }
-        }
-        self.child = Some(child);
-        Ok(())
+            log_path: process.log_path.clone(),
+            process,
+        })
     }
 
     /// A client of its gRPC API.
@@ -130,25 +84,32 @@ impl ManagerProcess {
 
     /// The process ID, while running.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(ChildGuard::id)
+        self.process.pid()
     }
 
     /// Kills it with SIGKILL.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill();
-        }
+        self.process.kill();
     }
 
-    /// Starts it again on the same database and ports.
+    /// Starts it again on the same database and addresses.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
-        self.kill();
-        self.spawn().await
+        self.process.restart().await
+    }
+
+    /// Sends SIGTERM and waits for it to exit (gracefully: 0).
+    pub async fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        self.process.terminate(crate::eventually::DEADLINE).await
+    }
+
+    /// Its whole log.
+    pub fn log(&self) -> String {
+        self.process.log()
     }
 
     /// The last `n` lines of its log.
     pub fn log_tail(&self, n: usize) -> String {
-        tail(&self.log_path, n)
+        self.process.log_tail(n)
     }
 }
 

@@ -1,11 +1,6 @@
-//! Child processes that cannot outlive a test, signals to them, and polling
-//! instead of sleeps.
+//! Child processes that cannot outlive a test, and signals to them.
 
 use std::process::Child;
-use std::time::{Duration, Instant};
-
-/// How often [`wait_for`] re-checks its condition.
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Owns a child process and kills (SIGKILL) and reaps it when dropped, so a
 /// failing test or benchmark never leaves daemons running.
@@ -44,40 +39,6 @@ impl Drop for ChildGuard {
     }
 }
 
-/// Polls `f` every 20 ms until it returns `true`, or fails after `timeout`
-/// with an error naming `what`. Use it instead of fixed sleeps.
-pub async fn wait_for<F: Fn() -> bool>(what: &str, timeout: Duration, f: F) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f() {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            anyhow::bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
-}
-
-/// Like [`wait_for`], for a condition that must be awaited (a gRPC or HTTP
-/// call): polls `f` every 20 ms until it yields `true`, or fails after `timeout`.
-pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f().await {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            anyhow::bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
-}
-
 /// Sends `signal` (`STOP`, `CONT`, `TERM`, ...) to process `pid`.
 pub fn signal(pid: u32, signal: &str) -> anyhow::Result<()> {
     let status = std::process::Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status()?;
@@ -89,15 +50,6 @@ pub fn signal(pid: u32, signal: &str) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use std::process::Command;
-    use std::sync::atomic::{AtomicU32, Ordering};
-
-    #[tokio::test]
-    async fn wait_for_succeeds_and_times_out() {
-        let calls = AtomicU32::new(0);
-        wait_for("third call", Duration::from_secs(5), || calls.fetch_add(1, Ordering::Relaxed) >= 2).await.unwrap();
-        let err = wait_for("never", Duration::from_millis(50), || false).await.unwrap_err();
-        assert!(err.to_string().contains("waiting for never"), "{err}");
-    }
 
     #[test]
     fn guard_kills_child_on_drop() {

@@ -5,20 +5,18 @@
 //! served and how often.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::cluster::free_port;
 use crate::dfdaemon::tail;
-use crate::process::{ChildGuard, wait_for};
+use crate::eventually::{START_DEADLINE, poll};
+use crate::process::ChildGuard;
 use crate::tool::run;
 
-/// How long the registry may take to listen.
-const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How long generating a certificate or a password hash may take.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -126,7 +124,8 @@ impl RegistryProcess {
     async fn launch(dir: &Path, options: RegistryOptions, private_ca: bool) -> anyhow::Result<Self> {
         let bin = crate::tool::find("docker-registry").context("docker-registry is not installed")?;
         std::fs::create_dir_all(dir.join("storage"))?;
-        let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        // Port 0: the registry logs the address the kernel picked.
+        let addr = "127.0.0.1:0";
         let mut config = format!(
             "version: 0.1\n\
              log:\n  level: info\n  formatter: json\n  accesslog:\n    disabled: false\n\
@@ -170,10 +169,15 @@ impl RegistryProcess {
             .spawn()
             .with_context(|| format!("start {}", bin.display()))?;
         let mut child = ChildGuard::new(child);
-        let ready = wait_for("the registry port", START_TIMEOUT, || TcpStream::connect(addr).is_ok()).await;
-        if ready.is_err() || child.has_exited() {
-            bail!("docker-registry did not start\n--- registry log tail ---\n{}", tail(&log_path, 20));
-        }
+        let listening = poll("the registry to log its address", START_DEADLINE, || {
+            let addr = if child.has_exited() { None } else { listening_addr(&log_path) };
+            async move { addr }
+        })
+        .await;
+        let addr = match listening {
+            Ok(addr) if !child.has_exited() => addr,
+            _ => bail!("docker-registry did not start\n--- registry log tail ---\n{}", tail(&log_path, 20)),
+        };
         Ok(Self {
             addr,
             credentials: options.htpasswd,
@@ -214,7 +218,7 @@ impl RegistryProcess {
     /// How many times each blob was served (`GET .../blobs/<digest>`
     /// answered 200 or 206), by digest, over all repositories. A line is
     /// logged when the response is complete, so right after a pull a test
-    /// should poll (e.g. [`wait_for`]) until the digests it expects appear.
+    /// should poll (e.g. [`crate::eventually::wait_until`]) until the digests it expects appear.
     pub fn blob_gets(&self) -> BTreeMap<String, usize> {
         let mut counts = BTreeMap::new();
         for r in self.requests() {
@@ -297,6 +301,13 @@ async fn ca_signed_cert(ca: &Path, cert: &Path, key: &Path) -> anyhow::Result<()
         .arg(cert);
     run(&mut cmd, SETUP_TIMEOUT).await.context("issue the registry's certificate")?;
     Ok(())
+}
+
+/// The address in the registry's `listening on 127.0.0.1:40123` log line.
+fn listening_addr(log_path: &Path) -> Option<SocketAddr> {
+    let log = std::fs::read_to_string(log_path).ok()?;
+    let rest = &log[log.find("\"msg\":\"listening on ")? + "\"msg\":\"listening on ".len()..];
+    rest[..rest.find([',', '"'])?].parse().ok()
 }
 
 #[cfg(test)]

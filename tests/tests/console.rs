@@ -14,11 +14,10 @@
 //! SKIPPED and passes, except under CI (`CI` set), where it fails.
 
 use std::fs::File;
-use std::net::SocketAddr;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
 use bytes::Bytes;
@@ -28,17 +27,14 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
-use testkit::cluster::{SchedulerProcess, free_port};
+use testkit::cluster::SchedulerProcess;
 use testkit::dfdaemon::{sibling_binary, tail};
+use testkit::eventually::{DEADLINE, START_DEADLINE, try_poll};
+use testkit::manager::ManagerProcess;
 use testkit::process::ChildGuard;
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
-/// How long any one thing the console should do may take.
-const DEADLINE: Duration = Duration::from_secs(10);
-/// How long a process (manager, chromedriver, a browser session) may take to start.
-const START_DEADLINE: Duration = Duration::from_secs(30);
-const POLL: Duration = Duration::from_millis(50);
 const ROOT_PASSWORD: &str = "console-root-password";
 const GUEST_PASSWORD: &str = "console-guest-password";
 /// Where the console keeps its sign-in token (app.js `TOKEN_KEY`).
@@ -81,30 +77,6 @@ async fn http_json(
         .with_context(|| format!("{method} {url}: no answer in {timeout:?}"))?
 }
 
-/// Polls `probe` until it yields a value, or fails after `deadline` naming
-/// `what` and the probe's last error.
-async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut probe: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<Option<T>>>,
-{
-    let start = Instant::now();
-    loop {
-        let last = match probe().await {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => None,
-            Err(e) => Some(e),
-        };
-        if start.elapsed() >= deadline {
-            match last {
-                Some(e) => bail!("timed out after {deadline:?} waiting for {what}: {e:#}"),
-                None => bail!("timed out after {deadline:?} waiting for {what}"),
-            }
-        }
-        tokio::time::sleep(POLL).await;
-    }
-}
-
 /// Whether Debian's browser and driver are installed (saying so when not).
 fn browser_installed() -> bool {
     if Path::new(CHROMEDRIVER).is_file() && Path::new(CHROMIUM).is_file() {
@@ -119,58 +91,21 @@ fn browser_installed() -> bool {
     false
 }
 
-/// The real `manager` binary on loopback with a SQLite database in `dir`.
+/// The real `manager` binary on loopback (the kit's launcher) with a client
+/// for its REST API.
 struct Manager {
-    grpc: SocketAddr,
-    rest: SocketAddr,
-    log: PathBuf,
+    process: ManagerProcess,
     client: HttpClient,
-    child: ChildGuard,
 }
 
 impl Manager {
     async fn start(dir: &Path) -> anyhow::Result<Self> {
-        let bin = sibling_binary("manager")?;
-        let addr = || SocketAddr::from(([127, 0, 0, 1], free_port())).to_string();
-        let (grpc, rest): (SocketAddr, SocketAddr) = (addr().parse()?, addr().parse()?);
-        let log = dir.join("manager.log");
-        let out = File::create(&log)?;
-        let child = Command::new(bin)
-            .args(["--grpc-addr", &grpc.to_string(), "--rest-addr", &rest.to_string(), "--metrics-addr", &addr()])
-            .arg("--database-url")
-            .arg(format!("sqlite://{}?mode=rwc", dir.join("m.db").display()))
-            .env("MANAGER__AUTH__ROOT_PASSWORD", ROOT_PASSWORD)
-            .env("MANAGER__AUTH__ROOT_PASSWORD_FILE", dir.join("root-password"))
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .context("start the manager")?;
-        let mut m = Self {
-            grpc,
-            rest,
-            log,
-            client: Client::builder(TokioExecutor::new()).build_http(),
-            child: ChildGuard::new(child),
-        };
-        let url = m.url("/console/");
-        let deadline = Instant::now() + START_DEADLINE;
-        loop {
-            if m.child.has_exited() {
-                bail!("the manager exited:\n{}", m.log_tail());
-            }
-            if let Ok((StatusCode::OK, _)) = http_json(&m.client, Method::GET, &url, None, None, DEADLINE).await {
-                return Ok(m);
-            }
-            if Instant::now() >= deadline {
-                bail!("the manager does not serve {url} after {START_DEADLINE:?}:\n{}", m.log_tail());
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        let process = ManagerProcess::start(&sibling_binary("manager")?, dir, &[], ROOT_PASSWORD).await?;
+        Ok(Self { process, client: Client::builder(TokioExecutor::new()).build_http() })
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.rest)
+        format!("http://{}{path}", self.process.rest_addr)
     }
 
     /// Calls the REST API directly (setup and checks the browser cannot see).
@@ -186,7 +121,7 @@ impl Manager {
     }
 
     fn log_tail(&self) -> String {
-        tail(&self.log, 40)
+        self.process.log_tail(40)
     }
 }
 
@@ -200,12 +135,13 @@ struct ChromeDriver {
 }
 
 impl ChromeDriver {
+    /// Starts chromedriver on a port the kernel picks (`--port=0`; it logs
+    /// the one it got) and waits until it reports ready.
     async fn start(dir: &Path, client: &HttpClient) -> anyhow::Result<Self> {
-        let port = free_port();
         let log = dir.join("chromedriver.log");
         let out = File::create(&log)?;
         let child = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
+            .arg("--port=0")
             .env("TMPDIR", dir)
             .process_group(0)
             .stdin(Stdio::null())
@@ -213,24 +149,39 @@ impl ChromeDriver {
             .stderr(out)
             .spawn()
             .context("start chromedriver")?;
-        let mut driver = Self { url: format!("http://127.0.0.1:{port}"), log, child: ChildGuard::new(child) };
+        let mut driver = Self { url: String::new(), log, child: ChildGuard::new(child) };
+        let port = try_poll("chromedriver to log its port", START_DEADLINE, || {
+            let exited = driver.child.has_exited();
+            let port = logged_port(&driver.log);
+            async move {
+                anyhow::ensure!(!exited, "chromedriver exited");
+                Ok(port)
+            }
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:#}\n{}", tail(&driver.log, 40)))?;
+        driver.url = format!("http://127.0.0.1:{port}");
         let status = format!("{}/status", driver.url);
-        let deadline = Instant::now() + START_DEADLINE;
-        loop {
-            if driver.child.has_exited() {
-                bail!("chromedriver exited:\n{}", tail(&driver.log, 40));
+        try_poll("chromedriver to report ready", START_DEADLINE, || {
+            let exited = driver.child.has_exited();
+            let status = &status;
+            async move {
+                anyhow::ensure!(!exited, "chromedriver exited");
+                let (_, v) = http_json(client, Method::GET, status, None, None, DEADLINE).await?;
+                Ok((v["value"]["ready"] == true).then_some(()))
             }
-            if let Ok((_, v)) = http_json(client, Method::GET, &status, None, None, DEADLINE).await
-                && v["value"]["ready"] == true
-            {
-                return Ok(driver);
-            }
-            if Instant::now() >= deadline {
-                bail!("chromedriver not ready after {START_DEADLINE:?}:\n{}", tail(&driver.log, 40));
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:#}\n{}", tail(&driver.log, 40)))?;
+        Ok(driver)
     }
+}
+
+/// The port in chromedriver's "started successfully on port N." line.
+fn logged_port(log: &Path) -> Option<u16> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let rest = &text[text.find("started successfully on port ")? + "started successfully on port ".len()..];
+    rest[..rest.find('.')?].parse().ok()
 }
 
 impl Drop for ChromeDriver {
@@ -291,22 +242,46 @@ impl Browser {
 
     /// Polls `script` until it returns something other than `null`.
     async fn wait_js(&self, what: &str, script: &str, args: Value) -> anyhow::Result<Value> {
-        eventually(what, DEADLINE, || async {
+        try_poll(what, DEADLINE, || async {
             let v = self.js(script, args.clone()).await?;
             Ok((!v.is_null()).then_some(v))
         })
         .await
     }
 
+    /// The reference of the element `css` matches, when it is displayed now.
+    async fn displayed(&self, css: &str) -> anyhow::Result<Option<String>> {
+        let found = self.cmd(Method::POST, "/element", json!({"using": "css selector", "value": css})).await?;
+        let id = found[ELEMENT_KEY].as_str().context("no element reference")?.to_owned();
+        let shown = self.cmd(Method::GET, &format!("/element/{id}/displayed"), Value::Null).await?;
+        Ok((shown == true).then_some(id))
+    }
+
     /// Waits until `css` matches a displayed element, and returns its reference.
     async fn element(&self, css: &str) -> anyhow::Result<String> {
-        eventually(&format!("{css} to be displayed"), DEADLINE, || async {
-            let found = self.cmd(Method::POST, "/element", json!({"using": "css selector", "value": css})).await?;
-            let id = found[ELEMENT_KEY].as_str().context("no element reference")?.to_owned();
-            let shown = self.cmd(Method::GET, &format!("/element/{id}/displayed"), Value::Null).await?;
-            Ok((shown == true).then_some(id))
+        try_poll(&format!("{css} to be displayed"), DEADLINE, || self.displayed(css)).await
+    }
+
+    /// Runs WebDriver `commands` on the element `css` matches once it is
+    /// displayed, returning the last one's value. The console redraws its
+    /// tables when data arrives, so the element found may be replaced before
+    /// a command reaches it ("stale element reference"): then it is found
+    /// again and the commands run on the new one. Any other error ends it.
+    async fn on_element(&self, css: &str, commands: &[(Method, &str, Value)]) -> anyhow::Result<Value> {
+        let done = try_poll(&format!("{css} to be displayed and take {} command(s)", commands.len()), DEADLINE, || async {
+            let Some(id) = self.displayed(css).await? else { return Ok(None) };
+            let mut last = Value::Null;
+            for (method, action, body) in commands {
+                match self.cmd(method.clone(), &format!("/element/{id}{action}"), body.clone()).await {
+                    Ok(v) => last = v,
+                    Err(e) if e.to_string().contains("stale element reference") => return Err(e),
+                    Err(e) => return Ok(Some(Err(e))),
+                }
+            }
+            Ok(Some(Ok(last)))
         })
-        .await
+        .await?;
+        done
     }
 
     async fn is_displayed(&self, css: &str) -> anyhow::Result<bool> {
@@ -317,21 +292,18 @@ impl Browser {
     }
 
     async fn click(&self, css: &str) -> anyhow::Result<()> {
-        let id = self.element(css).await?;
-        self.cmd(Method::POST, &format!("/element/{id}/click"), json!({})).await.map(drop)
+        self.on_element(css, &[(Method::POST, "/click", json!({}))]).await.map(drop)
     }
 
     /// Clears the input `css` and types `text` into it, key by key.
     async fn type_into(&self, css: &str, text: &str) -> anyhow::Result<()> {
-        let id = self.element(css).await?;
-        self.cmd(Method::POST, &format!("/element/{id}/clear"), json!({})).await?;
-        self.cmd(Method::POST, &format!("/element/{id}/value"), json!({ "text": text })).await.map(drop)
+        let commands = [(Method::POST, "/clear", json!({})), (Method::POST, "/value", json!({ "text": text }))];
+        self.on_element(css, &commands).await.map(drop)
     }
 
     /// The text of the first element matching `css` once it is displayed.
     async fn text(&self, css: &str) -> anyhow::Result<String> {
-        let id = self.element(css).await?;
-        let v = self.cmd(Method::GET, &format!("/element/{id}/text"), Value::Null).await?;
+        let v = self.on_element(css, &[(Method::GET, "/text", Value::Null)]).await?;
         Ok(v.as_str().unwrap_or_default().to_owned())
     }
 
@@ -497,7 +469,7 @@ async fn root_session(b: &Browser, m: &Manager) -> anyhow::Result<(String, i64)>
 /// Polls the API until `cluster_id` has `count` schedulers in `state`.
 async fn expect_schedulers(m: &Manager, token: &str, cluster_id: i64, state: &str, count: usize) -> anyhow::Result<()> {
     let path = format!("/schedulers?cluster_id={cluster_id}&state={state}");
-    eventually(&format!("{count} {state} scheduler(s) in cluster {cluster_id}"), DEADLINE, || async {
+    try_poll(&format!("{count} {state} scheduler(s) in cluster {cluster_id}"), DEADLINE, || async {
         let (_, v) = m.api(Method::GET, &path, token, None).await?;
         Ok((v.as_array().map(Vec::len) == Some(count)).then_some(()))
     })
@@ -509,7 +481,7 @@ async fn expect_schedulers(m: &Manager, token: &str, cluster_id: i64, state: &st
 /// root deletes it from the members view.
 async fn with_a_scheduler(b: &Browser, m: &Manager, token: &str, cluster_id: i64, dir: &Path) -> anyhow::Result<()> {
     let env = [
-        ("SCHEDULER__MANAGER__ADDR".to_owned(), m.grpc.to_string()),
+        ("SCHEDULER__MANAGER__ADDR".to_owned(), m.process.grpc_addr.to_string()),
         ("SCHEDULER__MANAGER__CLUSTER_ID".to_owned(), cluster_id.to_string()),
         ("SCHEDULER__HOST__HOSTNAME".to_owned(), "console-scheduler".to_owned()),
     ];

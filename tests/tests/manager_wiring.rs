@@ -11,7 +11,8 @@ use testkit::cluster::{Cluster, ClusterOptions, SchedulerProcess};
 use testkit::dfdaemon::{DaemonProcess, sibling_binary, tail};
 use testkit::manager::ManagerProcess;
 use testkit::origin::{Behavior, Content, Origin};
-use testkit::process::{signal, wait_for, wait_until};
+use testkit::eventually::wait_until;
+use testkit::process::signal;
 use testkit::{random_bytes, sha256_file, sha256_hex};
 
 const MIB: usize = 1 << 20;
@@ -98,7 +99,7 @@ async fn a_swarm_wired_through_the_manager_downloads_and_lists_its_members() {
     );
     let seed = cluster.seed.as_ref().unwrap();
     assert!(
-        answer.seed_peers.iter().any(|s| s.port == u32::from(seed.options.upload_port) && s.state == active),
+        answer.seed_peers.iter().any(|s| s.port == u32::from(seed.upload_addr().port()) && s.state == active),
         "{answer:?}"
     );
 }
@@ -178,7 +179,7 @@ const REGISTERED: &str = "registered with the manager as a scheduler";
 /// handled the answer and opened its keepalive stream before the test acts).
 async fn registrations_logged(scheduler: &SchedulerProcess, n: usize) {
     let path = scheduler.log_path.clone();
-    let logged = wait_for("the registration in the scheduler's log", DEADLINE, || {
+    let logged = wait_until("the registration in the scheduler's log", DEADLINE, || async {
         std::fs::read_to_string(&path).unwrap_or_default().matches(REGISTERED).count() >= n
     })
     .await;
@@ -193,13 +194,13 @@ async fn a_peer_restarted_during_a_manager_outage_downloads_from_its_last_answer
     // its first one, but the socket accepts connections before that).
     for i in 0..2 {
         let answer = dir.path().join(format!("peer-{i}/data/manager/schedulers.json"));
-        wait_for("the peer to save the manager's answer", DEADLINE, || answer.exists()).await.unwrap();
+        wait_until("the peer to save the manager's answer", DEADLINE, || async { answer.exists() }).await.unwrap();
     }
 
     cluster.manager.as_mut().unwrap().kill();
     cluster.peers[0].restart().await.unwrap();
     let peer = &cluster.peers[0];
-    let from_disk = wait_for("peer 0 to use the answer on disk", DEADLINE, || {
+    let from_disk = wait_until("peer 0 to use the answer on disk", DEADLINE, || async {
         peer.log().contains("using the schedulers of the manager's last answer on disk")
     })
     .await;

@@ -272,7 +272,7 @@ async fn dropping_the_origin_stops_serving() {
     let origin = origin_with(&Bytes::from_static(b"x"), Behavior::default()).await;
     let addr = origin.addr();
     drop(origin);
-    testkit::process::wait_for("listener to close", Duration::from_secs(5), || {
+    testkit::eventually::wait_until("listener to close", Duration::from_secs(5), || async {
         std::net::TcpStream::connect(addr).is_err()
     })
     .await

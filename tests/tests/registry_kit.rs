@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use testkit::containerd::{ContainerdProcess, PullOptions, write_hosts_toml};
 use testkit::oci::TestImage;
-use testkit::process::wait_for;
+use testkit::eventually::wait_until;
 use testkit::registry::{Credentials, RegistryOptions, RegistryProcess};
 use testkit::tool::registry_kit_or_skip;
 
@@ -34,7 +34,7 @@ async fn images() -> (TestImage, TestImage) {
 /// Asserts that the registry served each of `image`'s blobs exactly once.
 async fn assert_each_blob_served_once(registry: &RegistryProcess, image: &TestImage) {
     let blobs = image.blob_digests();
-    let logged = wait_for("the registry to log every blob", LOG_TIMEOUT, || {
+    let logged = wait_until("the registry to log every blob", LOG_TIMEOUT, || async {
         let served = registry.blob_gets();
         blobs.iter().all(|b| served.contains_key(b))
     })
@@ -83,7 +83,7 @@ async fn both_images_pull_directly_from_a_plain_registry_and_each_blob_is_served
 
     // The hosts.toml is honoured (not silently ignored): pointing `server`
     // at a dead port makes a fresh pull fail.
-    let dead = format!("127.0.0.1:{}", testkit::cluster::free_port());
+    let dead = testkit::net::refused_addr().to_string();
     std::fs::write(&hosts, format!("server = \"http://{dead}\"\n\n[host]\n")).unwrap();
     let other = ContainerdProcess::start(&dir.path().join("other")).await.unwrap();
     let err = other.pull(&small_ref, &options).await.unwrap_err();
@@ -161,7 +161,7 @@ async fn failing_and_dead_mirrors_fall_back_to_the_registry() {
     // A mirror answering 503, then one nobody listens on (a stopped
     // dfdaemon): every request tries both, in order, then the registry.
     let (failing, seen) = failing_mirror().await;
-    let dead = format!("http://127.0.0.1:{}", testkit::cluster::free_port());
+    let dead = format!("http://{}", testkit::net::refused_addr());
     let certs_d = dir.path().join("certs.d");
     write_hosts_toml(&certs_d, &registry, &[&failing, &dead]).unwrap();
     pull_and_check(&node, &reference, &PullOptions::with_hosts_dir(&certs_d), &small).await;
@@ -203,7 +203,7 @@ async fn three_containerds_side_by_side_each_fetch_every_blob_without_a_mirror()
 
     // The baseline the mirror improves on: every node fetched every blob.
     let blobs = small.blob_digests();
-    wait_for("the registry to log three fetches of every blob", LOG_TIMEOUT, || {
+    wait_until("the registry to log three fetches of every blob", LOG_TIMEOUT, || async {
         let served = registry.blob_gets();
         blobs.iter().all(|b| served.get(b) == Some(&3))
     })

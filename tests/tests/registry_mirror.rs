@@ -36,11 +36,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use testkit::cluster::{Cluster, ClusterOptions, free_port};
+use testkit::cluster::{Cluster, ClusterOptions};
 use testkit::containerd::{ContainerdProcess, PullOptions, Pulled, write_hosts_toml};
 use testkit::dfdaemon::{DaemonProcess, sibling_binary};
 use testkit::oci::TestImage;
-use testkit::process::wait_for;
+use testkit::eventually::wait_until;
 use testkit::registry::{AccessLogEntry, Credentials, RegistryOptions, RegistryProcess};
 use testkit::tool::{registry_kit_or_skip, run};
 
@@ -52,8 +52,6 @@ const LARGE_PULL: Duration = Duration::from_secs(600);
 const LOG_TIMEOUT: Duration = Duration::from_secs(20);
 /// Limit for `dfdaemon containerd-config`.
 const CONFIG_TIMEOUT: Duration = Duration::from_secs(30);
-/// Limit for reading a metrics page.
-const METRICS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// User agent prefixes in the registry's access log.
 const DFDAEMON_UA: &str = "darter-dfdaemon/";
@@ -90,39 +88,17 @@ fn registry_env(registry: &RegistryProcess) -> Vec<(String, String)> {
 async fn swarm(dir: &Path, registry: &RegistryProcess) -> Cluster {
     let mut options = ClusterOptions::new(dir, &bin_dir(), 0);
     options.daemon_env.extend(registry_env(registry));
-    retrying("start the swarm", || Cluster::start(&options)).await
+    Cluster::start(&options).await.unwrap_or_else(|e| panic!("start the swarm: {e:#}"))
 }
 
-/// Runs `start` until it succeeds, again (at most three times in all) when it
-/// failed because a port picked free was taken meanwhile (by another process
-/// binding an ephemeral port); panics on any other failure.
-async fn retrying<T, F, Fut>(what: &str, mut start: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<T>>,
-{
-    let mut attempt = 1;
-    loop {
-        match start().await {
-            Ok(started) => return started,
-            Err(e) if attempt < 3 && format!("{e:#}").contains("in use") => {
-                println!("{what}: a port picked free was taken meanwhile; again ({e:#})");
-                attempt += 1;
-            }
-            Err(e) => panic!("{what}: {e:#}"),
-        }
-    }
-}
-
-/// One node: its dfdaemon (mirror on `proxy_port`) and its containerd,
+/// One node: its dfdaemon (mirror on `proxy`) and its containerd,
 /// configured by `dfdaemon containerd-config` in `certs_d`.
 struct Node {
     name: String,
     daemon: DaemonProcess,
     containerd: ContainerdProcess,
     certs_d: PathBuf,
-    proxy_port: u16,
-    metrics_port: u16,
+    proxy: SocketAddr,
 }
 
 impl Node {
@@ -143,21 +119,18 @@ impl Node {
         mirror: Option<&str>,
     ) -> Self {
         let name = format!("node-{i}");
-        let (daemon, proxy_port, metrics_port) = retrying(&format!("start {name}'s dfdaemon"), || async {
-            let (proxy_port, metrics_port) = (free_port(), free_port());
-            let mut options = cluster.daemon_options(&name, false, &[]);
-            options.proxy_port = Some(proxy_port);
-            options.metrics_port = metrics_port;
-            DaemonProcess::start(options).await.map(|d| (d, proxy_port, metrics_port))
-        })
-        .await;
+        let mut options = cluster.daemon_options(&name, false, &[]);
+        options.proxy_port = Some(0);
+        let daemon =
+            DaemonProcess::start(options).await.unwrap_or_else(|e| panic!("start {name}'s dfdaemon: {e:#}"));
+        let proxy = daemon.proxy_addr().expect("started with a proxy");
         let containerd = ContainerdProcess::start(&dir.join(format!("ctrd-{i}")))
             .await
             .unwrap_or_else(|e| panic!("start {name}'s containerd: {e:#}"));
         let certs_d = dir.join(format!("certs-{i}"));
-        let own = format!("http://127.0.0.1:{proxy_port}");
+        let own = format!("http://{proxy}");
         containerd_config(&certs_d, registry, mirror.unwrap_or(&own)).await;
-        Self { name, daemon, containerd, certs_d, proxy_port, metrics_port }
+        Self { name, daemon, containerd, certs_d, proxy }
     }
 
     /// Pull options through this node's hosts.toml.
@@ -197,7 +170,7 @@ impl Node {
 
     /// `dfdaemon_proxy_requests_total` by `(mode, route)`.
     async fn proxy_requests(&self) -> BTreeMap<(String, String), u64> {
-        proxy_requests(self.metrics_port).await
+        proxy_requests(self.daemon.metrics_addr()).await
     }
 
     /// Bytes in containerd's unfinished downloads (its ingests).
@@ -252,20 +225,9 @@ async fn containerd_config(certs_d: &Path, registry: &RegistryProcess, mirror: &
 }
 
 /// `dfdaemon_proxy_requests_total` by `(mode, route)` from the metrics page
-/// on `port` (empty when it cannot be read).
-async fn proxy_requests(port: u16) -> BTreeMap<(String, String), u64> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let page = tokio::time::timeout(METRICS_TIMEOUT, async {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: dfdaemon\r\nConnection: close\r\n\r\n").await.ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).await.ok()?;
-        Some(text)
-    })
-    .await
-    .ok()
-    .flatten()
-    .unwrap_or_default();
+/// at `addr` (empty when it cannot be read).
+async fn proxy_requests(addr: SocketAddr) -> BTreeMap<(String, String), u64> {
+    let page = testkit::metrics::scrape(addr).await.unwrap_or_default();
     let label = |line: &str, name: &str| -> Option<String> {
         let start = line.find(&format!("{name}=\""))? + name.len() + 2;
         Some(line[start..].split('"').next()?.to_owned())
@@ -322,7 +284,7 @@ fn describe(fetches: &[AccessLogEntry]) -> String {
 /// probe) and never to containerd directly.
 async fn assert_each_blob_served_once_to_dfdaemon(registry: &RegistryProcess, image: &TestImage) {
     let sizes = blob_sizes(image);
-    let logged = wait_for("the registry to log every blob fetched", LOG_TIMEOUT, || {
+    let logged = wait_until("the registry to log every blob fetched", LOG_TIMEOUT, || async {
         sizes.iter().all(|(d, size)| bytes_to(&blob_fetches(registry, d), DFDAEMON_UA) >= *size)
     })
     .await;
@@ -346,7 +308,7 @@ async fn assert_each_blob_served_once_to_dfdaemon(registry: &RegistryProcess, im
 /// itself, exactly once and whole, and dfdaemon none.
 async fn assert_each_blob_fetched_once_by_containerd(registry: &RegistryProcess, image: &TestImage) {
     let sizes = blob_sizes(image);
-    let logged = wait_for("the registry to log every blob fetched", LOG_TIMEOUT, || {
+    let logged = wait_until("the registry to log every blob fetched", LOG_TIMEOUT, || async {
         sizes.keys().all(|d| !blob_fetches(registry, d).is_empty())
     })
     .await;
@@ -651,7 +613,7 @@ async fn with_its_dfdaemon_killed_a_node_pulls_from_the_registry_itself() {
 
     // Stopped for good (SIGKILL): its mirror port refuses connections.
     node.daemon.kill();
-    assert!(std::net::TcpStream::connect(("127.0.0.1", node.proxy_port)).is_err(), "the mirror port is closed");
+    assert!(std::net::TcpStream::connect(node.proxy).is_err(), "the mirror port is closed");
     let pulled = node.pull_checked(&reference, &small, None, SMALL_PULL).await;
     println!("FIGURES dfdaemon killed: small image pulled from the registry itself in {:.2?}", pulled.elapsed);
     assert!(pulled.output.contains("trying next host"), "ctr fell back from the mirror:\n{}", pulled.output);
@@ -677,7 +639,7 @@ async fn a_pull_cut_by_a_killed_dfdaemon_resumes_at_the_registry_with_a_range() 
     let options = node.options(None, LARGE_PULL);
     let pull = node.containerd.pull(&reference, &options);
     let kill = async {
-        wait_for("an eighth of the layer in containerd", LARGE_PULL, || node.ingested_bytes() >= threshold)
+        wait_until("an eighth of the layer in containerd", LARGE_PULL, || async { node.ingested_bytes() >= threshold })
             .await
             .unwrap();
         testkit::process::signal(pid, "KILL").unwrap();
@@ -695,7 +657,7 @@ async fn a_pull_cut_by_a_killed_dfdaemon_resumes_at_the_registry_with_a_range() 
     // containerd's remainder came from the registry with `Range: bytes=N-`
     // (a 206 of fewer bytes than the layer); the start came through the
     // mirror (dfdaemon's fetches).
-    let logged = wait_for("the registry to log containerd's resumed fetch", LOG_TIMEOUT, || {
+    let logged = wait_until("the registry to log containerd's resumed fetch", LOG_TIMEOUT, || async {
         blob_fetches(&registry, &layer.digest).iter().any(|r| r.user_agent.starts_with(CONTAINERD_UA))
     })
     .await;
@@ -734,7 +696,7 @@ async fn an_interrupted_pull_resumes_through_the_mirror_with_a_range_answered_20
     // The node's containerd reaches its mirror through a recording tap.
     let tap = Tap::start().await;
     let node = Node::start_with(&cluster, dir.path(), 0, &registry, Some(&tap.url)).await;
-    tap.forward_to(node.proxy_port);
+    tap.forward_to(node.proxy.port());
 
     // Interrupt the pull (ctr killed) once containerd holds an eighth of the layer.
     let threshold = layer.size / 8;
@@ -743,7 +705,7 @@ async fn an_interrupted_pull_resumes_through_the_mirror_with_a_range_answered_20
         r = node.containerd.pull(&reference, &options) => {
             panic!("the pull ended before it could be interrupted: {:?}", r.map(|p| p.elapsed))
         }
-        r = wait_for("an eighth of the layer in containerd", LARGE_PULL, || node.ingested_bytes() >= threshold) => r.unwrap(),
+        r = wait_until("an eighth of the layer in containerd", LARGE_PULL, || async { node.ingested_bytes() >= threshold }) => r.unwrap(),
     }
     let at_interrupt = node.ingested_bytes();
 

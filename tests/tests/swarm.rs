@@ -7,7 +7,7 @@ use std::time::Duration;
 use testkit::cluster::{Cluster, ClusterOptions};
 use testkit::dfdaemon::{DaemonProcess, sibling_binary};
 use testkit::origin::{Behavior, Content, Origin};
-use testkit::process::wait_for;
+use testkit::eventually::wait_until;
 use testkit::{random_bytes, sha256_file, sha256_hex};
 
 const MIB: usize = 1 << 20;
@@ -48,7 +48,7 @@ async fn all_download(cluster: &Cluster, url: &str, dir: &Path, args: &[&str]) -
 }
 
 fn logs(cluster: &Cluster) -> String {
-    let mut s = format!("--- scheduler ---\n{}\n", testkit::dfdaemon::tail(&cluster.scheduler.log_path, 30));
+    let mut s = format!("--- scheduler ---\n{}\n", cluster.scheduler.log_tail(30));
     for p in cluster.seed.iter().chain(&cluster.peers) {
         s.push_str(&format!("--- {} ---\n{}\n", p.log_path.display(), p.log_tail(15)));
     }
@@ -111,7 +111,7 @@ async fn a_parent_killed_mid_transfer_does_not_stop_the_others() {
         }
     }));
     let kill = async {
-        wait_for("a third of the file at the origin", Duration::from_secs(60), || {
+        wait_until("a third of the file at the origin", Duration::from_secs(60), || async {
             origin.total_body_bytes() > (size / 3) as u64
         })
         .await
@@ -166,7 +166,7 @@ async fn without_the_scheduler_peers_finish_from_the_origin_unless_told_not_to()
     origin.add("/s", Content::Bytes(data), Behavior { rate_limit: Some(4 * MIB as u64), ..Default::default() });
     let url = origin.url("/s");
     let scheduler_pid_kill = async {
-        wait_for("the swarm under way", Duration::from_secs(60), || origin.total_body_bytes() > (size / 4) as u64)
+        wait_until("the swarm under way", Duration::from_secs(60), || async { origin.total_body_bytes() > (size / 4) as u64 })
             .await
             .unwrap();
     };
@@ -221,16 +221,18 @@ async fn a_restarted_scheduler_is_repopulated_by_the_peers() {
     // The seed is known again once it re-announced itself (every second here);
     // until then the scheduler rightly has no seed to send the newcomer to.
     let scheduler_log = cluster.scheduler.log_path.clone();
-    let seed_announcements = || {
+    // "host announced ... seed=true" (seed is the last field), logged by the
+    // restarted scheduler (after its last "scheduler ready" line).
+    let seed_known_again = || {
         let log = std::fs::read_to_string(&scheduler_log).unwrap_or_default();
-        // "host announced ... seed=true" (seed is the last field).
-        log.lines().filter(|l| l.contains("host announced") && l.trim_end().ends_with("true")).count()
+        let restarted = log.rfind("scheduler ready").map_or("", |i| &log[i..]);
+        restarted.lines().any(|l| l.contains("host announced") && l.trim_end().ends_with("true"))
     };
-    wait_for("the seed to announce itself to the restarted scheduler", Duration::from_secs(10), || {
-        seed_announcements() >= 2
+    wait_until("the seed to announce itself to the restarted scheduler", Duration::from_secs(10), || async {
+        seed_known_again()
     })
     .await
-    .unwrap();
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs(&cluster)));
     let sent_a = origin.stats("/a").body_bytes;
     let newcomer = cluster.add_peer(QUICK).await.unwrap();
     let r = dfget(&cluster.peers[newcomer], &origin.url("/a"), &dir.path().join("newcomer"), &[]).await;

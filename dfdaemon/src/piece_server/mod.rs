@@ -363,9 +363,7 @@ mod tests {
         served(&mut second).await;
 
         drop(first);
-        testkit::process::wait_for("a connection slot to free up", Duration::from_secs(10), || answers(addr))
-            .await
-            .unwrap();
+        testkit::eventually("a connection slot to free up", || async move { answers(addr) }).await;
         shutdown.cancel();
     }
 }

@@ -7,10 +7,14 @@ use std::path::{Path, PathBuf};
 use darter_proto::dfdaemon::v1::{StatTaskRequest, TaskInfo, dfdaemon_download_client::DfdaemonDownloadClient};
 use testkit::dfdaemon::{DaemonOptions, DaemonProcess};
 
-pub use testkit::ports::free_port;
+/// A loopback port nothing listens on (for dead-origin tests).
+pub fn refused_port() -> u16 {
+    testkit::net::refused_addr().port()
+}
 
-/// A dfdaemon process with its own data directory and socket, on fixed
-/// loopback ports picked at start (so tests can reach its piece server).
+/// A dfdaemon process with its own data directory and socket, on loopback
+/// ports the kernel picked (read back from its ready file, so tests can reach
+/// its piece server, metrics and proxy).
 pub struct Daemon {
     pub socket: PathBuf,
     pub piece_port: u16,
@@ -33,15 +37,17 @@ impl Daemon {
 
     async fn start_with(dir: &Path, env: &[(&str, &str)], proxy: bool) -> Daemon {
         let mut options = DaemonOptions::new(env!("CARGO_BIN_EXE_dfdaemon"), dir);
-        options.piece_port = free_port();
-        options.metrics_port = free_port();
-        options.proxy_port = proxy.then(free_port);
-        let proxy_port = options.proxy_port;
+        options.proxy_port = proxy.then_some(0);
         options.log_level = "info,dfdaemon=debug".into();
         options.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let (piece_port, metrics_port) = (options.piece_port, options.metrics_port);
         let process = DaemonProcess::start(options).await.unwrap_or_else(|e| panic!("{e:#}"));
-        Daemon { socket: process.socket.clone(), piece_port, metrics_port, proxy_port, process }
+        Daemon {
+            socket: process.socket.clone(),
+            piece_port: process.piece_addr().port(),
+            metrics_port: process.metrics_addr().port(),
+            proxy_port: process.proxy_addr().map(|a| a.port()),
+            process,
+        }
     }
 
     /// Kills the daemon with SIGKILL (no goodbye).

@@ -100,13 +100,15 @@ impl Scheduler for SchedulerService {
             info.kind = crate::resource::HostType::Normal;
         }
         let (id, ip, seed) = (info.id.clone(), info.ip, info.kind == crate::resource::HostType::Seed);
-        let new = {
+        // New hosts, and hosts whose role changed (a seed announced before the
+        // manager listed it is a normal host until then), are worth a line.
+        let news = {
             let mut state = self.ctx.resources.lock();
-            let new = !state.hosts.contains_key(&id);
+            let news = state.hosts.get(&id).is_none_or(|h| h.info.kind != info.kind);
             state.announce_host(info, Instant::now());
-            new
+            news
         };
-        if new {
+        if news {
             tracing::info!(host_id = %id, %ip, seed, "host announced");
         } else {
             tracing::debug!(host_id = %id, "host re-announced");

@@ -111,12 +111,12 @@ pub async fn run(cfg: &MirrorConfig) -> anyhow::Result<MirrorReport> {
 
     let mut runs = Vec::new();
     for run in 1..=cfg.runs {
-        let port = crate::cluster::free_port();
         let mut options = DaemonOptions::new(&cfg.dfdaemon, dir.join(format!("daemon-{run}")));
-        options.proxy_port = Some(port);
+        options.proxy_port = Some(0);
         options.env = vec![("DFDAEMON__PROXY__INSECURE_REGISTRIES".into(), format!("[\"{registry}\"]"))];
         let mut daemon = DaemonProcess::start(options).await?;
-        let mirror_url = format!("http://127.0.0.1:{port}{path}?ns={registry}");
+        let proxy = daemon.proxy_addr().context("the daemon was started with a proxy")?;
+        let mirror_url = format!("http://{proxy}{path}?ns={registry}");
         let out = dir.join("out");
         let cold = curl(cfg, &mirror_url, &out, &digest).await;
         let cold = match cold {

@@ -15,7 +15,7 @@ use crate::cluster::SchedulerProcess;
 use crate::dfdaemon::{DaemonOptions, DaemonProcess};
 use crate::manager::{ManagerProcess, random_password};
 use crate::origin::Origin;
-use crate::process::{wait_for, wait_until};
+use crate::eventually::wait_until;
 
 /// Ports every dfdaemon uses on its own address.
 const UPLOAD_PORT: u16 = 4000;
@@ -92,8 +92,8 @@ impl SwarmCluster {
         let mut seed_options = seed_options;
         seed_options.args.push("--seed".into());
         let seed = DaemonProcess::start(seed_options).await?;
-        let learned = wait_for("the scheduler to learn the seed from the manager", WIRING_TIMEOUT, || {
-            scheduler.metric("scheduler_seed_peers").is_some_and(|n| n >= 1.0)
+        let learned = wait_until("the scheduler to learn the seed from the manager", WIRING_TIMEOUT, || async {
+            scheduler.metric("scheduler_seed_peers").await.is_some_and(|n| n >= 1.0)
         })
         .await;
         learned.with_context(|| format!("seed log:\n{}", seed.log_tail(20)))?;

@@ -97,15 +97,14 @@ mod tests {
     #[tokio::test]
     async fn samples_add_both_sources_and_an_unreachable_peer_stays_empty() {
         let (live, served) = metrics_page().await;
-        let dead = SocketAddr::from(([127, 0, 0, 1], crate::ports::free_port()));
+        let dead = crate::net::refused_addr();
         let sampler = ProgressSampler::start(vec![live, dead], Duration::from_millis(10));
         // Rounds run one after the other: a third page asked for means the
         // first two rounds are recorded.
-        crate::process::wait_for("three rounds of sampling", Duration::from_secs(10), || {
+        crate::eventually("three rounds of sampling", || async {
             served.load(std::sync::atomic::Ordering::SeqCst) >= 3
         })
-        .await
-        .unwrap();
+        .await;
         let timelines = sampler.stop();
         assert!(timelines[0].len() >= 2, "{timelines:?}");
         assert!(timelines[0].iter().all(|&(_, bytes)| bytes == 128), "{timelines:?}");

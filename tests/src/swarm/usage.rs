@@ -172,10 +172,14 @@ mod tests {
     async fn sampler_sees_a_busy_process() {
         let pid = std::process::id();
         let sampler = Sampler::start(vec![pid], Duration::from_millis(5));
-        let t = std::time::Instant::now();
+        // Busy until this process has used 0.1 s more CPU, however long a
+        // loaded machine makes that take (a wall-clock loop is not enough).
+        let before = cpu_seconds(pid).unwrap();
         let mut x = 0u64;
-        while t.elapsed() < Duration::from_millis(200) {
-            x = x.wrapping_mul(31).wrapping_add(7);
+        while cpu_seconds(pid).unwrap() < before + 0.1 {
+            for _ in 0..100_000 {
+                x = x.wrapping_mul(31).wrapping_add(7);
+            }
         }
         std::hint::black_box(x);
         let usage = sampler.stop();

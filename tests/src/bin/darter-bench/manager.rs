@@ -43,9 +43,9 @@ use reqwest::header::AUTHORIZATION;
 use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, Connection as _};
-use testkit::cluster::free_port;
 use testkit::dfdaemon::{sibling_binary, tail};
-use testkit::process::{ChildGuard, wait_for};
+use testkit::eventually::wait_until;
+use testkit::process::ChildGuard;
 use tokio::task::JoinSet;
 use tonic::transport::{Channel, Endpoint};
 
@@ -372,7 +372,7 @@ impl ManagerProcess {
         root_password: &str,
         log: PathBuf,
     ) -> anyhow::Result<Self> {
-        let addr = || SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let addr = testkit::net::refused_addr;
         let (grpc, rest, metrics) = (addr(), addr(), addr());
         let out = std::fs::File::create(&log).with_context(|| format!("create {}", log.display()))?;
         let mut cmd = Command::new(bin);
@@ -393,7 +393,8 @@ impl ManagerProcess {
     /// Waits until `/healthz` answers 200 (database open, every listener up).
     async fn wait_ready(&self) -> anyhow::Result<()> {
         let ready =
-            wait_for("the manager's /healthz", START_TIMEOUT, || self.exit_status().is_some() || self.healthy()).await;
+            wait_until("the manager's /healthz", START_TIMEOUT, || async { self.exit_status().is_some() || self.healthy() })
+                .await;
         ready.map_err(|e| self.explain(e))?;
         self.check_alive()
     }
