@@ -52,7 +52,7 @@ async fn report_two_origin_pieces(
 ) {
     a.send(origin_piece(0)).await;
     a.send(origin_piece(1)).await;
-    eventually("A's origin pieces", || {
+    eventually_some("A's origin pieces", || {
         let mut c = client.clone();
         async move { (stat_pieces(&mut c, "peer-a").await == vec![0, 1]).then_some(()) }
     })
@@ -91,7 +91,7 @@ async fn swarm_follows_its_origin_fetcher_and_refuses_garbage() {
     assert_eq!(normal.piece_digests[&1], piece_digest(1).to_string());
     b.send(Request::DownloadPeerStarted(spb::DownloadPeerStartedRequest {})).await;
     b.send(peer_piece(0, &piece_digest(0), "peer-a")).await;
-    eventually("B's piece 0", || {
+    eventually_some("B's piece 0", || {
         let mut c = client.clone();
         async move { (stat_pieces(&mut c, "peer-b").await == vec![0]).then_some(()) }
     })
@@ -204,7 +204,7 @@ async fn swarm_follows_its_origin_fetcher_and_refuses_garbage() {
     g.expect_end(Code::InvalidArgument, "differs from the task this stream registered").await;
 
     // The refused peers are gone (once their streams are settled); A and B are untouched.
-    eventually("the refused peer to be removed", || {
+    eventually_some("the refused peer to be removed", || {
         let mut c = client.clone();
         let task = task.clone();
         async move {
@@ -404,7 +404,7 @@ async fn a_seed_that_refuses_the_trigger_sends_the_peer_to_the_origin() {
     drop(a.close());
 
     announce(&mut client, host("seed-1", "127.0.0.1", seed_addr.port(), true)).await;
-    eventually("the first stream's peer to be gone", || {
+    eventually_some("the first stream's peer to be gone", || {
         let mut c = client.clone();
         let task = task.clone();
         async move {

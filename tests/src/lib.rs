@@ -25,6 +25,8 @@
 //! - [`eventually`]: the one poll loop (`eventually`, `wait_until`, `poll`)
 //!   with one default deadline, scaled by `DARTER_TEST_PATIENCE`.
 //! - [`metrics`]: one `/metrics` scrape and its parser.
+//! - [`fake_manager`]: a fake manager gRPC service in process (records
+//!   registrations, keepalives and lists; answers what the test sets).
 //! - [`net`]: an address nothing listens on (for dead-peer tests).
 //! - [`process`]: [`process::ChildGuard`] (kill-on-drop children) and
 //!   [`process::signal`].
@@ -40,6 +42,7 @@ pub mod containerd;
 pub mod data;
 pub mod dfdaemon;
 pub mod eventually;
+pub mod fake_manager;
 pub mod manager;
 pub mod metrics;
 pub mod net;

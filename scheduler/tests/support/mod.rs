@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use darter_common::digest::Digest;
 use darter_common::task_id::TaskId;
@@ -24,8 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
 
-/// How long any single expectation may take before the test fails.
-pub const DEADLINE: Duration = Duration::from_secs(10);
+pub use testkit::eventually::{DEADLINE, eventually_some};
 /// Piece length used by the tests (the smallest allowed).
 pub const PL: u64 = 262_144;
 
@@ -53,12 +51,7 @@ impl Scheduler {
 
     /// The Prometheus text of `/metrics`.
     pub async fn metrics(&self) -> String {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let mut s = tokio::net::TcpStream::connect(self.metrics_addr).await.unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: scheduler\r\nConnection: close\r\n\r\n").await.unwrap();
-        let mut body = String::new();
-        s.read_to_string(&mut body).await.unwrap();
-        body
+        testkit::metrics::scrape(self.metrics_addr).await.unwrap()
     }
 
     /// Stops the scheduler and checks it drained cleanly.
@@ -182,22 +175,6 @@ impl Peer {
     /// Closes the request side.
     pub fn close(self) -> Streaming<AnnouncePeerResponse> {
         self.rx
-    }
-}
-
-/// Polls `f` until it returns `Some`, failing after [`DEADLINE`].
-pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
