@@ -1,9 +1,11 @@
-//! Darter's end-to-end test kit and benchmarks.
+//! Darter's multi-process test kit.
 //!
-//! This crate is the workspace's multi-process test layer: integration tests
-//! under `tests/tests/` start real binaries on loopback, and the
-//! `darter-bench` binary measures Darter against baselines (see
-//! `BENCHMARK.md`).
+//! This crate is the workspace's end-to-end test layer: integration tests
+//! under `tests/tests/` start real binaries on loopback through it, the
+//! `darter-sandbox` binary (`src/bin/darter-sandbox.rs`) runs a local cluster
+//! by hand, and the `darter-bench` crate (`bench/`) builds its benchmarks on
+//! the same launchers. Crates' own tests use it too (the manager's store
+//! conformance suite takes its scratch databases from [`db`]).
 //!
 //! Layout:
 //! - [`origin`]: a real HTTP/1.1 origin server on `127.0.0.1:0` with
@@ -11,36 +13,37 @@
 //! - [`data`]: deterministic random content and SHA-256 helpers.
 //! - [`cluster`]: a scheduler, a seed peer and N peers as real processes on
 //!   loopback, optionally wired through a manager.
-//! - [`manager`]: a real manager process on a temporary SQLite database.
+//! - [`manager`]: a real manager process on a temporary SQLite database (or
+//!   a database URL given to it).
 //! - [`dfdaemon`](mod@dfdaemon): a real dfdaemon process on loopback, killed on drop.
 //! - [`registry`], [`oci`], [`containerd`], [`tool`]: a real OCI registry
 //!   (`docker-registry`, plain or HTTPS with htpasswd, blob fetches counted
 //!   from its access log), test images built offline with umoci and pushed
 //!   with skopeo, a containerd per node pulling with `ctr`, and finding the
 //!   tools (skipped with a message outside CI).
+//! - [`db`]: scratch databases (SQLite always; PostgreSQL and MySQL/MariaDB
+//!   from `DARTER_TEST_*_URL`, created per test and dropped afterwards).
+//! - [`metrics`]: one scrape of a `/metrics` page and the value of a series in it.
 //! - [`ports`]: free ports for child processes, drawn from below the
 //!   kernel's ephemeral range so parallel tests' connections cannot take them.
 //! - [`process`]: [`process::ChildGuard`] (kill-on-drop children),
 //!   [`process::wait_for`] and [`process::wait_until`] (poll instead of
 //!   sleep), [`process::signal`].
-//! - [`bench`](mod@bench): the library side of `darter-bench` (size parsing, the
-//!   back-to-source comparison, reports); `src/bin/darter-bench.rs` only
-//!   parses arguments.
-//! - [`swarm`]: the swarm benchmark: peers in network namespaces on shaped
-//!   links, Darter against the fluid bound, curl and BitTorrent baselines.
+//! - [`size`]: human byte sizes (`64MiB`) for command-line options.
 
-pub mod bench;
 pub mod cluster;
 pub mod containerd;
 pub mod data;
+pub mod db;
 pub mod dfdaemon;
 pub mod manager;
+pub mod metrics;
 pub mod oci;
 pub mod origin;
 pub mod ports;
 pub mod process;
 pub mod registry;
-pub mod swarm;
+pub mod size;
 pub mod tool;
 
 pub use data::{random_bytes, sha256_file, sha256_hex, write_random_file};

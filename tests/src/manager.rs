@@ -38,6 +38,8 @@ pub struct ManagerProcess {
     bin: PathBuf,
     dir: PathBuf,
     env: Vec<(String, String)>,
+    /// The database, when not the SQLite file in `dir`.
+    database_url: Option<String>,
     child: Option<ChildGuard>,
 }
 
@@ -57,6 +59,30 @@ impl ManagerProcess {
         env: &[(String, String)],
         root_password: &str,
     ) -> anyhow::Result<Self> {
+        Self::launch(bin, dir, ip, None, env, root_password).await
+    }
+
+    /// Like [`ManagerProcess::start`], on the database at `database_url`
+    /// (e.g. a `testkit::db::ScratchDb`'s) instead of a SQLite file in `dir`.
+    pub async fn start_with_database(
+        bin: &Path,
+        dir: &Path,
+        database_url: &str,
+        env: &[(String, String)],
+        root_password: &str,
+    ) -> anyhow::Result<Self> {
+        let ip = std::net::Ipv4Addr::LOCALHOST.into();
+        Self::launch(bin, dir, ip, Some(database_url.to_owned()), env, root_password).await
+    }
+
+    async fn launch(
+        bin: &Path,
+        dir: &Path,
+        ip: std::net::IpAddr,
+        database_url: Option<String>,
+        env: &[(String, String)],
+        root_password: &str,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         let addr = || SocketAddr::new(ip, free_port());
         let mut m = Self {
@@ -68,6 +94,7 @@ impl ManagerProcess {
             bin: bin.to_path_buf(),
             dir: dir.to_path_buf(),
             env: env.to_vec(),
+            database_url,
             child: None,
         };
         m.spawn().await?;
@@ -81,7 +108,10 @@ impl ManagerProcess {
             .args(["--rest-addr", &self.rest_addr.to_string()])
             .args(["--metrics-addr", &self.metrics_addr.to_string()])
             .arg("--database-url")
-            .arg(format!("sqlite://{}?mode=rwc", self.dir.join("manager.db").display()))
+            .arg(match &self.database_url {
+                Some(url) => url.clone(),
+                None => format!("sqlite://{}?mode=rwc", self.dir.join("manager.db").display()),
+            })
             .env("MANAGER__AUTH__ROOT_PASSWORD", &self.root_password)
             .env("MANAGER__AUTH__ROOT_PASSWORD_FILE", self.dir.join("root-password"))
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -131,6 +161,12 @@ impl ManagerProcess {
     /// The process ID, while running.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(ChildGuard::id)
+    }
+
+    /// Its exit status once it has exited on its own (`None` while it runs,
+    /// and after [`ManagerProcess::kill`]).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.0.try_wait().ok().flatten()
     }
 
     /// Kills it with SIGKILL.

@@ -24,8 +24,8 @@ use tokio::process::Command;
 use super::backsource::{check_binary, mib_per_s, verify_and_remove};
 use super::report::median;
 use super::scratch::scratch_with_blob;
-use crate::dfdaemon::{DaemonOptions, DaemonProcess};
-use crate::origin::{Behavior, Content, Origin};
+use testkit::dfdaemon::{DaemonOptions, DaemonProcess};
+use testkit::origin::{Behavior, Content, Origin};
 
 /// What to run and where.
 #[derive(Clone, Debug)]
@@ -111,7 +111,7 @@ pub async fn run(cfg: &MirrorConfig) -> anyhow::Result<MirrorReport> {
 
     let mut runs = Vec::new();
     for run in 1..=cfg.runs {
-        let port = crate::cluster::free_port();
+        let port = testkit::cluster::free_port();
         let mut options = DaemonOptions::new(&cfg.dfdaemon, dir.join(format!("daemon-{run}")));
         options.proxy_port = Some(port);
         options.env = vec![("DFDAEMON__PROXY__INSECURE_REGISTRIES".into(), format!("[\"{registry}\"]"))];

@@ -97,11 +97,11 @@ mod tests {
     #[tokio::test]
     async fn samples_add_both_sources_and_an_unreachable_peer_stays_empty() {
         let (live, served) = metrics_page().await;
-        let dead = SocketAddr::from(([127, 0, 0, 1], crate::ports::free_port()));
+        let dead = SocketAddr::from(([127, 0, 0, 1], testkit::ports::free_port()));
         let sampler = ProgressSampler::start(vec![live, dead], Duration::from_millis(10));
         // Rounds run one after the other: a third page asked for means the
         // first two rounds are recorded.
-        crate::process::wait_for("three rounds of sampling", Duration::from_secs(10), || {
+        testkit::process::wait_for("three rounds of sampling", Duration::from_secs(10), || {
             served.load(std::sync::atomic::Ordering::SeqCst) >= 3
         })
         .await
