@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use darter_proto::manager::v1 as pb;
 use darter_proto::manager::v1::manager_client::ManagerClient;
-use manager::store::Backend;
 use support::{DEADLINE, ROOT_PASSWORD, TestManager};
+use testkit::db::{Backend, ScratchDb};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
@@ -33,9 +33,9 @@ fn redis_url() -> Option<String> {
 }
 
 /// Two replicas on a fresh PostgreSQL database, sharing Redis when `shared`.
-async fn replicas(shared: bool) -> Option<(support::db::TestDb, TestManager, TestManager)> {
+async fn replicas(shared: bool) -> Option<(ScratchDb, TestManager, TestManager)> {
     let redis = if shared { Some(redis_url()?) } else { None };
-    let db = support::db::fresh(Backend::Postgres).await?;
+    let db = testkit::db::fresh(Backend::Postgres).await?;
     let namespace = format!("darter-test-{:016x}", rand::random::<u64>());
     let tweak = |c: &mut manager::Config| {
         c.cache.redis_url = redis.clone();

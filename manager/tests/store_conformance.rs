@@ -14,12 +14,12 @@
 use std::net::IpAddr;
 
 use manager::store::{
-    Backend, ClusterConfig, MemberKind, MemberState, NewCluster, NewToken, NewUser, Registration, Role, Scopes, Store,
+    ClusterConfig, MemberKind, MemberState, NewCluster, NewToken, NewUser, Registration, Role, Scopes, Store,
     StoreError, Timestamp, UserUpdate,
 };
 
 mod support;
-use support::db as harness;
+use testkit::db::{self as harness, Backend};
 
 /// Generates one `#[tokio::test]` per case in a module per backend.
 macro_rules! conformance {

@@ -1,9 +1,11 @@
-//! Darter's end-to-end test kit and benchmarks.
+//! Darter's multi-process test kit.
 //!
-//! This crate is the workspace's multi-process test layer: integration tests
-//! under `tests/tests/` start real binaries on loopback, and the
-//! `darter-bench` binary measures Darter against baselines (see
-//! `BENCHMARK.md`).
+//! This crate is the workspace's end-to-end test layer: integration tests
+//! under `tests/tests/` start real binaries on loopback through it, the
+//! `darter-sandbox` binary (`src/bin/darter-sandbox.rs`) runs a local cluster
+//! by hand, and the `darter-bench` crate (`bench/`) builds its benchmarks on
+//! the same launchers. Crates' own tests use it too (the manager's store
+//! conformance suite takes its scratch databases from [`db`]).
 //!
 //! Layout:
 //! - [`origin`]: a real HTTP/1.1 origin server on `127.0.0.1:0` with
@@ -11,7 +13,8 @@
 //! - [`data`]: deterministic random content and SHA-256 helpers.
 //! - [`cluster`]: a scheduler, a seed peer and N peers as real processes on
 //!   loopback, optionally wired through a manager.
-//! - [`manager`]: a real manager process on a temporary SQLite database.
+//! - [`manager`]: a real manager process on a temporary SQLite database (or
+//!   a database URL given to it).
 //! - [`dfdaemon`](mod@dfdaemon): a real dfdaemon process on loopback, killed on drop.
 //! - [`registry`], [`oci`], [`containerd`], [`tool`]: a real OCI registry
 //!   (`docker-registry`, plain or HTTPS with htpasswd, blob fetches counted
@@ -24,22 +27,20 @@
 //!   `/healthz` answers 200; kill, terminate, restart on the same addresses.
 //! - [`eventually`]: the one poll loop (`eventually`, `wait_until`, `poll`)
 //!   with one default deadline, scaled by `DARTER_TEST_PATIENCE`.
-//! - [`metrics`]: one `/metrics` scrape and its parser.
+//! - [`metrics`]: one scrape of a `/metrics` page and the value of a series in it.
 //! - [`fake_manager`]: a fake manager gRPC service in process (records
 //!   registrations, keepalives and lists; answers what the test sets).
+//! - [`db`]: scratch databases (SQLite always; PostgreSQL and MySQL/MariaDB
+//!   from `DARTER_TEST_*_URL`, created per test and dropped afterwards).
 //! - [`net`]: an address nothing listens on (for dead-peer tests).
 //! - [`process`]: [`process::ChildGuard`] (kill-on-drop children) and
 //!   [`process::signal`].
-//! - [`bench`](mod@bench): the library side of `darter-bench` (size parsing, the
-//!   back-to-source comparison, reports); `src/bin/darter-bench.rs` only
-//!   parses arguments.
-//! - [`swarm`]: the swarm benchmark: peers in network namespaces on shaped
-//!   links, Darter against the fluid bound, curl and BitTorrent baselines.
+//! - [`size`]: human byte sizes (`64MiB`) for command-line options.
 
-pub mod bench;
 pub mod cluster;
 pub mod containerd;
 pub mod data;
+pub mod db;
 pub mod dfdaemon;
 pub mod eventually;
 pub mod fake_manager;
@@ -51,7 +52,7 @@ pub mod origin;
 pub mod process;
 pub mod registry;
 pub mod service;
-pub mod swarm;
+pub mod size;
 pub mod tool;
 
 pub use eventually::{eventually, eventually_some};

@@ -46,11 +46,36 @@ impl ManagerProcess {
         env: &[(String, String)],
         root_password: &str,
     ) -> anyhow::Result<Self> {
+        Self::launch(bin, dir, ip, None, env, root_password).await
+    }
+
+    /// Like [`ManagerProcess::start`], on the database at `database_url`
+    /// (e.g. a `testkit::db::ScratchDb`'s) instead of a SQLite file in `dir`.
+    pub async fn start_with_database(
+        bin: &Path,
+        dir: &Path,
+        database_url: &str,
+        env: &[(String, String)],
+        root_password: &str,
+    ) -> anyhow::Result<Self> {
+        let ip = std::net::Ipv4Addr::LOCALHOST.into();
+        Self::launch(bin, dir, ip, Some(database_url), env, root_password).await
+    }
+
+    async fn launch(
+        bin: &Path,
+        dir: &Path,
+        ip: IpAddr,
+        database_url: Option<&str>,
+        env: &[(String, String)],
+        root_password: &str,
+    ) -> anyhow::Result<Self> {
         let mut spec = ServiceSpec::new("manager", bin, dir)
             .listener("grpc", "--grpc-addr", ip)
             .listener("rest", "--rest-addr", ip)
             .listener("metrics", "--metrics-addr", ip);
-        spec.args = vec!["--database-url".into(), format!("sqlite://{}?mode=rwc", dir.join("manager.db").display())];
+        let sqlite = || format!("sqlite://{}?mode=rwc", dir.join("manager.db").display());
+        spec.args = vec!["--database-url".into(), database_url.map_or_else(sqlite, str::to_owned)];
         spec.env = vec![
             ("MANAGER__AUTH__ROOT_PASSWORD".into(), root_password.into()),
             ("MANAGER__AUTH__ROOT_PASSWORD_FILE".into(), dir.join("root-password").display().to_string()),
@@ -85,6 +110,12 @@ impl ManagerProcess {
     /// The process ID, while running.
     pub fn pid(&self) -> Option<u32> {
         self.process.pid()
+    }
+
+    /// Its exit status once it has exited on its own (`None` while it runs,
+    /// and after [`ManagerProcess::kill`]).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.process.exit_status()
     }
 
     /// Kills it with SIGKILL.

@@ -179,7 +179,13 @@ impl ServiceProcess {
 
     /// Whether it was started and has exited since.
     pub fn has_exited(&mut self) -> bool {
-        self.child.as_mut().is_some_and(ChildGuard::has_exited)
+        self.exit_status().is_some()
+    }
+
+    /// Its exit status once it has exited on its own (`None` while it runs,
+    /// and after [`ServiceProcess::kill`]).
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut()?.0.try_wait().ok().flatten()
     }
 
     /// Kills it with SIGKILL (no goodbye).

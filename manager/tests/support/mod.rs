@@ -1,9 +1,7 @@
-//! What the manager's integration tests share: fresh databases ([`db`]) and a
-//! manager running in process on ephemeral ports ([`TestManager`]).
+//! What the manager's integration tests share: a manager running in process
+//! on ephemeral ports ([`TestManager`]). Fresh databases come from `testkit::db`.
 
 #![allow(dead_code)]
-
-pub mod db;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

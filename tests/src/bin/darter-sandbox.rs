@@ -15,11 +15,11 @@ use std::process::Stdio;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use testkit::bench::size::parse_size;
 use testkit::cluster::{Cluster, ClusterOptions};
 use testkit::dfdaemon::sibling_binary;
 use testkit::manager::{ROOT_USER, random_password};
 use testkit::origin::{Behavior, Content, Origin};
+use testkit::size::parse_size;
 
 /// Run a local Darter cluster on loopback and download through its swarm.
 #[derive(Debug, Parser)]

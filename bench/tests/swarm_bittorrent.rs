@@ -10,8 +10,8 @@
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
-use testkit::swarm::bittorrent::{self, BtRun};
-use testkit::swarm::netns::{LinkRates, Topology};
+use darter_bench::swarm::bittorrent::{self, BtRun};
+use darter_bench::swarm::netns::{LinkRates, Topology};
 use testkit::write_random_file;
 
 const MIB: u64 = 1 << 20;

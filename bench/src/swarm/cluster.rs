@@ -11,11 +11,11 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::netns::{LinkRates, Node, Topology};
-use crate::cluster::SchedulerProcess;
-use crate::dfdaemon::{DaemonOptions, DaemonProcess};
-use crate::manager::{ManagerProcess, random_password};
-use crate::origin::Origin;
-use crate::eventually::wait_until;
+use testkit::cluster::SchedulerProcess;
+use testkit::dfdaemon::{DaemonOptions, DaemonProcess};
+use testkit::manager::{ManagerProcess, random_password};
+use testkit::origin::Origin;
+use testkit::eventually::wait_until;
 
 /// Ports every dfdaemon uses on its own address.
 const UPLOAD_PORT: u16 = 4000;
@@ -230,12 +230,6 @@ pub async fn read_metric(addr: SocketAddr, metric: &str) -> Option<f64> {
 /// Several metrics from one read of a `/metrics` page, in the order asked;
 /// `None` when the page cannot be read.
 pub async fn read_metrics(addr: SocketAddr, metrics: &[&str]) -> Option<Vec<Option<f64>>> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await.ok()?.ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: peer\r\nConnection: close\r\n\r\n").await.ok()?;
-    let mut text = String::new();
-    tokio::time::timeout(Duration::from_secs(2), s.read_to_string(&mut text)).await.ok()?.ok()?;
-    let value =
-        |metric: &str| text.lines().find_map(|l| l.strip_prefix(metric)?.strip_prefix(' ')?.trim().parse().ok());
-    Some(metrics.iter().map(|m| value(m)).collect())
+    let text = testkit::metrics::scrape(addr).await.ok()?;
+    Some(metrics.iter().map(|m| testkit::metrics::value(&text, m)).collect())
 }

@@ -1,5 +1,5 @@
-//! The swarm benchmark (`darter-bench swarm`, see `BENCHMARK.md` and
-//! `docs/benchmarks.md`): N peers in network namespaces on shaped links,
+//! The swarm benchmark (`darter-bench swarm`, see `docs/benchmarks.md`):
+//! N peers in network namespaces on shaped links,
 //! Darter against the fluid bound and against baselines (client-server
 //! `curl`, a BitTorrent swarm) in one run.
 //!

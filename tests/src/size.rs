@@ -1,4 +1,4 @@
-//! Human-readable byte sizes for benchmark options.
+//! Human-readable byte sizes for command-line options (benchmarks, the sandbox).
 
 /// Parses `1GiB`, `64MiB`, `300KiB`, `2TiB`, `512B` or plain bytes (`4096`).
 /// Units are binary and case-insensitive; whitespace between number and unit

@@ -32,9 +32,9 @@ use tokio::process::Command;
 use super::backsource::{check_binary, mib_per_s, verify_and_remove};
 use super::report::median;
 use super::scratch::scratch_with_blob;
-use crate::cluster::{Cluster, ClusterOptions};
-use crate::origin::{Behavior, Content, Origin};
 use crate::swarm::usage::cpu_times;
+use testkit::cluster::{Cluster, ClusterOptions};
+use testkit::origin::{Behavior, Content, Origin};
 
 /// Pause after dropping the caches, before a timed download.
 const SETTLE: Duration = Duration::from_secs(3);
@@ -112,7 +112,7 @@ impl P2pReport {
 
     /// The runs and their medians as a Markdown table.
     pub fn markdown(&self) -> String {
-        let size = super::size::format_size(self.size_bytes);
+        let size = testkit::size::format_size(self.size_bytes);
         let mut out = format!(
             "p2p on loopback, {size}: one parent, one child (CPU: user + system s/GiB, user in brackets)\n\n\
              | run | curl MiB/s | curl CPU | P2P MiB/s | child CPU | parent CPU |\n\

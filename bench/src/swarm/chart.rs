@@ -507,10 +507,27 @@ mod tests {
         assert_eq!(format_ratio(2.0), "2");
     }
 
-    /// Writes the example chart to `$CHART_EXAMPLE` (for looking at it); skipped when unset.
+    /// Decodes a PNG into its width and its RGB pixels, row by row.
+    fn decode(path: &Path) -> (u32, u32, Vec<[u8; 3]>) {
+        let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        assert_eq!((info.color_type, info.bit_depth), (png::ColorType::Rgb, png::BitDepth::Eight));
+        let pixels = buf[..info.buffer_size()].chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect();
+        (info.width, info.height, pixels)
+    }
+
+    /// Renders a five-panel chart (also to `$CHART_EXAMPLE` when set, for
+    /// looking at it), decodes it, and checks each panel shows what it was
+    /// given: the title is drawn; every panel has axes; Darter's blue and the
+    /// target's red appear exactly in the panels with Darter and a target;
+    /// curl's orange exactly in those with curl.
     #[test]
     fn example_chart() {
-        let Some(path) = std::env::var_os("CHART_EXAMPLE") else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let path =
+            std::env::var_os("CHART_EXAMPLE").map_or_else(|| dir.path().join("example.png"), std::path::PathBuf::from);
         let mut panels = sample_panels();
         let ramp = |n: u32, from: f64, to: f64, pow: i32| -> Vec<f64> {
             (0..n).map(|i| from + (to - from) * (f64::from(i) / f64::from(n - 1)).powi(pow)).collect()
@@ -541,6 +558,39 @@ mod tests {
                 .map(|(k, l)| series(l, &ramp(8, 20.0 + 3.0 * k as f64, 26.0 + 6.0 * k as f64, 1), k % 2))
                 .collect(),
         });
-        render_png(Path::new(&path), "Swarm benchmark: completion times vs the fluid bound", &panels).unwrap();
+        render_png(&path, "Swarm benchmark: completion times vs the fluid bound", &panels).unwrap();
+
+        let (width, height, pixels) = decode(&path);
+        assert_eq!((width, height), (3 * PANEL_W, TITLE_H + 2 * PANEL_H), "three panels a row, two rows");
+        // The colours found in a rectangle of the image.
+        let colours_in = |x0: u32, y0: u32, w: u32, h: u32| -> std::collections::HashSet<[u8; 3]> {
+            (y0..y0 + h)
+                .flat_map(|y| (x0..x0 + w).map(move |x| (x, y)))
+                .map(|(x, y)| pixels[(y * width + x) as usize])
+                .collect()
+        };
+        let white = [255, 255, 255];
+        let title = colours_in(0, 0, width, TITLE_H);
+        assert!(title.iter().any(|&[r, g, b]| r < 128 && g < 128 && b < 128), "no dark text in the title band");
+
+        let colour = |c: RGBColor| [c.0, c.1, c.2];
+        let (darter, curl) = (colour(known_colour("darter").unwrap()), colour(known_colour("curl").unwrap()));
+        let target = [214, 39, 40];
+        for (i, panel) in panels.iter().enumerate() {
+            let (col, row) = ((i % MAX_COLS) as u32, (i / MAX_COLS) as u32);
+            let seen = colours_in(col * PANEL_W, TITLE_H + row * PANEL_H, PANEL_W, PANEL_H);
+            assert!(seen.iter().any(|&c| c != white), "panel {:?} is blank", panel.title);
+            let has = |label: &str| panel.series.iter().any(|s| s.label == label);
+            assert_eq!(seen.contains(&darter), has("darter"), "Darter's blue in panel {:?}", panel.title);
+            assert_eq!(seen.contains(&curl), has("curl"), "curl's orange in panel {:?}", panel.title);
+            assert_eq!(
+                seen.contains(&target),
+                panel.target_ratio.is_some(),
+                "the target line in panel {:?}",
+                panel.title
+            );
+        }
+        // The sixth cell of the grid has no panel: it stays background.
+        assert_eq!(colours_in(2 * PANEL_W, TITLE_H + PANEL_H, PANEL_W, PANEL_H), [white].into_iter().collect());
     }
 }

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail, ensure};
 
 use super::netns::Node;
-use crate::process::ChildGuard;
+use testkit::process::ChildGuard;
 
 /// The Debian packages the baseline needs: aria2, mktorrent, opentracker.
 pub const TOOLS: &[(&str, &str)] = &[("aria2c", "aria2"), ("mktorrent", "mktorrent"), ("opentracker", "opentracker")];
@@ -66,7 +66,7 @@ date +%s%N > \"$DBENCH_BT_MARKER.tmp\" && mv \"$DBENCH_BT_MARKER.tmp\" \"$DBENCH
 
 /// Whether the baseline can run here; `Err` says what to install.
 pub fn ready() -> Result<(), String> {
-    let missing: Vec<&(&str, &str)> = TOOLS.iter().filter(|(tool, _)| crate::tool::find(tool).is_none()).collect();
+    let missing: Vec<&(&str, &str)> = TOOLS.iter().filter(|(tool, _)| testkit::tool::find(tool).is_none()).collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -144,7 +144,7 @@ pub async fn run(run: &BtRun<'_>, on_start: impl FnOnce(&[u32]) + Send) -> anyho
 
     let expected = {
         let file = file.clone();
-        tokio::task::spawn_blocking(move || crate::data::sha256_file(&file))
+        tokio::task::spawn_blocking(move || testkit::data::sha256_file(&file))
             .await?
             .with_context(|| format!("hash {}", run.file.display()))?
     };
@@ -162,7 +162,7 @@ pub async fn run(run: &BtRun<'_>, on_start: impl FnOnce(&[u32]) + Send) -> anyho
         .arg("--output")
         .arg(&torrent)
         .arg(&file);
-    crate::tool::run(&mut mktorrent, SETUP_TIMEOUT).await?;
+    testkit::tool::run(&mut mktorrent, SETUP_TIMEOUT).await?;
     let info_hash = info_hash(&torrent).await?;
 
     // The tracker.
@@ -311,7 +311,7 @@ pub async fn run(run: &BtRun<'_>, on_start: impl FnOnce(&[u32]) + Send) -> anyho
             if !done {
                 return None;
             }
-            Some(tokio::task::spawn_blocking(move || crate::data::sha256_file(&path)).await)
+            Some(tokio::task::spawn_blocking(move || testkit::data::sha256_file(&path)).await)
         }
     }))
     .await;
@@ -497,7 +497,7 @@ fn http_get(node: &Node, addr: SocketAddr, path: &str) -> anyhow::Result<Vec<u8>
 
 /// The torrent's info hash (lowercase hex), as `aria2c -S` prints it.
 async fn info_hash(torrent: &Path) -> anyhow::Result<String> {
-    let out = crate::tool::run(tokio::process::Command::new("aria2c").arg("-S").arg(torrent), SETUP_TIMEOUT).await?;
+    let out = testkit::tool::run(tokio::process::Command::new("aria2c").arg("-S").arg(torrent), SETUP_TIMEOUT).await?;
     let text = String::from_utf8_lossy(&out.stdout);
     let hash = text
         .lines()

@@ -182,7 +182,7 @@ async fn bittorrent_run(t: &Topology, ctx: &RunContext<'_>, n: usize) -> anyhow:
     let file = dir.join("content.bin");
     let (f, size) = (file.clone(), ctx.size);
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as u64;
-    let digest = tokio::task::spawn_blocking(move || crate::write_random_file(&f, size, seed)).await??;
+    let digest = tokio::task::spawn_blocking(move || testkit::write_random_file(&f, size, seed)).await??;
     let piece_length = darter_common::piece::piece_length_for(Some(ctx.size));
     let mut report = RunReport::new(ctx.profile, "bittorrent", "cold", ctx.bound(n, 0), piece_length);
     let peers = &t.peers[..n];

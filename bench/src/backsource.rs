@@ -14,8 +14,8 @@ use tokio::process::Command;
 
 use super::report::{BacksourceReport, RunResult};
 use super::scratch::scratch_with_blob;
-use crate::dfdaemon::{DaemonOptions, DaemonProcess};
-use crate::origin::{Behavior, Content, Origin};
+use testkit::dfdaemon::{DaemonOptions, DaemonProcess};
+use testkit::origin::{Behavior, Content, Origin};
 
 /// What to run and where.
 #[derive(Clone, Debug)]
@@ -150,7 +150,7 @@ async fn time_download(name: &str, mut cmd: Command, limit: Duration) -> anyhow:
 
 pub(crate) async fn verify_and_remove(name: &str, out: &Path, digest: &str) -> anyhow::Result<()> {
     let path = out.to_owned();
-    let actual = tokio::task::spawn_blocking(move || crate::data::sha256_file(path))
+    let actual = tokio::task::spawn_blocking(move || testkit::data::sha256_file(path))
         .await?
         .with_context(|| format!("read {name} output {}", out.display()))?;
     if actual != digest {

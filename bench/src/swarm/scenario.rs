@@ -18,7 +18,7 @@ use super::netns::{LinkBytes, Node};
 use super::progress::{ProgressSampler, first_byte_seconds};
 use super::result::{PeerResult, RunReport};
 use super::usage::{MachineCpu, Sampler, rss_bytes};
-use crate::origin::{Behavior, Content};
+use testkit::origin::{Behavior, Content};
 
 /// How long the daemons are left alone after a run before their idle RSS is read.
 const IDLE_SETTLE: Duration = Duration::from_secs(3);
@@ -85,7 +85,7 @@ impl RunContext<'_> {
         let path = self.work.join(format!("{tag}.bin"));
         let (p, size) = (path.clone(), self.size);
         let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as u64;
-        let digest = tokio::task::spawn_blocking(move || crate::write_random_file(&p, size, seed)).await??;
+        let digest = tokio::task::spawn_blocking(move || testkit::write_random_file(&p, size, seed)).await??;
         Ok((path, digest))
     }
 }
@@ -284,7 +284,7 @@ async fn check_outputs(outputs: &[PathBuf], finished: &[Finished], digest: &str)
             if !ok {
                 return Ok(());
             }
-            match crate::sha256_file(&out) {
+            match testkit::sha256_file(&out) {
                 Ok(d) if d == digest => Ok(()),
                 Ok(d) => Err(format!("{} has sha256 {d}, not {digest}", out.display())),
                 Err(e) => Err(format!("read {}: {e}", out.display())),
@@ -308,7 +308,7 @@ async fn kill_at_half(victims: Vec<(std::net::SocketAddr, u32, CancellationToken
             }
             if got >= size as f64 / 2.0 {
                 tracing::info!(pid, "churn: killing a peer at half progress");
-                let _ = crate::process::signal(pid, "KILL");
+                let _ = testkit::process::signal(pid, "KILL");
                 token.cancel();
             } else {
                 still.push((addr, pid, token));

@@ -24,8 +24,8 @@ use tokio::process::Command;
 use super::backsource::{check_binary, mib_per_s, verify_and_remove};
 use super::report::median;
 use super::scratch::scratch_with_blob;
-use crate::dfdaemon::{DaemonOptions, DaemonProcess};
-use crate::origin::{Behavior, Content, Origin};
+use testkit::dfdaemon::{DaemonOptions, DaemonProcess};
+use testkit::origin::{Behavior, Content, Origin};
 
 /// What to run and where.
 #[derive(Clone, Debug)]

@@ -12,10 +12,10 @@
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
+use darter_bench::swarm::bench::{BenchConfig, run};
+use darter_bench::swarm::profile::Profile;
+use darter_bench::swarm::scenario::Scenario;
 use testkit::dfdaemon::sibling_binary;
-use testkit::swarm::bench::{BenchConfig, run};
-use testkit::swarm::profile::Profile;
-use testkit::swarm::scenario::Scenario;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cold_flash_crowd_in_namespaces_shares_and_costs_the_origin_one_copy() {
@@ -46,7 +46,7 @@ async fn a_cold_flash_crowd_in_namespaces_shares_and_costs_the_origin_one_copy()
     };
     let runs = run(&config).await.unwrap();
     let cold = &runs[0];
-    println!("{}", testkit::swarm::result::markdown(&runs));
+    println!("{}", darter_bench::swarm::result::markdown(&runs));
     assert_eq!(cold.failures(), 0, "{:?}", cold.per_peer);
     assert!(cold.makespan.is_some());
     assert!(cold.origin_copies() <= 1.05, "origin served {:.2} copies", cold.origin_copies());

@@ -97,11 +97,11 @@ mod tests {
     #[tokio::test]
     async fn samples_add_both_sources_and_an_unreachable_peer_stays_empty() {
         let (live, served) = metrics_page().await;
-        let dead = crate::net::refused_addr();
+        let dead = testkit::net::refused_addr();
         let sampler = ProgressSampler::start(vec![live, dead], Duration::from_millis(10));
         // Rounds run one after the other: a third page asked for means the
         // first two rounds are recorded.
-        crate::eventually("three rounds of sampling", || async {
+        testkit::eventually("three rounds of sampling", || async {
             served.load(std::sync::atomic::Ordering::SeqCst) >= 3
         })
         .await;

@@ -1,4 +1,5 @@
-//! The benchmark's profiles (BENCHMARK.md): content size and link rates.
+//! The benchmark's profiles (`docs/benchmarks.md`, how performance is
+//! measured): content size and link rates.
 
 use serde::Serialize;
 

@@ -1,21 +1,17 @@
-//! `darter-bench`: Darter's benchmarks (see `BENCHMARK.md`).
+//! `darter-bench`: Darter's benchmarks (see `docs/benchmarks.md`).
 //!
-//! Parses arguments and hands over to `testkit::bench`; the manager
-//! benchmark lives next to this file (`darter-bench/manager.rs`).
+//! Parses arguments and hands over to the `darter_bench` library; the swarm's
+//! flags are in `swarm.rs` next to this file.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use testkit::bench::backsource::{self, BacksourceConfig};
-use testkit::bench::size::parse_size;
+use darter_bench::backsource::{self, BacksourceConfig};
+use darter_bench::manager;
+use testkit::size::parse_size;
 
-#[path = "darter-bench/latency.rs"]
-mod latency;
-#[path = "darter-bench/manager.rs"]
-mod manager;
-#[path = "darter-bench/swarm.rs"]
 mod swarm;
 
 #[derive(Parser)]
@@ -41,7 +37,7 @@ enum Cmd {
     /// requests per second and latency, on SQLite, PostgreSQL or MySQL.
     Manager(manager::ManagerArgs),
     /// The swarm: N peers in network namespaces on shaped links, Darter against
-    /// the fluid bound, N parallel curl and a BitTorrent swarm (BENCHMARK.md).
+    /// the fluid bound, N parallel curl and a BitTorrent swarm (docs/benchmarks.md).
     Swarm(swarm::SwarmArgs),
 }
 
@@ -149,7 +145,7 @@ fn exe_dir() -> anyhow::Result<PathBuf> {
 
 async fn mirror_cmd(args: MirrorArgs) -> anyhow::Result<()> {
     let r = &args.run;
-    let cfg = testkit::bench::mirror::MirrorConfig {
+    let cfg = darter_bench::mirror::MirrorConfig {
         size: r.size,
         runs: r.runs,
         dfdaemon: args.dfdaemon.clone().unwrap_or(exe_dir()?.join("dfdaemon")),
@@ -157,13 +153,13 @@ async fn mirror_cmd(args: MirrorArgs) -> anyhow::Result<()> {
         workdir: r.workdir.clone(),
         download_timeout: r.download_timeout(),
     };
-    let report = testkit::bench::mirror::run(&cfg).await?;
+    let report = darter_bench::mirror::run(&cfg).await?;
     r.publish("mirror", &report.markdown(), &report)
 }
 
 async fn p2p_cmd(args: P2pArgs) -> anyhow::Result<()> {
     let r = &args.run;
-    let cfg = testkit::bench::p2p::P2pBenchConfig {
+    let cfg = darter_bench::p2p::P2pBenchConfig {
         size: r.size,
         runs: r.runs,
         bin_dir: match args.bin_dir.clone() {
@@ -174,7 +170,7 @@ async fn p2p_cmd(args: P2pArgs) -> anyhow::Result<()> {
         workdir: r.workdir.clone(),
         download_timeout: r.download_timeout(),
     };
-    let report = testkit::bench::p2p::run(&cfg).await?;
+    let report = darter_bench::p2p::run(&cfg).await?;
     r.publish("p2p", &report.markdown(), &report)
 }
 

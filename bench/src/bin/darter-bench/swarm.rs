@@ -1,13 +1,13 @@
 //! `darter-bench swarm`: arguments of the swarm benchmark; the work is in
-//! `testkit::swarm::bench`.
+//! `darter_bench::swarm::bench`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use testkit::swarm::bench::{self, Baseline, BenchConfig};
-use testkit::swarm::profile::Profile;
-use testkit::swarm::scenario::Scenario;
+use darter_bench::swarm::bench::{self, Baseline, BenchConfig};
+use darter_bench::swarm::profile::Profile;
+use darter_bench::swarm::scenario::Scenario;
 
 /// The swarm benchmark: N peers in network namespaces on shaped links.
 #[derive(clap::Args)]
@@ -29,7 +29,7 @@ pub struct SwarmArgs {
     #[arg(long)]
     curl_max_peers: Option<usize>,
     /// Content size instead of the profile's (smoke runs).
-    #[arg(long, value_parser = testkit::bench::size::parse_size)]
+    #[arg(long, value_parser = testkit::size::parse_size)]
     size: Option<u64>,
     /// Output directory: runs/*.json, summary.md, summary.json, swarm-<profile>.png, logs.
     #[arg(long, default_value = "target/swarm-bench")]

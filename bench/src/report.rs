@@ -62,7 +62,7 @@ impl BacksourceReport {
     pub fn markdown(&self) -> String {
         let cell = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
         let mut out = String::new();
-        let size = super::size::format_size(self.size_bytes);
+        let size = testkit::size::format_size(self.size_bytes);
         let _ = writeln!(out, "backsource, {size}: throughput in MiB/s\n");
         let _ = writeln!(out, "| run | curl | dfget |");
         let _ = writeln!(out, "|----:|-----:|------:|");

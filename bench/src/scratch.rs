@@ -20,7 +20,7 @@ pub async fn scratch_with_blob(
     let seed = rand::random::<u64>();
     let digest = tokio::task::spawn_blocking({
         let blob = blob.clone();
-        move || crate::data::write_random_file(blob, size, seed)
+        move || testkit::data::write_random_file(blob, size, seed)
     })
     .await?
     .context("write random file")?;
