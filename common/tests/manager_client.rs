@@ -87,7 +87,11 @@ impl Manager for Fake {
         request: Request<pb::ListSchedulersRequest>,
     ) -> Result<Response<pb::ListSchedulersResponse>, Status> {
         if request.get_ref().hostname == "nowhere" {
-            return Err(darter_common::status::with_reason(Code::NotFound, "no cluster".into(), "no_cluster"));
+            return Err(darter_common::status::with_reason(
+                Code::NotFound,
+                "no cluster".into(),
+                darter_common::status::Reason::NoCluster,
+            ));
         }
         Ok(Response::new(pb::ListSchedulersResponse {
             cluster_id: 3,
