@@ -87,11 +87,11 @@ where
                 return 1;
             }
         };
-        if let Some(path) = ready_file {
-            if let Err(e) = write_ready_file(path, &listeners) {
-                eprintln!("{name}: {e}");
-                return 1;
-            }
+        if let Some(path) = ready_file
+            && let Err(e) = write_ready_file(path, &listeners)
+        {
+            eprintln!("{name}: {e}");
+            return 1;
         }
         let shutdown = CancellationToken::new();
         crate::shutdown::cancel_on_signal(shutdown.clone());
