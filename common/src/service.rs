@@ -159,6 +159,9 @@ pub async fn serve_until_shutdown(
         Poll::Pending
     });
     let stopped = tokio::select! {
+        // Servers stop when told to: once `shutdown` is cancelled, a server
+        // that has stopped too did not stop on its own.
+        biased;
         _ = shutdown.cancelled() => None,
         stopped = first_to_stop => Some(stopped),
     };
@@ -356,6 +359,32 @@ mod tests {
         assert!(a_saw_stop.await.is_ok(), "the graceful server stopped");
         let aborted = tokio::time::timeout(Duration::from_secs(10), b_was_dropped).await;
         assert!(matches!(aborted, Ok(Err(_))), "the stuck server was aborted (its sender dropped unsent): {aborted:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn servers_stopping_because_they_were_told_to_are_not_a_failure() {
+        // The servers stop at once when cancelled, racing the wake-up of the
+        // shutdown branch; many rounds so an unordered choice would show.
+        for round in 0..200 {
+            let (shutdown, health, tracker) =
+                (CancellationToken::new(), crate::telemetry::Health::default(), TaskTracker::new());
+            let mut servers = Servers::default();
+            for name in ["a", "b", "c"] {
+                let shutdown = shutdown.clone();
+                servers.spawn(name, async move {
+                    shutdown.cancelled().await;
+                    Ok::<(), std::io::Error>(())
+                });
+            }
+            let serving = tokio::spawn({
+                let (shutdown, health, tracker) = (shutdown.clone(), health.clone(), tracker.clone());
+                async move {
+                    serve_until_shutdown("t", servers, &shutdown, &health, &tracker, Duration::from_secs(30)).await
+                }
+            });
+            shutdown.cancel();
+            assert_eq!(serving.await.unwrap(), Ok(()), "round {round}");
+        }
     }
 
     #[test]

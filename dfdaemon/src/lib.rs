@@ -197,15 +197,14 @@ impl Daemon {
             high_watermark: gc_config.high_watermark,
             low_watermark: gc_config.low_watermark,
         };
-        let proxy = match listeners.proxy {
-            Some(_) => {
-                let roots = backend::load_ca_certs(&config.back_to_source.ca_certs)?;
-                Some(
-                    proxy::Proxy::new(tasks.clone(), config.proxy.clone(), roots, metrics.clone())
-                        .map_err(anyhow::Error::msg)?,
-                )
-            }
-            None => None,
+        let proxy = if listeners.proxy.is_some() {
+            let roots = backend::load_ca_certs(&config.back_to_source.ca_certs)?;
+            Some(
+                proxy::Proxy::new(tasks.clone(), config.proxy.clone(), roots, metrics.clone())
+                    .map_err(anyhow::Error::msg)?,
+            )
+        } else {
+            None
         };
         Ok(Self { config, listeners, stop, storage, metrics, tasks, schedulers, discovery, membership, gc, proxy })
     }
@@ -216,7 +215,7 @@ impl Daemon {
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Self { config, listeners, stop, storage, metrics, tasks, schedulers, discovery, membership, gc, proxy } =
             self;
-        // Ends with the caller's shutdown or with the daemon's own stop.
+        // The caller's shutdown stops the daemon; this task ends with either.
         tokio::spawn({
             let stop = stop.clone();
             async move {

@@ -61,10 +61,10 @@ pub mod exit {
             | Reason::Storage
             | Reason::Abandoned
             | Reason::ShuttingDown
-            | Reason::NotSeedPeer
-            | Reason::NotFound => FAILED,
+            | Reason::NotSeedPeer => FAILED,
             // The manager's and the scheduler's: a daemon does not pass them on.
-            Reason::AlreadyExists
+            Reason::NotFound
+            | Reason::AlreadyExists
             | Reason::Conflict
             | Reason::Unauthenticated
             | Reason::PermissionDenied
