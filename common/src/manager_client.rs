@@ -73,7 +73,7 @@ pub fn member_addr(m: &pb::Member) -> Option<std::net::SocketAddr> {
 /// Whether `status` is the manager's "no cluster with an active scheduler
 /// matches this host" answer (as opposed to a failure to ask).
 pub fn is_no_cluster(status: &Status) -> bool {
-    status.code() == Code::NotFound && crate::status::reason(status) == "no_cluster"
+    status.code() == Code::NotFound && crate::status::reason(status) == Some(crate::status::Reason::NoCluster)
 }
 
 /// Whether the manager itself answered (so another replica would answer the
@@ -318,7 +318,7 @@ mod tests {
 
     #[test]
     fn no_cluster_is_told_apart_from_other_not_founds() {
-        let no_cluster = crate::status::with_reason(Code::NotFound, "none".into(), "no_cluster");
+        let no_cluster = crate::status::with_reason(Code::NotFound, "none".into(), crate::status::Reason::NoCluster);
         assert!(is_no_cluster(&no_cluster));
         assert!(!is_no_cluster(&Status::not_found("member 3 not found")));
         assert!(!is_no_cluster(&Status::unavailable("down")));

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use darter_common::manager_client::{Managers, Membership, Registration, is_no_cluster};
 use darter_proto::manager::v1 as pb;
+use testkit::eventually;
 use testkit::eventually::DEADLINE;
 use testkit::fake_manager::{Event, FakeManager};
-use testkit::eventually;
 use tokio_util::sync::CancellationToken;
 
 /// A fake that registers members as ID 7 in cluster 3, lists one scheduler

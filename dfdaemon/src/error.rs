@@ -1,6 +1,9 @@
-//! dfdaemon's error type, and the one place it becomes a gRPC status.
+//! dfdaemon's error type, and the one place it becomes a gRPC status: each
+//! variant's code and [`Reason`] are chosen here and nowhere else (dfget turns
+//! the reason back into its exit code).
 
 use darter_common::digest::Digest;
+use darter_common::status::Reason;
 use tonic::{Code, Status};
 
 /// Everything that can go wrong in the daemon.
@@ -73,6 +76,9 @@ pub enum Error {
     /// The daemon is shutting down.
     #[error("dfdaemon is shutting down")]
     ShuttingDown,
+    /// A download trigger reached a daemon that is not a seed peer.
+    #[error("this dfdaemon is not a seed peer; download triggers are refused")]
+    NotSeedPeer,
 }
 
 impl Error {
@@ -105,7 +111,7 @@ impl Error {
             Self::OriginChanged(_) => Code::Aborted,
             Self::Timeout(_) => Code::DeadlineExceeded,
             Self::DigestMismatch { .. } => Code::DataLoss,
-            Self::BackToSourceDisabled | Self::TaskBusy(_) => Code::FailedPrecondition,
+            Self::BackToSourceDisabled | Self::TaskBusy(_) | Self::NotSeedPeer => Code::FailedPrecondition,
             Self::SchedulerUnavailable(_) => Code::Unavailable,
             Self::SchedulerRefused(_) => Code::FailedPrecondition,
             Self::Output { .. } => Code::PermissionDenied,
@@ -115,27 +121,28 @@ impl Error {
         }
     }
 
-    /// A short stable reason carried in the status metadata (`darter-reason`),
+    /// The stable reason carried in the status metadata (`darter-reason`),
     /// so clients can tell errors apart without parsing messages.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::InvalidArgument(_) => "invalid_argument",
-            Self::OriginStatus { .. } => "origin_status",
-            Self::OriginUnavailable(_) => "origin_unavailable",
-            Self::OriginProtocol(_) => "origin_protocol",
-            Self::OriginChanged(_) => "origin_changed",
-            Self::Timeout(_) => "timeout",
-            Self::DigestMismatch { .. } => "digest_mismatch",
-            Self::BackToSourceDisabled => "back_to_source_disabled",
-            Self::SchedulerUnavailable(_) => "scheduler_unavailable",
-            Self::SchedulerRefused(_) => "scheduler_refused",
-            Self::TaskNotFound(_) => "task_not_found",
-            Self::TaskBusy(_) => "task_busy",
-            Self::Output { .. } => "output",
-            Self::NoSpace(_) => "no_space",
-            Self::Storage(_) => "storage",
-            Self::ShuttingDown => "shutting_down",
-            Self::Abandoned => "abandoned",
+            Self::InvalidArgument(_) => Reason::InvalidArgument,
+            Self::OriginStatus { .. } => Reason::OriginStatus,
+            Self::OriginUnavailable(_) => Reason::OriginUnavailable,
+            Self::OriginProtocol(_) => Reason::OriginProtocol,
+            Self::OriginChanged(_) => Reason::OriginChanged,
+            Self::Timeout(_) => Reason::Timeout,
+            Self::DigestMismatch { .. } => Reason::DigestMismatch,
+            Self::BackToSourceDisabled => Reason::BackToSourceDisabled,
+            Self::SchedulerUnavailable(_) => Reason::SchedulerUnavailable,
+            Self::SchedulerRefused(_) => Reason::SchedulerRefused,
+            Self::TaskNotFound(_) => Reason::TaskNotFound,
+            Self::TaskBusy(_) => Reason::TaskBusy,
+            Self::Output { .. } => Reason::Output,
+            Self::NoSpace(_) => Reason::NoSpace,
+            Self::Storage(_) => Reason::Storage,
+            Self::ShuttingDown => Reason::ShuttingDown,
+            Self::Abandoned => Reason::Abandoned,
+            Self::NotSeedPeer => Reason::NotSeedPeer,
         }
     }
 }

@@ -18,7 +18,11 @@
 //! - `src/bin/`: `dfdaemon` (the daemon) and `dfget` (the CLI, `dfget` module).
 //!
 //! [`run`] starts everything on listeners the caller bound, so tests can use
-//! ephemeral ports.
+//! ephemeral ports: [`Daemon::build`] opens the storage and constructs the
+//! services (its errors are start-up errors), [`Daemon::serve`] serves them
+//! through `darter_common::service::serve_until_shutdown` like the manager
+//! and the scheduler (a server that dies stops the daemon, `/healthz` turns
+//! 503, everything drains within [`DRAIN_TIMEOUT`]).
 
 pub mod backend;
 pub mod buffer_pool;
@@ -46,6 +50,8 @@ use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use darter_common::manager_client::Membership;
+use darter_common::service::{Servers, serve_until_shutdown};
 use darter_common::telemetry::{Health, MetricsServer, bind};
 use darter_proto::dfdaemon::v1::dfdaemon_download_server::DfdaemonDownloadServer;
 use darter_proto::dfdaemon::v1::dfdaemon_upload_server::DfdaemonUploadServer;
@@ -125,122 +131,176 @@ impl darter_common::service::Bound for Listeners {
     }
 }
 
-/// Runs the daemon until `shutdown` is cancelled, then drains.
-pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let data_dir = config.storage.data_dir.clone();
-    let storage = Arc::new(tokio::task::spawn_blocking(move || Storage::open(&data_dir)).await??);
-    let metrics = Arc::new(metrics::Metrics::new());
-    let upload_addr = listeners.upload.local_addr()?;
-    let piece_addr = listeners.piece.local_addr()?;
-    let host = host::facts(&config, upload_addr, piece_addr);
-    let tracker = TaskTracker::new();
-    let mut tasks =
-        TaskManager::new(storage.clone(), config.back_to_source.clone(), metrics.clone(), shutdown.child_token())?;
-    // In a swarm with static schedulers, or with a manager naming them.
-    if !config.scheduler.addrs.is_empty() || !config.manager.addrs.is_empty() {
-        let scheduler = SchedulerClient::new(&config.scheduler, host.clone());
-        if !config.manager.addrs.is_empty() {
-            let discovery = manager::Discovery::new(&config, &host, scheduler.clone()).map_err(anyhow::Error::msg)?;
-            let answered = discovery.start().await;
-            tracker.spawn(discovery.run(answered, shutdown.clone()));
-        }
-        if let Some(membership) = manager::seed_membership(&config, &host).map_err(anyhow::Error::msg)? {
-            tracker.spawn(membership.run(shutdown.clone()));
-        }
-        tasks = tasks.with_swarm(Swarm::new(scheduler.clone(), config.p2p.clone(), config.host.seed)?);
-        tracker.spawn(scheduler.announce_loop(shutdown.clone()));
-    }
-    let tasks = Arc::new(tasks);
-    let health = Health::default();
+/// Time the background tasks and the servers get to stop once the daemon is
+/// told to; whatever still runs after it is aborted.
+pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-    let gc = &config.storage.gc;
-    let capacity = match gc.capacity {
-        Some(c) => c.as_u64(),
-        None => disk::filesystem_size(storage.root()).unwrap_or(u64::MAX),
-    };
-    let policy = GcPolicy {
-        interval: gc.interval,
-        task_ttl: gc.task_ttl,
-        capacity,
-        high_watermark: gc.high_watermark,
-        low_watermark: gc.low_watermark,
-    };
-    tracker.spawn(storage::run_gc_loop(storage.clone(), policy, shutdown.clone()));
-    {
-        let (storage, metrics, shutdown) = (storage.clone(), metrics.clone(), shutdown.clone());
-        tracker.spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
-            loop {
-                tokio::select! { _ = shutdown.cancelled() => return, _ = tick.tick() => {} }
-                metrics.storage_bytes.set(storage.used_bytes() as i64);
+/// Runs the daemon until `shutdown` is cancelled, then drains: [`Daemon::build`]
+/// then [`Daemon::serve`]. Fails when it cannot start (storage, a bad
+/// setting only found at start) or when one of its servers stops on its own
+/// (the error names it).
+pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> anyhow::Result<()> {
+    Daemon::build(config, listeners).await?.serve(shutdown).await
+}
+
+/// A daemon built but not yet serving: storage open, every service
+/// constructed, nothing spawned. Errors up to here are start-up errors.
+#[derive(Debug)]
+pub struct Daemon {
+    config: Config,
+    listeners: Listeners,
+    /// The daemon's own stop: cancelled by the caller's shutdown, or when a
+    /// server stops on its own. Downloads hang off it.
+    stop: CancellationToken,
+    storage: Arc<Storage>,
+    metrics: Arc<metrics::Metrics>,
+    tasks: Arc<TaskManager>,
+    schedulers: Option<Arc<SchedulerClient>>,
+    discovery: Option<manager::Discovery>,
+    membership: Option<Membership>,
+    gc: GcPolicy,
+    proxy: Option<Arc<proxy::Proxy>>,
+}
+
+impl Daemon {
+    /// Opens the storage and constructs the services on `listeners`.
+    pub async fn build(config: Config, listeners: Listeners) -> anyhow::Result<Self> {
+        let data_dir = config.storage.data_dir.clone();
+        let storage = Arc::new(tokio::task::spawn_blocking(move || Storage::open(&data_dir)).await??);
+        let metrics = Arc::new(metrics::Metrics::new());
+        let host = host::facts(&config, listeners.upload.local_addr()?, listeners.piece.local_addr()?);
+        let stop = CancellationToken::new();
+        let mut tasks =
+            TaskManager::new(storage.clone(), config.back_to_source.clone(), metrics.clone(), stop.child_token())?;
+        let (mut schedulers, mut discovery, mut membership) = (None, None, None);
+        // In a swarm with static schedulers, or with a manager naming them.
+        if !config.scheduler.addrs.is_empty() || !config.manager.addrs.is_empty() {
+            let scheduler = SchedulerClient::new(&config.scheduler, host.clone());
+            if !config.manager.addrs.is_empty() {
+                discovery =
+                    Some(manager::Discovery::new(&config, &host, scheduler.clone()).map_err(anyhow::Error::msg)?);
+            }
+            membership = manager::seed_membership(&config, &host).map_err(anyhow::Error::msg)?;
+            tasks = tasks.with_swarm(Swarm::new(scheduler.clone(), config.p2p.clone(), config.host.seed)?);
+            schedulers = Some(scheduler);
+        }
+        let tasks = Arc::new(tasks);
+        let gc_config = &config.storage.gc;
+        let capacity = match gc_config.capacity {
+            Some(c) => c.as_u64(),
+            None => disk::filesystem_size(storage.root()).unwrap_or(u64::MAX),
+        };
+        let gc = GcPolicy {
+            interval: gc_config.interval,
+            task_ttl: gc_config.task_ttl,
+            capacity,
+            high_watermark: gc_config.high_watermark,
+            low_watermark: gc_config.low_watermark,
+        };
+        let proxy = if listeners.proxy.is_some() {
+            let roots = backend::load_ca_certs(&config.back_to_source.ca_certs)?;
+            Some(
+                proxy::Proxy::new(tasks.clone(), config.proxy.clone(), roots, metrics.clone())
+                    .map_err(anyhow::Error::msg)?,
+            )
+        } else {
+            None
+        };
+        Ok(Self { config, listeners, stop, storage, metrics, tasks, schedulers, discovery, membership, gc, proxy })
+    }
+
+    /// Serves until `shutdown` is cancelled or a server stops on its own,
+    /// then drains (`/healthz` answers 503 meanwhile) within [`DRAIN_TIMEOUT`]
+    /// and removes the download socket.
+    pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Self { config, listeners, stop, storage, metrics, tasks, schedulers, discovery, membership, gc, proxy } =
+            self;
+        // The caller's shutdown stops the daemon; this task ends with either.
+        tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                tokio::select! {
+                    _ = shutdown.cancelled() => stop.cancel(),
+                    _ = stop.cancelled() => {}
+                }
             }
         });
-    }
-
-    let addrs = (listeners.upload.local_addr()?, listeners.piece.local_addr()?, listeners.metrics.local_addr()?);
-    let download_svc = DfdaemonDownloadServer::new(grpc::download::DownloadService::new(
-        tasks.clone(),
-        config.download.default_timeout,
-    ));
-    let sd = shutdown.clone();
-    let download_incoming = UnixListenerStream::new(listeners.download);
-    tracker.spawn(async move {
-        if let Err(e) = tonic::transport::Server::builder()
-            .add_service(download_svc)
-            .serve_with_incoming_shutdown(download_incoming, sd.cancelled())
-            .await
+        let tracker = TaskTracker::new();
+        if let Some(discovery) = discovery {
+            let answered = discovery.start().await;
+            tracker.spawn(discovery.run(answered, stop.clone()));
+        }
+        if let Some(membership) = membership {
+            tracker.spawn(membership.run(stop.clone()));
+        }
+        if let Some(schedulers) = schedulers {
+            tracker.spawn(schedulers.announce_loop(stop.clone()));
+        }
+        tracker.spawn(storage::run_gc_loop(storage.clone(), gc, stop.clone()));
         {
-            tracing::error!(error = %e, "download api stopped");
+            let (storage, metrics, stop) = (storage.clone(), metrics.clone(), stop.clone());
+            tracker.spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+                loop {
+                    tokio::select! { _ = stop.cancelled() => return, _ = tick.tick() => {} }
+                    metrics.storage_bytes.set(storage.used_bytes() as i64);
+                }
+            });
         }
-    });
-    let upload_svc = DfdaemonUploadServer::new(grpc::upload::UploadService::new(tasks.clone(), config.host.seed));
-    let sd = shutdown.clone();
-    let upload_incoming = TcpListenerStream::new(listeners.upload);
-    tracker.spawn(async move {
-        if let Err(e) = tonic::transport::Server::builder()
-            .add_service(upload_svc)
-            .serve_with_incoming_shutdown(upload_incoming, sd.cancelled())
-            .await
-        {
-            tracing::error!(error = %e, "upload api stopped");
-        }
-    });
-    let pieces = piece_server::PieceServer::with_rate_limit(
-        storage.clone(),
-        config.upload.slots,
-        metrics.clone(),
-        config.upload.rate_limit.map(|r| r.as_u64()),
-    );
-    tracker.spawn(pieces.serve(listeners.piece, shutdown.clone()));
-    let proxy_addr = match listeners.proxy {
-        Some(listener) => {
-            let addr = listener.local_addr()?;
-            let roots = backend::load_ca_certs(&config.back_to_source.ca_certs)?;
-            let proxy = proxy::Proxy::new(tasks.clone(), config.proxy.clone(), roots, metrics.clone())
-                .map_err(anyhow::Error::msg)?;
-            tracker.spawn(proxy.serve(listener, shutdown.clone()));
-            Some(addr)
-        }
-        None => None,
-    };
-    tracker.close();
-    // Metrics and health outlive the drain, so probes see 503 while it runs.
-    let metrics_server = MetricsServer::spawn(listeners.metrics, metrics.registry.clone(), health.clone());
 
-    health.set_ready(true);
-    tracing::info!(
-        socket = %listeners.download_path.display(),
-        upload = %addrs.0, pieces = %addrs.1, metrics = %addrs.2, proxy = ?proxy_addr,
-        data_dir = %config.storage.data_dir.display(),
-        "dfdaemon ready"
-    );
-    shutdown.cancelled().await;
-    health.set_ready(false);
-    if tokio::time::timeout(std::time::Duration::from_secs(10), tracker.wait()).await.is_err() {
-        tracing::warn!("some tasks did not stop within 10s");
+        let addrs = (listeners.upload.local_addr()?, listeners.piece.local_addr()?, listeners.metrics.local_addr()?);
+        let proxy_addr = listeners.proxy.as_ref().map(TcpListener::local_addr).transpose()?;
+        let mut servers = Servers::default();
+        let download_svc = DfdaemonDownloadServer::new(grpc::download::DownloadService::new(
+            tasks.clone(),
+            config.download.default_timeout,
+        ));
+        servers.spawn(
+            "download",
+            tonic::transport::Server::builder().add_service(download_svc).serve_with_incoming_shutdown(
+                UnixListenerStream::new(listeners.download),
+                stop.clone().cancelled_owned(),
+            ),
+        );
+        let upload_svc = DfdaemonUploadServer::new(grpc::upload::UploadService::new(tasks.clone(), config.host.seed));
+        servers.spawn(
+            "upload",
+            tonic::transport::Server::builder()
+                .add_service(upload_svc)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.upload), stop.clone().cancelled_owned()),
+        );
+        let pieces = piece_server::PieceServer::with_rate_limit(
+            storage.clone(),
+            config.upload.slots,
+            metrics.clone(),
+            config.upload.rate_limit.map(|r| r.as_u64()),
+        );
+        servers.spawn("piece", until_stopped(pieces.serve(listeners.piece, stop.clone())));
+        if let (Some(proxy), Some(listener)) = (proxy, listeners.proxy) {
+            servers.spawn("proxy", until_stopped(proxy.serve(listener, stop.clone())));
+        }
+        // Metrics and health outlive the drain, so probes see 503 while it runs.
+        let health = Health::default();
+        let metrics_server = MetricsServer::spawn(listeners.metrics, metrics.registry.clone(), health.clone());
+
+        health.set_ready(true);
+        tracing::info!(
+            socket = %listeners.download_path.display(),
+            upload = %addrs.0, pieces = %addrs.1, metrics = %addrs.2, proxy = ?proxy_addr,
+            data_dir = %config.storage.data_dir.display(),
+            "dfdaemon ready"
+        );
+        let served = serve_until_shutdown("dfdaemon", servers, &stop, &health, &tracker, DRAIN_TIMEOUT).await;
+        let _ = std::fs::remove_file(&listeners.download_path);
+        metrics_server.stop().await;
+        tracing::info!("dfdaemon stopped");
+        Ok(served?)
     }
-    let _ = std::fs::remove_file(&listeners.download_path);
-    metrics_server.stop().await;
-    tracing::info!("dfdaemon stopped");
+}
+
+/// A server loop without a result (it logs its own errors), as a [`Servers`]
+/// entry: returning before the daemon is told to stop is what fails it.
+async fn until_stopped(server: impl std::future::Future<Output = ()>) -> Result<(), std::convert::Infallible> {
+    server.await;
     Ok(())
 }

@@ -110,7 +110,7 @@ impl Metrics {
     pub fn download_finished(&self, outcome: &Result<Finished, Error>, elapsed: Duration) {
         let result = match outcome {
             Ok(_) => "success",
-            Err(e) => e.reason(),
+            Err(e) => e.reason().as_str(),
         };
         self.downloads.with_label_values(&[result]).inc();
         if outcome.is_ok() {

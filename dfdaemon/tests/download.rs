@@ -97,7 +97,8 @@ async fn origin_errors_are_clear_and_leave_no_output() {
         assert!(r.stderr.contains(needle), "{path}: {}", r.stderr);
         assert!(!out.exists(), "{path}: no output file");
     }
-    let r = daemon.dfget(&format!("http://127.0.0.1:{}/x", support::refused_port()), &dir.path().join("dead"), &[]).await;
+    let r =
+        daemon.dfget(&format!("http://127.0.0.1:{}/x", support::refused_port()), &dir.path().join("dead"), &[]).await;
     assert_eq!(r.code, 4, "dead origin: {}", r.stderr);
     assert!(r.stderr.contains("unreachable"), "{}", r.stderr);
 }

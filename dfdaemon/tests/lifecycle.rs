@@ -17,9 +17,11 @@ async fn health_and_metrics_tell_what_happened() {
     let daemon = Daemon::start(dir.path(), &[]).await;
     // Ready shortly after the socket accepts (the services start in order).
     let port = daemon.metrics_port;
-    testkit::eventually::wait_until("/healthz 200", Duration::from_secs(10), || async { raw_get(port, "GET", "/healthz").0 == 200 })
-        .await
-        .unwrap();
+    testkit::eventually::wait_until("/healthz 200", Duration::from_secs(10), || async {
+        raw_get(port, "GET", "/healthz").0 == 200
+    })
+    .await
+    .unwrap();
     let data = random_bytes(1 << 20, 11);
     origin.add("/m", Content::Bytes(data), Behavior::default());
     for _ in 0..2 {

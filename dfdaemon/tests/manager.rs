@@ -90,7 +90,11 @@ impl Manager for FakeManager {
     ) -> Result<Response<mpb::ListSchedulersResponse>, Status> {
         self.lists.lock().unwrap().push(request.into_inner());
         let Some(schedulers) = self.schedulers.lock().unwrap().clone() else {
-            return Err(darter_common::status::with_reason(Code::NotFound, "no cluster".into(), "no_cluster"));
+            return Err(darter_common::status::with_reason(
+                Code::NotFound,
+                "no cluster".into(),
+                darter_common::status::Reason::NoCluster,
+            ));
         };
         let member = |a: SocketAddr| mpb::Member {
             kind: mpb::MemberKind::Scheduler as i32,

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use support::Daemon;
 use testkit::data::random_bytes;
-use testkit::origin::{Behavior, Content, Origin};
 use testkit::eventually::wait_until;
+use testkit::origin::{Behavior, Content, Origin};
 
 const MIB: usize = 1 << 20;
 
@@ -71,9 +71,11 @@ async fn a_change_mid_download_is_caught_and_the_next_try_gets_the_new_content()
     let socket = daemon.socket.clone();
     let (url, out2) = (origin.url("/m"), out.clone());
     let first = tokio::spawn(async move { support::dfget_on(&socket, &url, &out2, &[]).await });
-    wait_until("the first segment under way", Duration::from_secs(20), || async { origin.stats("/m").body_bytes > MIB as u64 })
-        .await
-        .unwrap();
+    wait_until("the first segment under way", Duration::from_secs(20), || async {
+        origin.stats("/m").body_bytes > MIB as u64
+    })
+    .await
+    .unwrap();
     let new = random_bytes(64 * MIB, 24);
     origin.add("/m", Content::Bytes(new.clone()), Behavior { etag: etag("v2"), ..Default::default() });
     let r = first.await.unwrap();

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use support::Daemon;
 use testkit::data::{random_bytes, sha256_hex};
-use testkit::origin::{Behavior, Content, Origin};
 use testkit::eventually::wait_until;
+use testkit::origin::{Behavior, Content, Origin};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_mid_download_resumes_with_only_the_missing_pieces() {

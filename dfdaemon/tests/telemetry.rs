@@ -10,8 +10,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{Tra
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use support::Daemon;
 use testkit::data::random_bytes;
-use testkit::origin::{Behavior, Content, Origin};
 use testkit::eventually::wait_until;
+use testkit::origin::{Behavior, Content, Origin};
 use tokio_stream::wrappers::TcpListenerStream;
 
 /// A received span: its name and attribute keys.

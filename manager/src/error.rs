@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 
+use darter_common::status::Reason;
 use tonic::{Code, Status};
 
 use crate::store::StoreError;
@@ -64,18 +65,18 @@ impl Error {
         }
     }
 
-    /// A short stable label (status metadata `darter-reason`).
-    pub fn reason(&self) -> &'static str {
+    /// The stable reason (status metadata `darter-reason`, REST error code).
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::InvalidArgument { .. } => "invalid_argument",
-            Self::NotFound(_) => "not_found",
-            Self::AlreadyExists("name" | "token_hash") => "already_exists",
-            Self::AlreadyExists(_) => "conflict",
-            Self::Unauthenticated(_) => "unauthenticated",
-            Self::PermissionDenied(_) => "permission_denied",
-            Self::NoCluster => "no_cluster",
-            Self::ShuttingDown => "shutting_down",
-            Self::Internal(_) => "internal",
+            Self::InvalidArgument { .. } => Reason::InvalidArgument,
+            Self::NotFound(_) => Reason::NotFound,
+            Self::AlreadyExists("name" | "token_hash") => Reason::AlreadyExists,
+            Self::AlreadyExists(_) => Reason::Conflict,
+            Self::Unauthenticated(_) => Reason::Unauthenticated,
+            Self::PermissionDenied(_) => Reason::PermissionDenied,
+            Self::NoCluster => Reason::NoCluster,
+            Self::ShuttingDown => Reason::ShuttingDown,
+            Self::Internal(_) => Reason::Internal,
         }
     }
 }
@@ -124,12 +125,12 @@ mod tests {
     fn store_errors_map_to_codes_without_leaking_sql() {
         let s = Status::from(Error::from(StoreError::Db("near \"SELEC\": syntax error".into())));
         assert_eq!((s.code(), s.message()), (Code::Internal, "internal error"));
-        assert_eq!(darter_common::status::reason(&s), "internal");
+        assert_eq!(darter_common::status::reason(&s), Some(Reason::Internal));
         let s = Status::from(Error::from(StoreError::Invalid("hostname", "must not be empty".into())));
         assert_eq!((s.code(), s.message()), (Code::InvalidArgument, "invalid hostname: must not be empty"));
         assert_eq!(Status::from(Error::from(StoreError::NotFound)).code(), Code::NotFound);
         assert_eq!(Status::from(Error::from(StoreError::Conflict("name"))).code(), Code::AlreadyExists);
         let s = Status::from(Error::NoCluster);
-        assert_eq!((s.code(), darter_common::status::reason(&s)), (Code::NotFound, "no_cluster"));
+        assert_eq!((s.code(), darter_common::status::reason(&s)), (Code::NotFound, Some(Reason::NoCluster)));
     }
 }

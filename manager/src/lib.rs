@@ -42,6 +42,7 @@ use std::future::IntoFuture as _;
 use std::sync::Arc;
 use std::time::Duration;
 
+use darter_common::service::{Servers, serve_until_shutdown};
 use darter_common::telemetry::{Health, MetricsServer, bind};
 use darter_proto::manager::v1::manager_server::ManagerServer;
 use tokio::net::TcpListener;
@@ -96,7 +97,8 @@ impl darter_common::service::Bound for Listeners {
 /// drains: keepalive streams end with UNAVAILABLE (members stay as they are;
 /// the grace period decides, since another replica may take their streams),
 /// the gRPC server stops, `/healthz` answers 503 until the end. Fails if the
-/// store cannot be opened or the gRPC server stops on its own.
+/// store cannot be opened or the gRPC or REST server stops on its own (the
+/// error names which).
 pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> anyhow::Result<()> {
     let store = Store::open(&config.database_url)
         .await
@@ -118,8 +120,10 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     tracker.spawn(async move { expiry::run(expiry_ctx, &expiry_config).await });
     let service = ManagerServer::new(ManagerService::new(ctx.clone()));
     let incoming = TcpListenerStream::new(listeners.grpc);
+    let mut servers = Servers::default();
     let server_stop = shutdown.clone();
-    let server = tokio::spawn(
+    servers.spawn(
+        "grpc",
         tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
@@ -128,7 +132,8 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     );
     let metrics_server = MetricsServer::spawn(listeners.metrics, registry, health.clone());
     let rest_stop = shutdown.clone();
-    let rest_server = tokio::spawn(
+    servers.spawn(
+        "rest",
         axum::serve(listeners.rest, rest::router(rest::AppState { ctx: ctx.clone(), auth }))
             .with_graceful_shutdown(async move { rest_stop.cancelled().await })
             .into_future(),
@@ -139,12 +144,9 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         grpc = %addrs.0, rest = %addrs.2, metrics = %addrs.1, backend = ?store.backend(),
         shared_cache = ctx.cache.is_shared(), "manager ready"
     );
-    let served =
-        darter_common::service::serve_until_shutdown("manager", server, &shutdown, &health, &tracker, DRAIN_TIMEOUT)
-            .await;
+    let served = serve_until_shutdown("manager", servers, &shutdown, &health, &tracker, DRAIN_TIMEOUT).await;
     metrics_server.stop().await;
-    let _ = rest_server.await;
     store.close().await;
     tracing::info!("manager stopped");
-    served.map_err(anyhow::Error::msg)
+    Ok(served?)
 }

@@ -31,13 +31,17 @@ async fn call(
 #[tokio::test]
 async fn passwords_and_tokens_never_reach_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let env = [("MANAGER__LOG__FORMAT".to_owned(), "json".to_owned()), ("MANAGER__LOG__LEVEL".to_owned(), "trace".to_owned())];
+    let env = [
+        ("MANAGER__LOG__FORMAT".to_owned(), "json".to_owned()),
+        ("MANAGER__LOG__LEVEL".to_owned(), "trace".to_owned()),
+    ];
     let mut manager =
         ManagerProcess::start(env!("CARGO_BIN_EXE_manager").as_ref(), dir.path(), &env, ROOT_PASSWORD).await.unwrap();
     let base = format!("http://{}/api/v1", manager.rest_addr);
     let http = support::http();
     let sign_in = |password: &'static str| serde_json::json!({"name": "root", "password": password});
-    let (status, body) = call(&http, reqwest::Method::POST, format!("{base}/users/signin"), None, sign_in(ROOT_PASSWORD)).await;
+    let (status, body) =
+        call(&http, reqwest::Method::POST, format!("{base}/users/signin"), None, sign_in(ROOT_PASSWORD)).await;
     assert_eq!(status, 200, "{body}");
     let token = body["token"].as_str().unwrap().to_owned();
 

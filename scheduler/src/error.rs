@@ -4,6 +4,7 @@
 //! stable label used both in the `darter-reason` status metadata and in the
 //! `scheduler_rejections_total{reason}` metric.
 
+use darter_common::status::Reason;
 use tonic::{Code, Status};
 
 /// Everything a request to the scheduler can be refused for.
@@ -86,23 +87,23 @@ impl Error {
     }
 
     /// A short stable label (status metadata `darter-reason`, metric label).
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::InvalidArgument(_) => "invalid_argument",
-            Self::NotRegistered => "not_registered",
-            Self::OutOfOrder(_) => "out_of_order",
-            Self::StreamMismatch(_) => "stream_mismatch",
-            Self::TaskIdMismatch { .. } => "task_id_mismatch",
-            Self::UnknownHost(_) => "unknown_host",
-            Self::Geometry(_) => "geometry",
-            Self::PieceOutOfRange { .. } => "piece_out_of_range",
-            Self::NoReferenceDigest(_) => "no_reference_digest",
-            Self::DigestMismatch(_) => "digest_mismatch",
-            Self::TooManyReschedules(_) => "too_many_reschedules",
-            Self::NotFound(_) => "not_found",
-            Self::Evicted(_) => "evicted",
-            Self::Stalled => "stalled",
-            Self::ShuttingDown => "shutting_down",
+            Self::InvalidArgument(_) => Reason::InvalidArgument,
+            Self::NotRegistered => Reason::NotRegistered,
+            Self::OutOfOrder(_) => Reason::OutOfOrder,
+            Self::StreamMismatch(_) => Reason::StreamMismatch,
+            Self::TaskIdMismatch { .. } => Reason::TaskIdMismatch,
+            Self::UnknownHost(_) => Reason::UnknownHost,
+            Self::Geometry(_) => Reason::Geometry,
+            Self::PieceOutOfRange { .. } => Reason::PieceOutOfRange,
+            Self::NoReferenceDigest(_) => Reason::NoReferenceDigest,
+            Self::DigestMismatch(_) => Reason::DigestMismatch,
+            Self::TooManyReschedules(_) => Reason::TooManyReschedules,
+            Self::NotFound(_) => Reason::NotFound,
+            Self::Evicted(_) => Reason::Evicted,
+            Self::Stalled => Reason::Stalled,
+            Self::ShuttingDown => Reason::ShuttingDown,
         }
     }
 }

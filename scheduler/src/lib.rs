@@ -32,6 +32,7 @@ pub mod service;
 use std::sync::Arc;
 use std::time::Duration;
 
+use darter_common::service::{Servers, serve_until_shutdown};
 use darter_common::telemetry::{Health, MetricsServer, bind};
 use darter_proto::scheduler::v1::scheduler_server::SchedulerServer;
 use tokio::net::TcpListener;
@@ -87,7 +88,9 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     let service = SchedulerServer::new(SchedulerService::new(ctx.clone()));
     let incoming = TcpListenerStream::new(listeners.grpc);
     let server_stop = shutdown.clone();
-    let server = tokio::spawn(
+    let mut servers = Servers::default();
+    servers.spawn(
+        "grpc",
         tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
@@ -102,10 +105,8 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         grpc = %addrs.0, metrics = %addrs.1, seed_peers = ctx.seed_peers.all().len(),
         "scheduler ready"
     );
-    let served =
-        darter_common::service::serve_until_shutdown("scheduler", server, &shutdown, &health, &tracker, DRAIN_TIMEOUT)
-            .await;
+    let served = serve_until_shutdown("scheduler", servers, &shutdown, &health, &tracker, DRAIN_TIMEOUT).await;
     metrics_server.stop().await;
     tracing::info!("scheduler stopped");
-    served.map_err(anyhow::Error::msg)
+    Ok(served?)
 }

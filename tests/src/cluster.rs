@@ -62,9 +62,11 @@ impl SchedulerProcess {
         extra_args: &[String],
         env: &[(String, String)],
     ) -> anyhow::Result<Self> {
-        let mut spec = ServiceSpec::new("scheduler", bin, dir)
-            .listener("grpc", "--grpc-addr", ip)
-            .listener("metrics", "--metrics-addr", ip);
+        let mut spec = ServiceSpec::new("scheduler", bin, dir).listener("grpc", "--grpc-addr", ip).listener(
+            "metrics",
+            "--metrics-addr",
+            ip,
+        );
         spec.args = extra_args.to_vec();
         spec.env = env.to_vec();
         let process = ServiceProcess::start(spec).await?;
@@ -195,7 +197,8 @@ impl Cluster {
         };
         let scheduler_dir = o.dir.join("scheduler");
         let args: Vec<String> = manager.iter().flat_map(|m| ["--manager".into(), m.grpc_addr.to_string()]).collect();
-        let scheduler = SchedulerProcess::start_with_args(&o.scheduler_bin, &scheduler_dir, &args, &o.scheduler_env).await?;
+        let scheduler =
+            SchedulerProcess::start_with_args(&o.scheduler_bin, &scheduler_dir, &args, &o.scheduler_env).await?;
         let mut cluster = Self { manager, scheduler, seed: None, peers: Vec::new(), options: o.clone() };
         if let Some(m) = &cluster.manager {
             let port = u32::from(cluster.scheduler.addr.port());

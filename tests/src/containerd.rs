@@ -33,7 +33,6 @@ use crate::process::ChildGuard;
 use crate::registry::{Credentials, RegistryProcess};
 use crate::tool::{run, run_unchecked, text};
 
-
 /// Default limit for one `ctr` command other than a pull.
 const CTR_TIMEOUT: Duration = Duration::from_secs(60);
 

@@ -117,8 +117,9 @@ mod tests {
     #[tokio::test]
     async fn polls_until_the_condition_holds() {
         let calls = AtomicU32::new(0);
-        let n = eventually_some("the third call", || async { (calls.fetch_add(1, Ordering::Relaxed) >= 2).then_some(7) })
-            .await;
+        let n =
+            eventually_some("the third call", || async { (calls.fetch_add(1, Ordering::Relaxed) >= 2).then_some(7) })
+                .await;
         assert_eq!((n, calls.load(Ordering::Relaxed)), (7, 3));
     }
 

@@ -228,7 +228,13 @@ impl Manager for FakeManager {
         s.list_requests.push(r);
         let schedulers = match &s.schedulers {
             Some(list) if !no_cluster => list.clone(),
-            _ => return Err(darter_common::status::with_reason(Code::NotFound, "no cluster".into(), "no_cluster")),
+            _ => {
+                return Err(darter_common::status::with_reason(
+                    Code::NotFound,
+                    "no cluster".into(),
+                    darter_common::status::Reason::NoCluster,
+                ));
+            }
         };
         let schedulers = schedulers
             .into_iter()

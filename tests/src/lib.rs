@@ -55,5 +55,5 @@ pub mod service;
 pub mod size;
 pub mod tool;
 
-pub use eventually::{eventually, eventually_some};
 pub use data::{random_bytes, sha256_file, sha256_hex, write_random_file};
+pub use eventually::{eventually, eventually_some};

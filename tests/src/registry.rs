@@ -17,7 +17,6 @@ use crate::eventually::{START_DEADLINE, poll};
 use crate::process::ChildGuard;
 use crate::tool::run;
 
-
 /// How long generating a certificate or a password hash may take.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -268,19 +268,20 @@ impl Browser {
     /// a command reaches it ("stale element reference"): then it is found
     /// again and the commands run on the new one. Any other error ends it.
     async fn on_element(&self, css: &str, commands: &[(Method, &str, Value)]) -> anyhow::Result<Value> {
-        let done = try_poll(&format!("{css} to be displayed and take {} command(s)", commands.len()), DEADLINE, || async {
-            let Some(id) = self.displayed(css).await? else { return Ok(None) };
-            let mut last = Value::Null;
-            for (method, action, body) in commands {
-                match self.cmd(method.clone(), &format!("/element/{id}{action}"), body.clone()).await {
-                    Ok(v) => last = v,
-                    Err(e) if e.to_string().contains("stale element reference") => return Err(e),
-                    Err(e) => return Ok(Some(Err(e))),
+        let done =
+            try_poll(&format!("{css} to be displayed and take {} command(s)", commands.len()), DEADLINE, || async {
+                let Some(id) = self.displayed(css).await? else { return Ok(None) };
+                let mut last = Value::Null;
+                for (method, action, body) in commands {
+                    match self.cmd(method.clone(), &format!("/element/{id}{action}"), body.clone()).await {
+                        Ok(v) => last = v,
+                        Err(e) if e.to_string().contains("stale element reference") => return Err(e),
+                        Err(e) => return Ok(Some(Err(e))),
+                    }
                 }
-            }
-            Ok(Some(Ok(last)))
-        })
-        .await?;
+                Ok(Some(Ok(last)))
+            })
+            .await?;
         done
     }
 

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use testkit::cluster::{Cluster, ClusterOptions, SchedulerProcess};
 use testkit::dfdaemon::{DaemonProcess, sibling_binary, tail};
+use testkit::eventually::wait_until;
 use testkit::manager::ManagerProcess;
 use testkit::origin::{Behavior, Content, Origin};
-use testkit::eventually::wait_until;
 use testkit::process::signal;
 use testkit::{random_bytes, sha256_file, sha256_hex};
 

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use testkit::containerd::{ContainerdProcess, PullOptions, write_hosts_toml};
-use testkit::oci::TestImage;
 use testkit::eventually::wait_until;
+use testkit::oci::TestImage;
 use testkit::registry::{Credentials, RegistryOptions, RegistryProcess};
 use testkit::tool::registry_kit_or_skip;
 

@@ -39,8 +39,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use testkit::cluster::{Cluster, ClusterOptions};
 use testkit::containerd::{ContainerdProcess, PullOptions, Pulled, write_hosts_toml};
 use testkit::dfdaemon::{DaemonProcess, sibling_binary};
-use testkit::oci::TestImage;
 use testkit::eventually::wait_until;
+use testkit::oci::TestImage;
 use testkit::registry::{AccessLogEntry, Credentials, RegistryOptions, RegistryProcess};
 use testkit::tool::{registry_kit_or_skip, run};
 
@@ -121,8 +121,7 @@ impl Node {
         let name = format!("node-{i}");
         let mut options = cluster.daemon_options(&name, false, &[]);
         options.proxy_port = Some(0);
-        let daemon =
-            DaemonProcess::start(options).await.unwrap_or_else(|e| panic!("start {name}'s dfdaemon: {e:#}"));
+        let daemon = DaemonProcess::start(options).await.unwrap_or_else(|e| panic!("start {name}'s dfdaemon: {e:#}"));
         let proxy = daemon.proxy_addr().expect("started with a proxy");
         let containerd = ContainerdProcess::start(&dir.join(format!("ctrd-{i}")))
             .await

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use testkit::cluster::{Cluster, ClusterOptions};
 use testkit::dfdaemon::{DaemonProcess, sibling_binary};
-use testkit::origin::{Behavior, Content, Origin};
 use testkit::eventually::wait_until;
+use testkit::origin::{Behavior, Content, Origin};
 use testkit::{random_bytes, sha256_file, sha256_hex};
 
 const MIB: usize = 1 << 20;
@@ -166,9 +166,11 @@ async fn without_the_scheduler_peers_finish_from_the_origin_unless_told_not_to()
     origin.add("/s", Content::Bytes(data), Behavior { rate_limit: Some(4 * MIB as u64), ..Default::default() });
     let url = origin.url("/s");
     let scheduler_pid_kill = async {
-        wait_until("the swarm under way", Duration::from_secs(60), || async { origin.total_body_bytes() > (size / 4) as u64 })
-            .await
-            .unwrap();
+        wait_until("the swarm under way", Duration::from_secs(60), || async {
+            origin.total_body_bytes() > (size / 4) as u64
+        })
+        .await
+        .unwrap();
     };
     let (runs, ()) = tokio::join!(all_download(&cluster, &url, dir.path(), &[]), async {
         scheduler_pid_kill.await;

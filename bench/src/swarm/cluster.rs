@@ -13,9 +13,9 @@ use anyhow::Context;
 use super::netns::{LinkRates, Node, Topology};
 use testkit::cluster::SchedulerProcess;
 use testkit::dfdaemon::{DaemonOptions, DaemonProcess};
+use testkit::eventually::wait_until;
 use testkit::manager::{ManagerProcess, random_password};
 use testkit::origin::Origin;
-use testkit::eventually::wait_until;
 
 /// Ports every dfdaemon uses on its own address.
 const UPLOAD_PORT: u16 = 4000;

@@ -66,18 +66,15 @@ fn absolute(path: &Path) -> Result<PathBuf, Failure> {
     Ok(abs)
 }
 
-fn code_for(status: &tonic::Status) -> i32 {
-    let reason = darter_common::status::reason(status);
-    match reason {
-        "origin_status" | "origin_unavailable" | "origin_protocol" | "origin_changed" => exit::ORIGIN,
-        "digest_mismatch" => exit::DIGEST,
-        "timeout" => exit::TIMEOUT,
-        "back_to_source_disabled" | "scheduler_unavailable" => exit::NO_SOURCE,
-        "output" | "no_space" => exit::OUTPUT,
-        "invalid_argument" => exit::USAGE,
-        _ => match status.code() {
+/// The exit code for a failed call: by its reason when the daemon gave one
+/// this build knows, else by the gRPC code (a status without a reason came
+/// from the transport, not from the daemon's error mapping).
+pub(super) fn code_for(status: &tonic::Status) -> i32 {
+    match darter_common::status::reason(status) {
+        Some(reason) => exit::for_reason(reason),
+        None => match status.code() {
             Code::DeadlineExceeded => exit::TIMEOUT,
-            Code::Unavailable if reason.is_empty() => exit::NO_DAEMON,
+            Code::Unavailable if !darter_common::status::has_reason(status) => exit::NO_DAEMON,
             _ => exit::FAILED,
         },
     }

@@ -23,6 +23,8 @@ pub use client::{Failure, connect, run};
 
 /// Exit codes; see the module doc.
 pub mod exit {
+    use darter_common::status::Reason;
+
     /// Success.
     pub const OK: i32 = 0;
     /// Other failure.
@@ -41,4 +43,151 @@ pub mod exit {
     pub const NO_SOURCE: i32 = 7;
     /// Output not writable.
     pub const OUTPUT: i32 = 8;
+
+    /// The exit code for a failure the daemon gave `reason` for. Every
+    /// reason is named (no catch-all), so a new one needs a decision here.
+    pub fn for_reason(reason: Reason) -> i32 {
+        match reason {
+            Reason::OriginStatus | Reason::OriginUnavailable | Reason::OriginProtocol | Reason::OriginChanged => ORIGIN,
+            Reason::DigestMismatch => DIGEST,
+            Reason::Timeout => TIMEOUT,
+            Reason::BackToSourceDisabled | Reason::SchedulerUnavailable => NO_SOURCE,
+            Reason::Output | Reason::NoSpace => OUTPUT,
+            Reason::InvalidArgument => USAGE,
+            // The daemon's other reasons.
+            Reason::SchedulerRefused
+            | Reason::TaskNotFound
+            | Reason::TaskBusy
+            | Reason::Storage
+            | Reason::Abandoned
+            | Reason::ShuttingDown
+            | Reason::NotSeedPeer => FAILED,
+            // The manager's and the scheduler's: a daemon does not pass them on.
+            Reason::NotFound
+            | Reason::AlreadyExists
+            | Reason::Conflict
+            | Reason::Unauthenticated
+            | Reason::PermissionDenied
+            | Reason::NoCluster
+            | Reason::Internal
+            | Reason::NotRegistered
+            | Reason::OutOfOrder
+            | Reason::StreamMismatch
+            | Reason::TaskIdMismatch
+            | Reason::UnknownHost
+            | Reason::Geometry
+            | Reason::PieceOutOfRange
+            | Reason::NoReferenceDigest
+            | Reason::TooManyReschedules
+            | Reason::Evicted
+            | Reason::Stalled => FAILED,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use darter_common::status::{REASON_KEY, Reason, with_reason};
+    use tonic::{Code, Status};
+
+    use super::exit;
+
+    /// README's exit-code table (section "dfget"): code -> meaning.
+    fn readme_table() -> std::collections::BTreeMap<i32, String> {
+        let readme = include_str!("../../../README.md");
+        let section = readme.split("\n## dfget\n").nth(1).expect("README has a dfget section");
+        let section = section.split("\n## ").next().unwrap();
+        section
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.trim().trim_matches('|').split('|').map(str::trim).collect();
+                Some((cells.first()?.parse().ok()?, cells.get(1)?.to_string()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_lists_every_exit_code() {
+        let table = readme_table();
+        let codes: Vec<i32> = table.keys().copied().collect();
+        assert_eq!(
+            codes,
+            [
+                exit::OK,
+                exit::FAILED,
+                exit::USAGE,
+                exit::NO_DAEMON,
+                exit::ORIGIN,
+                exit::DIGEST,
+                exit::TIMEOUT,
+                exit::NO_SOURCE,
+                exit::OUTPUT
+            ]
+        );
+    }
+
+    /// For every reason, words of the README row its exit code must land on.
+    #[test]
+    fn every_reason_exits_as_the_readme_says() {
+        let expected: &[(Reason, &str)] = &[
+            (Reason::InvalidArgument, "bad command line or request"),
+            (Reason::NotFound, "other failure"),
+            (Reason::ShuttingDown, "other failure"),
+            (Reason::DigestMismatch, "does not match `--digest`"),
+            (Reason::OriginStatus, "origin failed: error status"),
+            (Reason::OriginUnavailable, "unreachable"),
+            (Reason::OriginProtocol, "broken body"),
+            (Reason::OriginChanged, "origin failed"),
+            (Reason::Timeout, "timed out"),
+            (Reason::BackToSourceDisabled, "back-to-source disabled and no peer has the content"),
+            (Reason::SchedulerUnavailable, "no scheduler is reachable"),
+            (Reason::SchedulerRefused, "other failure"),
+            (Reason::TaskNotFound, "other failure"),
+            (Reason::TaskBusy, "other failure"),
+            (Reason::Output, "output not writable"),
+            (Reason::NoSpace, "disk full"),
+            (Reason::Storage, "other failure"),
+            (Reason::Abandoned, "other failure"),
+            (Reason::NotSeedPeer, "other failure"),
+            (Reason::AlreadyExists, "other failure"),
+            (Reason::Conflict, "other failure"),
+            (Reason::Unauthenticated, "other failure"),
+            (Reason::PermissionDenied, "other failure"),
+            (Reason::NoCluster, "other failure"),
+            (Reason::Internal, "other failure"),
+            (Reason::NotRegistered, "other failure"),
+            (Reason::OutOfOrder, "other failure"),
+            (Reason::StreamMismatch, "other failure"),
+            (Reason::TaskIdMismatch, "other failure"),
+            (Reason::UnknownHost, "other failure"),
+            (Reason::Geometry, "other failure"),
+            (Reason::PieceOutOfRange, "other failure"),
+            (Reason::NoReferenceDigest, "other failure"),
+            (Reason::TooManyReschedules, "other failure"),
+            (Reason::Evicted, "other failure"),
+            (Reason::Stalled, "other failure"),
+        ];
+        for r in Reason::ALL {
+            assert!(expected.iter().any(|(e, _)| e == r), "{r:?} has no expected README row here");
+        }
+        let table = readme_table();
+        for &(reason, words) in expected {
+            let code = exit::for_reason(reason);
+            let row = table.get(&code).unwrap_or_else(|| panic!("{reason:?} exits {code}, not in the README"));
+            assert!(row.contains(words), "{reason:?} exits {code} ({row:?}); the README puts it under {words:?}");
+            let status = with_reason(Code::Unknown, String::new(), reason);
+            assert_eq!(super::client::code_for(&status), code, "{reason:?} through a status");
+        }
+    }
+
+    #[test]
+    fn statuses_without_a_known_reason_exit_by_their_code() {
+        assert_eq!(super::client::code_for(&Status::unavailable("connection refused")), exit::NO_DAEMON);
+        assert_eq!(super::client::code_for(&Status::deadline_exceeded("slow")), exit::TIMEOUT);
+        assert_eq!(super::client::code_for(&Status::internal("x")), exit::FAILED);
+        // A newer daemon's reason this dfget does not know: the daemon answered.
+        let mut newer = Status::unavailable("busy");
+        newer.metadata_mut().insert(REASON_KEY, "from_a_newer_daemon".parse().unwrap());
+        assert_eq!(super::client::code_for(&newer), exit::FAILED);
+    }
 }

@@ -80,9 +80,11 @@ impl DfdaemonDownload for DownloadService {
     async fn delete_task(&self, request: Request<dpb::DeleteTaskRequest>) -> Result<TonicResponse<()>, Status> {
         let id = parse_task_id(&request.into_inner().task_id)?;
         let storage = self.tasks.storage().clone();
+        let shown = id.to_string();
+        // A panic in the blocking removal is a storage failure like any other.
         tokio::task::spawn_blocking(move || storage.remove(&id, false))
             .await
-            .map_err(|e| Status::internal(e.to_string()))??;
+            .map_err(|e| Error::Storage(format!("removing task {shown}: {e}")))??;
         Ok(TonicResponse::new(()))
     }
 

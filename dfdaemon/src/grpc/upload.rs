@@ -103,7 +103,7 @@ impl DfdaemonUpload for UploadService {
         // Triggers make a daemon fetch a URL for whoever asks: only seed peers
         // take them (and should listen where only schedulers reach them).
         if !self.seed {
-            return Err(Status::failed_precondition("this dfdaemon is not a seed peer; download triggers are refused"));
+            return Err(Error::NotSeedPeer.into());
         }
         let req = request.into_inner();
         let mut download =

@@ -22,6 +22,7 @@ pub mod mitm;
 pub mod p2p;
 pub mod passthrough;
 pub mod range;
+pub mod refusal;
 pub mod target;
 pub mod tunnel;
 
@@ -31,7 +32,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use darter_common::digest::Digest;
-use http::{Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, header};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -44,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ProxyConfig;
 use crate::metrics::Metrics;
 use crate::task::TaskManager;
+use refusal::Refusal;
 use target::{Mode, TargetError};
 
 /// Connections open at once; more are closed on accept.
@@ -148,8 +150,8 @@ impl Proxy {
         let head = head_size(&req);
         if head > self.config.max_header_bytes.as_u64() {
             self.metrics.proxy_request("any", "refused");
-            let message = format!("request head of {head} bytes exceeds proxy.max_header_bytes");
-            return error(Mode::Forward, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "DENIED", &message);
+            return Refusal::HeadTooLarge { size: head, limit: self.config.max_header_bytes.as_u64() }
+                .response(Mode::Forward);
         }
         if req.method() == Method::CONNECT {
             return self.connect(req).await;
@@ -170,11 +172,7 @@ impl Proxy {
             Ok(u) => u,
             Err(e) => {
                 self.metrics.proxy_request(mode_label, "refused");
-                let status = match e {
-                    TargetError::Bad(_) => StatusCode::BAD_REQUEST,
-                    TargetError::NotAllowed(_) => StatusCode::FORBIDDEN,
-                };
-                return error(mode, status, "DENIED", &e.to_string());
+                return Refusal::from(e).response(mode);
             }
         };
         self.serve_url(req, mode, url).await
@@ -189,7 +187,7 @@ impl Proxy {
         };
         if let Some(bad) = invalid_blob_digest(url.path()) {
             self.metrics.proxy_request(mode_label, "refused");
-            return error(mode, StatusCode::BAD_REQUEST, "DIGEST_INVALID", &format!("invalid blob digest {bad:?}"));
+            return Refusal::DigestInvalid(bad.to_owned()).response(mode);
         }
         if req.method() == Method::GET && self.rules.iter().any(|r| r.is_match(url.as_str())) {
             let p2p = p2p::P2pRequest {
@@ -228,7 +226,7 @@ impl Proxy {
                     crate::backend::error_chain(&e.without_url())
                 );
                 tracing::warn!(error = %message, "proxy relay failed");
-                error(mode, StatusCode::BAD_GATEWAY, "UNAVAILABLE", &message)
+                Refusal::Upstream(message).response(mode)
             }
         }
     }
@@ -238,22 +236,20 @@ impl Proxy {
             Ok(a) => a,
             Err(e) => {
                 self.metrics.proxy_request("connect", "refused");
-                let status = match e {
-                    TargetError::Bad(_) => StatusCode::BAD_REQUEST,
-                    TargetError::NotAllowed(_) => StatusCode::FORBIDDEN,
-                };
-                return error(Mode::Forward, status, "DENIED", &e.to_string());
+                return Refusal::from(e).response(Mode::Forward);
             }
         };
-        if self.interceptor.is_some() {
-            return self.intercept(req, addr);
+        if let Some(interceptor) = &self.interceptor {
+            let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
+            return match interceptor.server_config(host) {
+                Ok(config) => self.intercept(req, addr, config),
+                Err(e) => Refusal::Intercept(e).response(Mode::Forward),
+            };
         }
         let target = match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&addr)).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return error(Mode::Forward, StatusCode::BAD_GATEWAY, "UNAVAILABLE", &format!("{addr}: {e}")),
-            Err(_) => {
-                return error(Mode::Forward, StatusCode::GATEWAY_TIMEOUT, "UNAVAILABLE", &format!("{addr}: timeout"));
-            }
+            Ok(Err(e)) => return Refusal::Upstream(format!("{addr}: {e}")).response(Mode::Forward),
+            Err(_) => return Refusal::UpstreamTimeout(addr).response(Mode::Forward),
         };
         self.metrics.proxy_request("connect", "tunnel");
         tokio::spawn(async move {
@@ -269,13 +265,12 @@ impl Proxy {
 impl Proxy {
     /// Answers the `CONNECT` itself, then terminates TLS with a certificate for
     /// the host and serves the requests inside as `https://<addr>/...`.
-    fn intercept(self: Arc<Self>, req: Request<Incoming>, addr: String) -> Response<ProxyBody> {
-        let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h).to_owned();
-        let config = match self.interceptor.as_ref().map(|i| i.server_config(&host)) {
-            Some(Ok(c)) => c,
-            Some(Err(e)) => return error(Mode::Forward, StatusCode::BAD_GATEWAY, "DENIED", &e),
-            None => return error(Mode::Forward, StatusCode::INTERNAL_SERVER_ERROR, "DENIED", "no interceptor"),
-        };
+    fn intercept(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        addr: String,
+        config: Arc<rustls::ServerConfig>,
+    ) -> Response<ProxyBody> {
         self.metrics.proxy_request("connect", "intercepted");
         tokio::spawn(async move {
             let upgraded = match hyper::upgrade::on(req).await {
@@ -293,7 +288,8 @@ impl Proxy {
                     let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
                     let resp = match url::Url::parse(&format!("https://{addr}{path}")) {
                         Ok(url) => this.serve_url(req, Mode::Forward, url).await,
-                        Err(e) => error(Mode::Forward, StatusCode::BAD_REQUEST, "DENIED", &e.to_string()),
+                        Err(e) => Refusal::from(TargetError::Bad(format!("https://{addr}{path}: {e}")))
+                            .response(Mode::Forward),
                     };
                     Ok::<_, Infallible>(resp)
                 }
@@ -333,22 +329,6 @@ fn invalid_blob_digest(path: &str) -> Option<&str> {
     let hex = last.strip_prefix("sha256:")?;
     let ok = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     (!ok).then_some(last)
-}
-
-/// An error answer: the registry API's JSON for mirror requests, text for the proxy.
-fn error(mode: Mode, status: StatusCode, code: &str, message: &str) -> Response<ProxyBody> {
-    let (content_type, body) = match mode {
-        Mode::Mirror => (
-            "application/json",
-            serde_json::json!({"errors": [{"code": code, "message": message, "detail": "darter dfdaemon proxy"}]})
-                .to_string(),
-        ),
-        Mode::Forward => ("text/plain; charset=utf-8", format!("darter proxy: {message}\n")),
-    };
-    let mut resp = Response::new(full(body));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
-    resp
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::config::ProxyConfig;
 /// mirror request, for clients that do not send `ns`.
 pub const REGISTRY_HEADER: &str = "x-darter-registry";
 
-/// Why a request cannot be proxied; the status to answer with.
+/// Why a request cannot be proxied (answered as a [`super::refusal::Refusal`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
     /// Malformed (400).

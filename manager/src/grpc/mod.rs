@@ -64,8 +64,9 @@ impl ManagerService {
                 Err(e) => tracing::warn!(error = %e, "unreadable cached answer; recomputing"),
             }
         }
-        let resolved =
-            resolve(&self.ctx.store, &peer).await.inspect_err(|e| self.ctx.metrics.list_schedulers(e.reason()))?;
+        let resolved = resolve(&self.ctx.store, &peer)
+            .await
+            .inspect_err(|e| self.ctx.metrics.list_schedulers(e.reason().as_str()))?;
         self.ctx.metrics.list_schedulers("database");
         tracing::debug!(
             peer_ip = %peer.ip, hostname = %peer.hostname, cluster_id = resolved.cluster.id,

@@ -65,7 +65,7 @@ impl IntoResponse for ApiError {
             Error::InvalidArgument { field, .. } => Some(field.to_string()),
             _ => None,
         };
-        let body = ErrorBody { error: ErrorDetail { code: e.reason().to_owned(), message, field } };
+        let body = ErrorBody { error: ErrorDetail { code: e.reason().as_str().to_owned(), message, field } };
         let mut response = (status(&e), Json(body)).into_response();
         if matches!(e, Error::Unauthenticated(_)) {
             response

@@ -57,7 +57,7 @@ impl Context {
     }
 
     fn reject(&self, e: Error) -> Status {
-        self.metrics.rejected(e.reason());
+        self.metrics.rejected(e.reason().as_str());
         Status::from(e)
     }
 }

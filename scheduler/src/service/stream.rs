@@ -85,12 +85,12 @@ fn report(ctx: &Context, session: Option<&Session>, claimed: &(String, String), 
         Error::Evicted(_) => tracing::info!(%task_id, %host_id, reason = %e, "announce stream closed"),
         // Normal after a scheduler restart, until the host announces again.
         Error::UnknownHost(_) => {
-            ctx.metrics.rejected(e.reason());
+            ctx.metrics.rejected(e.reason().as_str());
             tracing::info!(%task_id, %host_id, error = %e, "announce stream refused");
         }
         _ => {
-            ctx.metrics.rejected(e.reason());
-            tracing::warn!(%task_id, %host_id, reason = e.reason(), error = %e, "announce stream refused");
+            ctx.metrics.rejected(e.reason().as_str());
+            tracing::warn!(%task_id, %host_id, reason = e.reason().as_str(), error = %e, "announce stream refused");
         }
     }
 }

@@ -1,0 +1,81 @@
+//! dfdaemon run in this process through `dfdaemon::run`, on listeners bound to
+//! `127.0.0.1:0` and a socket in a temporary directory: it serves, answers
+//! `/healthz`, and stops on its own when told to, within the drain deadline
+//! (no process to kill).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use darter_proto::dfdaemon::v1::dfdaemon_download_client::DfdaemonDownloadClient;
+use dfdaemon::config::Config;
+use dfdaemon::{DRAIN_TIMEOUT, Daemon, Listeners};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio_util::sync::CancellationToken;
+
+/// A config under `dir` with every TCP listener on an ephemeral loopback port.
+fn config(dir: &std::path::Path) -> Config {
+    let mut config = Config::default();
+    config.storage.data_dir = dir.join("data");
+    config.download.socket = dir.join("dfdaemon.sock");
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    config.upload.grpc_addr = any;
+    config.upload.piece_addr = any;
+    config.metrics.addr = any;
+    config.proxy.enabled = true;
+    config.proxy.addr = any;
+    config
+}
+
+/// `GET /healthz`: the status code, or `None` when nothing accepts.
+async fn healthz(addr: SocketAddr) -> Option<u16> {
+    let mut conn = tokio::net::TcpStream::connect(addr).await.ok()?;
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: dfdaemon\r\nConnection: close\r\n\r\n").await.ok()?;
+    let mut response = String::new();
+    conn.read_to_string(&mut response).await.ok()?;
+    response.split(' ').nth(1)?.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_serves_until_cancelled_then_drains_within_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let socket = config.download.socket.clone();
+    let listeners = Listeners::bind(&config).await.unwrap();
+    let metrics = listeners.metrics.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let daemon = tokio::spawn(dfdaemon::run(config, listeners, shutdown.clone()));
+
+    testkit::eventually::wait_until("/healthz 200", Duration::from_secs(10), || async {
+        healthz(metrics).await == Some(200)
+    })
+    .await
+    .unwrap();
+    // The download API answers on the socket.
+    let channel = dfdaemon::dfget::connect(&socket).await.expect("connect to the download socket");
+    let listed = DfdaemonDownloadClient::new(channel).list_tasks(()).await.expect("list tasks").into_inner();
+    assert!(listed.tasks.is_empty(), "{listed:?}");
+
+    shutdown.cancel();
+    let stopped = tokio::time::timeout(DRAIN_TIMEOUT, daemon)
+        .await
+        .expect("dfdaemon stopped within the drain deadline")
+        .expect("run did not panic");
+    stopped.expect("a requested stop is not an error");
+    assert!(!socket.exists(), "the download socket is removed");
+    assert_eq!(healthz(metrics).await, None, "the metrics server is closed");
+}
+
+#[tokio::test]
+async fn unusable_storage_is_a_start_up_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    // A file where the data directory should be.
+    std::fs::write(dir.path().join("data"), b"not a directory").unwrap();
+    config.storage.data_dir = dir.path().join("data");
+    let listeners = Listeners::bind(&config).await.unwrap();
+    let metrics = listeners.metrics.local_addr().unwrap();
+    let err = Daemon::build(config, listeners).await.expect_err("storage under a file cannot open");
+    let tasks = dir.path().join("data/tasks");
+    assert!(format!("{err:#}").contains(&format!("create {}", tasks.display())), "{err:#}");
+    assert_eq!(healthz(metrics).await, None, "nothing was served");
+}
