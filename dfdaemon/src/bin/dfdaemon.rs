@@ -24,7 +24,7 @@ struct Cli {
     /// Download API unix socket (download.socket).
     #[arg(long)]
     download_socket: Option<PathBuf>,
-    /// Upload gRPC address (upload.grpc_addr); `--upload-addr` is its old spelling.
+    /// Upload gRPC address (upload.grpc_addr); the alias is the old spelling.
     #[arg(long, visible_alias = "upload-addr", value_name = "ADDR")]
     upload_grpc_addr: Option<SocketAddr>,
     /// Piece data address (upload.piece_addr).
