@@ -4,10 +4,17 @@
 //! field (`storage.gc.high_watermark: ...`).
 //!
 //! Overrides address fields by dotted path (`storage.data_dir`). Environment
-//! variables map onto the same paths: with prefix `DFDAEMON`,
-//! `DFDAEMON__STORAGE__DATA_DIR=/x` sets `storage.data_dir`. Values are read
-//! as YAML scalars, so `8`, `true` and `64MiB` all mean what they look like.
+//! variables map onto the same paths under the binary's own prefix (`MANAGER`,
+//! `SCHEDULER`, `DFDAEMON`): `DFDAEMON__STORAGE__DATA_DIR=/x` sets
+//! `storage.data_dir`. Values are read as YAML scalars, so `8`, `true` and
+//! `64MiB` all mean what they look like.
+//!
+//! A field that was renamed keeps its old spelling readable
+//! ([`Validate::RENAMED`]): in a file, an env var or a flag, the old dotted path
+//! sets the new one. [`dotted_keys`] and [`documented_keys`] let each binary's
+//! tests check that its docs list exactly the keys `--print-config` prints.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -30,8 +37,17 @@ impl FieldError {
     }
 }
 
-/// A config that can check itself after loading.
+/// A config that can check itself after loading, and says which of its
+/// fields were renamed or hold secrets.
 pub trait Validate {
+    /// Old spellings still read, `(old dotted path, new dotted path)`: a file,
+    /// env var or flag naming the old path sets the new one (a section the old
+    /// key leaves empty goes with it). A file with both is an error naming both.
+    const RENAMED: &'static [(&'static str, &'static str)] = &[];
+
+    /// Dotted paths of secrets: `--print-config` prints them as `null`.
+    const SECRETS: &'static [&'static str] = &[];
+
     /// Checks cross-field rules and ranges; the error names the field.
     fn validate(&self) -> Result<(), FieldError>;
 }
@@ -92,6 +108,21 @@ where
     if doc.is_null() {
         doc = Value::Mapping(Mapping::new());
     }
+    for (old, new) in T::RENAMED {
+        let Some(value) = take_path(&mut doc, old) else { continue };
+        if get_path(&doc, new).is_some() {
+            return Err(ConfigError::Parse {
+                origin,
+                field: (*old).to_string(),
+                message: format!("is the old name of {new}; set only {new}"),
+            });
+        }
+        set_path(&mut doc, new, value).map_err(|message| ConfigError::Parse {
+            origin: origin.clone(),
+            field: (*new).to_string(),
+            message,
+        })?;
+    }
     let env_marker = format!("{env_prefix}__");
     let mut env_overrides: Vec<(String, String)> = env
         .into_iter()
@@ -104,6 +135,7 @@ where
     for (field, value) in
         env_overrides.iter().map(|(f, v)| (f.as_str(), v)).chain(overrides.iter().map(|(f, v)| (*f, v)))
     {
+        let field = T::RENAMED.iter().find(|(old, _)| *old == field).map_or(field, |(_, new)| *new);
         set_path(&mut doc, field, parse_scalar(value)).map_err(|message| ConfigError::Parse {
             origin: origin.clone(),
             field: field.to_string(),
@@ -154,6 +186,111 @@ fn set_path(doc: &mut Value, dotted: &str, value: Value) -> Result<(), String> {
         cur = map.entry(key).or_insert(Value::Mapping(Mapping::new()));
     }
     Ok(())
+}
+
+fn get_path<'a>(doc: &'a Value, dotted: &str) -> Option<&'a Value> {
+    dotted.split('.').try_fold(doc, |cur, part| cur.as_mapping()?.get(part))
+}
+
+/// Removes the value at `dotted`, and the sections its removal leaves empty.
+fn take_path(doc: &mut Value, dotted: &str) -> Option<Value> {
+    let (parent, last) = match dotted.rsplit_once('.') {
+        Some((parent, last)) => (Some(parent), last),
+        None => (None, dotted),
+    };
+    let mut section = &mut *doc;
+    for part in parent.into_iter().flat_map(|p| p.split('.')) {
+        section = section.as_mapping_mut()?.get_mut(part)?;
+    }
+    let map = section.as_mapping_mut()?;
+    let value = map.remove(last)?;
+    if let Some(parent) = parent
+        && map.is_empty()
+    {
+        take_path(doc, parent);
+    }
+    Some(value)
+}
+
+/// Deserializes a list of strings written either as a list or, as an old
+/// single-valued key was, as one string (`addr: host:port`).
+pub fn one_or_many<'de, D>(deserializer: D) -> Result<Vec<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(serde::Deserialize)]
+    #[serde(untagged, expecting = "a string or a list of strings")]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match serde::Deserialize::deserialize(deserializer)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// The dotted paths of a YAML document's leaves (`log.level`); a list, an
+/// empty section and `null` are leaves.
+pub fn dotted_keys(doc: &Value) -> BTreeSet<String> {
+    fn walk(prefix: &str, value: &Value, out: &mut BTreeSet<String>) {
+        match value {
+            Value::Mapping(m) if !m.is_empty() => {
+                for (k, v) in m {
+                    let key = match k {
+                        Value::String(s) => s.clone(),
+                        other => serde_yaml_ng::to_string(other).unwrap_or_default().trim().to_string(),
+                    };
+                    walk(&if prefix.is_empty() { key } else { format!("{prefix}.{key}") }, v, out);
+                }
+            }
+            _ if !prefix.is_empty() => {
+                out.insert(prefix.to_string());
+            }
+            _ => {}
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk("", doc, &mut out);
+    out
+}
+
+/// Heading of the section of a binary's doc that lists every config key.
+pub const REFERENCE_HEADING: &str = "## Config reference";
+
+/// The keys a Markdown document lists in its config reference: the first
+/// fenced `yaml` block after the [`REFERENCE_HEADING`] line, flattened with
+/// [`dotted_keys`].
+pub fn documented_keys(markdown: &str) -> Result<BTreeSet<String>, String> {
+    let mut lines = markdown.lines().skip_while(|l| l.trim_end() != REFERENCE_HEADING);
+    if lines.next().is_none() {
+        return Err(format!("no {REFERENCE_HEADING:?} heading"));
+    }
+    let mut lines = lines.skip_while(|l| l.trim_end() != "```yaml");
+    if lines.next().is_none() {
+        return Err(format!("no ```yaml block after {REFERENCE_HEADING:?}"));
+    }
+    let block: Vec<&str> = lines.take_while(|l| l.trim_end() != "```").collect();
+    let doc: Value =
+        serde_yaml_ng::from_str(&block.join("\n")).map_err(|e| format!("the config reference is not YAML: {e}"))?;
+    Ok(dotted_keys(&doc))
+}
+
+/// Compares the keys a binary printed (`--print-config` output) with those its
+/// doc lists; the error names the keys missing from the doc and those the doc
+/// has in excess.
+pub fn check_documented(printed_yaml: &str, markdown: &str) -> Result<(), String> {
+    let printed: Value = serde_yaml_ng::from_str(printed_yaml).map_err(|e| format!("printed config: {e}"))?;
+    let printed = dotted_keys(&printed);
+    let documented = documented_keys(markdown)?;
+    let missing: Vec<&String> = printed.difference(&documented).collect();
+    let extra: Vec<&String> = documented.difference(&printed).collect();
+    if missing.is_empty() && extra.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "config reference differs from --print-config: missing from the doc {missing:?}; in the doc but not in the config {extra:?}"
+    ))
 }
 
 /// [`load`] for a binary's `main`: on error prints `<binary>: <error>` and
@@ -242,5 +379,75 @@ mod tests {
         assert!(e.contains("/nonexistent/x.yaml"), "{e}");
         let f = write("inner: [1, 2\n");
         assert!(load::<Cfg, _>(Some(f.path()), "T", vec![], &[]).is_err());
+    }
+
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(deny_unknown_fields, default)]
+    struct Section {
+        #[serde(deserialize_with = "one_or_many")]
+        addrs: Vec<String>,
+        interval: u32,
+    }
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(deny_unknown_fields, default)]
+    struct Renamed {
+        m: Section,
+        metrics_addr: String,
+    }
+    impl Validate for Renamed {
+        const RENAMED: &'static [(&'static str, &'static str)] =
+            &[("m.addr", "m.addrs"), ("m.old_interval", "m.interval"), ("metrics.addr", "metrics_addr")];
+        fn validate(&self) -> Result<(), FieldError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn old_spellings_set_the_new_fields_in_every_layer() {
+        let f = write("m:\n  addr: a:1\n  old_interval: 3\nmetrics:\n  addr: x:2\n");
+        let c: Renamed = load(Some(f.path()), "T", vec![], &[]).unwrap();
+        assert_eq!((c.m.addrs, c.m.interval, c.metrics_addr.as_str()), (vec!["a:1".to_string()], 3, "x:2"));
+        // A later layer's old spelling overrides an earlier layer's new one.
+        let f = write("m:\n  addrs: [a:1, b:1]\n");
+        let env = vec![("T__M__ADDR".to_string(), "c:1".to_string()), ("T__METRICS__ADDR".into(), "y:2".into())];
+        let c: Renamed = load(Some(f.path()), "T", env, &[]).unwrap();
+        assert_eq!((c.m.addrs, c.metrics_addr.as_str()), (vec!["c:1".to_string()], "y:2"));
+        let c: Renamed = load(Some(f.path()), "T", vec![], &[("m.old_interval", "9".into())]).unwrap();
+        assert_eq!((c.m.addrs.len(), c.m.interval), (2, 9));
+        // Both spellings in one file: ambiguous.
+        let f = write("m:\n  addr: a:1\n  addrs: [b:1]\n");
+        let e = load::<Renamed, _>(Some(f.path()), "T", vec![], &[]).unwrap_err().to_string();
+        assert!(e.contains("m.addr: is the old name of m.addrs"), "{e}");
+        // An unrenamed unknown key in the old section is still refused.
+        let f = write("metrics:\n  addr: x:2\n  port: 3\n");
+        let e = load::<Renamed, _>(Some(f.path()), "T", vec![], &[]).unwrap_err().to_string();
+        assert!(e.contains("metrics"), "{e}");
+        let f = write("m:\n  addrs: 7\n");
+        let e = load::<Renamed, _>(Some(f.path()), "T", vec![], &[]).unwrap_err().to_string();
+        assert!(e.contains("m.addrs") && e.contains("a string or a list of strings"), "{e}");
+    }
+
+    #[test]
+    fn documented_keys_match_printed_ones_or_name_the_difference() {
+        let printed = "a: 1\nlog:\n  level: info\n  format: text\nlist: []\nempty: {}\nnone: null\n";
+        let keys = dotted_keys(&serde_yaml_ng::from_str(printed).unwrap());
+        let want = ["a", "empty", "list", "log.format", "log.level", "none"];
+        assert_eq!(keys.iter().map(String::as_str).collect::<Vec<_>>(), want);
+        let doc = |yaml: &str| {
+            format!("# x\n\n```yaml\nnot: this\n```\n\n{REFERENCE_HEADING}\n\ntext\n\n```yaml\n{yaml}```\nafter: 1\n")
+        };
+        check_documented(
+            printed,
+            &doc("a: 1   # one\nlog: {level: info, format: text}\nlist: []\nempty: {}\nnone: null\n"),
+        )
+        .unwrap();
+        let e =
+            check_documented(printed, &doc("a: 1\nlog: {level: info, fmt: text}\nlist: []\nempty: {}\n")).unwrap_err();
+        assert!(
+            e.contains(r#"missing from the doc ["log.format", "none"]"#)
+                && e.contains(r#"not in the config ["log.fmt"]"#),
+            "{e}"
+        );
+        assert!(documented_keys("```yaml\na: 1\n```\n").unwrap_err().contains("heading"));
     }
 }

@@ -1,8 +1,28 @@
 //! This machine as a member advertises itself to the rest of the cluster: its
 //! host name, and the IP other hosts reach it on when the listener it serves on
-//! is bound to every interface.
+//! is bound to every interface. Both the scheduler's and dfdaemon's `host:`
+//! sections carry `hostname: Option<String>` and `ip: Option<IpAddr>`, checked
+//! by [`validate`].
 
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+
+use crate::config::FieldError;
+
+/// Checks a config's `host.hostname` and `host.ip` (`section` is `host`):
+/// a name, when given, is not blank; an IP, when given, is one others can
+/// reach (not `0.0.0.0`/`::`).
+pub fn validate(section: &str, hostname: Option<&str>, ip: Option<IpAddr>) -> Result<(), FieldError> {
+    if ip.is_some_and(|ip| ip.is_unspecified()) {
+        return Err(FieldError::new(format!("{section}.ip"), "must be a reachable address, not 0.0.0.0/::"));
+    }
+    if hostname.is_some_and(|h| h.trim().is_empty()) {
+        return Err(FieldError::new(
+            format!("{section}.hostname"),
+            "must not be empty (leave it out for the OS host name)",
+        ));
+    }
+    Ok(())
+}
 
 /// The OS host name, or `localhost` when it cannot be read.
 pub fn os_hostname() -> String {
@@ -43,6 +63,14 @@ mod tests {
         let ip: IpAddr = "10.1.2.3".parse().unwrap();
         assert_eq!(advertised_ip(ip), ip);
         assert_eq!(advertised_ip(IpAddr::V4(Ipv4Addr::LOCALHOST)), IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+
+    #[test]
+    fn host_facts_are_checked_naming_the_field() {
+        validate("host", None, None).unwrap();
+        validate("host", Some("h"), Some("10.0.0.1".parse().unwrap())).unwrap();
+        assert_eq!(validate("host", None, Some("::".parse().unwrap())).unwrap_err().field, "host.ip");
+        assert_eq!(validate("host", Some(" "), None).unwrap_err().field, "host.hostname");
     }
 
     #[test]

@@ -1,7 +1,12 @@
 //! What every Darter binary needs, and nothing a single service owns.
 //!
-//! - [`config`]: read YAML -> apply `DARTER_*` env overrides -> fill defaults ->
-//!   validate, with one error message naming the bad field;
+//! - [`config`]: read YAML -> apply env overrides (`MANAGER__*`, `SCHEDULER__*`,
+//!   `DFDAEMON__*`: each binary its own prefix) -> apply flags -> fill defaults ->
+//!   validate, with one error message naming the bad field; old spellings of
+//!   renamed fields still read;
+//! - [`cli`]: the flags every service binary shares (`--config`, `--log-level`,
+//!   `--log-format`, `--print-config`, `--ready-file`) and the one path from
+//!   flags to a loaded (or printed) config;
 //! - [`units`]: human units in config (`64MiB`, `30s`);
 //! - [`telemetry`]: `tracing` logs (text or JSON), OTLP trace export, the
 //!   Prometheus `/metrics` + `/healthz` endpoint;
@@ -17,6 +22,7 @@
 //! - [`manager_client`]: the manager's client for schedulers and dfdaemons
 //!   (`ListSchedulers`, and the register + keepalive membership loop).
 
+pub mod cli;
 pub mod config;
 pub mod digest;
 pub mod host;

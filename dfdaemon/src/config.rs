@@ -1,7 +1,7 @@
 //! dfdaemon's config: `dfdaemon.yaml`, `DFDAEMON__*` env overrides, CLI flags.
 //! Loaded as read -> defaults -> validate; every field has a documented default.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 pub const ENV_PREFIX: &str = "DFDAEMON";
 
 /// The whole config.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Facts about this host.
@@ -35,8 +35,8 @@ pub struct Config {
     pub upload: UploadConfig,
     /// The registry mirror and HTTP proxy.
     pub proxy: ProxyConfig,
-    /// Prometheus metrics and health.
-    pub metrics: MetricsConfig,
+    /// `/metrics` and `/healthz` (default `0.0.0.0:4002`; formerly `metrics.addr`).
+    pub metrics_addr: SocketAddr,
     /// Logs.
     pub log: LogConfig,
     /// OpenTelemetry trace export.
@@ -52,7 +52,7 @@ pub struct HostConfig {
     /// IP other peers reach this host on (default: the upload listener's IP
     /// when it names one; else the address of the default route's interface;
     /// else 127.0.0.1). The manager also matches this host's cluster by it.
-    pub ip: Option<String>,
+    pub ip: Option<IpAddr>,
     /// IDC of this host (default empty).
     pub idc: String,
     /// Location `country|province|city|...` (default empty).
@@ -91,7 +91,9 @@ pub struct ManagerConfig {
     /// Manager gRPC addresses (`host:port`; replicas of one deployment).
     /// Empty (default): no manager, the schedulers are `scheduler.addrs`.
     /// Set: the schedulers are the active ones of the cluster the manager
-    /// matches this host to, and a seed peer registers with it.
+    /// matches this host to, and a seed peer registers with it. One string
+    /// reads as a list of one.
+    #[serde(deserialize_with = "darter_common::config::one_or_many")]
     pub addrs: Vec<String>,
     /// Ask for this cluster explicitly (default none: the manager matches the
     /// host by CIDR, hostname, IDC, location, else the default cluster). A
@@ -280,20 +282,6 @@ impl Default for UploadConfig {
     }
 }
 
-/// `metrics:`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MetricsConfig {
-    /// `/metrics` and `/healthz` (default `0.0.0.0:4002`).
-    pub addr: SocketAddr,
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        Self { addr: ([0, 0, 0, 0], 4002).into() }
-    }
-}
-
 /// `proxy:` — the registry mirror (containerd `hosts.toml`) and HTTP proxy on
 /// one port.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -376,7 +364,29 @@ impl ProxyConfig {
     }
 }
 
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            host: HostConfig::default(),
+            storage: StorageConfig::default(),
+            download: DownloadConfig::default(),
+            back_to_source: BackToSourceConfig::default(),
+            scheduler: SchedulerConfig::default(),
+            manager: ManagerConfig::default(),
+            p2p: P2pConfig::default(),
+            upload: UploadConfig::default(),
+            proxy: ProxyConfig::default(),
+            metrics_addr: ([0, 0, 0, 0], 4002).into(),
+            log: LogConfig::default(),
+            tracing: TracingConfig::default(),
+        }
+    }
+}
+
 impl Validate for Config {
+    /// `metrics_addr` is spelled as the manager and scheduler spell it.
+    const RENAMED: &'static [(&'static str, &'static str)] = &[("metrics.addr", "metrics_addr")];
+
     fn validate(&self) -> Result<(), FieldError> {
         let gc = &self.storage.gc;
         if !(0.0..=1.0).contains(&gc.high_watermark) || gc.high_watermark == 0.0 {
@@ -435,10 +445,7 @@ impl Validate for Config {
         if self.upload.slots == 0 {
             return Err(FieldError::new("upload.slots", "must be at least 1"));
         }
-        if let Some(ip) = &self.host.ip {
-            ip.parse::<std::net::IpAddr>()
-                .map_err(|_| FieldError::new("host.ip", format!("{ip:?} is not an IP address")))?;
-        }
+        darter_common::host::validate("host", self.host.hostname.as_deref(), self.host.ip)?;
         self.proxy.validate()?;
         self.log.validate("log")?;
         self.tracing.validate("tracing")

@@ -11,7 +11,7 @@ use crate::config::Config;
 /// upload port so several daemons on one machine (tests, sandboxes) stay apart.
 pub fn facts(config: &Config, upload: SocketAddr, pieces: SocketAddr) -> pb::Host {
     let hostname = config.host.hostname.clone().unwrap_or_else(darter_common::host::os_hostname);
-    let ip = config.host.ip.clone().unwrap_or_else(|| darter_common::host::advertised_ip(upload.ip()).to_string());
+    let ip = config.host.ip.unwrap_or_else(|| darter_common::host::advertised_ip(upload.ip())).to_string();
     let kind = if config.host.seed { pb::HostType::Seed } else { pb::HostType::Normal };
     pb::Host {
         id: format!("{hostname}-{ip}-{}", upload.port()),

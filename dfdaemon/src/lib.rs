@@ -115,7 +115,7 @@ impl Listeners {
             download_path: path,
             upload: bind(config.upload.grpc_addr).await?,
             piece: bind(config.upload.piece_addr).await?,
-            metrics: bind(config.metrics.addr).await?,
+            metrics: bind(config.metrics_addr).await?,
             proxy: if config.proxy.enabled { Some(bind(config.proxy.addr).await?) } else { None },
         })
     }

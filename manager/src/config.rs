@@ -68,6 +68,8 @@ impl Default for Config {
 }
 
 impl Validate for Config {
+    const SECRETS: &'static [&'static str] = &["auth.root_password", "auth.jwt_secret"];
+
     fn validate(&self) -> Result<(), FieldError> {
         let scheme = self.database_url.split_once("://").map(|(s, _)| s);
         if !matches!(scheme, Some("sqlite" | "postgres" | "postgresql" | "mysql" | "mariadb")) {

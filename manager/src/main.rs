@@ -7,19 +7,23 @@
 //! `0.0.0.0:8081`) until SIGINT/SIGTERM.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use clap::Parser;
-use darter_common::config::load_or_exit;
+use darter_common::cli::{ServiceArgs, value};
 use manager::config::{Config, ENV_PREFIX};
 
 /// Darter's manager: clusters, their schedulers and seed peers.
 #[derive(Debug, Parser)]
-#[command(name = "manager", version, about)]
+#[command(
+    name = "manager",
+    version,
+    about,
+    after_help = "Environment: MANAGER__FIELD, MANAGER__SECTION__FIELD (e.g. MANAGER__AUTH__ROOT_PASSWORD=...) override the config file; flags override both."
+)]
 struct Cli {
-    /// Config file (YAML). Every field has a default; `MANAGER__FIELD` env vars override it.
-    #[arg(short, long)]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    service: ServiceArgs,
     /// gRPC address (grpc_addr; default 0.0.0.0:65003).
     #[arg(long)]
     grpc_addr: Option<SocketAddr>,
@@ -35,38 +39,18 @@ struct Cli {
     /// Database URL (database_url; default sqlite:///var/lib/darter/manager/manager.db?mode=rwc).
     #[arg(long)]
     database_url: Option<String>,
-    /// Once every listener is bound, write their addresses here as JSON
-    /// (`{"pid": N, "addresses": {"grpc": "127.0.0.1:40123", ...}}`): bind port 0
-    /// and read what the kernel picked.
-    #[arg(long, value_name = "PATH")]
-    ready_file: Option<PathBuf>,
-    /// Log level or filter (log.level).
-    #[arg(long)]
-    log_level: Option<String>,
 }
 
 impl Cli {
-    fn overrides(&self) -> Vec<(&'static str, String)> {
-        let mut o = Vec::new();
-        if let Some(a) = self.grpc_addr {
-            o.push(("grpc_addr", a.to_string()));
-        }
-        if let Some(a) = self.metrics_addr {
-            o.push(("metrics_addr", a.to_string()));
-        }
-        if let Some(a) = self.rest_addr {
-            o.push(("rest_addr", a.to_string()));
-        }
-        if let Some(u) = &self.redis_url {
-            o.push(("cache.redis_url", u.clone()));
-        }
-        if let Some(u) = &self.database_url {
-            o.push(("database_url", u.clone()));
-        }
-        if let Some(l) = &self.log_level {
-            o.push(("log.level", l.clone()));
-        }
-        o
+    /// This binary's own flags as `(dotted.path, value)`.
+    fn flags(&self) -> Vec<(&'static str, Option<String>)> {
+        vec![
+            ("grpc_addr", value(self.grpc_addr.as_ref())),
+            ("metrics_addr", value(self.metrics_addr.as_ref())),
+            ("rest_addr", value(self.rest_addr.as_ref())),
+            ("cache.redis_url", self.redis_url.clone()),
+            ("database_url", self.database_url.clone()),
+        ]
     }
 }
 
@@ -84,7 +68,7 @@ fn ensure_sqlite_dir(url: &str) -> std::io::Result<()> {
 
 fn main() {
     let cli = Cli::parse();
-    let config: Config = load_or_exit("manager", cli.config.as_deref(), ENV_PREFIX, &cli.overrides());
+    let config: Config = cli.service.load("manager", ENV_PREFIX, cli.flags());
     if let Err(e) = ensure_sqlite_dir(&config.database_url) {
         eprintln!("manager: database_url: cannot create the database directory: {e}");
         std::process::exit(2);
@@ -95,7 +79,7 @@ fn main() {
         "manager",
         &log,
         &tracing,
-        cli.ready_file.as_deref(),
+        cli.service.ready_file.as_deref(),
         || async move { manager::Listeners::bind(&bind_config).await },
         |listeners, shutdown| manager::run(config, listeners, shutdown),
     );

@@ -82,31 +82,41 @@ impl SeedPeerConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ManagerConfig {
-    /// The manager's gRPC address, `host:port` (also `--manager`). Unset
-    /// (default): no manager; seed peers come from `seed_peers` only.
-    pub addr: Option<String>,
-    /// Cluster to join (default 0: the manager's default cluster).
-    pub cluster_id: u64,
+    /// The manager's gRPC addresses, `host:port` (replicas of one deployment;
+    /// also `--manager`, repeatable). Empty (default): no manager; seed peers
+    /// come from `seed_peers` only. The old single `manager.addr` still reads.
+    #[serde(deserialize_with = "darter_common::config::one_or_many")]
+    pub addrs: Vec<String>,
+    /// Cluster to join (default none: the manager's default cluster). The old
+    /// spelling of none, `0`, still reads as none.
+    #[serde(deserialize_with = "zero_is_none")]
+    pub cluster_id: Option<u64>,
     /// How often a keepalive is sent on the open stream (default `5s`; the
     /// manager's grace period, 15s by default, should be a few of these).
     #[serde(with = "duration")]
     pub keepalive_interval: Duration,
     /// How often the cluster's active seed peers are asked of the manager
-    /// (default `10s`). Between answers, and while the manager is
-    /// unreachable, the last list stands.
+    /// (default `10s`; formerly `seed_peer_refresh_interval`). Between
+    /// answers, and while the manager is unreachable, the last list stands.
     #[serde(with = "duration")]
-    pub seed_peer_refresh_interval: Duration,
+    pub refresh_interval: Duration,
 }
 
 impl Default for ManagerConfig {
     fn default() -> Self {
         Self {
-            addr: None,
-            cluster_id: 0,
+            addrs: Vec::new(),
+            cluster_id: None,
             keepalive_interval: darter_common::manager_client::DEFAULT_KEEPALIVE_INTERVAL,
-            seed_peer_refresh_interval: Duration::from_secs(10),
+            refresh_interval: Duration::from_secs(10),
         }
     }
+}
+
+/// `cluster_id`: absent or `null` is none, and so is `0`, which is how none
+/// was written before it was an option.
+fn zero_is_none<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    Ok(Option::<u64>::deserialize(deserializer)?.filter(|&id| id != 0))
 }
 
 /// `host:`, what the scheduler registers with the manager (used only with a manager).
@@ -191,6 +201,9 @@ impl Default for GcConfig {
 }
 
 impl Validate for Config {
+    const RENAMED: &'static [(&'static str, &'static str)] =
+        &[("manager.addr", "manager.addrs"), ("manager.seed_peer_refresh_interval", "manager.refresh_interval")];
+
     fn validate(&self) -> Result<(), FieldError> {
         for (i, seed) in self.seed_peers.iter().enumerate() {
             if seed.port == 0 {
@@ -206,23 +219,19 @@ impl Validate for Config {
                 return Err(FieldError::new(format!("seed_peers[{i}]"), format!("{} is listed twice", seed.addr())));
             }
         }
-        if let Some(addr) = &self.manager.addr {
-            darter_common::manager_client::endpoint(addr).map_err(|e| FieldError::new("manager.addr", e))?;
+        for (i, a) in self.manager.addrs.iter().enumerate() {
+            darter_common::manager_client::endpoint(a)
+                .map_err(|e| FieldError::new(format!("manager.addrs[{i}]"), e))?;
         }
         for (field, value) in [
             ("manager.keepalive_interval", self.manager.keepalive_interval),
-            ("manager.seed_peer_refresh_interval", self.manager.seed_peer_refresh_interval),
+            ("manager.refresh_interval", self.manager.refresh_interval),
         ] {
             if value.is_zero() {
                 return Err(FieldError::new(field, "must be positive"));
             }
         }
-        if self.host.ip.is_some_and(|ip| ip.is_unspecified()) {
-            return Err(FieldError::new("host.ip", "must be a reachable address, not 0.0.0.0/::"));
-        }
-        if self.host.hostname.as_ref().is_some_and(|h| h.trim().is_empty()) {
-            return Err(FieldError::new("host.hostname", "must not be empty (leave it out for the OS host name)"));
-        }
+        darter_common::host::validate("host", self.host.hostname.as_deref(), self.host.ip)?;
         let s = &self.scheduling;
         if !(1..=64).contains(&s.candidate_parent_limit) {
             return Err(FieldError::new("scheduling.candidate_parent_limit", "must be between 1 and 64"));
@@ -274,27 +283,62 @@ mod tests {
         assert_eq!(c.scheduling.back_to_source_limit, 1);
         assert_eq!(c.gc.host_ttl, Duration::from_secs(300));
         assert!(c.seed_peers.is_empty());
-        assert_eq!(c.manager.addr, None);
+        assert!(c.manager.addrs.is_empty());
+        assert_eq!(c.manager.cluster_id, None);
         assert_eq!(c.manager.keepalive_interval, Duration::from_secs(5));
-        assert_eq!(c.manager.seed_peer_refresh_interval, Duration::from_secs(10));
+        assert_eq!(c.manager.refresh_interval, Duration::from_secs(10));
     }
 
     #[test]
     fn manager_section_parses_and_validates() {
-        let c = load_yaml("manager:\n  addr: manager:65003\n  cluster_id: 2\n  keepalive_interval: 1s\nhost:\n  ip: 10.0.0.5\n  idc: a\n")
-            .unwrap();
-        assert_eq!((c.manager.addr.as_deref(), c.manager.cluster_id), (Some("manager:65003"), 2));
+        let c = load_yaml(
+            "manager:\n  addrs: [manager:65003, replica:65003]\n  cluster_id: 2\n  keepalive_interval: 1s\nhost:\n  ip: 10.0.0.5\n  idc: a\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.manager.addrs.as_slice(), c.manager.cluster_id),
+            (&["manager:65003".into(), "replica:65003".into()][..], Some(2))
+        );
         assert_eq!(c.host.ip, Some("10.0.0.5".parse().unwrap()));
         for (yaml, field) in [
-            ("manager:\n  addr: 10.0.0.1\n", "manager.addr"),
-            ("manager:\n  addr: http://10.0.0.1:65003\n", "manager.addr"),
+            ("manager:\n  addrs: [10.0.0.1]\n", "manager.addrs[0]"),
+            ("manager:\n  addrs: [m:1, http://10.0.0.1:65003]\n", "manager.addrs[1]"),
             ("manager:\n  keepalive_interval: 0s\n", "manager.keepalive_interval"),
-            ("manager:\n  seed_peer_refresh_interval: 0s\n", "manager.seed_peer_refresh_interval"),
+            ("manager:\n  refresh_interval: 0s\n", "manager.refresh_interval"),
             ("host:\n  ip: 0.0.0.0\n", "host.ip"),
+            ("host:\n  hostname: ''\n", "host.hostname"),
         ] {
             let e = load_yaml(yaml).unwrap_err();
             assert!(e.contains(field), "{yaml}: {e}");
         }
+    }
+
+    /// Files written before `manager.addrs`, `cluster_id: Option` and
+    /// `manager.refresh_interval` still load, each as its new spelling.
+    #[test]
+    fn old_spellings_still_load() {
+        let old = "manager:\n  addr: manager:65003\n  cluster_id: 0\n  seed_peer_refresh_interval: 3s\n";
+        let c = load_yaml(old).unwrap();
+        assert_eq!(c.manager.addrs, ["manager:65003"]);
+        assert_eq!(c.manager.cluster_id, None);
+        assert_eq!(c.manager.refresh_interval, Duration::from_secs(3));
+        assert_eq!(load_yaml("manager:\n  cluster_id: null\n").unwrap().manager.cluster_id, None);
+        let e = load_yaml("manager:\n  addr: http://m:1\n").unwrap_err();
+        assert!(e.contains("manager.addrs[0]"), "{e}");
+        let e = load_yaml("manager:\n  addr: m:1\n  addrs: [m:2]\n").unwrap_err();
+        assert!(e.contains("manager.addr: is the old name of manager.addrs"), "{e}");
+        // The environment spelling of the old key, over a file with the new one.
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), "manager:\n  addrs: [a:1, b:1]\n").unwrap();
+        let env = [
+            ("SCHEDULER__MANAGER__ADDR", "c:1"),
+            ("SCHEDULER__MANAGER__CLUSTER_ID", "0"),
+            ("SCHEDULER__MANAGER__SEED_PEER_REFRESH_INTERVAL", "500ms"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let c = load::<Config, _>(Some(f.path()), ENV_PREFIX, env, &[]).unwrap();
+        assert_eq!((c.manager.addrs.as_slice(), c.manager.cluster_id), (&["c:1".to_string()][..], None));
+        assert_eq!(c.manager.refresh_interval, Duration::from_millis(500));
     }
 
     #[test]

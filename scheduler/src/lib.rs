@@ -12,7 +12,7 @@
 //! - [`seed`]: triggering seed peers; [`seed_peers`]: which addresses are
 //!   trusted seeds (configured, and listed by the manager); [`gc`]: expiry by TTL;
 //! - [`manager`]: registration and keepalive with the manager, and the
-//!   cluster's seed peers from it (when `manager.addr` is set);
+//!   cluster's seed peers from it (when `manager.addrs` is set);
 //! - [`metrics`], [`error`] (the one place errors become gRPC statuses);
 //! - `src/main.rs`: the `scheduler` binary.
 //!

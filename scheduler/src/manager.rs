@@ -1,9 +1,9 @@
 //! The scheduler as a member of a manager's cluster (ARCHITECTURE.md
-//! section 5), started by [`crate::run`] when `manager.addr` is set:
+//! section 5), started by [`crate::run`] when `manager.addrs` is set:
 //!
 //! - it registers and keeps alive ([`Membership`]); the goodbye at shutdown
 //!   makes the manager stop handing it out at once;
-//! - right after each registration and every `manager.seed_peer_refresh_interval`
+//! - right after each registration and every `manager.refresh_interval`
 //!   it asks `ListSchedulers` for its own cluster, whose active seed peers then
 //!   count as configured ones ([`crate::seed_peers`]). An answer for another
 //!   cluster (this scheduler is not active in its own yet) or no answer leaves
@@ -31,19 +31,21 @@ pub fn registration(config: &Config, grpc: SocketAddr) -> pb::RegisterSchedulerR
         port: u32::from(grpc.port()),
         idc: config.host.idc.clone(),
         location: config.host.location.clone(),
-        cluster_id: config.manager.cluster_id,
+        cluster_id: config.manager.cluster_id.unwrap_or(0),
         version: env!("CARGO_PKG_VERSION").to_string(),
     }
 }
 
 /// Starts the membership and the seed peer refresh on `tracker`; both stop
-/// with `shutdown`. Does nothing without `manager.addr`.
+/// with `shutdown`. Does nothing without `manager.addrs`.
 pub fn spawn(ctx: Arc<Context>, grpc: SocketAddr, shutdown: CancellationToken, tracker: &TaskTracker) {
-    let Some(addr) = ctx.config.manager.addr.clone() else { return };
-    let managers = match Managers::new(&[addr]) {
+    if ctx.config.manager.addrs.is_empty() {
+        return;
+    }
+    let managers = match Managers::new(&ctx.config.manager.addrs) {
         Ok(m) => m,
         // Validated with the config; kept as a log line rather than a panic.
-        Err(e) => return tracing::error!(error = %e, "manager.addr is unusable; running standalone"),
+        Err(e) => return tracing::error!(error = %e, "manager.addrs is unusable; running standalone"),
     };
     let registration = registration(&ctx.config, grpc);
     tracing::info!(
@@ -69,7 +71,7 @@ async fn refresh_seed_peers(
     mut member: watch::Receiver<Option<pb::Member>>,
     shutdown: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(ctx.config.manager.seed_peer_refresh_interval);
+    let mut tick = tokio::time::interval(ctx.config.manager.refresh_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     loop {

@@ -53,13 +53,44 @@ fn flags_override_the_file() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("seed_peers[0].port"));
 }
 
-#[test]
-fn manager_flag_sets_manager_addr() {
-    let out = scheduler(&["--manager", "127.0.0.1:65003", "--print-config"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
+/// `manager` of the printed config, parsed.
+fn printed_manager(out: &std::process::Output) -> serde_yaml_ng::Value {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("addr: 127.0.0.1:65003") && stdout.contains("seed_peer_refresh_interval: 10s"), "{stdout}");
+    let printed: serde_yaml_ng::Value = serde_yaml_ng::from_slice(&out.stdout).unwrap();
+    printed["manager"].clone()
+}
+
+#[test]
+fn manager_flag_sets_manager_addrs_once_or_repeated() {
+    let m = printed_manager(&scheduler(&["--manager", "127.0.0.1:65003", "--print-config"]));
+    assert_eq!(m["addrs"], serde_yaml_ng::from_str::<serde_yaml_ng::Value>("[127.0.0.1:65003]").unwrap(), "{m:?}");
+    assert_eq!((m["refresh_interval"].as_str(), &m["cluster_id"]), (Some("10s"), &serde_yaml_ng::Value::Null));
+    let m = printed_manager(&scheduler(&["--manager", "a:1", "--manager", "[::1]:65003", "--print-config"]));
+    assert_eq!(m["addrs"], serde_yaml_ng::from_str::<serde_yaml_ng::Value>("[a:1, '[::1]:65003']").unwrap(), "{m:?}");
     let out = scheduler(&["--manager", "127.0.0.1", "--print-config"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("manager.addr"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("manager.addrs[0]"));
+}
+
+/// A config file and env written for the old keys still start the scheduler,
+/// as the new keys (`manager.addr` -> `manager.addrs`, `cluster_id: 0` -> none,
+/// `seed_peer_refresh_interval` -> `refresh_interval`).
+#[test]
+fn old_manager_spellings_still_load() {
+    let out = with_config(
+        "manager:\n  addr: m:65003\n  cluster_id: 0\n  seed_peer_refresh_interval: 3s\n",
+        &["--print-config"],
+    );
+    let m = printed_manager(&out);
+    assert_eq!(m["addrs"], serde_yaml_ng::from_str::<serde_yaml_ng::Value>("[m:65003]").unwrap(), "{m:?}");
+    assert_eq!((m["refresh_interval"].as_str(), &m["cluster_id"]), (Some("3s"), &serde_yaml_ng::Value::Null));
+    let out = Command::new(env!("CARGO_BIN_EXE_scheduler"))
+        .args(["--print-config"])
+        .env("SCHEDULER__MANAGER__ADDR", "env:65003")
+        .env("SCHEDULER__MANAGER__CLUSTER_ID", "4")
+        .output()
+        .unwrap();
+    let m = printed_manager(&out);
+    assert_eq!(m["addrs"], serde_yaml_ng::from_str::<serde_yaml_ng::Value>("[env:65003]").unwrap(), "{m:?}");
+    assert_eq!(m["cluster_id"].as_u64(), Some(4));
 }

@@ -46,9 +46,9 @@ async fn manager_listed_seed_peers_count_while_listed() {
     let seed = FakeSeed::default();
     let seed_addr = seed.serve(stop.clone()).await;
     let mut config = Config::default();
-    config.manager.addr = Some(manager_addr);
+    config.manager.addrs = vec![manager_addr];
     config.manager.keepalive_interval = Duration::from_millis(50);
-    config.manager.seed_peer_refresh_interval = Duration::from_millis(50);
+    config.manager.refresh_interval = Duration::from_millis(50);
     config.host.hostname = Some("sched-1".into());
     let scheduler = Scheduler::start(config).await;
 

@@ -4,29 +4,33 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
-use darter_common::config::load_or_exit;
+use darter_common::cli::{ServiceArgs, list, value};
 use dfdaemon::config::{Config, ENV_PREFIX};
 
 /// Darter's per-node peer: downloads, stores, verifies and serves content.
 #[derive(Debug, Parser)]
-#[command(name = "dfdaemon", version, about)]
+#[command(
+    name = "dfdaemon",
+    version,
+    about,
+    after_help = "Environment: DFDAEMON__SECTION__FIELD (e.g. DFDAEMON__BACK_TO_SOURCE__CONCURRENCY=8) override the config file; flags override both."
+)]
 struct Cli {
-    /// Config file (YAML). Every field has a default; `DFDAEMON__SECTION__FIELD` env vars override it.
-    #[arg(short, long)]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    service: ServiceArgs,
     /// Data directory (storage.data_dir).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Download API unix socket (download.socket).
     #[arg(long)]
     download_socket: Option<PathBuf>,
-    /// Upload gRPC address (upload.grpc_addr).
-    #[arg(long)]
-    upload_addr: Option<SocketAddr>,
+    /// Upload gRPC address (upload.grpc_addr); the alias is the old spelling.
+    #[arg(long, visible_alias = "upload-addr", value_name = "ADDR")]
+    upload_grpc_addr: Option<SocketAddr>,
     /// Piece data address (upload.piece_addr).
     #[arg(long)]
     piece_addr: Option<SocketAddr>,
-    /// Metrics and health address (metrics.addr).
+    /// Metrics and health address (metrics_addr).
     #[arg(long)]
     metrics_addr: Option<SocketAddr>,
     /// Registry mirror and HTTP proxy address (proxy.addr; default 127.0.0.1:4001).
@@ -44,20 +48,6 @@ struct Cli {
     /// Run as a seed peer (host.seed).
     #[arg(long)]
     seed: bool,
-    /// Log level or filter (log.level).
-    #[arg(long)]
-    log_level: Option<String>,
-    /// Log format, text or json (log.format).
-    #[arg(long)]
-    log_format: Option<String>,
-    /// Once every listener is bound, write their addresses here as JSON
-    /// (`{"pid": N, "addresses": {"grpc": "127.0.0.1:40123", ...}}`): bind port 0
-    /// and read what the kernel picked.
-    #[arg(long, value_name = "PATH")]
-    ready_file: Option<PathBuf>,
-    /// Print the effective config as YAML and exit.
-    #[arg(long)]
-    print_config: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -135,43 +125,28 @@ fn containerd_config(config: &Config, command: &Command) -> i32 {
 }
 
 impl Cli {
-    fn overrides(&self) -> Vec<(&'static str, String)> {
-        let mut o = Vec::new();
-        let mut add = |k, v: Option<String>| {
-            if let Some(v) = v {
-                o.push((k, v));
-            }
-        };
-        add("storage.data_dir", self.data_dir.as_ref().map(|p| p.display().to_string()));
-        add("download.socket", self.download_socket.as_ref().map(|p| p.display().to_string()));
-        add("upload.grpc_addr", self.upload_addr.map(|a| a.to_string()));
-        add("upload.piece_addr", self.piece_addr.map(|a| a.to_string()));
-        add("metrics.addr", self.metrics_addr.map(|a| a.to_string()));
-        add("proxy.addr", self.proxy_addr.map(|a| a.to_string()));
-        add("proxy.enabled", self.no_proxy.then(|| "false".to_string()));
-        add("log.level", self.log_level.clone());
-        add("scheduler.addrs", (!self.schedulers.is_empty()).then(|| format!("[{}]", self.schedulers.join(", "))));
-        // Quoted, so `[::1]:65003` stays one string in the YAML list.
-        let quoted: Vec<String> = self.managers.iter().map(|m| format!("{m:?}")).collect();
-        add("manager.addrs", (!quoted.is_empty()).then(|| format!("[{}]", quoted.join(", "))));
-        add("host.seed", self.seed.then(|| "true".to_string()));
-        add("log.format", self.log_format.clone());
-        o
+    /// This binary's own flags as `(dotted.path, value)`.
+    fn flags(&self) -> Vec<(&'static str, Option<String>)> {
+        vec![
+            ("storage.data_dir", self.data_dir.as_ref().map(|p| p.display().to_string())),
+            ("download.socket", self.download_socket.as_ref().map(|p| p.display().to_string())),
+            ("upload.grpc_addr", value(self.upload_grpc_addr.as_ref())),
+            ("upload.piece_addr", value(self.piece_addr.as_ref())),
+            ("metrics_addr", value(self.metrics_addr.as_ref())),
+            ("proxy.addr", value(self.proxy_addr.as_ref())),
+            ("proxy.enabled", self.no_proxy.then(|| "false".to_string())),
+            ("scheduler.addrs", list(&self.schedulers)),
+            ("manager.addrs", list(&self.managers)),
+            ("host.seed", self.seed.then(|| "true".to_string())),
+        ]
     }
 }
 
 fn main() {
     let cli = Cli::parse();
-    let config: Config = load_or_exit("dfdaemon", cli.config.as_deref(), ENV_PREFIX, &cli.overrides());
+    let config: Config = cli.service.load("dfdaemon", ENV_PREFIX, cli.flags());
     if let Some(command) = &cli.command {
         std::process::exit(containerd_config(&config, command));
-    }
-    if cli.print_config {
-        match serde_yaml_ng::to_string(&config) {
-            Ok(y) => print!("{y}"),
-            Err(e) => eprintln!("dfdaemon: cannot print config: {e}"),
-        }
-        return;
     }
     let (log, tracing) = (config.log.clone(), config.tracing.clone());
     let bind_config = config.clone();
@@ -179,7 +154,7 @@ fn main() {
         "dfdaemon",
         &log,
         &tracing,
-        cli.ready_file.as_deref(),
+        cli.service.ready_file.as_deref(),
         || async move { dfdaemon::Listeners::bind(&bind_config).await },
         |listeners, shutdown| dfdaemon::run(config, listeners, shutdown),
     );
