@@ -20,7 +20,7 @@ fn config(dir: &std::path::Path) -> Config {
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     config.upload.grpc_addr = any;
     config.upload.piece_addr = any;
-    config.metrics.addr = any;
+    config.metrics_addr = any;
     config.proxy.enabled = true;
     config.proxy.addr = any;
     config

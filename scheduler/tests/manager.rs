@@ -56,9 +56,14 @@ async fn manager_listed_seed_peers_count_while_listed() {
         (manager.state().count(|e| matches!(e, Event::KeepAlive(1))) >= 3).then_some(())
     })
     .await;
-    let state = manager.state();
-    assert_eq!(state.keepalives(), state.count(|e| matches!(e, Event::KeepAlive(1))), "every keepalive as member 1");
-    drop(state);
+    {
+        let state = manager.state();
+        assert_eq!(
+            state.keepalives(),
+            state.count(|e| matches!(e, Event::KeepAlive(1))),
+            "every keepalive as member 1"
+        );
+    }
     let registration = manager.state().scheduler_registrations[0].clone();
     assert_eq!(registration.hostname, "sched-1");
     assert_eq!((registration.ip.as_str(), registration.port), ("127.0.0.1", u32::from(scheduler.addr.port())));

@@ -156,7 +156,7 @@ impl ClusterOptions {
         self.manager_bin = Some(self.scheduler_bin.with_file_name("manager"));
         self.scheduler_env.extend([
             ("SCHEDULER__MANAGER__KEEPALIVE_INTERVAL".into(), "500ms".into()),
-            ("SCHEDULER__MANAGER__SEED_PEER_REFRESH_INTERVAL".into(), "500ms".into()),
+            ("SCHEDULER__MANAGER__REFRESH_INTERVAL".into(), "500ms".into()),
         ]);
         self.daemon_env.extend([
             ("DFDAEMON__MANAGER__KEEPALIVE_INTERVAL".into(), "500ms".into()),

@@ -81,7 +81,7 @@ impl DaemonProcess {
         let at = |port: u16| SocketAddr::new(o.ip, port);
         let mut spec = ServiceSpec::new("dfdaemon", &o.bin, &o.dir);
         spec.listeners = vec![
-            ("upload", "--upload-addr", at(o.upload_port)),
+            ("upload", "--upload-grpc-addr", at(o.upload_port)),
             ("piece", "--piece-addr", at(o.piece_port)),
             ("metrics", "--metrics-addr", at(o.metrics_port)),
         ];

@@ -268,21 +268,20 @@ impl Browser {
     /// a command reaches it ("stale element reference"): then it is found
     /// again and the commands run on the new one. Any other error ends it.
     async fn on_element(&self, css: &str, commands: &[(Method, &str, Value)]) -> anyhow::Result<Value> {
-        let done =
-            try_poll(&format!("{css} to be displayed and take {} command(s)", commands.len()), DEADLINE, || async {
-                let Some(id) = self.displayed(css).await? else { return Ok(None) };
-                let mut last = Value::Null;
-                for (method, action, body) in commands {
-                    match self.cmd(method.clone(), &format!("/element/{id}{action}"), body.clone()).await {
-                        Ok(v) => last = v,
-                        Err(e) if e.to_string().contains("stale element reference") => return Err(e),
-                        Err(e) => return Ok(Some(Err(e))),
-                    }
+        let what = format!("{css} to be displayed and take {} command(s)", commands.len());
+        try_poll(&what, DEADLINE, || async {
+            let Some(id) = self.displayed(css).await? else { return Ok(None) };
+            let mut last = Value::Null;
+            for (method, action, body) in commands {
+                match self.cmd(method.clone(), &format!("/element/{id}{action}"), body.clone()).await {
+                    Ok(v) => last = v,
+                    Err(e) if e.to_string().contains("stale element reference") => return Err(e),
+                    Err(e) => return Ok(Some(Err(e))),
                 }
-                Ok(Some(Ok(last)))
-            })
-            .await?;
-        done
+            }
+            Ok(Some(Ok(last)))
+        })
+        .await?
     }
 
     async fn is_displayed(&self, css: &str) -> anyhow::Result<bool> {
@@ -482,7 +481,7 @@ async fn expect_schedulers(m: &Manager, token: &str, cluster_id: i64, state: &st
 /// root deletes it from the members view.
 async fn with_a_scheduler(b: &Browser, m: &Manager, token: &str, cluster_id: i64, dir: &Path) -> anyhow::Result<()> {
     let env = [
-        ("SCHEDULER__MANAGER__ADDR".to_owned(), m.process.grpc_addr.to_string()),
+        ("SCHEDULER__MANAGER__ADDRS".to_owned(), m.process.grpc_addr.to_string()),
         ("SCHEDULER__MANAGER__CLUSTER_ID".to_owned(), cluster_id.to_string()),
         ("SCHEDULER__HOST__HOSTNAME".to_owned(), "console-scheduler".to_owned()),
     ];

@@ -76,7 +76,7 @@ impl SwarmCluster {
         .await?;
         let mut scheduler_env = vec![
             ("SCHEDULER__MANAGER__KEEPALIVE_INTERVAL".to_string(), "500ms".to_string()),
-            ("SCHEDULER__MANAGER__SEED_PEER_REFRESH_INTERVAL".to_string(), "500ms".to_string()),
+            ("SCHEDULER__MANAGER__REFRESH_INTERVAL".to_string(), "500ms".to_string()),
         ];
         scheduler_env.extend(config.scheduler_env.iter().cloned());
         let scheduler = SchedulerProcess::start_on(
