@@ -223,6 +223,19 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// The last lines of every process's log, for a failure message.
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        if let Some(m) = &self.manager {
+            s.push_str(&format!("--- manager ---\n{}\n", m.log_tail(20)));
+        }
+        s.push_str(&format!("--- scheduler ---\n{}\n", self.scheduler.log_tail(30)));
+        for p in self.seed.iter().chain(&self.peers) {
+            s.push_str(&format!("--- {} ---\n{}\n", p.log_path.display(), p.log_tail(15)));
+        }
+        s
+    }
+
     fn wiring_error(&self, e: anyhow::Error) -> anyhow::Error {
         let manager = self.manager.as_ref().map(|m| m.log_tail(20)).unwrap_or_default();
         let seed = self.seed.as_ref().map(|s| s.log_tail(20)).unwrap_or_default();

@@ -60,6 +60,15 @@ impl DaemonOptions {
     }
 }
 
+/// What a `dfget` run did.
+#[derive(Debug)]
+pub struct DfgetRun {
+    /// Its exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// What it wrote to stderr.
+    pub stderr: String,
+}
+
 /// A running daemon.
 #[derive(Debug)]
 pub struct DaemonProcess {
@@ -97,6 +106,27 @@ impl DaemonProcess {
         spec.netns = o.netns.clone();
         let process = ServiceProcess::start(spec).await?;
         Ok(Self { socket, log_path: process.log_path.clone(), options, process })
+    }
+
+    /// `dfget URL -O out --socket <its socket> --no-progress --verbose ARGS`,
+    /// with the `dfget` next to this daemon's binary.
+    pub async fn dfget(&self, url: &str, out: &std::path::Path, args: &[&str]) -> DfgetRun {
+        let dfget = self.options.bin.with_file_name("dfget");
+        let output = tokio::process::Command::new(&dfget)
+            .arg(url)
+            .arg("-O")
+            .arg(out)
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(["--no-progress", "--verbose"])
+            .args(args)
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("run {}: {e}", dfget.display()));
+        DfgetRun {
+            code: output.status.code().unwrap_or(-1),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
     }
 
     /// Its upload gRPC address.
@@ -148,6 +178,13 @@ impl DaemonProcess {
     pub fn log_tail(&self, n: usize) -> String {
         self.process.log_tail(n)
     }
+}
+
+/// The directory of Darter's binaries (next to the running test, as `cargo
+/// build --workspace --bins` lays them out); panics saying how to build them.
+pub fn bin_dir() -> PathBuf {
+    let dfdaemon = sibling_binary("dfdaemon").unwrap_or_else(|e| panic!("{e:#}"));
+    dfdaemon.parent().expect("a binary has a directory").to_path_buf()
 }
 
 /// A Darter binary next to the running executable (how `cargo build --bins`

@@ -4,11 +4,11 @@
 //! or stall drop out within the grace period, and a manager outage does not
 //! stop a restarted peer from downloading through the swarm.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use testkit::cluster::{Cluster, ClusterOptions, SchedulerProcess};
-use testkit::dfdaemon::{DaemonProcess, sibling_binary, tail};
+use testkit::dfdaemon::{DaemonProcess, DfgetRun, bin_dir, tail};
 use testkit::eventually::wait_until;
 use testkit::manager::ManagerProcess;
 use testkit::origin::{Behavior, Content, Origin};
@@ -21,27 +21,8 @@ const DEADLINE: Duration = Duration::from_secs(30);
 /// The manager's grace period in these tests.
 const GRACE: Duration = Duration::from_secs(2);
 
-fn bin_dir() -> PathBuf {
-    sibling_binary("manager").unwrap_or_else(|e| panic!("{e:#}")).parent().unwrap().to_path_buf()
-}
-
-struct Run {
-    code: i32,
-    stderr: String,
-}
-
-async fn dfget(daemon: &DaemonProcess, url: &str, out: &Path) -> Run {
-    let o = tokio::process::Command::new(bin_dir().join("dfget"))
-        .arg(url)
-        .arg("-O")
-        .arg(out)
-        .arg("--socket")
-        .arg(&daemon.socket)
-        .args(["--no-progress", "--verbose", "--timeout", "2m"])
-        .output()
-        .await
-        .unwrap();
-    Run { code: o.status.code().unwrap_or(-1), stderr: String::from_utf8_lossy(&o.stderr).into_owned() }
+async fn dfget(daemon: &DaemonProcess, url: &str, out: &Path) -> DfgetRun {
+    daemon.dfget(url, out, &["--timeout", "2m"]).await
 }
 
 /// Every peer downloads `url` at once; each must succeed with `expected` and
@@ -60,15 +41,7 @@ async fn all_download_from_the_swarm(cluster: &Cluster, url: &str, dir: &Path, e
 }
 
 fn logs(cluster: &Cluster) -> String {
-    let mut s = String::new();
-    if let Some(m) = &cluster.manager {
-        s.push_str(&format!("--- manager ---\n{}\n", m.log_tail(20)));
-    }
-    s.push_str(&format!("--- scheduler ---\n{}\n", tail(&cluster.scheduler.log_path, 20)));
-    for p in cluster.seed.iter().chain(&cluster.peers) {
-        s.push_str(&format!("--- {} ---\n{}\n", p.log_path.display(), p.log_tail(15)));
-    }
-    s
+    cluster.logs()
 }
 
 #[tokio::test(flavor = "multi_thread")]

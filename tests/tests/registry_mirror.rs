@@ -38,7 +38,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use testkit::cluster::{Cluster, ClusterOptions};
 use testkit::containerd::{ContainerdProcess, PullOptions, Pulled, write_hosts_toml};
-use testkit::dfdaemon::{DaemonProcess, sibling_binary};
+use testkit::dfdaemon::{DaemonProcess, bin_dir};
 use testkit::eventually::wait_until;
 use testkit::oci::TestImage;
 use testkit::registry::{AccessLogEntry, Credentials, RegistryOptions, RegistryProcess};
@@ -56,10 +56,6 @@ const CONFIG_TIMEOUT: Duration = Duration::from_secs(30);
 /// User agent prefixes in the registry's access log.
 const DFDAEMON_UA: &str = "darter-dfdaemon/";
 const CONTAINERD_UA: &str = "containerd/";
-
-fn bin_dir() -> PathBuf {
-    sibling_binary("dfdaemon").unwrap_or_else(|e| panic!("{e:#}")).parent().unwrap().to_path_buf()
-}
 
 async fn images() -> (TestImage, TestImage) {
     let started = Instant::now();

@@ -5,38 +5,18 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use testkit::cluster::{Cluster, ClusterOptions};
-use testkit::dfdaemon::{DaemonProcess, sibling_binary};
+use testkit::dfdaemon::{DaemonProcess, DfgetRun, bin_dir};
 use testkit::eventually::wait_until;
 use testkit::origin::{Behavior, Content, Origin};
 use testkit::{random_bytes, sha256_file, sha256_hex};
 
 const MIB: usize = 1 << 20;
 
-fn bin_dir() -> PathBuf {
-    sibling_binary("scheduler").unwrap_or_else(|e| panic!("{e:#}")).parent().unwrap().to_path_buf()
+async fn dfget(daemon: &DaemonProcess, url: &str, out: &Path, args: &[&str]) -> DfgetRun {
+    daemon.dfget(url, out, &[&["--timeout", "5m"], args].concat()).await
 }
 
-struct Run {
-    code: i32,
-    stderr: String,
-}
-
-async fn dfget(daemon: &DaemonProcess, url: &str, out: &Path, args: &[&str]) -> Run {
-    let o = tokio::process::Command::new(bin_dir().join("dfget"))
-        .arg(url)
-        .arg("-O")
-        .arg(out)
-        .arg("--socket")
-        .arg(&daemon.socket)
-        .args(["--no-progress", "--verbose", "--timeout", "5m"])
-        .args(args)
-        .output()
-        .await
-        .unwrap();
-    Run { code: o.status.code().unwrap_or(-1), stderr: String::from_utf8_lossy(&o.stderr).into_owned() }
-}
-
-async fn all_download(cluster: &Cluster, url: &str, dir: &Path, args: &[&str]) -> Vec<(PathBuf, Run)> {
+async fn all_download(cluster: &Cluster, url: &str, dir: &Path, args: &[&str]) -> Vec<(PathBuf, DfgetRun)> {
     let runs = cluster.peers.iter().enumerate().map(|(i, p)| {
         let out = dir.join(format!("out-{i}"));
         async move {
@@ -48,11 +28,7 @@ async fn all_download(cluster: &Cluster, url: &str, dir: &Path, args: &[&str]) -
 }
 
 fn logs(cluster: &Cluster) -> String {
-    let mut s = format!("--- scheduler ---\n{}\n", cluster.scheduler.log_tail(30));
-    for p in cluster.seed.iter().chain(&cluster.peers) {
-        s.push_str(&format!("--- {} ---\n{}\n", p.log_path.display(), p.log_tail(15)));
-    }
-    s
+    cluster.logs()
 }
 
 #[tokio::test(flavor = "multi_thread")]
