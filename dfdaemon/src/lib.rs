@@ -4,10 +4,13 @@
 //! - [`config`]: the daemon's config (YAML, `DFDAEMON__*` env, flags) and [`paths`] (default locations);
 //! - [`storage`]: tasks on disk, verified pieces, restart recovery, GC;
 //! - [`backend`]: origin access by URL scheme (HTTP(S) today);
-//! - [`task`]: downloads, shared per task, with back-to-source and output placement;
+//! - [`download`]: downloads ([`download::Downloads`] runs them, one job per task
+//!   shared by its requests), with back-to-source, the scheduled session
+//!   ([`download::Scheduled`]) and output placement; "task" is the content by ID
+//!   (ARCHITECTURE.md section 3) and its record on disk ([`storage`]);
 //! - [`grpc`]: the download API (unix socket, dfget) and the upload API (TCP);
 //! - [`scheduler_client`]: the schedulers (host announcements, the scheduler of a task);
-//! - [`manager`]: the schedulers from the manager (with its last answer on disk),
+//! - [`discovery`]: the schedulers from the manager (with its last answer on disk),
 //!   and a seed peer's registration;
 //! - [`piece_server`]: piece bytes to other peers over HTTP (`sendfile` from the page cache);
 //!   [`piece_client`]: fetching them (kept-alive connections, one wake-up per 256 KiB
@@ -29,9 +32,10 @@ pub mod buffer_pool;
 pub mod config;
 pub mod containerd;
 pub mod dfget;
+pub mod discovery;
+pub mod download;
 pub mod error;
 pub mod grpc;
-pub mod manager;
 pub mod metrics;
 pub mod paths;
 pub mod piece_client;
@@ -40,7 +44,6 @@ pub mod proxy;
 pub mod rate_limit;
 pub mod scheduler_client;
 pub mod storage;
-pub mod task;
 
 mod disk;
 mod host;
@@ -61,9 +64,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::download::{Downloads, Scheduled};
 use crate::scheduler_client::SchedulerClient;
 use crate::storage::{GcPolicy, Storage};
-use crate::task::{Swarm, TaskManager};
 
 /// The sockets the daemon serves on.
 #[derive(Debug)]
@@ -154,9 +157,9 @@ pub struct Daemon {
     stop: CancellationToken,
     storage: Arc<Storage>,
     metrics: Arc<metrics::Metrics>,
-    tasks: Arc<TaskManager>,
+    tasks: Arc<Downloads>,
     schedulers: Option<Arc<SchedulerClient>>,
-    discovery: Option<manager::Discovery>,
+    discovery: Option<discovery::Discovery>,
     membership: Option<Membership>,
     gc: GcPolicy,
     proxy: Option<Arc<proxy::Proxy>>,
@@ -171,17 +174,17 @@ impl Daemon {
         let host = host::facts(&config, listeners.upload.local_addr()?, listeners.piece.local_addr()?);
         let stop = CancellationToken::new();
         let mut tasks =
-            TaskManager::new(storage.clone(), config.back_to_source.clone(), metrics.clone(), stop.child_token())?;
+            Downloads::new(storage.clone(), config.back_to_source.clone(), metrics.clone(), stop.child_token())?;
         let (mut schedulers, mut discovery, mut membership) = (None, None, None);
         // In a swarm with static schedulers, or with a manager naming them.
         if !config.scheduler.addrs.is_empty() || !config.manager.addrs.is_empty() {
             let scheduler = SchedulerClient::new(&config.scheduler, host.clone());
             if !config.manager.addrs.is_empty() {
                 discovery =
-                    Some(manager::Discovery::new(&config, &host, scheduler.clone()).map_err(anyhow::Error::msg)?);
+                    Some(discovery::Discovery::new(&config, &host, scheduler.clone()).map_err(anyhow::Error::msg)?);
             }
-            membership = manager::seed_membership(&config, &host).map_err(anyhow::Error::msg)?;
-            tasks = tasks.with_swarm(Swarm::new(scheduler.clone(), config.p2p.clone(), config.host.seed)?);
+            membership = discovery::seed_membership(&config, &host).map_err(anyhow::Error::msg)?;
+            tasks = tasks.with_scheduler(Scheduled::new(scheduler.clone(), config.p2p.clone(), config.host.seed)?);
             schedulers = Some(scheduler);
         }
         let tasks = Arc::new(tasks);

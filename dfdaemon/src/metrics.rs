@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
+use crate::download::Finished;
 use crate::error::Error;
-use crate::task::Finished;
 
 /// Every metric the daemon exports.
 #[derive(Debug, Clone)]

@@ -4,7 +4,7 @@
 //!
 //! The scheduler list starts as `scheduler.addrs` and, with a manager, is
 //! replaced by the cluster's active schedulers as the manager (or its last
-//! answer on disk) gives them ([`crate::manager`]); it may be empty until then.
+//! answer on disk) gives them ([`crate::discovery`]); it may be empty until then.
 
 use std::sync::{Arc, RwLock};
 

@@ -11,7 +11,7 @@
 //! - [`service`]: the gRPC service, with one task per announce stream;
 //! - [`seed`]: triggering seed peers; [`seed_peers`]: which addresses are
 //!   trusted seeds (configured, and listed by the manager); [`gc`]: expiry by TTL;
-//! - [`manager`]: registration and keepalive with the manager, and the
+//! - [`membership`]: registration and keepalive with the manager, and the
 //!   cluster's seed peers from it (when `manager.addrs` is set);
 //! - [`metrics`], [`error`] (the one place errors become gRPC statuses);
 //! - `src/main.rs`: the `scheduler` binary.
@@ -21,7 +21,7 @@
 pub mod config;
 pub mod error;
 pub mod gc;
-pub mod manager;
+pub mod membership;
 pub mod metrics;
 pub mod resource;
 pub mod scheduling;
@@ -84,7 +84,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
 
     metrics.set_seed_peers(ctx.seed_peers.all().len());
     tracker.spawn(gc::run(ctx.clone(), shutdown.clone()));
-    manager::spawn(ctx.clone(), addrs.0, shutdown.clone(), &tracker);
+    membership::spawn(ctx.clone(), addrs.0, shutdown.clone(), &tracker);
     let service = SchedulerServer::new(SchedulerService::new(ctx.clone()));
     let incoming = TcpListenerStream::new(listeners.grpc);
     let server_stop = shutdown.clone();

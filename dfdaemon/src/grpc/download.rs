@@ -15,19 +15,19 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response as TonicResponse, Status};
 
 use super::task_info;
+use crate::download::{DownloadSpec, Downloads, Finished, Status as JobStatus, Subscription, place_output};
 use crate::error::Error;
-use crate::task::{DownloadSpec, Finished, Status as JobStatus, Subscription, TaskManager, place_output};
 
 /// The download service.
 #[derive(Debug, Clone)]
 pub struct DownloadService {
-    tasks: Arc<TaskManager>,
+    tasks: Arc<Downloads>,
     default_timeout: Duration,
 }
 
 impl DownloadService {
     /// A service over `tasks`.
-    pub fn new(tasks: Arc<TaskManager>, default_timeout: Duration) -> Self {
+    pub fn new(tasks: Arc<Downloads>, default_timeout: Duration) -> Self {
         Self { tasks, default_timeout }
     }
 }

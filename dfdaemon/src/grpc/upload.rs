@@ -13,19 +13,19 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::{piece_to_proto, task_info};
+use crate::download::{DownloadSpec, Downloads};
 use crate::error::Error;
-use crate::task::{DownloadSpec, TaskManager};
 
 /// The upload control service.
 #[derive(Debug, Clone)]
 pub struct UploadService {
-    tasks: Arc<TaskManager>,
+    tasks: Arc<Downloads>,
     seed: bool,
 }
 
 impl UploadService {
     /// A service over `tasks`; `seed` accepts download triggers.
-    pub fn new(tasks: Arc<TaskManager>, seed: bool) -> Self {
+    pub fn new(tasks: Arc<Downloads>, seed: bool) -> Self {
         Self { tasks, seed }
     }
 

@@ -43,8 +43,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ProxyConfig;
+use crate::download::Downloads;
 use crate::metrics::Metrics;
-use crate::task::TaskManager;
 use refusal::Refusal;
 use target::{Mode, TargetError};
 
@@ -68,7 +68,7 @@ pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
 /// The proxy.
 #[derive(Debug)]
 pub struct Proxy {
-    tasks: Arc<TaskManager>,
+    tasks: Arc<Downloads>,
     config: ProxyConfig,
     rules: Vec<Regex>,
     client: reqwest::Client,
@@ -81,7 +81,7 @@ impl Proxy {
     /// A proxy serving P2P requests through `tasks`, trusting `extra_roots`
     /// for HTTPS upstreams. Fails on a bad rule or an unreadable CA.
     pub fn new(
-        tasks: Arc<TaskManager>,
+        tasks: Arc<Downloads>,
         config: ProxyConfig,
         extra_roots: Vec<reqwest::Certificate>,
         metrics: Arc<Metrics>,

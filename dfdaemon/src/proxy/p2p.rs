@@ -23,9 +23,9 @@ use tokio::sync::{mpsc, watch};
 
 use super::range::{self, RangeAsk};
 use super::{BoxError, ProxyBody, full};
+use crate::download::{DownloadSpec, Downloads, Status, Subscription};
 use crate::error::Error;
 use crate::storage::{Lease, TaskEntry};
-use crate::task::{DownloadSpec, Status, Subscription, TaskManager};
 
 /// Largest read from the content file per body chunk.
 const CHUNK: u64 = 1 << 20;
@@ -48,7 +48,7 @@ pub struct P2pRequest {
 pub struct Fallback(pub Error);
 
 /// Serves `req` from the swarm, or says why it cannot before any byte is sent.
-pub async fn serve(tasks: &Arc<TaskManager>, req: P2pRequest) -> Result<Response<ProxyBody>, Fallback> {
+pub async fn serve(tasks: &Arc<Downloads>, req: P2pRequest) -> Result<Response<ProxyBody>, Fallback> {
     let task_id = match &req.digest {
         Some(d) => TaskId::from_digest(d),
         None => TaskId::for_download(req.url.as_str(), None, "", "")

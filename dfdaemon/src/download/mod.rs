@@ -1,6 +1,6 @@
 //! Downloads: one shared job per task, however many requests ask for it.
 //!
-//! [`TaskManager::download`] answers at once from local storage when the task
+//! [`Downloads::download`] answers at once from local storage when the task
 //! is complete; otherwise it joins the running job for the task or starts one.
 //! A job runs until it ends or until every request that joined it has gone
 //! (then it is cancelled, and its verified pieces stay for a resume).
@@ -14,8 +14,8 @@ mod piece_bits;
 mod piece_buf;
 mod piece_map;
 mod progress;
+mod scheduled;
 mod spec;
-mod swarm;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,9 +32,9 @@ pub use job::Subscription;
 pub use output::place_output;
 use progress::Progress;
 pub use progress::{Finished, Sources, Started, Status};
+pub use scheduled::Scheduled;
+use scheduled::ScheduledFetch;
 pub use spec::DownloadSpec;
-pub use swarm::Swarm;
-use swarm::SwarmFetch;
 
 use crate::backend::Backends;
 use crate::config::BackToSourceConfig;
@@ -43,23 +43,23 @@ use crate::metrics::Metrics;
 use crate::storage::{Lease, Storage, TaskEntry};
 
 /// Runs and shares downloads.
-pub struct TaskManager {
+pub struct Downloads {
     storage: Arc<Storage>,
     backends: Backends,
     config: BackToSourceConfig,
     metrics: Arc<Metrics>,
     jobs: Mutex<HashMap<TaskId, Arc<Job>>>,
     shutdown: CancellationToken,
-    swarm: Option<Swarm>,
+    scheduled: Option<Scheduled>,
 }
 
-impl std::fmt::Debug for TaskManager {
+impl std::fmt::Debug for Downloads {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TaskManager").finish_non_exhaustive()
+        f.debug_struct("Downloads").finish_non_exhaustive()
     }
 }
 
-impl TaskManager {
+impl Downloads {
     /// A manager over `storage`.
     pub fn new(
         storage: Arc<Storage>,
@@ -74,13 +74,13 @@ impl TaskManager {
             metrics,
             jobs: Mutex::new(HashMap::new()),
             shutdown,
-            swarm: None,
+            scheduled: None,
         })
     }
 
     /// Downloads through the swarm the schedulers plan.
-    pub fn with_swarm(mut self, swarm: Swarm) -> Self {
-        self.swarm = Some(swarm);
+    pub fn with_scheduler(mut self, scheduled: Scheduled) -> Self {
+        self.scheduled = Some(scheduled);
         self
     }
 
@@ -130,8 +130,8 @@ impl TaskManager {
             };
             if idle {
                 // The last download is over: give its buffers back to the system.
-                if let Some(swarm) = &this.swarm {
-                    swarm.pieces.release_buffers();
+                if let Some(scheduled) = &this.scheduled {
+                    scheduled.pieces.release_buffers();
                 }
                 tokio::task::spawn_blocking(crate::memory::release_free_memory);
             }
@@ -143,8 +143,8 @@ impl TaskManager {
 
     async fn run(&self, fetcher: &BackToSource, spec: &DownloadSpec, progress: &Progress) -> Result<Finished> {
         if let Some(lease) = self.storage.lease(&spec.task_id).filter(|t| t.is_complete()) {
-            if let Some(swarm) = self.swarm.as_ref().filter(|s| s.seed) {
-                self.announce_complete(swarm, spec, &lease).await;
+            if let Some(scheduled) = self.scheduled.as_ref().filter(|s| s.seed) {
+                self.announce_complete(scheduled, spec, &lease).await;
             }
             progress.started(&lease);
             let len = lease.content_length().unwrap_or(0);
@@ -153,12 +153,12 @@ impl TaskManager {
             let sources = Sources { local_bytes: len, ..Default::default() };
             return Ok(Finished { entry: lease, content_length: len, digest, sources });
         }
-        let fetched = match &self.swarm {
-            Some(swarm) => self.fetch_in_swarm(swarm, fetcher, spec, progress).await,
+        let fetched = match &self.scheduled {
+            Some(scheduled) => self.fetch_scheduled(scheduled, fetcher, spec, progress).await,
             None if spec.disable_back_to_source => {
-                SwarmFetch { result: Err(Error::BackToSourceDisabled), announcer: None }
+                ScheduledFetch { result: Err(Error::BackToSourceDisabled), announcer: None }
             }
-            None => SwarmFetch { result: fetcher.fetch(spec, progress).await.map(|l| (l, true)), announcer: None },
+            None => ScheduledFetch { result: fetcher.fetch(spec, progress).await.map(|l| (l, true)), announcer: None },
         };
         let verified = match fetched.result {
             Ok((lease, from_origin)) => self.verify_whole(&lease, spec.digest).await.map(|d| (lease, from_origin, d)),
@@ -166,7 +166,7 @@ impl TaskManager {
         };
         if let Some(announcer) = fetched.announcer {
             let outcome = verified.as_ref().map(|(l, o, d)| (l, *o, *d));
-            swarm::report_end(announcer, outcome).await;
+            scheduled::report_end(announcer, outcome).await;
         }
         let (lease, _, digest) = match verified {
             Ok(v) => v,

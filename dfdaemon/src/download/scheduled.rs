@@ -1,6 +1,6 @@
-//! A download in a swarm: register with the scheduler that owns the task,
-//! then fetch from parents or from the origin as it says, reporting every
-//! piece. When the scheduler cannot be reached the download goes to the
+//! A download the scheduler plans (its session with the scheduler): register
+//! with the scheduler that owns the task, then fetch from parents or from the
+//! origin as it says, reporting every piece. When the scheduler cannot be reached the download goes to the
 //! origin directly, unless back-to-source is disabled for it: then it fails
 //! with a clear error, never a silent origin fetch.
 
@@ -15,7 +15,7 @@ use darter_proto::scheduler::v1::announce_peer_request::Request as Req;
 use darter_proto::scheduler::v1::announce_peer_response::Response as Resp;
 use tonic::Code;
 
-use super::TaskManager;
+use super::Downloads;
 use super::announcer::Announcer;
 use super::back_to_source::BackToSource;
 use super::p2p::{P2p, P2pEnd, is_transport_failure};
@@ -27,9 +27,9 @@ use crate::piece_client::PieceClient;
 use crate::scheduler_client::SchedulerClient;
 use crate::storage::Lease;
 
-/// What a daemon in a swarm has.
+/// What a daemon with schedulers has: the scheduled side of its downloads.
 #[derive(Debug, Clone)]
-pub struct Swarm {
+pub struct Scheduled {
     /// The schedulers.
     pub scheduler: Arc<SchedulerClient>,
     /// Peer-to-peer limits.
@@ -40,7 +40,7 @@ pub struct Swarm {
     pub seed: bool,
 }
 
-impl Swarm {
+impl Scheduled {
     /// A swarm client with a pooled client for piece transfers.
     pub fn new(scheduler: Arc<SchedulerClient>, config: P2pConfig, seed: bool) -> Result<Self> {
         let pieces = Arc::new(PieceClient::new(config.per_parent * 2, PIECE_CONNECT_TIMEOUT));
@@ -63,7 +63,7 @@ const PIECE_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where a swarm download's bytes came from, with the stream to report the end on.
-pub(super) struct SwarmFetch {
+pub(super) struct ScheduledFetch {
     pub result: Result<(Lease, bool)>,
     pub announcer: Option<Announcer>,
 }
@@ -82,19 +82,23 @@ fn to_proto(spec: &DownloadSpec) -> pb::Download {
     }
 }
 
-impl TaskManager {
+impl Downloads {
     /// Registers with the owning scheduler and returns its first answer;
     /// re-announces the host once if the scheduler does not know it (e.g. it
     /// restarted).
-    async fn register(&self, swarm: &Swarm, spec: &DownloadSpec) -> std::result::Result<(Announcer, Resp), Refusal> {
+    async fn register(
+        &self,
+        scheduled: &Scheduled,
+        spec: &DownloadSpec,
+    ) -> std::result::Result<(Announcer, Resp), Refusal> {
         let present: Vec<u32> =
             self.storage.get(&spec.task_id).map(|t| t.pieces().iter().map(|p| p.number).collect()).unwrap_or_default();
-        let Some((addr, client)) = swarm.scheduler.for_task(&spec.task_id) else {
+        let Some((addr, client)) = scheduled.scheduler.for_task(&spec.task_id) else {
             return Err(Refusal::Unreachable("no scheduler is known (the manager has not named one yet)".into()));
         };
         let addr = addr.as_str();
         for attempt in 0..2 {
-            let host_id = &swarm.scheduler.host().id;
+            let host_id = &scheduled.scheduler.host().id;
             let opened = async {
                 let mut a =
                     Announcer::open(client.clone(), host_id, &spec.task_id, to_proto(spec), present.clone()).await?;
@@ -108,7 +112,7 @@ impl TaskManager {
                 Ok(Ok(answer)) => return Ok(answer),
                 Ok(Err(status)) if attempt == 0 && status.code() == Code::FailedPrecondition => {
                     tracing::info!(scheduler = addr, error = %status.message(), "announcing the host again");
-                    swarm.scheduler.announce_host().await;
+                    scheduled.scheduler.announce_host().await;
                 }
                 Ok(Err(status)) if is_transport_failure(&status) => {
                     return Err(Refusal::Unreachable(format!("scheduler {addr}: {}", status.message())));
@@ -125,17 +129,17 @@ impl TaskManager {
     }
 
     /// Fetches a task in the swarm. `bool` in the result: the origin was used.
-    pub(super) async fn fetch_in_swarm(
+    pub(super) async fn fetch_scheduled(
         &self,
-        swarm: &Swarm,
+        scheduled: &Scheduled,
         fetcher: &BackToSource,
         spec: &DownloadSpec,
         progress: &Progress,
-    ) -> SwarmFetch {
-        let (mut announcer, first) = match self.register(swarm, spec).await {
+    ) -> ScheduledFetch {
+        let (mut announcer, first) = match self.register(scheduled, spec).await {
             Ok(answer) => answer,
             Err(Refusal::Refused(why)) => {
-                return SwarmFetch { result: Err(Error::SchedulerRefused(why)), announcer: None };
+                return ScheduledFetch { result: Err(Error::SchedulerRefused(why)), announcer: None };
             }
             Err(Refusal::Unreachable(why)) => {
                 tracing::warn!(task_id = %spec.task_id, error = %why, "no scheduler; going to the origin directly");
@@ -144,26 +148,26 @@ impl TaskManager {
                 } else {
                     fetcher.fetch(spec, progress).await.map(|l| (l, true))
                 };
-                return SwarmFetch { result, announcer: None };
+                return ScheduledFetch { result, announcer: None };
             }
         };
         let reason = match first {
             Resp::NormalTask(n) => {
                 let p2p = P2p {
                     storage: &self.storage,
-                    config: &swarm.config,
-                    pieces: &swarm.pieces,
-                    host_id: &swarm.scheduler.host().id,
+                    config: &scheduled.config,
+                    pieces: &scheduled.pieces,
+                    host_id: &scheduled.scheduler.host().id,
                     spec,
                     progress,
                     metrics: &self.metrics,
                 };
                 match p2p.run(&mut announcer, n).await {
                     Ok(P2pEnd::Complete(lease)) => {
-                        return SwarmFetch { result: Ok((lease, false)), announcer: Some(announcer) };
+                        return ScheduledFetch { result: Ok((lease, false)), announcer: Some(announcer) };
                     }
                     Ok(P2pEnd::BackToSource(why)) => why,
-                    Err(e) => return SwarmFetch { result: Err(e), announcer: Some(announcer) },
+                    Err(e) => return ScheduledFetch { result: Err(e), announcer: Some(announcer) },
                 }
             }
             Resp::NeedBackToSource(n) => n.description,
@@ -171,7 +175,7 @@ impl TaskManager {
             Resp::PieceDigests(_) => "the scheduler answered out of order".to_string(),
         };
         if spec.disable_back_to_source {
-            return SwarmFetch { result: Err(Error::BackToSourceDisabled), announcer: Some(announcer) };
+            return ScheduledFetch { result: Err(Error::BackToSourceDisabled), announcer: Some(announcer) };
         }
         tracing::info!(task_id = %spec.task_id, why = %reason, "fetching from the origin");
         let reporter = announcer.reporter.clone();
@@ -180,7 +184,7 @@ impl TaskManager {
         }));
         let origin = BackToSource { reporter: Some(reporter), ..fetcher.clone() };
         let result = origin.fetch(spec, progress).await.map(|l| (l, true));
-        SwarmFetch { result, announcer: Some(announcer) }
+        ScheduledFetch { result, announcer: Some(announcer) }
     }
 }
 
@@ -212,13 +216,13 @@ pub(super) async fn report_end(
     announcer.finish().await;
 }
 
-impl TaskManager {
+impl Downloads {
     /// A seed asked for a task it already holds tells the scheduler, so the
     /// swarm can use it (after a scheduler restart, or a GC of the task's
     /// peers there): the stored pieces are reported as the origin pieces they
     /// were, or the seed reports a finished download when another peer leads.
-    pub(super) async fn announce_complete(&self, swarm: &Swarm, spec: &DownloadSpec, lease: &Lease) {
-        let Ok((announcer, first)) = self.register(swarm, spec).await else { return };
+    pub(super) async fn announce_complete(&self, scheduled: &Scheduled, spec: &DownloadSpec, lease: &Lease) {
+        let Ok((announcer, first)) = self.register(scheduled, spec).await else { return };
         let len = lease.content_length().unwrap_or(0);
         let from_origin = matches!(first, Resp::NeedBackToSource(_));
         if from_origin {
