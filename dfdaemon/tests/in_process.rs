@@ -4,7 +4,6 @@
 //! (no process to kill).
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use darter_proto::dfdaemon::v1::dfdaemon_download_client::DfdaemonDownloadClient;
 use dfdaemon::config::Config;
@@ -45,11 +44,7 @@ async fn run_serves_until_cancelled_then_drains_within_the_deadline() {
     let shutdown = CancellationToken::new();
     let daemon = tokio::spawn(dfdaemon::run(config, listeners, shutdown.clone()));
 
-    testkit::eventually::wait_until("/healthz 200", Duration::from_secs(10), || async {
-        healthz(metrics).await == Some(200)
-    })
-    .await
-    .unwrap();
+    testkit::eventually::eventually("/healthz 200", || async { healthz(metrics).await == Some(200) }).await;
     // The download API answers on the socket.
     let channel = dfdaemon::dfget::connect(&socket).await.expect("connect to the download socket");
     let listed = DfdaemonDownloadClient::new(channel).list_tasks(()).await.expect("list tasks").into_inner();

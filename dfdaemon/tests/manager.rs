@@ -7,110 +7,27 @@ mod support;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use darter_proto::manager::v1 as mpb;
-use darter_proto::manager::v1::manager_server::{Manager, ManagerServer};
 use darter_proto::scheduler::v1 as spb;
 use darter_proto::scheduler::v1::scheduler_server::{Scheduler, SchedulerServer};
 use support::Daemon;
-use testkit::eventually::wait_until;
+use testkit::eventually::eventually;
+use testkit::fake_manager::{Event, FakeManager};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic::{Code, Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status, Streaming};
 
-const DEADLINE: Duration = Duration::from_secs(20);
-
-/// Serves `router` on 127.0.0.1:0 until `stop`.
-async fn serve(router: tonic::transport::server::Router, stop: CancellationToken) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned()));
-    addr
-}
-
-#[derive(Clone, Default)]
-struct FakeManager {
-    lists: Arc<Mutex<Vec<mpb::ListSchedulersRequest>>>,
-    /// Scheduler addresses to answer; `None`: NOT_FOUND `no_cluster`.
-    schedulers: Arc<Mutex<Option<Vec<SocketAddr>>>>,
-    seeds: Arc<Mutex<Vec<mpb::RegisterSeedPeerRequest>>>,
-    keepalives: Arc<Mutex<u32>>,
-    closed: Arc<Mutex<bool>>,
-}
-
-impl FakeManager {
-    fn lists(&self) -> usize {
-        self.lists.lock().unwrap().len()
-    }
-}
-
-#[tonic::async_trait]
-impl Manager for FakeManager {
-    async fn register_scheduler(
-        &self,
-        _request: Request<mpb::RegisterSchedulerRequest>,
-    ) -> Result<Response<mpb::Member>, Status> {
-        Err(Status::unimplemented("not a dfdaemon call"))
-    }
-
-    async fn register_seed_peer(
-        &self,
-        request: Request<mpb::RegisterSeedPeerRequest>,
-    ) -> Result<Response<mpb::Member>, Status> {
-        let r = request.into_inner();
-        let host = r.host.clone().unwrap_or_default();
-        self.seeds.lock().unwrap().push(r);
-        Ok(Response::new(mpb::Member {
-            id: 4,
-            kind: mpb::MemberKind::SeedPeer as i32,
-            hostname: host.hostname,
-            ip: host.ip,
-            port: host.port,
-            download_port: host.download_port,
-            cluster_id: 1,
-            state: mpb::MemberState::Active as i32,
-            ..Default::default()
-        }))
-    }
-
-    async fn keep_alive(&self, request: Request<Streaming<mpb::KeepAliveRequest>>) -> Result<Response<()>, Status> {
-        let mut stream = request.into_inner();
-        while let Ok(Some(_)) = stream.message().await {
-            *self.keepalives.lock().unwrap() += 1;
-        }
-        *self.closed.lock().unwrap() = true;
-        Ok(Response::new(()))
-    }
-
-    async fn list_schedulers(
-        &self,
-        request: Request<mpb::ListSchedulersRequest>,
-    ) -> Result<Response<mpb::ListSchedulersResponse>, Status> {
-        self.lists.lock().unwrap().push(request.into_inner());
-        let Some(schedulers) = self.schedulers.lock().unwrap().clone() else {
-            return Err(darter_common::status::with_reason(
-                Code::NotFound,
-                "no cluster".into(),
-                darter_common::status::Reason::NoCluster,
-            ));
-        };
-        let member = |a: SocketAddr| mpb::Member {
-            kind: mpb::MemberKind::Scheduler as i32,
-            ip: a.ip().to_string(),
-            port: u32::from(a.port()),
-            cluster_id: 1,
-            state: mpb::MemberState::Active as i32,
-            ..Default::default()
-        };
-        Ok(Response::new(mpb::ListSchedulersResponse {
-            cluster_id: 1,
-            cluster_name: "default".into(),
-            schedulers: schedulers.into_iter().map(member).collect(),
-            ..Default::default()
-        }))
-    }
+/// The fake manager a dfdaemon talks to: it lists schedulers and takes seed
+/// peers, never schedulers.
+fn fake_manager() -> FakeManager {
+    let manager = FakeManager::new(4, 1);
+    let mut state = manager.state();
+    state.accept_schedulers = false;
+    // A manager that knows the daemon's cluster lists it; until a test says so, it does not.
+    state.schedulers = None;
+    drop(state);
+    manager
 }
 
 /// A scheduler that only records host announcements.
@@ -122,6 +39,15 @@ struct FakeScheduler {
 impl FakeScheduler {
     fn announced(&self) -> u32 {
         *self.announced.lock().unwrap()
+    }
+
+    /// Serves it on 127.0.0.1:0 until `stop`.
+    async fn serve(&self, stop: CancellationToken) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = tonic::transport::Server::builder().add_service(SchedulerServer::new(self.clone()));
+        tokio::spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned()));
+        addr
     }
 }
 
@@ -158,33 +84,16 @@ impl Scheduler for FakeScheduler {
     }
 }
 
-async fn until(what: &str, f: impl Fn() -> bool) {
-    wait_until(what, DEADLINE, || {
-        let holds = f();
-        async move { holds }
-    })
-    .await
-    .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn schedulers_come_from_the_manager_and_its_last_answer_outlives_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (scheduler_stop, manager_stop) = (CancellationToken::new(), CancellationToken::new());
+    let scheduler_stop = CancellationToken::new();
     let scheduler = FakeScheduler::default();
-    let scheduler_addr = serve(
-        tonic::transport::Server::builder().add_service(SchedulerServer::new(scheduler.clone())),
-        scheduler_stop.clone(),
-    )
-    .await;
-    let manager = FakeManager::default();
-    *manager.schedulers.lock().unwrap() = Some(vec![scheduler_addr]);
-    let manager_addr = serve(
-        tonic::transport::Server::builder().add_service(ManagerServer::new(manager.clone())),
-        manager_stop.clone(),
-    )
-    .await;
-    let managers = format!("[{manager_addr}]");
+    let scheduler_addr = scheduler.serve(scheduler_stop.clone()).await;
+    let manager = fake_manager();
+    manager.state().schedulers = Some(vec![scheduler_addr]);
+    let mut manager_server = manager.serve();
+    let managers = format!("[{}]", manager_server.addr);
     let env = [
         ("DFDAEMON__MANAGER__ADDRS", managers.as_str()),
         ("DFDAEMON__MANAGER__REFRESH_INTERVAL", "200ms"),
@@ -193,28 +102,31 @@ async fn schedulers_come_from_the_manager_and_its_last_answer_outlives_it() {
     ];
     let mut daemon = Daemon::start(dir.path(), &env).await;
 
-    until("the daemon announces itself to the scheduler the manager named", || scheduler.announced() >= 1).await;
-    let asked = manager.lists.lock().unwrap()[0].clone();
+    eventually("the daemon announces itself to the scheduler the manager named", || async {
+        scheduler.announced() >= 1
+    })
+    .await;
+    let asked = manager.state().list_requests[0].clone();
     assert_eq!((asked.ip.as_str(), asked.idc.as_str(), asked.cluster_id), ("127.0.0.1", "idc-a", 0));
     let cached = dir.path().join("data/manager/schedulers.json");
-    until("the answer saved", || cached.exists()).await;
+    eventually("the answer saved", || async { cached.exists() }).await;
     let saved = std::fs::read_to_string(&cached).expect("the answer is saved");
     assert!(saved.contains(&scheduler_addr.to_string()), "{saved}");
 
     // An answer naming no cluster keeps the list (and the file) as they were.
-    *manager.schedulers.lock().unwrap() = None;
-    let asked = manager.lists();
-    until("two more refreshes", || manager.lists() >= asked + 2).await;
+    manager.state().schedulers = None;
+    let asked = manager.state().list_requests.len();
+    eventually("two more refreshes", || async { manager.state().list_requests.len() >= asked + 2 }).await;
     assert!(daemon.log().contains("keeping the last list"), "{}", daemon.process.log_tail(20));
     assert_eq!(std::fs::read_to_string(&cached).unwrap(), saved);
     let announced = scheduler.announced();
-    until("announcements to the same scheduler go on", || scheduler.announced() >= announced + 2).await;
+    eventually("announcements to the same scheduler go on", || async { scheduler.announced() >= announced + 2 }).await;
 
     // The manager is gone: the restarted daemon uses the answer on disk.
-    manager_stop.cancel();
+    manager_server.crash();
     let announced = scheduler.announced();
     daemon.restart().await;
-    until("an announcement after the restart", || scheduler.announced() > announced).await;
+    eventually("an announcement after the restart", || async { scheduler.announced() > announced }).await;
     let log = daemon.log();
     assert!(log.contains("using the schedulers of the manager's last answer on disk"), "{log}");
     scheduler_stop.cancel();
@@ -223,11 +135,9 @@ async fn schedulers_come_from_the_manager_and_its_last_answer_outlives_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_seed_peer_registers_with_its_ports_and_says_goodbye() {
     let dir = tempfile::tempdir().unwrap();
-    let stop = CancellationToken::new();
-    let manager = FakeManager::default();
-    let manager_addr =
-        serve(tonic::transport::Server::builder().add_service(ManagerServer::new(manager.clone())), stop.clone()).await;
-    let managers = format!("[{manager_addr}]");
+    let manager = fake_manager();
+    let manager_server = manager.serve();
+    let managers = format!("[{}]", manager_server.addr);
     let env = [
         ("DFDAEMON__MANAGER__ADDRS", managers.as_str()),
         ("DFDAEMON__MANAGER__KEEPALIVE_INTERVAL", "100ms"),
@@ -235,19 +145,23 @@ async fn a_seed_peer_registers_with_its_ports_and_says_goodbye() {
         ("DFDAEMON__HOST__SEED", "true"),
     ];
     let mut daemon = Daemon::start(dir.path(), &env).await;
-    until("keepalives", || *manager.keepalives.lock().unwrap() >= 2).await;
-    let registered = manager.seeds.lock().unwrap()[0].clone();
+    eventually("keepalives", || async { manager.state().keepalives() >= 2 }).await;
+    let registered = manager.state().seed_peer_registrations[0].clone();
     let host = registered.host.unwrap();
     assert_eq!(registered.cluster_id, 1);
     assert_eq!((host.ip.as_str(), host.download_port), ("127.0.0.1", u32::from(daemon.piece_port)));
     assert!(host.port != 0 && !host.hostname.is_empty(), "{host:?}");
+    {
+        let state = manager.state();
+        assert_eq!(state.count(|e| matches!(e, Event::Registered(_))), 1, "{:?}", state.events);
+        assert_eq!(state.keepalives(), state.count(|e| *e == Event::KeepAlive(4)), "as the member it was made");
+    }
     // No scheduler yet (the manager names none): the daemon still serves, from the origin.
     assert!(daemon.log().contains("no scheduler known until the manager answers"), "{}", daemon.log());
 
-    let status = daemon.process.terminate(DEADLINE).await.unwrap();
+    let status = daemon.terminate().await;
     assert!(status.success(), "{status}");
-    assert!(*manager.closed.lock().unwrap(), "the keepalive stream was closed on shutdown");
-    stop.cancel();
+    assert!(manager.state().closed(), "the keepalive stream was closed on shutdown");
 }
 
 #[test]

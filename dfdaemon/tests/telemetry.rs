@@ -4,13 +4,12 @@
 mod support;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use support::Daemon;
 use testkit::data::random_bytes;
-use testkit::eventually::wait_until;
+use testkit::eventually::{DEADLINE, wait_until};
 use testkit::origin::{Behavior, Content, Origin};
 use tokio_stream::wrappers::TcpListenerStream;
 
@@ -55,9 +54,9 @@ async fn spans_reach_the_otlp_collector() {
     let r = daemon.dfget(&origin.url("/traced"), &dir.path().join("t"), &[]).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     // Spans are batched; a graceful shutdown flushes them.
-    let status = daemon.process.terminate(Duration::from_secs(15)).await.unwrap();
+    let status = daemon.terminate().await;
     assert!(status.success(), "{status}\n{}", daemon.log());
-    wait_until("the download span at the collector", Duration::from_secs(10), || async {
+    wait_until("the download span at the collector", DEADLINE, || async {
         collector
             .spans
             .lock()

@@ -13,6 +13,7 @@ use darter_proto::dfdaemon::v1::dfdaemon_download_client::DfdaemonDownloadClient
 use dfdaemon::piece_server::slots::MAX_WAIT;
 use support::{Daemon, raw_get};
 use testkit::data::{random_bytes, sha256_hex};
+use testkit::metrics::{scrape, value};
 use testkit::origin::{Behavior, Content, Origin};
 
 /// Far more than loopback socket buffers hold, so a reader that stops reading
@@ -62,13 +63,14 @@ async fn a_slow_reader_keeps_its_slot_until_it_goes() {
 
     // A request waiting in line gets the slot once the slow reader goes.
     let waiting = std::thread::spawn(move || raw_get(port, "GET", &path));
-    let metrics = daemon.metrics_port;
-    testkit::eventually::wait_until("the request to wait in line", MAX_WAIT / 2, || async {
-        let (_, _, body) = raw_get(metrics, "GET", "/metrics");
-        String::from_utf8_lossy(&body).lines().any(|l| l == "dfdaemon_upload_waiting_requests 1")
+    // Seen waiting before its MAX_WAIT in line is up.
+    let metrics = daemon.metrics_addr();
+    testkit::eventually::try_poll("the request to wait in line", MAX_WAIT / 2, || async {
+        let text = scrape(metrics).await?;
+        Ok((value(&text, "dfdaemon_upload_waiting_requests") == Some(1.0)).then_some(()))
     })
     .await
-    .unwrap();
+    .unwrap_or_else(|e| panic!("{e:#}"));
     drop(slow);
     let (status, _, body) = waiting.join().unwrap();
     assert_eq!(status, 200);

@@ -226,6 +226,88 @@ mod tests {
         assert!(s.get(&id(2)).is_none());
     }
 
+    /// `task.json` as the first daemon wrote it (commit b6b509d, format
+    /// version 1): `serde_json::to_vec_pretty` of its `TaskRecord`, fields in
+    /// its order, written by hand from that code. It has no `validator`: that
+    /// field came later (with `#[serde(default)]`, the version unchanged). The
+    /// task: a 300000-byte download fetched with `--digest` (so addressed by
+    /// it), complete, whole digest verified.
+    const TASK_V1: &str = include_str!("fixtures/task-v1.json");
+    const V1_URL: &str = "http://origin.example/releases/app-1.0.tar.gz";
+    const V1_DIGEST: &str = "sha256:3c65ea93424a9c362fec0e3a69ea36031e8a358441479dd665cc6110eabe7b08";
+    /// Its `pieces.log` (a format unchanged since): two pieces of 256 KiB and the rest.
+    const PIECES_V1: &str = "0 262144 sha256:31a1f9dea0169551092d05e8bf4a446228c8c3eb4c9b713c66adcb7fd53c89be\n\
+                             1 37856 sha256:371e561a4a03aa7599de805ab6695e156809fcdbd2a6a404b65e0b65180239d5\n";
+
+    /// The fixture task's content: byte `i` is `i mod 251`.
+    fn v1_content() -> Vec<u8> {
+        (0..300_000u32).map(|i| (i % 251) as u8).collect()
+    }
+
+    #[test]
+    fn a_task_an_old_daemon_wrote_reads_as_it_meant() {
+        assert!(!TASK_V1.contains("validator"), "the fixture is the format from before validators");
+        let content = v1_content();
+        let digest: Digest = V1_DIGEST.parse().unwrap();
+        assert_eq!(Digest::of(&content), digest, "the fixture's content");
+        // Today's ID of the same download is the ID the old daemon stored.
+        let id = TaskId::for_download(V1_URL, Some(&digest), "", "").unwrap();
+        // The old daemon named the directory `<id>`; today's layout names a
+        // copy `<id>.<nonce>` (and drops a directory named otherwise).
+        let dir = tempfile::tempdir().unwrap();
+        let task_dir = dir.path().join("tasks").join(format!("{}.1", id.file_name()));
+        std::fs::create_dir_all(&task_dir).unwrap();
+        std::fs::write(task_dir.join("task.json"), TASK_V1).unwrap();
+        std::fs::write(task_dir.join("content"), &content).unwrap();
+        std::fs::write(task_dir.join("pieces.log"), PIECES_V1).unwrap();
+
+        let s = Storage::open(dir.path()).unwrap();
+        let t = s.get(&id).expect("the old task is loaded, not dropped");
+        assert_eq!(
+            t.record(),
+            TaskRecord {
+                version: 1,
+                id: V1_DIGEST.into(),
+                url: V1_URL.into(),
+                content_length: Some(300_000),
+                piece_length: 262_144,
+                // Unknown: the old daemon kept none.
+                validator: None,
+                digest: Some(V1_DIGEST.into()),
+                complete: true,
+                created_at: 1_795_339_800,
+                accessed_at: 1_795_345_517,
+            }
+        );
+        // What the fields meant: complete is every piece present and the whole
+        // digest verified; accessed_at is the TTL clock.
+        assert!(t.is_complete());
+        assert_eq!((t.content_length(), t.piece_length()), (Some(300_000), 262_144));
+        assert!(t.missing_pieces().is_empty());
+        let pieces: Vec<(u32, u64, u64)> = t.pieces().iter().map(|p| (p.number, p.offset, p.length)).collect();
+        assert_eq!(pieces, vec![(0, 0, 262_144), (1, 262_144, 37_856)]);
+        assert_eq!(t.accessed_at(), 1_795_345_517);
+        let (piece, bytes) = t.read_piece(1).unwrap();
+        assert_eq!((&bytes[..], piece.digest), (&content[262_144..], Digest::of(&content[262_144..])));
+
+        // The origin now names a validator: with the same geometry the stored
+        // copy (which has none, so cannot tell versions apart) is kept.
+        let shape = Shape { content_length: Some(300_000), piece_length: 262_144, validator: Some("\"v2\"".into()) };
+        let lease = s.open_task(&id, V1_URL, shape).unwrap();
+        assert_eq!(lease.content_path(), task_dir.join("content"), "the same copy, not a fresh one");
+        assert!(lease.is_complete());
+
+        // Written again (the access time GC persists), it stays version 1 and
+        // gains an explicit `"validator": null`, meaning the same.
+        t.persist_access().unwrap();
+        let rewritten = std::fs::read_to_string(task_dir.join("task.json")).unwrap();
+        assert!(rewritten.contains("\"validator\": null"), "{rewritten}");
+        let reread = record::read_record(&task_dir.join("task.json")).unwrap();
+        assert_ne!(t.accessed_at(), 1_795_345_517, "the lease is an access");
+        assert_eq!(reread.accessed_at, t.accessed_at(), "the access was persisted");
+        assert_eq!(reread, TaskRecord { accessed_at: reread.accessed_at, ..t.record() });
+    }
+
     #[test]
     fn partial_pieces_whose_bytes_changed_are_dropped_on_load() {
         let dir = tempfile::tempdir().unwrap();

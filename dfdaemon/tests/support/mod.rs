@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use darter_proto::dfdaemon::v1::{StatTaskRequest, TaskInfo, dfdaemon_download_client::DfdaemonDownloadClient};
 use testkit::dfdaemon::{DaemonOptions, DaemonProcess};
+use testkit::eventually::DEADLINE;
 
 /// A loopback port nothing listens on (for dead-origin tests).
 pub fn refused_port() -> u16 {
@@ -50,9 +51,20 @@ impl Daemon {
         }
     }
 
+    /// Where its `/metrics` and `/healthz` are served.
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        self.process.metrics_addr()
+    }
+
     /// Kills the daemon with SIGKILL (no goodbye).
     pub fn kill(&mut self) {
         self.process.kill();
+    }
+
+    /// Sends SIGTERM and waits for it to exit: its drain deadline
+    /// ([`dfdaemon::DRAIN_TIMEOUT`]) plus the kit's [`DEADLINE`] to get out.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        self.process.terminate(dfdaemon::DRAIN_TIMEOUT + DEADLINE).await.unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     /// Starts it again on the same data directory and ports.
@@ -103,7 +115,9 @@ pub async fn dfget_on(socket: &Path, url: &str, out: &Path, args: &[&str]) -> Df
     Dfget { code: output.status.code().unwrap_or(-1), stderr: String::from_utf8_lossy(&output.stderr).into_owned() }
 }
 
-/// A blocking GET with a raw HTTP/1.1 request; returns (status, headers, body).
+/// A blocking request written by hand as raw HTTP/1.1, for tests of the HTTP
+/// exchange itself (status lines, headers, a server's queue); returns
+/// (status, headers, body). Metrics are read with `testkit::metrics`.
 pub fn raw_get(port: u16, method: &str, path: &str) -> (u16, String, Vec<u8>) {
     use std::io::{Read as _, Write as _};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
