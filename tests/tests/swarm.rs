@@ -218,3 +218,43 @@ async fn a_restarted_scheduler_is_repopulated_by_the_peers() {
     assert_eq!(sha256_file(dir.path().join("newcomer")).unwrap(), expected_a);
     assert_eq!(origin.stats("/a").body_bytes, sent_a, "the seed's copy served the newcomer\n{}", logs(&cluster));
 }
+
+/// Signed-URL secrets and credentials never reach a daemon's disk: every
+/// `task.json` (the seed's, fetched from the origin, and the peers', fetched
+/// from parents) records the URL without its query and user info.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_task_record_keeps_a_signed_urls_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(&options(dir.path(), 2, QUICK)).await.unwrap();
+    let origin = Origin::start().await;
+    let data = random_bytes(4 * MIB, 39);
+    let expected = sha256_hex(&data);
+    origin.add("/signed", Content::Bytes(data), Behavior::default());
+    let url = format!("{}?X-Amz-Signature=hush-hush&X-Amz-Credential=key-id", origin.url("/signed"));
+    for (out, r) in all_download(&cluster, &url, dir.path(), &[]).await {
+        assert_eq!(r.code, 0, "{}\n{}", r.stderr, logs(&cluster));
+        assert_eq!(sha256_file(out).unwrap(), expected);
+    }
+    let mut records = 0;
+    for daemon in cluster.seed.iter().chain(&cluster.peers) {
+        for entry in walk(&daemon.options.dir.join("data")) {
+            if entry.file_name().is_some_and(|n| n == "task.json") {
+                let text = std::fs::read_to_string(&entry).unwrap();
+                assert!(!text.contains("hush-hush") && !text.contains("key-id"), "{}: {text}", entry.display());
+                assert!(text.contains("/signed"), "{}: {text}", entry.display());
+                records += 1;
+            }
+        }
+    }
+    assert!(records >= 3, "the seed and both peers recorded the task ({records} records)");
+}
+
+/// Every file below `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() { files.extend(walk(&path)) } else { files.push(path) }
+    }
+    files
+}

@@ -374,7 +374,8 @@ impl P2p<'_> {
             return Ok(());
         }
         check_geometry(len, piece_length).map_err(Error::OriginProtocol)?;
-        let (storage, id, url) = (self.storage.clone(), self.spec.task_id.clone(), self.spec.url.to_string());
+        let (storage, id, url) =
+            (self.storage.clone(), self.spec.task_id.clone(), crate::backend::redacted(&self.spec.url));
         let shape = Shape { content_length: Some(len), piece_length, validator: None };
         let digests = st.digests.clone();
         let lease = tokio::task::spawn_blocking(move || {
