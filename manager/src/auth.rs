@@ -7,7 +7,10 @@
 //! - A sign-in token is a JWT (`sub` = user ID, `jti`, `iat`, `exp`) signed
 //!   with HS256. The key comes from `auth.jwt_secret`, or is generated once and
 //!   kept in the database so every replica accepts every replica's tokens.
-//!   Signing out records the token's `jti` until it expires.
+//!   Signing out records the token's `jti` until it expires. `exp` is checked
+//!   here, in whole seconds, against the manager's [`Clock`] (jsonwebtoken's
+//!   own check would read the system clock): a token is refused from the
+//!   second after `exp` on.
 //! - A personal access token is `dpat_` + 32 random bytes (hex); only its
 //!   SHA-256 is stored. It carries its owner's role.
 //! - Every request re-reads the user, so a deleted user or a changed role
@@ -26,6 +29,7 @@ use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use crate::clock::Clock;
 use crate::config::{AuthConfig, MIN_PASSWORD_LEN};
 use crate::error::Error;
 use crate::store::{ROOT_USER, Role, Store, StoreError, Timestamp, User};
@@ -92,6 +96,7 @@ pub struct Auth {
     decoding: DecodingKey,
     validation: Validation,
     ttl: Duration,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Auth {
@@ -102,8 +107,9 @@ impl std::fmt::Debug for Auth {
 
 impl Auth {
     /// Sets up signing (configured key, or the one kept in the database) and
-    /// makes sure the root user exists (see [`bootstrap_root`]).
-    pub async fn new(store: Store, config: &AuthConfig) -> anyhow::Result<Arc<Self>> {
+    /// makes sure the root user exists (see [`bootstrap_root`]). Token
+    /// lifetimes are measured on `clock`.
+    pub async fn new(store: Store, config: &AuthConfig, clock: Clock) -> anyhow::Result<Arc<Self>> {
         let secret = match &config.jwt_secret {
             Some(s) => s.clone(),
             None => store
@@ -114,6 +120,8 @@ impl Auth {
         bootstrap_root(&store, config).await?;
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
+        // `exp` must be there; it is compared with `clock` in `authenticate`.
+        validation.validate_exp = false;
         validation.set_required_spec_claims(&["exp", "sub", "jti"]);
         Ok(Arc::new(Self {
             store,
@@ -121,6 +129,7 @@ impl Auth {
             decoding: DecodingKey::from_secret(secret.as_bytes()),
             validation,
             ttl: config.token_ttl,
+            clock,
         }))
     }
 
@@ -139,7 +148,7 @@ impl Auth {
             Some(u) if ok => u,
             _ => return Err(refused()),
         };
-        let now = Timestamp::now();
+        let now = self.clock.timestamp();
         let expires_at = now.saturating_add(self.ttl);
         let claims = Claims { sub: user.id.to_string(), jti: random_hex(16), iat: secs(now), exp: secs(expires_at) };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
@@ -149,7 +158,7 @@ impl Auth {
 
     /// Who presents `bearer` (a sign-in token or a personal access token).
     pub async fn authenticate(&self, bearer: &str) -> Result<Caller, Error> {
-        let now = Timestamp::now();
+        let now = self.clock.timestamp();
         let (user_id, credential) = if let Some(secret) = bearer.strip_prefix(PAT_PREFIX) {
             let token = match self.store.find_token_by_hash(&pat_hash(secret)).await {
                 Ok(t) => t,
@@ -161,13 +170,13 @@ impl Auth {
             }
             (token.user_id, Credential::Pat { token_id: token.id })
         } else {
-            let data = jsonwebtoken::decode::<Claims>(bearer, &self.decoding, &self.validation).map_err(|e| {
-                Error::Unauthenticated(match e.kind() {
-                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the sign-in token has expired".into(),
-                    _ => "invalid token".into(),
-                })
-            })?;
+            let data = jsonwebtoken::decode::<Claims>(bearer, &self.decoding, &self.validation)
+                .map_err(|_| Error::Unauthenticated("invalid token".into()))?;
             let claims = data.claims;
+            // Valid through the whole second `exp`, as jsonwebtoken with no leeway.
+            if claims.exp < secs(now) {
+                return Err(Error::Unauthenticated("the sign-in token has expired".into()));
+            }
             if self.store.is_session_revoked(&claims.jti).await? {
                 return Err(Error::Unauthenticated("signed out".into()));
             }

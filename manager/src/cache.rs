@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use redis::AsyncCommands as _;
 use sha2::{Digest as _, Sha256};
 
+use crate::clock::Clock;
 use crate::matching::PeerFacts;
 
 /// Most answers the in-process cache holds before it starts over.
@@ -44,6 +45,8 @@ pub struct Lookup {
 /// Cached `ListSchedulers` answers; cheap to share behind an `Arc`.
 pub struct AnswerCache {
     ttl: Duration,
+    /// Ages in-process answers; Redis ages its keys by its own clock.
+    clock: Clock,
     /// Prefix of every Redis key (`<namespace>:manager:cache:...`), so
     /// several Darter deployments can share one Redis.
     namespace: String,
@@ -69,10 +72,11 @@ impl std::fmt::Debug for AnswerCache {
 }
 
 impl AnswerCache {
-    /// An in-process cache (one replica).
-    pub fn local(ttl: Duration) -> Self {
+    /// An in-process cache (one replica); answers age on `clock`.
+    pub fn local(ttl: Duration, clock: Clock) -> Self {
         Self {
             ttl,
+            clock,
             namespace: String::new(),
             backend: Backend::Local { generation: AtomicU64::new(0), answers: Mutex::new(HashMap::new()) },
         }
@@ -90,7 +94,7 @@ impl AnswerCache {
             .await
             .map_err(|_| anyhow::anyhow!("cache.redis_url: Redis did not answer within 5s"))?
             .map_err(|e| anyhow::anyhow!("cache.redis_url: cannot connect to Redis: {e}"))?;
-        Ok(Self { ttl, namespace: namespace.to_owned(), backend: Backend::Redis { conn } })
+        Ok(Self { ttl, clock: Clock::system(), namespace: namespace.to_owned(), backend: Backend::Redis { conn } })
     }
 
     /// Redis key of the shared generation counter.
@@ -117,7 +121,7 @@ impl AnswerCache {
                 let answers = answers.lock().unwrap_or_else(|e| e.into_inner());
                 let hit = answers
                     .get(&key)
-                    .filter(|(g, at, _)| *g == generation && at.elapsed() < self.ttl)
+                    .filter(|(g, at, _)| *g == generation && self.clock.instant().duration_since(*at) < self.ttl)
                     .map(|(_, _, answer)| answer.clone());
                 Lookup { hit, generation: Some(generation) }
             }
@@ -151,7 +155,7 @@ impl AnswerCache {
                 if answers.len() >= LOCAL_CAPACITY && !answers.contains_key(&key) {
                     answers.clear();
                 }
-                answers.insert(key, (generation, Instant::now(), answer));
+                answers.insert(key, (generation, self.clock.instant(), answer));
             }
             Backend::Redis { conn } => {
                 let mut conn = conn.clone();
@@ -199,6 +203,7 @@ fn facts_key(peer: &PeerFacts) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
 
     fn peer(ip: &str) -> PeerFacts {
         PeerFacts {
@@ -212,7 +217,7 @@ mod tests {
 
     #[tokio::test]
     async fn local_cache_serves_until_invalidated() {
-        let cache = AnswerCache::local(Duration::from_secs(60));
+        let cache = AnswerCache::local(Duration::from_secs(60), Clock::system());
         let a = peer("10.0.0.1");
         let miss = cache.lookup(&a).await;
         assert!(miss.hit.is_none());
@@ -229,10 +234,13 @@ mod tests {
 
     #[tokio::test]
     async fn local_cache_entries_expire() {
-        let cache = AnswerCache::local(Duration::from_millis(20));
+        let clock = ManualClock::new();
+        let cache = AnswerCache::local(Duration::from_millis(20), clock.clock());
         let a = peer("10.0.0.1");
         cache.store(&a, 0, b"one".to_vec()).await;
-        tokio::time::sleep(Duration::from_millis(40)).await;
+        clock.advance(Duration::from_millis(19));
+        assert_eq!(cache.lookup(&a).await.hit.as_deref(), Some(&b"one"[..]), "served until the TTL");
+        clock.advance(Duration::from_millis(1));
         assert!(cache.lookup(&a).await.hit.is_none());
     }
 

@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::cache::AnswerCache;
+use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::store::{MemberKind, Store};
 
@@ -17,6 +18,8 @@ pub struct Context {
     /// `ListSchedulers` answers; invalidated by every change that alters one.
     pub cache: Arc<AnswerCache>,
     pub metrics: Metrics,
+    /// What time it is (see [`crate::clock`]).
+    pub clock: Clock,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
     /// Per member, the generation of its newest keepalive stream in this
@@ -33,6 +36,7 @@ impl Context {
         store: Store,
         cache: Arc<AnswerCache>,
         metrics: Metrics,
+        clock: Clock,
         shutdown: CancellationToken,
         tracker: TaskTracker,
     ) -> Self {
@@ -40,6 +44,7 @@ impl Context {
             store,
             cache,
             metrics,
+            clock,
             shutdown,
             tracker,
             streams: Mutex::new(HashMap::new()),

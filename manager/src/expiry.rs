@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::context::Context;
-use crate::store::{MemberKind, MemberState, Timestamp};
+use crate::store::{MemberKind, MemberState};
 
 /// How often inactive rows are collected (their age limit is hours, not seconds).
 const GC_INTERVAL: Duration = Duration::from_secs(60);
@@ -37,7 +37,7 @@ pub async fn run(ctx: Arc<Context>, config: &Config) {
 }
 
 async fn expire(ctx: &Context, grace: Duration) {
-    let now = Timestamp::now();
+    let now = ctx.clock.timestamp();
     for kind in KINDS {
         match ctx.store.expire_members(kind, now.saturating_sub(grace), now).await {
             Ok(0) => {}
@@ -51,7 +51,7 @@ async fn expire(ctx: &Context, grace: Duration) {
 }
 
 async fn collect(ctx: &Context, after: Duration) {
-    let now = Timestamp::now();
+    let now = ctx.clock.timestamp();
     if let Err(e) = ctx.store.gc_revoked_sessions(now).await {
         tracing::warn!(error = %e, "cannot forget expired signed-out tokens");
     }

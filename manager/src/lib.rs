@@ -12,6 +12,7 @@
 //!   [`lookup`] runs it over the store with the matched cluster's members.
 //! - [`cache`]: `ListSchedulers` answers cached per peer, invalidated by
 //!   generation, in process or shared through Redis.
+//! - [`clock`]: what time it is; the system clock, or one tests move by hand.
 //! - [`auth`]: passwords (argon2), sign-in JWTs, personal access tokens, the
 //!   root account on first start.
 //! - [`grpc`]: the `darter.manager.v1.Manager` service (register, keepalive
@@ -23,10 +24,12 @@
 //!   [`error`]: the one error type (a gRPC status or an HTTP answer).
 //! - `main.rs`: the binary.
 //!
-//! [`run`] serves on listeners the caller bound, so tests use ephemeral ports.
+//! [`run`] serves on listeners the caller bound, so tests use ephemeral ports;
+//! [`run_with`] also takes the clock, so tests move time instead of waiting.
 
 pub mod auth;
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod context;
 pub mod error;
@@ -52,6 +55,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Auth;
 use crate::cache::AnswerCache;
+use crate::clock::Clock;
 pub use crate::config::Config;
 use crate::context::Context;
 use crate::grpc::ManagerService;
@@ -100,19 +104,31 @@ impl darter_common::service::Bound for Listeners {
 /// store cannot be opened or the gRPC or REST server stops on its own (the
 /// error names which).
 pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> anyhow::Result<()> {
+    run_with(config, listeners, shutdown, Clock::system()).await
+}
+
+/// [`run`], reading the time from `clock` wherever the manager compares
+/// against now (token expiry, sign-outs, password changes, keepalives and
+/// their grace period, cached answers' TTL).
+pub async fn run_with(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+    clock: Clock,
+) -> anyhow::Result<()> {
     let store = Store::open(&config.database_url)
         .await
         .map_err(|e| anyhow::anyhow!("cannot open the database (database_url): {e}"))?;
-    let auth = Auth::new(store.clone(), &config.auth).await?;
+    let auth = Auth::new(store.clone(), &config.auth, clock.clone()).await?;
     let cache = Arc::new(match &config.cache.redis_url {
         Some(url) => AnswerCache::redis(url, &config.cache.namespace, config.cache.ttl).await?,
-        None => AnswerCache::local(config.cache.ttl),
+        None => AnswerCache::local(config.cache.ttl, clock.clone()),
     });
     let metrics = metrics::Metrics::new();
     let registry = metrics.registry.clone();
     let health = Health::default();
     let tracker = TaskTracker::new();
-    let ctx = Arc::new(Context::new(store.clone(), cache, metrics, shutdown.clone(), tracker.clone()));
+    let ctx = Arc::new(Context::new(store.clone(), cache, metrics, clock, shutdown.clone(), tracker.clone()));
     let addrs = (listeners.grpc.local_addr()?, listeners.metrics.local_addr()?, listeners.rest.local_addr()?);
 
     let expiry_ctx = ctx.clone();

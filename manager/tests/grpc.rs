@@ -8,12 +8,15 @@ use darter_proto::manager::v1 as pb;
 use darter_proto::manager::v1::manager_client::ManagerClient;
 use manager::store::{MemberKind, MemberState, NewCluster, Scopes};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 use tonic::transport::Channel;
 
 mod support;
-use support::{TestManager as Manager, eventually};
+use support::TestManager as Manager;
+use support::members::{LiveMember, hold, keepalive};
+use support::rest::Api;
+use testkit::eventually;
+use testkit::metrics::{scrape, value};
 
 fn scheduler(hostname: &str, ip: &str, cluster_id: u64) -> pb::RegisterSchedulerRequest {
     pb::RegisterSchedulerRequest {
@@ -30,20 +33,13 @@ fn peer(hostname: &str, ip: &str) -> pb::ListSchedulersRequest {
     pb::ListSchedulersRequest { hostname: hostname.into(), ip: ip.into(), ..Default::default() }
 }
 
-fn keepalive(m: &pb::Member) -> pb::KeepAliveRequest {
-    pb::KeepAliveRequest { kind: m.kind, member_id: m.id, hostname: m.hostname.clone(), ip: m.ip.clone() }
-}
-
 /// Opens a keepalive stream for `m` and sends one keepalive; the stream stays
 /// open while the sender lives. The handle yields the call's result.
 async fn open_keepalive(
     client: &ManagerClient<Channel>,
     m: &pb::Member,
 ) -> (mpsc::Sender<pb::KeepAliveRequest>, tokio::task::JoinHandle<Result<(), tonic::Status>>) {
-    let (tx, rx) = mpsc::channel(4);
-    tx.send(keepalive(m)).await.unwrap();
-    let mut client = client.clone();
-    let call = tokio::spawn(async move { client.keep_alive(ReceiverStream::new(rx)).await.map(|r| r.into_inner()) });
+    let LiveMember { tx, call, .. } = hold(client, m.clone()).await;
     (tx, call)
 }
 
@@ -273,17 +269,16 @@ async fn answers_and_requests_are_counted_in_metrics() {
     let (_tx, _call) = open_keepalive(&c, &s).await;
     c.list_schedulers(peer("p1", "192.0.2.10")).await.unwrap();
     c.list_schedulers(peer("p1", "192.0.2.10")).await.unwrap();
-    let http = support::http();
-    let status = http.get(m.url("/clusters")).send().await.unwrap().status();
+    let status = Api::new(&m).get("/clusters").await.status;
     assert_eq!(status.as_u16(), 401);
-    let text = http.get(format!("http://{}/metrics", m.metrics)).send().await.unwrap().text().await.unwrap();
-    for needle in [
-        r#"manager_list_schedulers_total{result="database"} 1"#,
-        r#"manager_list_schedulers_total{result="cache"} 1"#,
-        r#"manager_http_requests_total{method="GET",route="/api/v1/clusters",status="401"} 1"#,
-        r#"manager_cache_invalidations_total{cause="member registered"} 1"#,
+    let text = scrape(m.metrics).await.unwrap();
+    for series in [
+        r#"manager_list_schedulers_total{result="database"}"#,
+        r#"manager_list_schedulers_total{result="cache"}"#,
+        r#"manager_http_requests_total{method="GET",route="/api/v1/clusters",status="401"}"#,
+        r#"manager_cache_invalidations_total{cause="member registered"}"#,
     ] {
-        assert!(text.contains(needle), "missing {needle} in\n{text}");
+        assert_eq!(value(&text, series), Some(1.0), "{series} in\n{text}");
     }
     m.stop().await;
 }

@@ -331,15 +331,20 @@ mod cases {
         assert_eq!(store.get_user_by_name("alice").await.unwrap(), alice);
         assert_eq!(store.list_users().await.unwrap(), vec![root.clone(), alice.clone()]);
 
-        let promoted =
-            store.update_user(alice.id, &UserUpdate { role: Some(Role::Root), ..UserUpdate::default() }).await.unwrap();
+        // The time of the change, as the manager's clock reads it.
+        let at = Timestamp(alice.sessions_valid_after.0 + 5_678);
+        let promote = UserUpdate { role: Some(Role::Root), ..UserUpdate::default() };
+        let promoted = store.update_user(alice.id, &promote, at).await.unwrap();
         assert_eq!((promoted.role, promoted.password_hash.as_str()), (Role::Root, "h"));
+        assert_eq!(promoted.sessions_valid_after, alice.sessions_valid_after, "a role change keeps the sessions");
         let rehashed = store
-            .update_user(alice.id, &UserUpdate { password_hash: Some("h2".into()), ..UserUpdate::default() })
+            .update_user(alice.id, &UserUpdate { password_hash: Some("h2".into()), ..UserUpdate::default() }, at)
             .await
             .unwrap();
         assert_eq!((rehashed.role, rehashed.password_hash.as_str()), (Role::Root, "h2"));
-        assert_eq!(store.update_user(999_999, &UserUpdate::default()).await.unwrap_err(), StoreError::NotFound);
+        // A new password ends the sessions issued before `at`, in whole seconds.
+        assert_eq!(rehashed.sessions_valid_after, Timestamp(at.0 / 1000 * 1000));
+        assert_eq!(store.update_user(999_999, &UserUpdate::default(), at).await.unwrap_err(), StoreError::NotFound);
 
         store.delete_user(alice.id).await.unwrap();
         assert_eq!(store.get_user(alice.id).await.unwrap_err(), StoreError::NotFound);
@@ -475,11 +480,14 @@ mod cases {
         let root = store.ensure_root_user("$argon2id$root").await.unwrap();
         let demote = UserUpdate { role: Some(Role::Guest), ..UserUpdate::default() };
         assert_eq!(store.delete_user(root.id).await.unwrap_err(), StoreError::Conflict("role"));
-        assert_eq!(store.update_user(root.id, &demote).await.unwrap_err(), StoreError::Conflict("role"));
+        assert_eq!(
+            store.update_user(root.id, &demote, Timestamp::now()).await.unwrap_err(),
+            StoreError::Conflict("role")
+        );
         assert_eq!(store.get_user(root.id).await.unwrap().role, Role::Root, "nothing changed");
         let other = NewUser { name: "admin".into(), password_hash: "$argon2id$x".into(), role: Role::Root };
         let other = store.create_user(&other).await.unwrap();
-        assert_eq!(store.update_user(root.id, &demote).await.unwrap().role, Role::Guest);
+        assert_eq!(store.update_user(root.id, &demote, Timestamp::now()).await.unwrap().role, Role::Guest);
         assert_eq!(store.delete_user(other.id).await.unwrap_err(), StoreError::Conflict("role"));
         store.delete_user(root.id).await.unwrap();
         store.close().await;

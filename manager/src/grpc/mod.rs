@@ -17,7 +17,6 @@ use crate::context::Context;
 use crate::error::Error;
 use crate::lookup::resolve;
 use crate::matching::PeerFacts;
-use crate::store::Timestamp;
 use convert::{KeepAlive, RegisterRequest};
 
 /// The `Manager` gRPC service.
@@ -39,7 +38,7 @@ impl ManagerService {
             None => store.default_cluster().await?.id,
             Some(id) => id,
         };
-        let member = store.register_member(&reg, Timestamp::now()).await.map_err(|e| match e {
+        let member = store.register_member(&reg, self.ctx.clock.timestamp()).await.map_err(|e| match e {
             crate::store::StoreError::NotFound => Error::NotFound(format!("cluster {} not found", reg.cluster_id)),
             e => e.into(),
         })?;
@@ -110,7 +109,7 @@ async fn keepalive_stream(ctx: Arc<Context>, mut stream: Streaming<pb::KeepAlive
     if matches!(result, Err(Error::ShuttingDown)) || !newest {
         return result;
     }
-    match ctx.store.mark_inactive(first.kind, first.member_id, Timestamp::now()).await {
+    match ctx.store.mark_inactive(first.kind, first.member_id, ctx.clock.timestamp()).await {
         Ok(()) => {
             ctx.invalidate("member inactive").await;
             tracing::info!(kind = ?first.kind, id = first.member_id, "keepalive stream closed; member inactive");
@@ -152,7 +151,7 @@ async fn serve_keepalives(
 
 /// Records one keepalive; a member coming back from inactive changes answers.
 async fn touch(ctx: &Context, ka: &KeepAlive) -> Result<(), crate::store::StoreError> {
-    if ctx.store.keepalive(ka.kind, ka.member_id, Timestamp::now()).await? {
+    if ctx.store.keepalive(ka.kind, ka.member_id, ctx.clock.timestamp()).await? {
         ctx.invalidate("member active again").await;
         tracing::info!(kind = ?ka.kind, id = ka.member_id, "member active again");
     }

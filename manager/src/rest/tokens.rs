@@ -15,7 +15,7 @@ use super::extract::{Body, Id};
 use super::views::TokenView;
 use crate::auth::{Caller, new_pat};
 use crate::error::Error;
-use crate::store::{NewToken, StoreError, Timestamp};
+use crate::store::{NewToken, StoreError};
 
 /// Longest token lifetime accepted (ten years).
 const MAX_LIFETIME: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 24 * 3600);
@@ -58,7 +58,7 @@ async fn create(
             if d.is_zero() || d > MAX_LIFETIME {
                 return Err(Error::invalid("expires_in", "must be more than 0 and at most 10 years").into());
             }
-            Some(Timestamp::now().saturating_add(d))
+            Some(s.ctx.clock.timestamp().saturating_add(d))
         }
     };
     let (secret, token_hash) = new_pat();

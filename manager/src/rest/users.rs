@@ -175,8 +175,12 @@ async fn patch(
         }
         None => None,
     };
-    let user =
-        s.ctx.store.update_user(id, &UserUpdate { password_hash, role: req.role }).await.map_err(not_found(id))?;
+    let user = s
+        .ctx
+        .store
+        .update_user(id, &UserUpdate { password_hash, role: req.role }, s.ctx.clock.timestamp())
+        .await
+        .map_err(not_found(id))?;
     tracing::info!(id, role = ?user.role, by = %caller.user.name, "user updated");
     Ok(Json((&user).into()))
 }
@@ -216,7 +220,11 @@ async fn change_password(
         }
     }
     let password_hash = Some(hash_password(&req.new_password).await?);
-    s.ctx.store.update_user(id, &UserUpdate { password_hash, role: None }).await.map_err(not_found(id))?;
+    s.ctx
+        .store
+        .update_user(id, &UserUpdate { password_hash, role: None }, s.ctx.clock.timestamp())
+        .await
+        .map_err(not_found(id))?;
     tracing::info!(id, by = %caller.user.name, "password changed");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -123,10 +123,10 @@ impl Store {
     }
 
     /// Changes a user's password hash and/or role. A new password also ends
-    /// the user's sign-in sessions (`sessions_valid_after` becomes now, in
+    /// the user's sign-in sessions (`sessions_valid_after` becomes `now`, in
     /// whole seconds). Demoting the last root is
     /// [`StoreError::Conflict`]`("role")`: someone must stay able to administer.
-    pub async fn update_user(&self, id: i64, update: &UserUpdate) -> Result<User> {
+    pub async fn update_user(&self, id: i64, update: &UserUpdate, now: Timestamp) -> Result<User> {
         if update.password_hash.as_deref() == Some("") {
             return Err(StoreError::Invalid("password_hash", "must not be empty".into()));
         }
@@ -134,7 +134,7 @@ impl Store {
             "UPDATE users SET password_hash = COALESCE(?, password_hash), role = COALESCE(?, role), \
              sessions_valid_after = COALESCE(?, sessions_valid_after) WHERE id = ?",
         );
-        let valid_after = update.password_hash.as_ref().map(|_| Timestamp::now().0 / 1000 * 1000);
+        let valid_after = update.password_hash.as_ref().map(|_| now.0 / 1000 * 1000);
         let select = self.sql(format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"));
         let roots = self.sql("SELECT COUNT(*) FROM users WHERE role = ?");
         dispatch!(self, pool => {

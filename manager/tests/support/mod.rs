@@ -1,20 +1,25 @@
 //! What the manager's integration tests share: a manager running in process
-//! on ephemeral ports ([`TestManager`]). Fresh databases come from `testkit::db`.
+//! on ephemeral ports ([`TestManager`]), on the system clock or on a clock the
+//! test moves ([`manager::clock::ManualClock`]); the one REST client
+//! ([`rest::Api`]); members kept alive over gRPC ([`members::LiveMember`]).
+//! Fresh databases come from `testkit::db`, polling from `testkit::eventually`.
 
 #![allow(dead_code)]
 
+pub mod members;
+pub mod rest;
+
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use darter_proto::manager::v1::manager_client::ManagerClient;
+use manager::clock::Clock;
 use manager::store::{MemberKind, MemberState, Store};
 use manager::{Config, Listeners};
+use testkit::eventually::{DEADLINE, START_DEADLINE, patience, try_poll};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
-
-/// How long any single expectation may take before the test fails.
-pub const DEADLINE: Duration = Duration::from_secs(10);
 
 /// The root password every test manager starts with.
 pub const ROOT_PASSWORD: &str = "root-password-for-tests";
@@ -39,13 +44,29 @@ impl TestManager {
 
     /// A manager on a fresh SQLite database, with `tweak` applied to its config.
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_with_clock(Clock::system(), tweak).await
+    }
+
+    /// A manager on a fresh SQLite database reading `clock`, with `tweak`
+    /// applied to its config.
+    pub async fn start_with_clock(clock: Clock, tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("manager.db").display());
-        Self::start_on(&url, Some(dir), tweak).await
+        Self::start_on_clock(&url, Some(dir), clock, tweak).await
     }
 
     /// A manager on the database at `url`.
     pub async fn start_on(url: &str, dir: Option<tempfile::TempDir>, tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_on_clock(url, dir, Clock::system(), tweak).await
+    }
+
+    /// A manager on the database at `url`, reading `clock`.
+    pub async fn start_on_clock(
+        url: &str,
+        dir: Option<tempfile::TempDir>,
+        clock: Clock,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         let mut config =
             Config { database_url: url.to_owned(), expiry_interval: Duration::from_millis(50), ..Config::default() };
         config.auth.root_password = Some(ROOT_PASSWORD.into());
@@ -56,28 +77,31 @@ impl TestManager {
         let (grpc_addr, rest_addr, metrics_addr) =
             (grpc.local_addr().unwrap(), rest.local_addr().unwrap(), metrics.local_addr().unwrap());
         let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(manager::run(config, Listeners { grpc, metrics, rest }, shutdown.clone()));
-        let store = loop {
-            // The manager creates the schema; wait until it has.
-            match Store::open(url).await {
-                Ok(s) if s.get_user_by_name("root").await.is_ok() => break s,
-                _ if handle.is_finished() => panic!("manager stopped: {:?}", handle.await),
-                _ => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
+        let listeners = Listeners { grpc, metrics, rest };
+        let handle = tokio::spawn(manager::run_with(config, listeners, shutdown.clone(), clock));
+        // The manager creates the schema and the root user; wait until it has.
+        let store = try_poll("the manager's database to have the root user", START_DEADLINE, || async {
+            anyhow::ensure!(!handle.is_finished(), "the manager stopped");
+            let store = Store::open(url).await?;
+            Ok(store.get_user_by_name("root").await.is_ok().then_some(store))
+        })
+        .await;
+        let store = match store {
+            Ok(s) => s,
+            Err(e) if handle.is_finished() => panic!("{e}: {:?}", handle.await),
+            Err(e) => panic!("{e}"),
         };
         Self { grpc: grpc_addr, rest: rest_addr, metrics: metrics_addr, store, shutdown, handle, _dir: dir }
     }
 
     /// A gRPC client, once the manager answers.
     pub async fn client(&self) -> ManagerClient<Channel> {
-        let start = Instant::now();
-        loop {
-            match ManagerClient::connect(format!("http://{}", self.grpc)).await {
-                Ok(c) => return c,
-                Err(e) if start.elapsed() > DEADLINE => panic!("manager does not answer: {e}"),
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
+        let url = format!("http://{}", self.grpc);
+        try_poll("the manager's gRPC API to answer", DEADLINE, || async {
+            Ok(Some(ManagerClient::connect(url.clone()).await?))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// A member's stored state.
@@ -85,33 +109,9 @@ impl TestManager {
         self.store.get_member(kind, i64::try_from(id).unwrap()).await.unwrap().state
     }
 
-    /// `http://127.0.0.1:<port>/api/v1` + `path`.
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}/api/v1{path}", self.rest)
-    }
-
     /// Stops the manager and waits for it.
     pub async fn stop(self) {
         self.shutdown.cancel();
-        tokio::time::timeout(DEADLINE, self.handle).await.expect("manager stops in time").unwrap().unwrap();
-    }
-}
-
-/// An HTTP client (the process's rustls crypto provider installed first).
-pub fn http() -> reqwest::Client {
-    darter_common::install_crypto_provider();
-    reqwest::Client::new()
-}
-
-/// Polls `check` until it holds or [`DEADLINE`] passes.
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::timeout(patience(DEADLINE), self.handle).await.expect("manager stops in time").unwrap().unwrap();
     }
 }
