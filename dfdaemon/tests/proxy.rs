@@ -73,7 +73,7 @@ async fn a_blob_streams_before_its_download_finishes_then_comes_from_the_cache()
     assert!(got == data, "the body is the blob");
     let first_byte = first_byte.unwrap();
     assert!(
-        first_byte < total / 2 && first_byte < Duration::from_millis(1500),
+        first_byte < total / 2 && first_byte < testkit::eventually::patience(Duration::from_millis(1500)),
         "first byte after {first_byte:?} of {total:?}: not streamed"
     );
     // Once, plus the one-byte probe that sizes it.
