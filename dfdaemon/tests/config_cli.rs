@@ -2,21 +2,13 @@
 //! under the keys they name, and old spellings of renamed keys and flags
 //! still load.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use darter_common::config::load;
 use dfdaemon::config::{Config, ENV_PREFIX};
 
 fn dfdaemon(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dfdaemon"));
-    cmd.args(args);
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("DFDAEMON__")) {
-        cmd.env_remove(k);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
+    testkit::process::run_binary(env!("CARGO_BIN_EXE_dfdaemon"), args, env, "DFDAEMON__")
 }
 
 /// The printed config, loaded back as dfdaemon would load a file.

@@ -1,21 +1,13 @@
 //! The `manager` binary's flags: `--print-config` prints the effective config
 //! as YAML that loads back, secrets left out; flags and env land in it.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use darter_common::config::load;
 use manager::config::{Config, ENV_PREFIX};
 
 fn manager(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_manager"));
-    cmd.args(args);
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("MANAGER__")) {
-        cmd.env_remove(k);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
+    testkit::process::run_binary(env!("CARGO_BIN_EXE_manager"), args, env, "MANAGER__")
 }
 
 /// Loads `yaml` as a config file, as the manager would.

@@ -1,9 +1,11 @@
 //! The `scheduler` binary: bad config exits 2 naming the field; flags land in the config.
 
-use std::process::Command;
-
 fn scheduler(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_scheduler")).args(args).env_remove("SCHEDULER__LOG__LEVEL").output().unwrap()
+    scheduler_with(args, &[])
+}
+
+fn scheduler_with(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    testkit::process::run_binary(env!("CARGO_BIN_EXE_scheduler"), args, env, "SCHEDULER__")
 }
 
 fn with_config(text: &str, extra: &[&str]) -> std::process::Output {
@@ -84,12 +86,10 @@ fn old_manager_spellings_still_load() {
     let m = printed_manager(&out);
     assert_eq!(m["addrs"], serde_yaml_ng::from_str::<serde_yaml_ng::Value>("[m:65003]").unwrap(), "{m:?}");
     assert_eq!((m["refresh_interval"].as_str(), &m["cluster_id"]), (Some("3s"), &serde_yaml_ng::Value::Null));
-    let out = Command::new(env!("CARGO_BIN_EXE_scheduler"))
-        .args(["--print-config"])
-        .env("SCHEDULER__MANAGER__ADDR", "env:65003")
-        .env("SCHEDULER__MANAGER__CLUSTER_ID", "4")
-        .output()
-        .unwrap();
+    let out = scheduler_with(
+        &["--print-config"],
+        &[("SCHEDULER__MANAGER__ADDR", "env:65003"), ("SCHEDULER__MANAGER__CLUSTER_ID", "4")],
+    );
     let m = printed_manager(&out);
     assert_eq!(m["addrs"], serde_yaml_ng::from_str::<serde_yaml_ng::Value>("[env:65003]").unwrap(), "{m:?}");
     assert_eq!(m["cluster_id"].as_u64(), Some(4));

@@ -31,6 +31,7 @@ use crate::dfdaemon::tail;
 use crate::eventually::{START_DEADLINE, wait_until};
 use crate::process::ChildGuard;
 use crate::registry::{Credentials, RegistryProcess};
+use crate::service::last_lines;
 use crate::tool::{run, run_unchecked, text};
 
 /// Default limit for one `ctr` command other than a pull.
@@ -329,11 +330,6 @@ fn hash_tree(root: &Path) -> anyhow::Result<BTreeMap<String, String>> {
         }
     }
     Ok(files)
-}
-
-fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 #[cfg(test)]

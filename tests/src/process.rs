@@ -39,6 +39,26 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Runs `bin` with `args` to completion (a CLI, or a service that exits at
+/// once, as with `--print-config`), with `env` set and every variable of the
+/// test's own environment starting with `clear_prefix` removed, so a
+/// developer's `DFDAEMON__...` cannot change what the test sees.
+pub fn run_binary(
+    bin: impl AsRef<std::ffi::OsStr>,
+    args: &[&str],
+    env: &[(&str, &str)],
+    clear_prefix: &str,
+) -> std::process::Output {
+    let bin = bin.as_ref();
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args(args);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with(clear_prefix)) {
+        cmd.env_remove(k);
+    }
+    cmd.envs(env.iter().copied());
+    cmd.output().unwrap_or_else(|e| panic!("run {}: {e}", bin.to_string_lossy()))
+}
+
 /// Sends `signal` (`STOP`, `CONT`, `TERM`, ...) to process `pid`.
 pub fn signal(pid: u32, signal: &str) -> anyhow::Result<()> {
     let status = std::process::Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status()?;
