@@ -43,15 +43,29 @@ pub fn tcp_addresses<'a>(
 }
 
 /// Writes the ready file for `listeners` at `path`: a temporary file renamed
-/// into place, so a reader never sees half of it.
+/// into place, so a reader never sees half of it. The temporary file is
+/// created new (`O_EXCL`): in a directory others can write, a file or link
+/// planted at its name makes this fail instead of writing through it.
 pub fn write_ready_file(path: &Path, listeners: &impl Bound) -> std::io::Result<()> {
+    use std::io::Write as _;
     let addresses: serde_json::Map<String, serde_json::Value> =
         listeners.addresses().into_iter().map(|(k, v)| (k.to_owned(), v.into())).collect();
     let doc = serde_json::json!({ "pid": std::process::id(), "addresses": addresses });
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, format!("{doc}\n"))
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot write the ready file {}: {e}", path.display())))
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(format!("{doc}\n").as_bytes()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    written.map_err(|e| {
+        if e.kind() != std::io::ErrorKind::AlreadyExists {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        std::io::Error::new(e.kind(), format!("cannot write the ready file {}: {e}", path.display()))
+    })
 }
 
 /// Runs a service; see the module doc. `ready_file` is where to publish the
@@ -243,7 +257,21 @@ mod tests {
         assert_eq!(doc["pid"], std::process::id());
         assert_eq!(doc["addresses"]["grpc"], "127.0.0.1:40123");
         assert_eq!(doc["addresses"]["socket"], "/run/x.sock");
-        assert!(!path.with_extension("tmp").exists(), "the temporary file is renamed away");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["ready.json"], "the temporary file is renamed away");
+    }
+
+    #[test]
+    fn a_link_planted_at_the_temporary_name_is_not_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, target) = (dir.path().join("ready.json"), dir.path().join("victim"));
+        std::fs::write(&target, "keep me").unwrap();
+        let planted = dir.path().join(format!("ready.json.{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&target, &planted).unwrap();
+        let err = write_ready_file(&path, &Two).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists, "{err}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
+        assert!(!path.exists());
     }
 
     /// A server that stops when `shutdown` is cancelled and says so on `stopped`.
