@@ -1,10 +1,10 @@
-//! A local Darter cluster of real processes on loopback: optionally a
-//! manager, a scheduler, an optional seed peer and N peers, each with its own
-//! directory, ports and log. Without a manager the scheduler is given the
-//! seed's address and the daemons the scheduler's; with one, the scheduler
-//! and the seed register with it and the daemons find the scheduler through
-//! it only. Everything is killed when dropped. Used by the end-to-end tests
-//! and the sandbox.
+//! A local Darter cluster of real processes on loopback: a manager (always
+//! with a seed peer), a scheduler, an optional seed peer and N peers, each
+//! with its own directory, ports the kernel picked, and log. With a manager
+//! the scheduler and the seed register with it and the daemons find the
+//! scheduler through it only; without one (no seed) the daemons are given
+//! the scheduler's address. Everything is killed when dropped. Used by the
+//! end-to-end tests, the sandbox and the benchmarks.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -199,12 +199,16 @@ async fn a_restarted_scheduler_is_repopulated_by_the_peers() {
     // The seed is known again once it re-announced itself (every second here);
     // until then the scheduler rightly has no seed to send the newcomer to.
     let scheduler_log = cluster.scheduler.log_path.clone();
-    // "host announced ... seed=true" (seed is the last field), logged by the
-    // restarted scheduler (after its last "scheduler ready" line).
+    // "host announced ... seed=true" when the seed announced itself after the
+    // manager listed it, "host reclassified ... seed=true" when the listing
+    // came second (seed is the last field); logged by the restarted scheduler
+    // (after its last "scheduler ready" line).
     let seed_known_again = || {
         let log = std::fs::read_to_string(&scheduler_log).unwrap_or_default();
         let restarted = log.rfind("scheduler ready").map_or("", |i| &log[i..]);
-        restarted.lines().any(|l| l.contains("host announced") && l.trim_end().ends_with("true"))
+        restarted.lines().any(|l| {
+            (l.contains("host announced") || l.contains("host reclassified")) && l.trim_end().ends_with("true")
+        })
     };
     wait_until("the seed to announce itself to the restarted scheduler", Duration::from_secs(10), || async {
         seed_known_again()
