@@ -88,7 +88,7 @@ impl AccessLogEntry {
 /// A running registry.
 #[derive(Debug)]
 pub struct RegistryProcess {
-    /// Where it listens (loopback, a free port).
+    /// Where it listens (loopback, the port the kernel gave it, read from its log).
     pub addr: SocketAddr,
     /// The credentials it requires, if any.
     pub credentials: Option<Credentials>,

@@ -99,7 +99,7 @@ struct Node {
 
 impl Node {
     /// Starts node `i`: a peer dfdaemon in `cluster` with its mirror on a
-    /// free port, a containerd, and the hosts.toml pointing that containerd
+    /// port the kernel picks, a containerd, and the hosts.toml pointing that containerd
     /// at that mirror in front of `registry`.
     async fn start(cluster: &Cluster, dir: &Path, i: usize, registry: &RegistryProcess) -> Self {
         Self::start_with(cluster, dir, i, registry, None).await
@@ -359,7 +359,7 @@ const HOP_BY_HOP: &[&str] =
     &["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "host"];
 
 impl Tap {
-    /// A tap listening on a free port; it answers 502 until given its
+    /// A tap listening on a port the kernel picks; it answers 502 until given its
     /// upstream ([`Tap::forward_to`]).
     async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -331,7 +331,7 @@ mod tests {
         assert!(got.starts_with(b"HTTP/1.1 404"), "{}", String::from_utf8_lossy(&got));
     }
 
-    /// Whether a fresh connection gets an answer (blocking, for `wait_for`).
+    /// Whether a fresh connection gets an answer (blocking; polled by `testkit::eventually`).
     fn answers(addr: std::net::SocketAddr) -> bool {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
