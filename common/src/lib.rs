@@ -19,6 +19,9 @@
 //! - [`host`]: the host name and IP a member advertises;
 //! - [`sockopt`]: TCP receive low-water mark and send buffer (fewer wake-ups
 //!   on the piece path and in the benchmark's calibration);
+//! - [`tls`]: mutual TLS between members: identities in certificates,
+//!   certificates from files or enrollment, the handshake checks, authorization
+//!   by role;
 //! - [`manager_client`]: the manager's client for schedulers and dfdaemons
 //!   (`ListSchedulers`, and the register + keepalive membership loop).
 
@@ -34,6 +37,7 @@ pub mod sockopt;
 pub mod status;
 pub mod task_id;
 pub mod telemetry;
+pub mod tls;
 pub mod units;
 
 /// Installs the process-wide rustls crypto provider (ring). Call once at start in

@@ -108,14 +108,17 @@ pub struct ListAnswer {
 }
 
 impl Managers {
-    /// Channels to `addrs` (`host:port` each); nothing connects until the
+    /// Channels to `addrs` (`host:port` each) over `transport` (a manager
+    /// must present the manager's certificate); nothing connects until the
     /// first call. Fails on an empty list or a bad address.
-    pub fn new(addrs: &[String]) -> Result<Self, String> {
+    pub fn new(addrs: &[String], transport: &crate::tls::Transport) -> Result<Self, String> {
         if addrs.is_empty() {
             return Err("no manager address".into());
         }
-        let channels =
-            addrs.iter().map(|a| endpoint(a).map(|e| (a.clone(), e.connect_lazy()))).collect::<Result<Vec<_>, _>>()?;
+        let channels = addrs
+            .iter()
+            .map(|a| endpoint(a).map(|e| (a.clone(), transport.channel(e, crate::tls::Expect::manager()))))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self { inner: Arc::new(Inner { channels, current: AtomicUsize::new(0) }) })
     }
 
@@ -313,7 +316,7 @@ mod tests {
         for bad in ["", "127.0.0.1", "127.0.0.1:0", ":65003", "http://127.0.0.1:65003", "host:port"] {
             assert!(endpoint(bad).is_err(), "{bad:?} accepted");
         }
-        assert!(Managers::new(&[]).is_err());
+        assert!(Managers::new(&[], &crate::tls::Transport::Plaintext).is_err());
     }
 
     #[test]

@@ -41,7 +41,7 @@ async fn dead_addr() -> String {
 async fn a_member_registers_keeps_alive_and_says_goodbye_on_shutdown() {
     let fake = fake();
     let server = fake.serve();
-    let managers = Managers::new(&[server.addr.to_string()]).unwrap();
+    let managers = Managers::new(&[server.addr.to_string()], &darter_common::tls::Transport::Plaintext).unwrap();
     let membership = Membership::new(managers, scheduler(), Duration::from_millis(50));
     let mut member = membership.subscribe();
     let shutdown = CancellationToken::new();
@@ -62,7 +62,7 @@ async fn a_member_registers_again_after_the_manager_restarts() {
     let fake = fake();
     let mut server = fake.serve();
     let addr = server.addr;
-    let managers = Managers::new(&[addr.to_string()]).unwrap();
+    let managers = Managers::new(&[addr.to_string()], &darter_common::tls::Transport::Plaintext).unwrap();
     let membership = Membership::new(managers, scheduler(), Duration::from_millis(50));
     let shutdown = CancellationToken::new();
     let run = tokio::spawn(membership.run(shutdown.clone()));
@@ -83,7 +83,9 @@ async fn a_member_registers_again_after_the_manager_restarts() {
 async fn a_seed_peer_registers_with_the_first_reachable_manager() {
     let fake = fake();
     let server = fake.serve();
-    let managers = Managers::new(&[dead_addr().await, server.addr.to_string()]).unwrap();
+    let managers =
+        Managers::new(&[dead_addr().await, server.addr.to_string()], &darter_common::tls::Transport::Plaintext)
+            .unwrap();
     let registration = Registration::SeedPeer(pb::RegisterSeedPeerRequest {
         host: Some(darter_proto::common::v1::Host {
             hostname: "seed".into(),
@@ -107,7 +109,8 @@ async fn list_schedulers_fails_over_and_tells_no_cluster_apart() {
     let fake = fake();
     let server = fake.serve();
     let live = server.addr.to_string();
-    let managers = Managers::new(&[dead_addr().await, live.clone()]).unwrap();
+    let managers =
+        Managers::new(&[dead_addr().await, live.clone()], &darter_common::tls::Transport::Plaintext).unwrap();
     let request = pb::ListSchedulersRequest { hostname: "p".into(), ip: "127.0.0.1".into(), ..Default::default() };
     let answer = managers.list_schedulers(request.clone()).await.unwrap();
     assert_eq!((answer.manager.as_str(), answer.response.cluster_id), (live.as_str(), 3));
@@ -120,7 +123,7 @@ async fn list_schedulers_fails_over_and_tells_no_cluster_apart() {
     let status = managers.list_schedulers(nowhere).await.unwrap_err();
     assert!(is_no_cluster(&status), "{status:?}");
 
-    let unreachable = Managers::new(&[dead_addr().await]).unwrap();
+    let unreachable = Managers::new(&[dead_addr().await], &darter_common::tls::Transport::Plaintext).unwrap();
     let status = unreachable.list_schedulers(pb::ListSchedulersRequest::default()).await.unwrap_err();
     assert!(!is_no_cluster(&status));
     assert!(status.message().starts_with("manager 127.0.0.1:"), "{status:?}");

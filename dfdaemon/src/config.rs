@@ -37,10 +37,21 @@ pub struct Config {
     pub proxy: ProxyConfig,
     /// `/metrics` and `/healthz` (default `0.0.0.0:4002`; formerly `metrics.addr`).
     pub metrics_addr: SocketAddr,
+    /// Mutual TLS on the upload API and to the manager, schedulers and
+    /// parents: where this member's certificate comes from.
+    pub tls: darter_common::tls::TlsConfig,
     /// Logs.
     pub log: LogConfig,
     /// OpenTelemetry trace export.
     pub tracing: TracingConfig,
+}
+
+impl Config {
+    /// Where an enrolled certificate is kept: `tls.state_dir`, else
+    /// `<storage.data_dir>/tls`.
+    pub fn tls_state_dir(&self) -> std::path::PathBuf {
+        self.tls.state_dir.clone().unwrap_or_else(|| self.storage.data_dir.join("tls"))
+    }
 }
 
 /// `host:`.
@@ -377,6 +388,7 @@ impl Default for Config {
             upload: UploadConfig::default(),
             proxy: ProxyConfig::default(),
             metrics_addr: ([0, 0, 0, 0], 4002).into(),
+            tls: darter_common::tls::TlsConfig::default(),
             log: LogConfig::default(),
             tracing: TracingConfig::default(),
         }
@@ -386,8 +398,15 @@ impl Default for Config {
 impl Validate for Config {
     /// `metrics_addr` is spelled as the manager and scheduler spell it.
     const RENAMED: &'static [(&'static str, &'static str)] = &[("metrics.addr", "metrics_addr")];
+    const SECRETS: &'static [&'static str] = &["tls.join_token"];
 
     fn validate(&self) -> Result<(), FieldError> {
+        self.tls.validate("tls")?;
+        if let Some(darter_common::tls::config::Source::Enrollment { .. }) = self.tls.source("tls")?
+            && self.manager.addrs.is_empty()
+        {
+            return Err(FieldError::new("tls.join_token", "enrollment needs the manager's address (manager.addrs)"));
+        }
         let gc = &self.storage.gc;
         if !(0.0..=1.0).contains(&gc.high_watermark) || gc.high_watermark == 0.0 {
             return Err(FieldError::new("storage.gc.high_watermark", "must be in (0, 1]"));

@@ -56,10 +56,12 @@ use std::sync::Arc;
 use darter_common::manager_client::Membership;
 use darter_common::service::{Servers, serve_until_shutdown};
 use darter_common::telemetry::{Health, MetricsServer, bind};
+use darter_common::tls::incoming::incoming;
+use darter_common::tls::{ClientAuth, ConnectionLimits, Role, enroll};
 use darter_proto::dfdaemon::v1::dfdaemon_download_server::DfdaemonDownloadServer;
 use darter_proto::dfdaemon::v1::dfdaemon_upload_server::DfdaemonUploadServer;
 use tokio::net::{TcpListener, UnixListener};
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_stream::wrappers::UnixListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -163,6 +165,8 @@ pub struct Daemon {
     membership: Option<Membership>,
     gc: GcPolicy,
     proxy: Option<Arc<proxy::Proxy>>,
+    /// Plaintext or mutual TLS, and where the certificate comes from.
+    trust: enroll::Established,
 }
 
 impl Daemon {
@@ -173,17 +177,36 @@ impl Daemon {
         let metrics = Arc::new(metrics::Metrics::new());
         let host = host::facts(&config, listeners.upload.local_addr()?, listeners.piece.local_addr()?);
         let stop = CancellationToken::new();
+        let member = enroll::Member {
+            tls: &config.tls,
+            section: "tls",
+            role: if config.host.seed { Role::SeedPeer } else { Role::Peer },
+            host: &host.hostname,
+            manager_addrs: &config.manager.addrs,
+            state_dir: Some(config.tls_state_dir()),
+            connect_timeout: darter_common::manager_client::CONNECT_TIMEOUT,
+        };
+        let trust = enroll::establish(&member).await.map_err(anyhow::Error::msg)?;
+        if let (Some(id), Some(configured)) = (trust.transport.identity(), config.manager.cluster_id)
+            && configured != 0
+            && configured != id.cluster_id
+        {
+            anyhow::bail!("manager.cluster_id is {configured} but the certificate names {id}");
+        }
+        let transport = trust.transport.clone();
         let mut tasks =
             Downloads::new(storage.clone(), config.back_to_source.clone(), metrics.clone(), stop.child_token())?;
         let (mut schedulers, mut discovery, mut membership) = (None, None, None);
         // In a swarm with static schedulers, or with a manager naming them.
         if !config.scheduler.addrs.is_empty() || !config.manager.addrs.is_empty() {
-            let scheduler = SchedulerClient::new(&config.scheduler, host.clone());
+            let scheduler = SchedulerClient::new(&config.scheduler, host.clone(), transport.clone());
             if !config.manager.addrs.is_empty() {
-                discovery =
-                    Some(discovery::Discovery::new(&config, &host, scheduler.clone()).map_err(anyhow::Error::msg)?);
+                discovery = Some(
+                    discovery::Discovery::new(&config, &host, scheduler.clone(), &transport)
+                        .map_err(anyhow::Error::msg)?,
+                );
             }
-            membership = discovery::seed_membership(&config, &host).map_err(anyhow::Error::msg)?;
+            membership = discovery::seed_membership(&config, &host, &transport).map_err(anyhow::Error::msg)?;
             tasks = tasks.with_scheduler(Scheduled::new(scheduler.clone(), config.p2p.clone(), config.host.seed)?);
             schedulers = Some(scheduler);
         }
@@ -209,15 +232,40 @@ impl Daemon {
         } else {
             None
         };
-        Ok(Self { config, listeners, stop, storage, metrics, tasks, schedulers, discovery, membership, gc, proxy })
+        Ok(Self {
+            config,
+            listeners,
+            stop,
+            storage,
+            metrics,
+            tasks,
+            schedulers,
+            discovery,
+            membership,
+            gc,
+            proxy,
+            trust,
+        })
     }
 
     /// Serves until `shutdown` is cancelled or a server stops on its own,
     /// then drains (`/healthz` answers 503 meanwhile) within [`DRAIN_TIMEOUT`]
     /// and removes the download socket.
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Self { config, listeners, stop, storage, metrics, tasks, schedulers, discovery, membership, gc, proxy } =
-            self;
+        let Self {
+            config,
+            listeners,
+            stop,
+            storage,
+            metrics,
+            tasks,
+            schedulers,
+            discovery,
+            membership,
+            gc,
+            proxy,
+            trust,
+        } = self;
         // The caller's shutdown stops the daemon; this task ends with either.
         tokio::spawn({
             let stop = stop.clone();
@@ -229,6 +277,17 @@ impl Daemon {
             }
         });
         let tracker = TaskTracker::new();
+        enroll::maintain(
+            enroll::Maintenance {
+                transport: trust.transport.clone(),
+                source: trust.source.clone(),
+                manager_addrs: config.manager.addrs.clone(),
+                state_dir: Some(config.tls_state_dir()),
+                refresh_interval: config.manager.refresh_interval,
+            },
+            &tracker,
+            stop.clone(),
+        );
         if let Some(discovery) = discovery {
             let answered = discovery.start().await;
             tracker.spawn(discovery.run(answered, stop.clone()));
@@ -265,12 +324,19 @@ impl Daemon {
                 stop.clone().cancelled_owned(),
             ),
         );
-        let upload_svc = DfdaemonUploadServer::new(grpc::upload::UploadService::new(tasks.clone(), config.host.seed));
+        let upload_svc = DfdaemonUploadServer::new(grpc::upload::UploadService::new(
+            tasks.clone(),
+            config.host.seed,
+            trust.transport.identity().map(|id| id.cluster_id),
+        ))
+        .max_decoding_message_size(darter_common::tls::limits::MAX_MESSAGE_SIZE);
+        let upload_tls = trust.transport.server_config(ClientAuth::Required);
         servers.spawn(
             "upload",
-            tonic::transport::Server::builder()
-                .add_service(upload_svc)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.upload), stop.clone().cancelled_owned()),
+            darter_common::tls::grpc_server().add_service(upload_svc).serve_with_incoming_shutdown(
+                incoming(listeners.upload, upload_tls, ConnectionLimits::default(), "upload"),
+                stop.clone().cancelled_owned(),
+            ),
         );
         let pieces = piece_server::PieceServer::with_rate_limit(
             storage.clone(),

@@ -9,6 +9,7 @@
 use std::sync::{Arc, RwLock};
 
 use darter_common::task_id::TaskId;
+use darter_common::tls::{Expect, Transport};
 use darter_proto::common::v1 as pb;
 use darter_proto::scheduler::v1::{AnnounceHostRequest, LeaveHostRequest, scheduler_client::SchedulerClient as Grpc};
 use sha2::{Digest as _, Sha256};
@@ -26,14 +27,25 @@ pub struct SchedulerClient {
     schedulers: RwLock<Schedulers>,
     host: pb::Host,
     config: SchedulerConfig,
+    transport: Transport,
+    cluster_id: u64,
 }
 
 impl SchedulerClient {
-    /// A client of `config.addrs` (possibly none yet).
-    pub fn new(config: &SchedulerConfig, host: pb::Host) -> Arc<Self> {
-        let client = Self { schedulers: RwLock::new(Arc::from([])), host, config: config.clone() };
+    /// A client of `config.addrs` (possibly none yet) over `transport`: with
+    /// mutual TLS, schedulers and parents must be of this member's cluster.
+    pub fn new(config: &SchedulerConfig, host: pb::Host, transport: Transport) -> Arc<Self> {
+        let cluster_id = transport.identity().map_or(0, |id| id.cluster_id);
+        let client =
+            Self { schedulers: RwLock::new(Arc::from([])), host, config: config.clone(), transport, cluster_id };
         client.set_addrs(&config.addrs);
         Arc::new(client)
+    }
+
+    /// A lazy channel to a parent's upload API (a peer or seed peer of this
+    /// member's cluster).
+    pub fn parent_channel(&self, endpoint: Endpoint) -> Channel {
+        self.transport.channel(endpoint, Expect::daemon(self.cluster_id))
     }
 
     /// This host as announced.
@@ -63,7 +75,10 @@ impl SchedulerClient {
                 match Endpoint::from_shared(format!("http://{addr}")) {
                     Ok(e) => Some((
                         addr.clone(),
-                        e.connect_timeout(self.config.connect_timeout).tcp_nodelay(true).connect_lazy(),
+                        self.transport.channel(
+                            e.connect_timeout(self.config.connect_timeout).tcp_nodelay(true),
+                            Expect::scheduler(self.cluster_id),
+                        ),
                     )),
                     Err(e) => {
                         tracing::warn!(scheduler = %addr, error = %e, "not a scheduler address; skipping it");
@@ -128,7 +143,7 @@ mod tests {
 
     fn client(addrs: &[&str]) -> Arc<SchedulerClient> {
         let config = SchedulerConfig { addrs: addrs.iter().map(|a| a.to_string()).collect(), ..Default::default() };
-        SchedulerClient::new(&config, pb::Host::default())
+        SchedulerClient::new(&config, pb::Host::default(), Transport::Plaintext)
     }
 
     #[tokio::test]

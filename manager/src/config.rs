@@ -43,6 +43,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `ListSchedulers` answer caching, shared through Redis when configured.
     pub cache: CacheConfig,
+    /// Mutual TLS on the gRPC port and the cluster's CA.
+    pub tls: ManagerTlsConfig,
     /// Logs.
     pub log: LogConfig,
     /// OpenTelemetry trace export.
@@ -61,6 +63,7 @@ impl Default for Config {
             inactive_gc_after: Duration::from_secs(24 * 3600),
             auth: AuthConfig::default(),
             cache: CacheConfig::default(),
+            tls: ManagerTlsConfig::default(),
             log: LogConfig::default(),
             tracing: TracingConfig::default(),
         }
@@ -88,6 +91,7 @@ impl Validate for Config {
         }
         self.auth.validate()?;
         self.cache.validate()?;
+        self.tls.validate()?;
         self.log.validate("log")?;
         self.tracing.validate("tracing")
     }
@@ -155,6 +159,62 @@ impl AuthConfig {
         }
         if self.token_ttl.is_zero() {
             return Err(FieldError::new("auth.token_ttl", "must be greater than 0"));
+        }
+        Ok(())
+    }
+}
+
+/// `tls:` — mutual TLS on the gRPC port, and the manager as the cluster's
+/// CA (enrollment with join tokens).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ManagerTlsConfig {
+    /// `mtls` (default): every gRPC caller but an enrolling member presents a
+    /// certificate of the cluster's CA. `plaintext`: nothing is authenticated
+    /// and enrollment is off (development only).
+    pub mode: darter_common::tls::TlsMode,
+    /// The CA certificate (PEM) to sign with, with `ca_key_file`. Unset: a CA
+    /// is generated once and kept in the database, shared by every replica.
+    pub ca_cert_file: Option<PathBuf>,
+    /// The CA's private key (PEM).
+    pub ca_key_file: Option<PathBuf>,
+    /// How long a member certificate is valid; members renew at two thirds
+    /// (default `24h`).
+    #[serde(with = "duration")]
+    pub cert_validity: Duration,
+    /// The longest a join token may be valid (default `720h`).
+    #[serde(with = "duration")]
+    pub max_token_ttl: Duration,
+    /// The host name in the manager's own certificate (default: the OS host name).
+    pub hostname: Option<String>,
+}
+
+impl Default for ManagerTlsConfig {
+    fn default() -> Self {
+        Self {
+            mode: darter_common::tls::TlsMode::Mtls,
+            ca_cert_file: None,
+            ca_key_file: None,
+            cert_validity: Duration::from_secs(24 * 3600),
+            max_token_ttl: Duration::from_secs(30 * 24 * 3600),
+            hostname: None,
+        }
+    }
+}
+
+impl ManagerTlsConfig {
+    fn validate(&self) -> Result<(), FieldError> {
+        if self.ca_cert_file.is_some() != self.ca_key_file.is_some() {
+            return Err(FieldError::new("tls.ca_key_file", "give both ca_cert_file and ca_key_file, or neither"));
+        }
+        if self.cert_validity < Duration::from_secs(5) {
+            return Err(FieldError::new("tls.cert_validity", "must be at least 5s"));
+        }
+        if self.max_token_ttl.is_zero() {
+            return Err(FieldError::new("tls.max_token_ttl", "must be greater than 0"));
+        }
+        if let Some(h) = &self.hostname {
+            darter_common::tls::identity::check_host(h).map_err(|e| FieldError::new("tls.hostname", e))?;
         }
         Ok(())
     }

@@ -17,6 +17,8 @@
 //!   root account on first start.
 //! - [`grpc`]: the `darter.manager.v1.Manager` service (register, keepalive
 //!   stream, `ListSchedulers`), with request validation in `grpc::convert`.
+//! - [`pki`]: the manager as the cluster's CA: join tokens, enrollment,
+//!   renewal, revocation (ARCHITECTURE.md §7).
 //! - [`rest`]: the REST API (`/api/v1`), its OpenAPI document, the console.
 //! - [`expiry`]: the loop that marks silent members inactive, deletes old
 //!   inactive rows and expired sign-outs, and counts members for the metrics.
@@ -38,6 +40,7 @@ pub mod grpc;
 pub mod lookup;
 pub mod matching;
 pub mod metrics;
+pub mod pki;
 pub mod rest;
 pub mod store;
 
@@ -49,7 +52,6 @@ use darter_common::service::{Servers, serve_until_shutdown};
 use darter_common::telemetry::{Health, MetricsServer, bind};
 use darter_proto::manager::v1::manager_server::ManagerServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -63,11 +65,6 @@ use crate::store::Store;
 
 /// How long shutdown waits for keepalive streams and the expiry loop to stop.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// HTTP/2 keepalive, so a member whose host vanished has its stream closed
-/// (and is marked inactive) without waiting for the grace period.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
-/// A ping not answered within this time closes the connection.
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The sockets the manager serves on.
 #[derive(Debug)]
@@ -120,6 +117,8 @@ pub async fn run_with(
         .await
         .map_err(|e| anyhow::anyhow!("cannot open the database (database_url): {e}"))?;
     let auth = Auth::new(store.clone(), &config.auth, clock.clone()).await?;
+    let pki = pki::Pki::start(&config.tls, &store, clock.clone()).await?;
+    let transport = pki.as_ref().map_or(darter_common::tls::Transport::Plaintext, |p| p.transport());
     let cache = Arc::new(match &config.cache.redis_url {
         Some(url) => AnswerCache::redis(url, &config.cache.namespace, config.cache.ttl).await?,
         None => AnswerCache::local(config.cache.ttl, clock.clone()),
@@ -134,15 +133,22 @@ pub async fn run_with(
     let expiry_ctx = ctx.clone();
     let expiry_config = config.clone();
     tracker.spawn(async move { expiry::run(expiry_ctx, &expiry_config).await });
-    let service = ManagerServer::new(ManagerService::new(ctx.clone()));
-    let incoming = TcpListenerStream::new(listeners.grpc);
+    if let Some(pki) = &pki {
+        pki.spawn_upkeep(&tracker, shutdown.clone());
+    }
+    let service = ManagerServer::new(ManagerService::new(ctx.clone(), pki.clone()))
+        .max_decoding_message_size(darter_common::tls::limits::MAX_MESSAGE_SIZE);
+    let incoming = darter_common::tls::incoming::incoming(
+        listeners.grpc,
+        transport.server_config(darter_common::tls::ClientAuth::Optional),
+        darter_common::tls::ConnectionLimits::default(),
+        "grpc",
+    );
     let mut servers = Servers::default();
     let server_stop = shutdown.clone();
     servers.spawn(
         "grpc",
-        tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        darter_common::tls::grpc_server()
             .add_service(service)
             .serve_with_incoming_shutdown(incoming, async move { server_stop.cancelled().await }),
     );
@@ -150,7 +156,7 @@ pub async fn run_with(
     let rest_stop = shutdown.clone();
     servers.spawn(
         "rest",
-        axum::serve(listeners.rest, rest::router(rest::AppState { ctx: ctx.clone(), auth }))
+        axum::serve(listeners.rest, rest::router(rest::AppState { ctx: ctx.clone(), auth, pki }))
             .with_graceful_shutdown(async move { rest_stop.cancelled().await })
             .into_future(),
     );

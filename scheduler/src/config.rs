@@ -32,6 +32,9 @@ pub struct Config {
     pub scheduling: SchedulingConfig,
     /// Garbage collection of hosts, tasks and peers.
     pub gc: GcConfig,
+    /// Mutual TLS on the gRPC port and to the manager and seed peers: where
+    /// the scheduler's certificate comes from (see `darter_common::tls::config`).
+    pub tls: darter_common::tls::TlsConfig,
     /// Logs.
     pub log: LogConfig,
     /// OpenTelemetry trace export.
@@ -48,6 +51,7 @@ impl Default for Config {
             host: HostConfig::default(),
             scheduling: SchedulingConfig::default(),
             gc: GcConfig::default(),
+            tls: darter_common::tls::TlsConfig::default(),
             log: LogConfig::default(),
             tracing: TracingConfig::default(),
         }
@@ -203,6 +207,7 @@ impl Default for GcConfig {
 impl Validate for Config {
     const RENAMED: &'static [(&'static str, &'static str)] =
         &[("manager.addr", "manager.addrs"), ("manager.seed_peer_refresh_interval", "manager.refresh_interval")];
+    const SECRETS: &'static [&'static str] = &["tls.join_token"];
 
     fn validate(&self) -> Result<(), FieldError> {
         for (i, seed) in self.seed_peers.iter().enumerate() {
@@ -232,6 +237,12 @@ impl Validate for Config {
             }
         }
         darter_common::host::validate("host", self.host.hostname.as_deref(), self.host.ip)?;
+        self.tls.validate("tls")?;
+        if let Some(darter_common::tls::config::Source::Enrollment { .. }) = self.tls.source("tls")?
+            && self.manager.addrs.is_empty()
+        {
+            return Err(FieldError::new("tls.join_token", "enrollment needs the manager's address (manager.addrs)"));
+        }
         let s = &self.scheduling;
         if !(1..=64).contains(&s.candidate_parent_limit) {
             return Err(FieldError::new("scheduling.candidate_parent_limit", "must be between 1 and 64"));

@@ -62,6 +62,10 @@ pub enum Error {
     /// The peer does not read its announce stream.
     #[error("peer does not read its announce stream")]
     Stalled,
+    /// The caller's certificate does not allow this (another member's host,
+    /// a role that may not make the call).
+    #[error("{0}")]
+    PermissionDenied(String),
     /// The scheduler is stopping.
     #[error("scheduler is shutting down")]
     ShuttingDown,
@@ -82,6 +86,7 @@ impl Error {
             Self::TooManyReschedules(_) | Self::Stalled => Code::ResourceExhausted,
             Self::NotFound(_) => Code::NotFound,
             Self::Evicted(_) => Code::Aborted,
+            Self::PermissionDenied(_) => Code::PermissionDenied,
             Self::ShuttingDown => Code::Unavailable,
         }
     }
@@ -103,6 +108,7 @@ impl Error {
             Self::NotFound(_) => Reason::NotFound,
             Self::Evicted(_) => Reason::Evicted,
             Self::Stalled => Reason::Stalled,
+            Self::PermissionDenied(_) => Reason::PermissionDenied,
             Self::ShuttingDown => Reason::ShuttingDown,
         }
     }

@@ -34,9 +34,10 @@ use std::time::Duration;
 
 use darter_common::service::{Servers, serve_until_shutdown};
 use darter_common::telemetry::{Health, MetricsServer, bind};
+use darter_common::tls::incoming::incoming;
+use darter_common::tls::{ClientAuth, ConnectionLimits, Role, enroll};
 use darter_proto::scheduler::v1::scheduler_server::SchedulerServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -45,10 +46,6 @@ use crate::service::{Context, SchedulerService};
 
 /// How long shutdown waits for announce streams and the GC loop to stop.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// HTTP/2 keepalive on announce streams, so peers that vanish are noticed.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
-/// A keepalive ping not answered within this time closes the connection.
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The sockets the scheduler serves on.
 #[derive(Debug)]
@@ -79,21 +76,55 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     let metrics = metrics::Metrics::new();
     let health = Health::default();
     let tracker = TaskTracker::new();
-    let ctx = Arc::new(Context::new(config, metrics.clone(), shutdown.clone(), tracker.clone()));
     let addrs = (listeners.grpc.local_addr()?, listeners.metrics.local_addr()?);
+    let hostname = config.host.hostname.clone().unwrap_or_else(darter_common::host::os_hostname);
+    let member = enroll::Member {
+        tls: &config.tls,
+        section: "tls",
+        role: Role::Scheduler,
+        host: &hostname,
+        manager_addrs: &config.manager.addrs,
+        state_dir: config.tls.state_dir.clone(),
+        connect_timeout: darter_common::manager_client::CONNECT_TIMEOUT,
+    };
+    let established = enroll::establish(&member).await.map_err(anyhow::Error::msg)?;
+    if let (Some(id), Some(configured)) = (established.transport.identity(), config.manager.cluster_id)
+        && configured != 0
+        && configured != id.cluster_id
+    {
+        anyhow::bail!("manager.cluster_id is {configured} but the certificate names {id}");
+    }
+    enroll::maintain(
+        enroll::Maintenance {
+            transport: established.transport.clone(),
+            source: established.source.clone(),
+            manager_addrs: config.manager.addrs.clone(),
+            state_dir: config.tls.state_dir.clone(),
+            refresh_interval: config.manager.refresh_interval,
+        },
+        &tracker,
+        shutdown.clone(),
+    );
+    let server_tls = established.transport.server_config(ClientAuth::Required);
+    let ctx = Arc::new(Context::with_transport(
+        config,
+        metrics.clone(),
+        shutdown.clone(),
+        tracker.clone(),
+        established.transport,
+    ));
 
     metrics.set_seed_peers(ctx.seed_peers.all().len());
     tracker.spawn(gc::run(ctx.clone(), shutdown.clone()));
     membership::spawn(ctx.clone(), addrs.0, shutdown.clone(), &tracker);
-    let service = SchedulerServer::new(SchedulerService::new(ctx.clone()));
-    let incoming = TcpListenerStream::new(listeners.grpc);
+    let service = SchedulerServer::new(SchedulerService::new(ctx.clone()))
+        .max_decoding_message_size(darter_common::tls::limits::MAX_MESSAGE_SIZE);
+    let incoming = incoming(listeners.grpc, server_tls, ConnectionLimits::default(), "grpc");
     let server_stop = shutdown.clone();
     let mut servers = Servers::default();
     servers.spawn(
         "grpc",
-        tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        darter_common::tls::grpc_server()
             .add_service(service)
             .serve_with_incoming_shutdown(incoming, async move { server_stop.cancelled().await }),
     );

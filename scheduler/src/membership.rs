@@ -42,7 +42,7 @@ pub fn spawn(ctx: Arc<Context>, grpc: SocketAddr, shutdown: CancellationToken, t
     if ctx.config.manager.addrs.is_empty() {
         return;
     }
-    let managers = match Managers::new(&ctx.config.manager.addrs) {
+    let managers = match Managers::new(&ctx.config.manager.addrs, &ctx.transport) {
         Ok(m) => m,
         // Validated with the config; kept as a log line rather than a panic.
         Err(e) => return tracing::error!(error = %e, "manager.addrs is unusable; running standalone"),

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use darter_common::task_id::TaskId;
+use darter_common::tls::{Expect, Transport};
 use darter_proto::common::v1 as pb;
 use darter_proto::dfdaemon::v1::TriggerDownloadTaskRequest;
 use darter_proto::dfdaemon::v1::dfdaemon_upload_client::DfdaemonUploadClient;
@@ -19,15 +20,18 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Client of the configured seeds.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SeedClient {
     channels: Mutex<HashMap<SocketAddr, Channel>>,
+    transport: Transport,
+    cluster_id: u64,
 }
 
 impl SeedClient {
-    /// A client with no connection yet.
-    pub fn new() -> Self {
-        Self::default()
+    /// A client with no connection yet; with mutual TLS, a seed must present
+    /// a seed peer certificate of `cluster_id`.
+    pub fn new(transport: Transport, cluster_id: u64) -> Self {
+        Self { channels: Mutex::default(), transport, cluster_id }
     }
 
     /// Asks the seed at `addr` to fetch `download` (task `task_id`) from the
@@ -45,11 +49,12 @@ impl SeedClient {
         if let Some(c) = channels.get(&addr) {
             return Ok(c.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| format!("bad seed address {addr}: {e}"))?
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
-            .connect_lazy();
+            .tcp_nodelay(true);
+        let channel = self.transport.channel(endpoint, Expect::seed_peer(self.cluster_id));
         channels.insert(addr, channel.clone());
         Ok(channel)
     }

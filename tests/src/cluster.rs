@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use crate::dfdaemon::{DaemonOptions, DaemonProcess};
 use crate::eventually::{START_DEADLINE, wait_until};
 use crate::manager::ManagerProcess;
+use crate::pki::{Join, TestCa};
 use crate::service::{ServiceProcess, ServiceSpec};
+use darter_common::tls::Role;
 
 /// A scheduler process.
 #[derive(Debug)]
@@ -166,6 +168,42 @@ impl ClusterOptions {
     }
 }
 
+/// Where a cluster's members get their certificates: join tokens from its
+/// manager (enrollment), or files from the kit's CA (a cluster without a
+/// manager, as cert-manager would deliver them).
+#[derive(Debug)]
+pub enum Trust {
+    /// Enrollment with the manager.
+    Joins {
+        /// For the scheduler.
+        scheduler: Join,
+        /// For the seed peer.
+        seed_peer: Join,
+        /// For peers.
+        peer: Join,
+    },
+    /// Files from the kit's CA.
+    Files(TestCa),
+}
+
+impl Trust {
+    /// The environment (`SCHEDULER` or `DFDAEMON` prefix) that gives the
+    /// member named `name` (its directory `dir`) its certificate as `role`.
+    pub fn env(&self, prefix: &str, role: Role, name: &str, dir: &Path) -> Vec<(String, String)> {
+        let mut env = match self {
+            Trust::Joins { scheduler, seed_peer, peer } => match role {
+                Role::Scheduler => scheduler.env(prefix),
+                Role::SeedPeer => seed_peer.env(prefix),
+                _ => peer.env(prefix),
+            },
+            Trust::Files(ca) => ca.write(dir, &crate::pki::identity(role, name)).env(prefix),
+        };
+        // Each member under its own name: the name its certificate carries.
+        env.push((format!("{prefix}__HOST__HOSTNAME"), name.to_owned()));
+        env
+    }
+}
+
 /// A running cluster.
 #[derive(Debug)]
 pub struct Cluster {
@@ -177,6 +215,8 @@ pub struct Cluster {
     pub seed: Option<DaemonProcess>,
     /// The peers.
     pub peers: Vec<DaemonProcess>,
+    /// Where its members' certificates come from.
+    pub trust: Trust,
     options: ClusterOptions,
 }
 
@@ -195,11 +235,20 @@ impl Cluster {
             }
             None => None,
         };
+        let trust = match &manager {
+            Some(m) => Trust::Joins {
+                scheduler: m.join("scheduler", None).await?,
+                seed_peer: m.join("seed_peer", None).await?,
+                peer: m.join("peer", None).await?,
+            },
+            None => Trust::Files(TestCa::new()),
+        };
         let scheduler_dir = o.dir.join("scheduler");
         let args: Vec<String> = manager.iter().flat_map(|m| ["--manager".into(), m.grpc_addr.to_string()]).collect();
-        let scheduler =
-            SchedulerProcess::start_with_args(&o.scheduler_bin, &scheduler_dir, &args, &o.scheduler_env).await?;
-        let mut cluster = Self { manager, scheduler, seed: None, peers: Vec::new(), options: o.clone() };
+        let mut env = trust.env("SCHEDULER", Role::Scheduler, "scheduler", &scheduler_dir);
+        env.extend(o.scheduler_env.iter().cloned());
+        let scheduler = SchedulerProcess::start_with_args(&o.scheduler_bin, &scheduler_dir, &args, &env).await?;
+        let mut cluster = Self { manager, scheduler, seed: None, peers: Vec::new(), trust, options: o.clone() };
         if let Some(m) = &cluster.manager {
             let port = u32::from(cluster.scheduler.addr.port());
             let registered = wait_until("the manager to list the scheduler", START_DEADLINE, || async {
@@ -249,6 +298,8 @@ impl Cluster {
     pub fn daemon_options(&self, name: &str, seed: bool, env: &[(&str, &str)]) -> DaemonOptions {
         let o = &self.options;
         let mut d = DaemonOptions::new(&o.dfdaemon_bin, o.dir.join(name));
+        let role = if seed { Role::SeedPeer } else { Role::Peer };
+        d.tls = self.trust.env("DFDAEMON", role, name, &d.dir);
         d.env = o.daemon_env.clone();
         d.env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         d.args = match &self.manager {

@@ -31,7 +31,13 @@ pub struct DaemonOptions {
     pub proxy_port: Option<u16>,
     /// More flags (e.g. `--scheduler 127.0.0.1:8002`, `--seed`).
     pub args: Vec<String>,
-    /// Extra environment (e.g. `DFDAEMON__BACK_TO_SOURCE__CONCURRENCY`).
+    /// The environment that gives it its certificate (a join token or files:
+    /// see [`crate::pki`]). Default: plaintext (development) mode, for a
+    /// daemon alone or against an in-process fake; a [`crate::cluster::Cluster`]
+    /// gives its members real ones.
+    pub tls: Vec<(String, String)>,
+    /// Extra environment (e.g. `DFDAEMON__BACK_TO_SOURCE__CONCURRENCY`),
+    /// applied after `tls`.
     pub env: Vec<(String, String)>,
     /// `--log-level`.
     pub log_level: String,
@@ -52,6 +58,7 @@ impl DaemonOptions {
             upload_port: 0,
             proxy_port: None,
             args: Vec::new(),
+            tls: crate::pki::plaintext_env("DFDAEMON"),
             env: Vec::new(),
             log_level: "info".into(),
             ip: std::net::Ipv4Addr::LOCALHOST.into(),
@@ -102,7 +109,7 @@ impl DaemonProcess {
         }
         spec.args.extend(["--log-level".into(), o.log_level.clone()]);
         spec.args.extend(o.args.iter().cloned());
-        spec.env = o.env.clone();
+        spec.env = o.tls.iter().chain(&o.env).cloned().collect();
         spec.netns = o.netns.clone();
         let process = ServiceProcess::start(spec).await?;
         Ok(Self { socket, log_path: process.log_path.clone(), options, process })

@@ -248,4 +248,21 @@ impl Manager for FakeManager {
             ..Default::default()
         }))
     }
+
+    // The fake speaks plaintext: members that talk to it run in plaintext
+    // (development) mode, where nothing is enrolled.
+    async fn enroll(&self, _: Request<pb::EnrollRequest>) -> Result<Response<pb::IssuedCertificate>, Status> {
+        Err(Status::unimplemented("the fake manager is no CA"))
+    }
+
+    async fn renew_certificate(
+        &self,
+        _: Request<pb::RenewCertificateRequest>,
+    ) -> Result<Response<pb::IssuedCertificate>, Status> {
+        Err(Status::unimplemented("the fake manager is no CA"))
+    }
+
+    async fn get_trust_bundle(&self, _: Request<()>) -> Result<Response<pb::TrustBundle>, Status> {
+        Err(Status::unimplemented("the fake manager is no CA"))
+    }
 }

@@ -30,8 +30,11 @@
 //! - [`metrics`]: one scrape of a `/metrics` page and the value of a series in it.
 //! - [`fake_manager`]: a fake manager gRPC service in process (records
 //!   registrations, keepalives and lists; answers what the test sets).
+//! - [`http`]: one JSON request to a REST API.
 //! - [`db`]: scratch databases (SQLite always; PostgreSQL and MySQL/MariaDB
 //!   from `DARTER_TEST_*_URL`, created per test and dropped afterwards).
+//! - [`pki`]: a CA of the kit's own (member certificates as files, and the
+//!   stranger's CA in attack tests) and join tokens from a real manager.
 //! - [`net`]: an address nothing listens on (for dead-peer tests).
 //! - [`process`]: [`process::ChildGuard`] (kill-on-drop children) and
 //!   [`process::signal`].
@@ -44,11 +47,13 @@ pub mod db;
 pub mod dfdaemon;
 pub mod eventually;
 pub mod fake_manager;
+pub mod http;
 pub mod manager;
 pub mod metrics;
 pub mod net;
 pub mod oci;
 pub mod origin;
+pub mod pki;
 pub mod process;
 pub mod registry;
 pub mod service;

@@ -7,6 +7,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use darter_common::manager_client::Managers;
+use darter_common::tls::{Role, Transport};
+
+use crate::pki::Join;
 use darter_proto::manager::v1 as pb;
 
 use crate::service::{ServiceProcess, ServiceSpec};
@@ -28,6 +31,8 @@ pub struct ManagerProcess {
     /// Its log file.
     pub log_path: PathBuf,
     process: ServiceProcess,
+    /// The kit's own enrolled client (see [`ManagerProcess::managers`]).
+    client: std::sync::OnceLock<Transport>,
 }
 
 impl ManagerProcess {
@@ -89,17 +94,74 @@ impl ManagerProcess {
             root_password: root_password.to_string(),
             log_path: process.log_path.clone(),
             process,
+            client: std::sync::OnceLock::new(),
         })
     }
 
-    /// A client of its gRPC API.
-    pub fn managers(&self) -> Managers {
-        Managers::new(&[self.grpc_addr.to_string()]).expect("a valid address")
+    /// A sign-in token of the root user.
+    pub async fn root_token(&self) -> anyhow::Result<String> {
+        let body = serde_json::json!({ "name": ROOT_USER, "password": self.root_password });
+        let (status, answer) =
+            crate::http::json(self.rest_addr, "POST", "/api/v1/users/signin", None, Some(&body)).await?;
+        anyhow::ensure!(status == 200, "sign-in as root: {status} {answer}");
+        answer["token"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("sign-in answer without a token: {answer}"))
+    }
+
+    /// A new join token for `role` (`scheduler`, `seed_peer`, `peer`) of
+    /// `cluster_id` (the default cluster when `None`), any number of uses.
+    pub async fn join(&self, role: &str, cluster_id: Option<i64>) -> anyhow::Result<Join> {
+        let token = self.root_token().await?;
+        let body = serde_json::json!({ "role": role, "cluster_id": cluster_id, "description": "testkit" });
+        let (status, answer) =
+            crate::http::json(self.rest_addr, "POST", "/api/v1/join-tokens", Some(&token), Some(&body)).await?;
+        anyhow::ensure!(status == 201, "creating a {role} join token: {status} {answer}");
+        let field =
+            |k: &str| answer[k].as_str().map(str::to_owned).ok_or_else(|| anyhow::anyhow!("no {k} in {answer}"));
+        Ok(Join { token: field("join_token")?, ca_cert_hash: field("ca_cert_hash")? })
+    }
+
+    /// Enrolls a member in this process (a peer named `darter-testkit`
+    /// unless told otherwise) and returns its transport, for tests that call
+    /// the cluster's gRPC APIs themselves.
+    pub async fn enroll(&self, role: Role, host: &str) -> anyhow::Result<Transport> {
+        let join = self.join(role.as_str(), None).await?;
+        let tls = darter_common::tls::TlsConfig {
+            join_token: Some(join.token),
+            ca_cert_hash: Some(join.ca_cert_hash),
+            ..Default::default()
+        };
+        let addrs = [self.grpc_addr.to_string()];
+        let member = darter_common::tls::enroll::Member {
+            tls: &tls,
+            section: "tls",
+            role,
+            host,
+            manager_addrs: &addrs,
+            state_dir: None,
+            connect_timeout: std::time::Duration::from_secs(5),
+        };
+        Ok(darter_common::tls::enroll::establish(&member).await.map_err(anyhow::Error::msg)?.transport)
+    }
+
+    /// A client of its gRPC API, enrolled as a peer (once per process).
+    pub async fn managers(&self) -> anyhow::Result<Managers> {
+        let transport = match self.client.get() {
+            Some(t) => t.clone(),
+            None => {
+                let t = self.enroll(Role::Peer, "darter-testkit").await?;
+                self.client.get_or_init(|| t).clone()
+            }
+        };
+        Managers::new(&[self.grpc_addr.to_string()], &transport).map_err(anyhow::Error::msg)
     }
 
     /// `ListSchedulers` for a host at 127.0.0.1 (the default cluster, unless scopes say otherwise).
     pub async fn list_schedulers(&self) -> Result<pb::ListSchedulersResponse, tonic::Status> {
-        self.managers().list_schedulers(probe()).await.map(|a| a.response)
+        let managers = self.managers().await.map_err(|e| tonic::Status::unavailable(format!("{e:#}")))?;
+        managers.list_schedulers(probe()).await.map(|a| a.response)
     }
 
     /// The console's URL.

@@ -480,11 +480,12 @@ async fn expect_schedulers(m: &Manager, token: &str, cluster_id: i64, state: &st
 /// "which cluster?" answers idc-a by its CIDR. Killed, it turns inactive and
 /// root deletes it from the members view.
 async fn with_a_scheduler(b: &Browser, m: &Manager, token: &str, cluster_id: i64, dir: &Path) -> anyhow::Result<()> {
-    let env = [
+    let mut env = m.process.join("scheduler", Some(cluster_id)).await?.env("SCHEDULER");
+    env.extend([
         ("SCHEDULER__MANAGER__ADDRS".to_owned(), m.process.grpc_addr.to_string()),
         ("SCHEDULER__MANAGER__CLUSTER_ID".to_owned(), cluster_id.to_string()),
         ("SCHEDULER__HOST__HOSTNAME".to_owned(), "console-scheduler".to_owned()),
-    ];
+    ]);
     let mut scheduler =
         SchedulerProcess::start(&sibling_binary("scheduler")?, &dir.join("scheduler"), &[], &env).await?;
     expect_schedulers(m, token, cluster_id, "active", 1).await.with_context(|| tail(&scheduler.log_path, 20))?;

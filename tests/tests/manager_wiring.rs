@@ -109,7 +109,8 @@ async fn a_scheduler_that_dies_or_stalls_drops_out_within_the_grace_period_and_c
             .await
             .unwrap();
     let args = ["--manager".to_string(), manager.grpc_addr.to_string()];
-    let scheduler_env = [("SCHEDULER__MANAGER__KEEPALIVE_INTERVAL".to_string(), "500ms".to_string())];
+    let mut scheduler_env = manager.join("scheduler", None).await.unwrap().env("SCHEDULER");
+    scheduler_env.push(("SCHEDULER__MANAGER__KEEPALIVE_INTERVAL".to_string(), "500ms".to_string()));
     let mut scheduler = SchedulerProcess::start_with_args(
         &bin_dir().join("scheduler"),
         &dir.path().join("scheduler"),

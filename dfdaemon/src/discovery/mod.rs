@@ -51,8 +51,13 @@ enum Miss {
 impl Discovery {
     /// Discovery for the host `host` (its hostname, IP, IDC and location are
     /// what the manager matches). Fails on a bad `manager.addrs`.
-    pub fn new(config: &Config, host: &pb::Host, schedulers: Arc<SchedulerClient>) -> Result<Self, String> {
-        let managers = Managers::new(&config.manager.addrs).map_err(|e| format!("manager.addrs: {e}"))?;
+    pub fn new(
+        config: &Config,
+        host: &pb::Host,
+        schedulers: Arc<SchedulerClient>,
+        transport: &darter_common::tls::Transport,
+    ) -> Result<Self, String> {
+        let managers = Managers::new(&config.manager.addrs, transport).map_err(|e| format!("manager.addrs: {e}"))?;
         let request = mpb::ListSchedulersRequest {
             hostname: host.hostname.clone(),
             ip: host.ip.clone(),
@@ -185,11 +190,15 @@ impl Discovery {
 /// A seed peer's membership (register as a seed peer with its host's IP,
 /// upload and piece ports, IDC and location, then keep alive); `None` for a
 /// normal peer or without a manager.
-pub fn seed_membership(config: &Config, host: &pb::Host) -> Result<Option<Membership>, String> {
+pub fn seed_membership(
+    config: &Config,
+    host: &pb::Host,
+    transport: &darter_common::tls::Transport,
+) -> Result<Option<Membership>, String> {
     if !config.host.seed || config.manager.addrs.is_empty() {
         return Ok(None);
     }
-    let managers = Managers::new(&config.manager.addrs).map_err(|e| format!("manager.addrs: {e}"))?;
+    let managers = Managers::new(&config.manager.addrs, transport).map_err(|e| format!("manager.addrs: {e}"))?;
     let registration = Registration::SeedPeer(mpb::RegisterSeedPeerRequest {
         host: Some(host.clone()),
         cluster_id: config.manager.cluster_id.unwrap_or(0),

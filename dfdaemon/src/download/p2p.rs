@@ -67,6 +67,8 @@ pub struct P2p<'a> {
     pub pieces: &'a Arc<PieceClient>,
     /// This host.
     pub host_id: &'a str,
+    /// The schedulers' client, which also dials parents (with this member's TLS).
+    pub scheduler: &'a crate::scheduler_client::SchedulerClient,
     /// The download.
     pub spec: &'a DownloadSpec,
     /// Its progress.
@@ -343,9 +345,11 @@ impl P2p<'_> {
             };
             let idx = st.parents.len();
             let piece_addr = SocketAddr::new(ip, port);
+            let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}:{}", host.ip, host.port))
+                .map(|e| self.scheduler.parent_channel(e.connect_timeout(std::time::Duration::from_secs(2))));
             let sync = tokio::spawn(sync_parent(
                 idx,
-                format!("http://{}:{}", host.ip, host.port),
+                endpoint.map_err(|e| e.to_string()),
                 self.spec.task_id.to_string(),
                 self.host_id.to_string(),
                 events.clone(),
@@ -621,14 +625,15 @@ async fn store_piece(
 }
 
 /// Follows a parent's piece availability until it completes or fails.
-async fn sync_parent(idx: usize, endpoint: String, task_id: String, host_id: String, events: mpsc::Sender<Event>) {
+async fn sync_parent(
+    idx: usize,
+    channel: std::result::Result<tonic::transport::Channel, String>,
+    task_id: String,
+    host_id: String,
+    events: mpsc::Sender<Event>,
+) {
     let result = async {
-        let channel = tonic::transport::Endpoint::from_shared(endpoint)
-            .map_err(|e| e.to_string())?
-            .connect_timeout(std::time::Duration::from_secs(2))
-            .connect()
-            .await
-            .map_err(|e| e.to_string())?;
+        let channel = channel?;
         let mut stream = DfdaemonUploadClient::new(channel)
             .sync_pieces(SyncPiecesRequest { task_id, requester_host_id: host_id })
             .await

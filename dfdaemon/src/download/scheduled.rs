@@ -158,6 +158,7 @@ impl Downloads {
                     config: &scheduled.config,
                     pieces: &scheduled.pieces,
                     host_id: &scheduled.scheduler.host().id,
+                    scheduler: &scheduled.scheduler,
                     spec,
                     progress,
                     metrics: &self.metrics,

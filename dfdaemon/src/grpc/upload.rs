@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use darter_common::task_id::TaskId;
+use darter_common::tls::{Role, authz};
 use darter_proto::common::v1 as pb;
 use darter_proto::dfdaemon::v1::{self as dpb, dfdaemon_upload_server::DfdaemonUpload};
 use futures::Stream;
@@ -21,12 +22,18 @@ use crate::error::Error;
 pub struct UploadService {
     tasks: Arc<Downloads>,
     seed: bool,
+    cluster_id: Option<u64>,
 }
 
+/// Who may follow a task's pieces and ask about it: the cluster's members.
+const MEMBERS: &[Role] = &[Role::Peer, Role::SeedPeer, Role::Scheduler];
+
 impl UploadService {
-    /// A service over `tasks`; `seed` accepts download triggers.
-    pub fn new(tasks: Arc<Downloads>, seed: bool) -> Self {
-        Self { tasks, seed }
+    /// A service over `tasks`; `seed` accepts download triggers. With mutual
+    /// TLS (`cluster_id` is this member's cluster), callers must be of that
+    /// cluster: its schedulers trigger, its members follow pieces.
+    pub fn new(tasks: Arc<Downloads>, seed: bool, cluster_id: Option<u64>) -> Self {
+        Self { tasks, seed, cluster_id }
     }
 
     /// The task, waiting a little for it to appear: a seed that was just
@@ -57,6 +64,7 @@ impl DfdaemonUpload for UploadService {
     type SyncPiecesStream = SyncStream;
 
     async fn sync_pieces(&self, request: Request<dpb::SyncPiecesRequest>) -> Result<Response<SyncStream>, Status> {
+        authz::require(&request, MEMBERS, self.cluster_id)?;
         let id = TaskId::parse(&request.into_inner().task_id)
             .map_err(|e| Status::from(Error::InvalidArgument(e.to_string())))?;
         let task = self.wait_for_task(&id).await.ok_or_else(|| Status::from(Error::TaskNotFound(id.to_string())))?;
@@ -100,8 +108,9 @@ impl DfdaemonUpload for UploadService {
         &self,
         request: Request<dpb::TriggerDownloadTaskRequest>,
     ) -> Result<Response<()>, Status> {
-        // Triggers make a daemon fetch a URL for whoever asks: only seed peers
-        // take them (and should listen where only schedulers reach them).
+        // Triggers make a daemon fetch a URL with the caller's headers: only
+        // seed peers take them, and only from their own cluster's schedulers.
+        authz::require(&request, &[Role::Scheduler], self.cluster_id)?;
         if !self.seed {
             return Err(Error::NotSeedPeer.into());
         }
@@ -128,6 +137,7 @@ impl DfdaemonUpload for UploadService {
     }
 
     async fn stat_task(&self, request: Request<dpb::StatTaskRequest>) -> Result<Response<dpb::TaskInfo>, Status> {
+        authz::require(&request, MEMBERS, self.cluster_id)?;
         let id = TaskId::parse(&request.into_inner().task_id)
             .map_err(|e| Status::from(Error::InvalidArgument(e.to_string())))?;
         let task = self.tasks.storage().get(&id).ok_or_else(|| Status::from(Error::TaskNotFound(id.to_string())))?;

@@ -13,22 +13,57 @@ use darter_proto::manager::v1::manager_server::Manager;
 use prost::Message as _;
 use tonic::{Request, Response, Status, Streaming};
 
+use darter_common::tls::Role;
+use darter_common::tls::authz::{self, Caller};
+
 use crate::context::Context;
 use crate::error::Error;
 use crate::lookup::resolve;
 use crate::matching::PeerFacts;
+use crate::pki::Pki;
 use convert::{KeepAlive, RegisterRequest};
 
 /// The `Manager` gRPC service.
 #[derive(Debug, Clone)]
 pub struct ManagerService {
     ctx: Arc<Context>,
+    pki: Option<Arc<Pki>>,
+}
+
+/// The roles that may look up clusters and fetch the trust bundle.
+const MEMBERS: &[Role] = &[Role::Scheduler, Role::SeedPeer, Role::Peer];
+
+/// What a member's certificate binds in a registration: the host name, the
+/// cluster (a request naming another is refused; one naming none gets the
+/// certificate's).
+fn bind_registration(caller: Caller<'_>, req: &mut RegisterRequest) -> Result<(), Error> {
+    let Some(id) = caller.identity() else { return Ok(()) };
+    if req.registration.hostname != id.host {
+        return Err(Error::PermissionDenied(format!(
+            "{id} may not register host {:?}: a member registers under its certificate's host name",
+            req.registration.hostname
+        )));
+    }
+    let cert_cluster = id.cluster_id as i64;
+    match req.cluster_id {
+        Some(c) if c != cert_cluster => Err(Error::PermissionDenied(format!("{id} may not join cluster {c}"))),
+        _ => {
+            req.cluster_id = Some(cert_cluster);
+            Ok(())
+        }
+    }
 }
 
 impl ManagerService {
-    /// A service over `ctx`.
-    pub fn new(ctx: Arc<Context>) -> Self {
-        Self { ctx }
+    /// A service over `ctx`; `pki` is the CA (`None` in plaintext mode).
+    pub fn new(ctx: Arc<Context>, pki: Option<Arc<Pki>>) -> Self {
+        Self { ctx, pki }
+    }
+
+    fn pki(&self) -> Result<&Pki, Error> {
+        self.pki.as_deref().ok_or_else(|| {
+            Error::PermissionDenied("this manager runs in plaintext mode (tls.mode): enrollment is off".into())
+        })
     }
 
     async fn register(&self, req: RegisterRequest) -> Result<pb::Member, Error> {
@@ -85,7 +120,11 @@ impl ManagerService {
 /// inactive at once, unless the manager is shutting down: then another
 /// replica (or this one, restarted) takes the member's next stream, and the
 /// grace period decides.
-async fn keepalive_stream(ctx: Arc<Context>, mut stream: Streaming<pb::KeepAliveRequest>) -> Result<(), Error> {
+async fn keepalive_stream(
+    ctx: Arc<Context>,
+    caller: Option<darter_common::tls::Identity>,
+    mut stream: Streaming<pb::KeepAliveRequest>,
+) -> Result<(), Error> {
     let first = tokio::select! {
         msg = stream.message() => msg,
         () = ctx.shutdown.cancelled() => return Err(Error::ShuttingDown),
@@ -101,6 +140,14 @@ async fn keepalive_stream(ctx: Arc<Context>, mut stream: Streaming<pb::KeepAlive
     })?;
     if !first.names(&member) {
         return Err(Error::invalid("hostname", "hostname and ip do not match the registered member"));
+    }
+    if let Some(id) = &caller
+        && !owns(id, &member)
+    {
+        return Err(Error::PermissionDenied(format!(
+            "{id} may not keep member {} alive: it belongs to {:?} host {:?} of cluster {}",
+            member.id, member.kind, member.hostname, member.cluster_id
+        )));
     }
     let key = (first.kind, first.member_id);
     let generation = ctx.claim_stream(key);
@@ -149,6 +196,16 @@ async fn serve_keepalives(
     }
 }
 
+/// Whether the member row belongs to the certificate's identity: same kind,
+/// host name and cluster.
+fn owns(id: &darter_common::tls::Identity, member: &crate::store::Member) -> bool {
+    let role = match member.kind {
+        crate::store::MemberKind::Scheduler => Role::Scheduler,
+        crate::store::MemberKind::SeedPeer => Role::SeedPeer,
+    };
+    id.role == role && id.host == member.hostname && id.cluster_id as i64 == member.cluster_id
+}
+
 /// Records one keepalive; a member coming back from inactive changes answers.
 async fn touch(ctx: &Context, ka: &KeepAlive) -> Result<(), crate::store::StoreError> {
     if ctx.store.keepalive(ka.kind, ka.member_id, ctx.clock.timestamp()).await? {
@@ -164,7 +221,10 @@ impl Manager for ManagerService {
         &self,
         request: Request<pb::RegisterSchedulerRequest>,
     ) -> Result<Response<pb::Member>, Status> {
-        let req = RegisterRequest::try_from(request.into_inner())?;
+        let caller = authz::require(&request, &[Role::Scheduler], None)?;
+        let caller = caller.identity().cloned();
+        let mut req = RegisterRequest::try_from(request.into_inner())?;
+        bind_registration(caller.as_ref().map_or(Caller::Unchecked, Caller::Member), &mut req)?;
         Ok(Response::new(self.register(req).await?))
     }
 
@@ -172,7 +232,10 @@ impl Manager for ManagerService {
         &self,
         request: Request<pb::RegisterSeedPeerRequest>,
     ) -> Result<Response<pb::Member>, Status> {
-        let req = RegisterRequest::try_from(request.into_inner())?;
+        let caller = authz::require(&request, &[Role::SeedPeer], None)?;
+        let caller = caller.identity().cloned();
+        let mut req = RegisterRequest::try_from(request.into_inner())?;
+        bind_registration(caller.as_ref().map_or(Caller::Unchecked, Caller::Member), &mut req)?;
         Ok(Response::new(self.register(req).await?))
     }
 
@@ -180,9 +243,10 @@ impl Manager for ManagerService {
         // The stream is served by its own task: hyper drops this future when
         // the client resets the stream, and the member must still be marked
         // inactive then.
+        let caller = authz::require(&request, &[Role::Scheduler, Role::SeedPeer], None)?.identity().cloned();
         let ctx = self.ctx.clone();
         let stream = request.into_inner();
-        let task = self.ctx.tracker.spawn(keepalive_stream(ctx, stream));
+        let task = self.ctx.tracker.spawn(keepalive_stream(ctx, caller, stream));
         match task.await {
             Ok(result) => result.map(Response::new).map_err(Status::from),
             Err(e) => Err(Error::Internal(format!("keepalive task failed: {e}")).into()),
@@ -193,7 +257,39 @@ impl Manager for ManagerService {
         &self,
         request: Request<pb::ListSchedulersRequest>,
     ) -> Result<Response<pb::ListSchedulersResponse>, Status> {
-        let peer = PeerFacts::try_from(request.into_inner())?;
+        let caller = authz::require(&request, MEMBERS, None)?.identity().cloned();
+        let mut req = request.into_inner();
+        // A member's certificate names its cluster: that is the one it gets.
+        if let Some(id) = caller {
+            req.cluster_id = id.cluster_id;
+        }
+        let peer = PeerFacts::try_from(req)?;
         Ok(Response::new(self.list_schedulers(peer).await?))
+    }
+
+    async fn enroll(&self, request: Request<pb::EnrollRequest>) -> Result<Response<pb::IssuedCertificate>, Status> {
+        let pki = self.pki()?;
+        let from = authz::peer(&request).map(|p| p.addr);
+        let answer = pki.enroll(request.into_inner()).await;
+        if let Err(e) = &answer {
+            tracing::warn!(peer = ?from, error = %e, "enrollment refused");
+        }
+        Ok(Response::new(answer?))
+    }
+
+    async fn renew_certificate(
+        &self,
+        request: Request<pb::RenewCertificateRequest>,
+    ) -> Result<Response<pb::IssuedCertificate>, Status> {
+        let pki = self.pki()?;
+        authz::require(&request, MEMBERS, None)?;
+        let peer = authz::peer(&request).cloned();
+        Ok(Response::new(pki.renew(peer.as_ref(), request.into_inner()).await?))
+    }
+
+    async fn get_trust_bundle(&self, request: Request<()>) -> Result<Response<pb::TrustBundle>, Status> {
+        let pki = self.pki()?;
+        authz::require(&request, MEMBERS, None)?;
+        Ok(Response::new(pki.trust_bundle().await?))
     }
 }

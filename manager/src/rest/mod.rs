@@ -1,7 +1,7 @@
 //! The REST API (`/api/v1`), its OpenAPI document and the console.
 //!
 //! Layout: one file per resource (`clusters`, `members`, `users`, `tokens`,
-//! `lookup` for `/match`), each exporting `routes()`; `extract` (JSON body,
+//! `trust` for join tokens, certificates and the CA, `lookup` for `/match`), each exporting `routes()`; `extract` (JSON body,
 //! path ID, query and caller extractors whose rejections name the field),
 //! `error` (the one error body), `views` (what is returned), `console` (the
 //! embedded web UI). Handlers carry `#[utoipa::path]` annotations and are
@@ -19,6 +19,7 @@ mod extract;
 mod lookup;
 mod members;
 mod tokens;
+mod trust;
 mod users;
 mod views;
 
@@ -41,6 +42,8 @@ use crate::error::Error;
 pub struct AppState {
     pub ctx: Arc<Context>,
     pub auth: Arc<Auth>,
+    /// The cluster's CA; `None` when the manager runs in plaintext mode.
+    pub pki: Option<Arc<crate::pki::Pki>>,
 }
 
 /// The OpenAPI document's fixed parts; paths and schemas come from the handlers.
@@ -62,6 +65,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(members::routes())
         .merge(users::routes())
         .merge(tokens::routes())
+        .merge(trust::routes())
         .merge(lookup::routes());
     let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1).split_for_parts();
     doc.components

@@ -14,7 +14,7 @@
 //!
 //! Layout: `types` (domain types), `error` ([`StoreError`]), and one file of
 //! `impl Store` per table group: `clusters`, `members`, `users` (with tokens), `sessions` (signed-out
-//! tokens and shared settings).
+//! tokens and shared settings), `pki` (join tokens and issued certificates).
 
 use std::borrow::Cow;
 use std::str::FromStr as _;
@@ -53,10 +53,12 @@ macro_rules! col {
 
 mod clusters;
 mod members;
+mod pki;
 mod sessions;
 mod users;
 
 pub use clusters::DEFAULT_CLUSTER;
+pub use pki::{IssuedCert, JoinToken, NewJoinToken};
 pub use users::UserUpdate;
 
 /// Which database a [`Store`] talks to.
@@ -107,16 +109,19 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../../migrations/sqlite/0002_sessions_settings.sql")),
     (3, include_str!("../../migrations/sqlite/0003_sessions_valid_after.sql")),
+    (4, include_str!("../../migrations/sqlite/0004_join_tokens_certificates.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
     (2, include_str!("../../migrations/postgres/0002_sessions_settings.sql")),
     (3, include_str!("../../migrations/postgres/0003_sessions_valid_after.sql")),
+    (4, include_str!("../../migrations/postgres/0004_join_tokens_certificates.sql")),
 ];
 const MYSQL_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/mysql/0001_init.sql")),
     (2, include_str!("../../migrations/mysql/0002_sessions_settings.sql")),
     (3, include_str!("../../migrations/mysql/0003_sessions_valid_after.sql")),
+    (4, include_str!("../../migrations/mysql/0004_join_tokens_certificates.sql")),
 ];
 
 /// Arbitrary, fixed key for PostgreSQL's advisory lock around migrations.

@@ -29,6 +29,12 @@ impl Timestamp {
     pub fn saturating_add(self, d: Duration) -> Self {
         Timestamp(self.0.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
     }
+
+    /// A wall-clock time.
+    pub fn from_system_time(t: SystemTime) -> Self {
+        let ms = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        Timestamp(i64::try_from(ms).unwrap_or(i64::MAX))
+    }
 }
 
 /// Scheduling limits handed to the schedulers of a cluster.

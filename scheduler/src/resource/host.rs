@@ -109,12 +109,15 @@ pub struct Host {
     pub uploads_ok: u64,
     /// Pieces children failed to get from it (or got wrong).
     pub uploads_failed: u64,
+    /// The member whose certificate announced it (`None` in plaintext
+    /// mode): only it may announce, leave or register peers for this host.
+    pub owner: Option<darter_common::tls::Identity>,
 }
 
 impl Host {
     /// A host first seen `now`.
     pub fn new(info: HostInfo, now: Instant) -> Self {
-        Self { info, last_announce: now, uploads_ok: 0, uploads_failed: 0 }
+        Self { info, last_announce: now, uploads_ok: 0, uploads_failed: 0, owner: None }
     }
 
     /// Whether it is a seed peer.

@@ -165,6 +165,26 @@ impl State {
         }
     }
 
+    /// Whether `caller` may act for host `id`: a host is bound to the member
+    /// whose certificate first announced it, until it leaves or is collected.
+    /// An unknown host, or one announced in plaintext mode, binds nobody.
+    pub fn check_owner(&self, id: &str, caller: Option<&darter_common::tls::Identity>) -> Result<(), Error> {
+        match self.hosts.get(id).and_then(|h| h.owner.as_ref()) {
+            Some(owner) if Some(owner) != caller => Err(Error::PermissionDenied(format!(
+                "host {id} belongs to {owner}; {} may not act for it",
+                caller.map_or_else(|| "an unauthenticated caller".to_owned(), ToString::to_string)
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Binds host `id` to `owner` (see [`State::check_owner`]).
+    pub fn set_owner(&mut self, id: &str, owner: Option<&darter_common::tls::Identity>) {
+        if let Some(h) = self.hosts.get_mut(id) {
+            h.owner = owner.cloned();
+        }
+    }
+
     /// Removes a host and its peers; returns whether it was known.
     pub fn leave_host(&mut self, host_id: &str, now: Instant) -> bool {
         for task in self.tasks.values_mut() {

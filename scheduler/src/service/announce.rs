@@ -61,6 +61,7 @@ pub(super) enum Flow {
 /// Handles one message.
 pub(super) async fn handle(
     ctx: &Context,
+    caller: Option<&darter_common::tls::Identity>,
     session: &mut Option<Session>,
     message: AnnouncePeerRequest,
     tx: &ResponseTx,
@@ -73,7 +74,7 @@ pub(super) async fn handle(
         };
         let started = Instant::now();
         let registration = Registration::from_request(&task_id, &host_id, &peer_id, register)?;
-        let s = session.insert(register_peer(ctx, registration)?);
+        let s = session.insert(register_peer(ctx, caller, registration)?);
         schedule(ctx, s, tx, started, true).await?;
         return Ok(Flow::Continue);
     };
@@ -113,9 +114,15 @@ pub(super) async fn handle(
     }
 }
 
-fn register_peer(ctx: &Context, reg: Registration) -> Result<Session, Error> {
+fn register_peer(
+    ctx: &Context,
+    caller: Option<&darter_common::tls::Identity>,
+    reg: Registration,
+) -> Result<Session, Error> {
     let (key, evicted) = {
         let mut state = ctx.resources.lock();
+        // A host's peers are registered by the member that announced it.
+        state.check_owner(&reg.host_id, caller)?;
         let (key, task) = state.register(&reg, Instant::now())?;
         let evicted = task.peers.get(&key.host_id).map(|p| p.evicted.clone()).unwrap_or_default();
         (key, evicted)

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use darter_common::task_id::TaskId;
+use darter_common::tls::authz;
+use darter_common::tls::{Identity, Role, Transport};
 use darter_proto::scheduler::v1::{
     self as spb, AnnouncePeerRequest, AnnouncePeerResponse, scheduler_server::Scheduler,
 };
@@ -47,13 +49,51 @@ pub struct Context {
     pub shutdown: CancellationToken,
     /// Announce stream tasks, drained on shutdown.
     pub tracker: TaskTracker,
+    /// Plaintext or mutual TLS; with TLS, callers are authorized by role.
+    pub transport: Transport,
+    /// This scheduler's cluster (its certificate's; `None` in plaintext
+    /// mode): only that cluster's peers and seed peers may call it.
+    pub cluster_id: Option<u64>,
 }
 
 impl Context {
-    /// A context with an empty model.
+    /// A context with an empty model, in plaintext mode.
     pub fn new(config: Config, metrics: Metrics, shutdown: CancellationToken, tracker: TaskTracker) -> Self {
+        Self::with_transport(config, metrics, shutdown, tracker, Transport::Plaintext)
+    }
+
+    /// A context with an empty model, whose control connections use `transport`.
+    pub fn with_transport(
+        config: Config,
+        metrics: Metrics,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+        transport: Transport,
+    ) -> Self {
         let seed_peers = SeedPeers::new(config.seed_peers.iter().map(|s| s.addr()).collect());
-        Self { config, seed_peers, resources: Resources::new(), metrics, seeds: SeedClient::new(), shutdown, tracker }
+        let cluster_id = transport.identity().map(|id| id.cluster_id);
+        let seeds = SeedClient::new(transport.clone(), cluster_id.unwrap_or(0));
+        Self {
+            config,
+            seed_peers,
+            resources: Resources::new(),
+            metrics,
+            seeds,
+            shutdown,
+            tracker,
+            transport,
+            cluster_id,
+        }
+    }
+
+    /// The caller of `request`, who must be a peer or seed peer of this
+    /// scheduler's cluster (anyone in plaintext mode).
+    fn daemon<T>(&self, request: &Request<T>) -> Result<Option<Identity>, Status> {
+        let caller = authz::require(request, &[Role::Peer, Role::SeedPeer], self.cluster_id).map_err(|s| {
+            self.metrics.rejected(darter_common::status::Reason::PermissionDenied.as_str());
+            s
+        })?;
+        Ok(caller.identity().cloned())
     }
 
     fn reject(&self, e: Error) -> Status {
@@ -86,17 +126,29 @@ fn task_not_found(id: &TaskId) -> Error {
 #[tonic::async_trait]
 impl Scheduler for SchedulerService {
     async fn announce_host(&self, request: Request<spb::AnnounceHostRequest>) -> Result<Response<()>, Status> {
+        let caller = self.ctx.daemon(&request)?;
         let host = request
             .into_inner()
             .host
             .ok_or_else(|| self.ctx.reject(Error::InvalidArgument("host is required".into())))?;
         let mut info = HostInfo::try_from(host).map_err(|e| self.ctx.reject(e))?;
-        // Being a seed grants origin access and a scoring bonus: only hosts
-        // at a trusted seed address get it, whatever they claim.
-        if info.kind == crate::resource::HostType::Seed
-            && !self.ctx.seed_peers.contains(SocketAddr::new(info.ip, info.port))
+        if let Some(id) = &caller
+            && info.proto.hostname != id.host
         {
-            tracing::warn!(host_id = %info.id, ip = %info.ip, "host claims to be a seed but is not a configured or manager-listed seed peer; treating it as normal");
+            return Err(self.ctx.reject(Error::PermissionDenied(format!(
+                "{id} may not announce host name {:?}: a member announces its certificate's host name",
+                info.proto.hostname
+            ))));
+        }
+        // Being a seed grants origin access and a scoring bonus: only a seed
+        // peer's certificate gets it (in plaintext mode, a trusted seed
+        // address), whatever a host claims.
+        let trusted_seed = match &caller {
+            Some(id) => id.role == Role::SeedPeer,
+            None => self.ctx.seed_peers.contains(SocketAddr::new(info.ip, info.port)),
+        };
+        if info.kind == crate::resource::HostType::Seed && !trusted_seed {
+            tracing::warn!(host_id = %info.id, ip = %info.ip, "host claims to be a seed but is not a seed peer; treating it as normal");
             info.kind = crate::resource::HostType::Normal;
         }
         let (id, ip, seed) = (info.id.clone(), info.ip, info.kind == crate::resource::HostType::Seed);
@@ -104,8 +156,10 @@ impl Scheduler for SchedulerService {
         // manager listed it is a normal host until then), are worth a line.
         let news = {
             let mut state = self.ctx.resources.lock();
+            state.check_owner(&id, caller.as_ref()).map_err(|e| self.ctx.reject(e))?;
             let news = state.hosts.get(&id).is_none_or(|h| h.info.kind != info.kind);
             state.announce_host(info, Instant::now());
+            state.set_owner(&id, caller.as_ref());
             news
         };
         if news {
@@ -117,11 +171,17 @@ impl Scheduler for SchedulerService {
     }
 
     async fn leave_host(&self, request: Request<spb::LeaveHostRequest>) -> Result<Response<()>, Status> {
+        let caller = self.ctx.daemon(&request)?;
         let id = request.into_inner().host_id;
         if id.is_empty() {
             return Err(self.ctx.reject(Error::InvalidArgument("host_id must not be empty".into())));
         }
-        if self.ctx.resources.lock().leave_host(&id, Instant::now()) {
+        let left = {
+            let mut state = self.ctx.resources.lock();
+            state.check_owner(&id, caller.as_ref()).map_err(|e| self.ctx.reject(e))?;
+            state.leave_host(&id, Instant::now())
+        };
+        if left {
             tracing::info!(host_id = %id, "host left");
         }
         Ok(Response::new(()))
@@ -133,15 +193,17 @@ impl Scheduler for SchedulerService {
         &self,
         request: Request<Streaming<AnnouncePeerRequest>>,
     ) -> Result<Response<Self::AnnouncePeerStream>, Status> {
+        let caller = self.ctx.daemon(&request)?;
         if self.ctx.shutdown.is_cancelled() {
             return Err(Error::ShuttingDown.into());
         }
         let (tx, rx) = mpsc::channel(RESPONSE_BUFFER);
-        self.ctx.tracker.spawn(stream::run(self.ctx.clone(), request.into_inner(), tx));
+        self.ctx.tracker.spawn(stream::run(self.ctx.clone(), caller, request.into_inner(), tx));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     async fn stat_peer(&self, request: Request<spb::StatPeerRequest>) -> Result<Response<spb::PeerInfo>, Status> {
+        self.ctx.daemon(&request)?;
         let req = request.into_inner();
         let id = parse_task_id(&req.task_id).map_err(|e| self.ctx.reject(e))?;
         let state = self.ctx.resources.lock();
@@ -153,12 +215,14 @@ impl Scheduler for SchedulerService {
     }
 
     async fn leave_peer(&self, request: Request<spb::LeavePeerRequest>) -> Result<Response<()>, Status> {
+        let caller = self.ctx.daemon(&request)?;
         let req = request.into_inner();
         let id = parse_task_id(&req.task_id).map_err(|e| self.ctx.reject(e))?;
         let mut state = self.ctx.resources.lock();
         let found =
             state.tasks.get(&id).and_then(|t| t.find_peer(&req.peer_id)).map(|p| (p.host_id.clone(), p.generation));
         if let Some((host_id, generation)) = found {
+            state.check_owner(&host_id, caller.as_ref()).map_err(|e| self.ctx.reject(e))?;
             state.remove_peer(&id, &host_id, generation, Instant::now());
             tracing::info!(task_id = %id, peer_id = %req.peer_id, %host_id, "peer left");
         }
@@ -166,6 +230,7 @@ impl Scheduler for SchedulerService {
     }
 
     async fn stat_task(&self, request: Request<spb::StatTaskRequest>) -> Result<Response<spb::TaskInfo>, Status> {
+        self.ctx.daemon(&request)?;
         let id = parse_task_id(&request.into_inner().task_id).map_err(|e| self.ctx.reject(e))?;
         let state = self.ctx.resources.lock();
         let task = state.tasks.get(&id).ok_or_else(|| Status::from(task_not_found(&id)))?;

@@ -17,7 +17,12 @@ use crate::resource::{PeerState, ResponseTx};
 const FINAL_STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Drives one announce stream to its end.
-pub(super) async fn run(ctx: Arc<Context>, mut inbound: Streaming<AnnouncePeerRequest>, tx: ResponseTx) {
+pub(super) async fn run(
+    ctx: Arc<Context>,
+    caller: Option<darter_common::tls::Identity>,
+    mut inbound: Streaming<AnnouncePeerRequest>,
+    tx: ResponseTx,
+) {
     let mut session: Option<Session> = None;
     // IDs the peer claimed before it registered, for the log of a refusal.
     let mut claimed = (String::new(), String::new());
@@ -40,7 +45,7 @@ pub(super) async fn run(ctx: Arc<Context>, mut inbound: Streaming<AnnouncePeerRe
                     let cut = |s: &str| s.chars().take(128).collect::<String>();
                     claimed = (cut(&message.task_id), cut(&message.host_id));
                 }
-                match handle(&ctx, &mut session, message, &tx).await {
+                match handle(&ctx, caller.as_ref(), &mut session, message, &tx).await {
                     Ok(Flow::Continue) => {}
                     Ok(Flow::End) => break Ok(()),
                     Err(e) => break Err(e),

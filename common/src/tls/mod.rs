@@ -1,0 +1,196 @@
+//! Trust between members (ARCHITECTURE.md §7): every control connection
+//! (gRPC between manager, schedulers, seed peers and peers) is TLS with
+//! mutual authentication, and a member's certificate names what it is.
+//!
+//! - [`identity`]: [`Role`] and [`Identity`] (role, cluster, host) and their
+//!   URI form in certificates;
+//! - [`certificate`]: what Darter reads from a certificate (identity, serial,
+//!   validity), CA pins, PEM;
+//! - [`credentials`]: a member's live certificate, key, CA and revocations,
+//!   from files (reloaded when they change) or from enrollment;
+//! - [`verify`]: the handshake checks on both sides ([`Expect`]);
+//! - [`incoming`]: a server's accepted connections, with the caller's
+//!   [`Peer`] in every request;
+//! - [`connect`]: a client channel that dials TLS;
+//! - [`authz`]: [`authz::require`] a role (and cluster) of the caller;
+//! - [`enroll`]: a member's enrollment with a join token, renewal before
+//!   expiry, and the manager's trust bundle (revocations);
+//! - [`config`]: the `tls` section shared by scheduler and dfdaemon.
+
+pub mod authz;
+pub mod certificate;
+pub mod config;
+pub mod connect;
+pub mod credentials;
+pub mod enroll;
+pub mod identity;
+pub mod incoming;
+pub mod verify;
+
+use std::sync::Arc;
+
+pub use config::{TlsConfig, TlsMode};
+pub use credentials::{Credentials, FileSource, Material};
+pub use identity::{Identity, Role};
+pub use incoming::{ConnectionLimits, Peer};
+pub use verify::Expect;
+
+/// The crypto provider of every TLS config Darter builds (ring).
+pub(crate) fn provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
+const ALPN_H2: &[u8] = b"h2";
+
+/// How a member talks on its control connections: mutual TLS with its
+/// credentials, or plaintext (development only, never the default).
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// No TLS, no authentication: anyone who reaches a port may call it.
+    Plaintext,
+    /// Mutual TLS.
+    Mtls(Arc<Credentials>),
+}
+
+/// Whether a server demands a client certificate in the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// Every client presents a certificate of the cluster's CA.
+    Required,
+    /// A client may come without one (the manager, for enrollment); each
+    /// call then decides ([`authz::require`]).
+    Optional,
+}
+
+impl Transport {
+    /// The member's own identity (`None` in plaintext mode).
+    pub fn identity(&self) -> Option<Identity> {
+        match self {
+            Transport::Plaintext => None,
+            Transport::Mtls(c) => Some(c.identity()),
+        }
+    }
+
+    /// The member's credentials (`None` in plaintext mode).
+    pub fn credentials(&self) -> Option<&Arc<Credentials>> {
+        match self {
+            Transport::Plaintext => None,
+            Transport::Mtls(c) => Some(c),
+        }
+    }
+
+    /// The rustls server config for a gRPC server (`None`: plaintext).
+    pub fn server_config(&self, client_auth: ClientAuth) -> Option<Arc<rustls::ServerConfig>> {
+        let credentials = self.credentials()?;
+        let verifier = Arc::new(verify::MemberClients {
+            credentials: credentials.clone(),
+            optional: client_auth == ClientAuth::Optional,
+        });
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider()))
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default TLS versions")
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(Arc::new(OwnCertificate(credentials.clone())));
+        config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        Some(Arc::new(config))
+    }
+
+    /// The rustls client config for dialing a server that must satisfy
+    /// `expect` (`None`: plaintext).
+    pub fn client_config(&self, expect: Expect) -> Option<Arc<rustls::ClientConfig>> {
+        let credentials = self.credentials()?;
+        let verifier = verify::ExpectedServer { anchor: verify::Anchor::Member(credentials.clone()), expect };
+        Some(client_config(Arc::new(verifier), Some(credentials.clone())))
+    }
+
+    /// A lazy gRPC channel over `endpoint`, whose server must satisfy `expect`.
+    pub fn channel(&self, endpoint: tonic::transport::Endpoint, expect: Expect) -> tonic::transport::Channel {
+        connect::lazy(endpoint, self.client_config(expect))
+    }
+}
+
+fn client_config(
+    verifier: Arc<dyn rustls::client::danger::ServerCertVerifier>,
+    own: Option<Arc<Credentials>>,
+) -> Arc<rustls::ClientConfig> {
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(provider()))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let mut config = match own {
+        Some(c) => builder.with_client_cert_resolver(Arc::new(OwnCertificate(c))),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Arc::new(config)
+}
+
+/// A client config for the first contact with the manager, before the
+/// member has a certificate: none is presented, and the manager is
+/// recognised by its CA's pin or a CA file.
+pub fn first_contact_config(manager_ca: &config::ManagerCa) -> Result<Arc<rustls::ClientConfig>, String> {
+    let anchor = match manager_ca {
+        config::ManagerCa::Pin(pin) => verify::Anchor::Pin(pin.clone()),
+        config::ManagerCa::File(path) => {
+            let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let mut roots = rustls::RootCertStore::empty();
+            for c in certificate::certs_from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))? {
+                roots.add(c).map_err(|e| format!("{}: bad CA certificate: {e}", path.display()))?;
+            }
+            verify::Anchor::Roots(Arc::new(roots))
+        }
+    };
+    let verifier = verify::ExpectedServer { anchor, expect: Expect::manager() };
+    Ok(client_config(Arc::new(verifier), None))
+}
+
+/// Presents the member's current certificate, on both sides.
+#[derive(Debug)]
+struct OwnCertificate(Arc<Credentials>);
+
+impl rustls::server::ResolvesServerCert for OwnCertificate {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.material().certified.clone())
+    }
+}
+
+impl rustls::client::ResolvesClientCert for OwnCertificate {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.material().certified.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// Limits every Darter gRPC server applies, whatever it serves.
+pub mod limits {
+    use std::time::Duration;
+
+    /// Largest gRPC message a server decodes (a scheduler's piece reports
+    /// and a manager's cluster answers stay far below).
+    pub const MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+    /// Streams at once on one HTTP/2 connection.
+    pub const MAX_CONCURRENT_STREAMS: u32 = 256;
+    /// Largest request header block.
+    pub const MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
+    /// HTTP/2 pings on idle connections, so a vanished peer is noticed.
+    pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+    /// A ping not answered within this closes the connection.
+    pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+}
+
+/// A tonic server builder with the [`limits`] applied.
+pub fn grpc_server() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(limits::KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(limits::KEEPALIVE_TIMEOUT))
+        .max_concurrent_streams(Some(limits::MAX_CONCURRENT_STREAMS))
+        .http2_max_header_list_size(Some(limits::MAX_HEADER_LIST_SIZE))
+}
