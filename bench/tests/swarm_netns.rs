@@ -43,6 +43,7 @@ async fn a_cold_flash_crowd_in_namespaces_shares_and_costs_the_origin_one_copy()
         calibrate: Duration::from_secs(1),
         daemon_env: vec![],
         scheduler_env: vec![],
+        plaintext: false,
     };
     let runs = run(&config).await.unwrap();
     let cold = &runs[0];

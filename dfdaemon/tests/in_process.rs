@@ -22,6 +22,7 @@ fn config(dir: &std::path::Path) -> Config {
     config.metrics_addr = any;
     config.proxy.enabled = true;
     config.proxy.addr = any;
+    config.tls.mode = darter_common::tls::TlsMode::Plaintext;
     config
 }
 

@@ -89,14 +89,14 @@ mod cases {
         assert_eq!(default.config.candidate_parent_limit, 4);
         assert_eq!(default.scopes, Scopes::default());
         assert_eq!(store.list_clusters().await.unwrap().len(), 1);
-        assert_eq!(store.schema_versions().await.unwrap(), vec![1, 2, 3]);
+        assert_eq!(store.schema_versions().await.unwrap(), vec![1, 2, 3, 4]);
         assert!(store.list_users().await.unwrap().is_empty(), "no root user before ensure_root_user");
         store.close().await;
 
         let store = Store::open(&url).await.unwrap();
         let clusters = store.list_clusters().await.unwrap();
         assert_eq!(clusters, vec![default]);
-        assert_eq!(store.schema_versions().await.unwrap(), vec![1, 2, 3]);
+        assert_eq!(store.schema_versions().await.unwrap(), vec![1, 2, 3, 4]);
         store.close().await;
     }
 
@@ -105,7 +105,7 @@ mod cases {
         let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
         assert_eq!(a.list_clusters().await.unwrap().len(), 1);
         assert_eq!(default_count(&b).await, 1);
-        assert_eq!(c.schema_versions().await.unwrap(), vec![1, 2, 3]);
+        assert_eq!(c.schema_versions().await.unwrap(), vec![1, 2, 3, 4]);
         for s in [a, b, c] {
             s.close().await;
         }

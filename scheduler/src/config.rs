@@ -238,7 +238,7 @@ impl Validate for Config {
         }
         darter_common::host::validate("host", self.host.hostname.as_deref(), self.host.ip)?;
         self.tls.validate("tls")?;
-        if let Some(darter_common::tls::config::Source::Enrollment { .. }) = self.tls.source("tls")?
+        if let Ok(Some(darter_common::tls::config::Source::Enrollment { .. })) = self.tls.source("tls")
             && self.manager.addrs.is_empty()
         {
             return Err(FieldError::new("tls.join_token", "enrollment needs the manager's address (manager.addrs)"));

@@ -13,6 +13,7 @@ use crate::dfdaemon::{DaemonOptions, DaemonProcess};
 use crate::eventually::{START_DEADLINE, wait_until};
 use crate::manager::ManagerProcess;
 use crate::pki::{Join, TestCa};
+
 use crate::service::{ServiceProcess, ServiceSpec};
 use darter_common::tls::Role;
 
@@ -184,9 +185,21 @@ pub enum Trust {
     },
     /// Files from the kit's CA.
     Files(TestCa),
+    /// Plaintext (development) mode: no TLS, nothing authenticated (the
+    /// benchmarks' baseline).
+    Plaintext,
 }
 
 impl Trust {
+    /// Join tokens from `manager` for each role.
+    pub async fn joins(manager: &ManagerProcess) -> anyhow::Result<Self> {
+        Ok(Trust::Joins {
+            scheduler: manager.join("scheduler", None).await?,
+            seed_peer: manager.join("seed_peer", None).await?,
+            peer: manager.join("peer", None).await?,
+        })
+    }
+
     /// The environment (`SCHEDULER` or `DFDAEMON` prefix) that gives the
     /// member named `name` (its directory `dir`) its certificate as `role`.
     pub fn env(&self, prefix: &str, role: Role, name: &str, dir: &Path) -> Vec<(String, String)> {
@@ -197,6 +210,7 @@ impl Trust {
                 _ => peer.env(prefix),
             },
             Trust::Files(ca) => ca.write(dir, &crate::pki::identity(role, name)).env(prefix),
+            Trust::Plaintext => crate::pki::plaintext_env(prefix),
         };
         // Each member under its own name: the name its certificate carries.
         env.push((format!("{prefix}__HOST__HOSTNAME"), name.to_owned()));
@@ -236,11 +250,7 @@ impl Cluster {
             None => None,
         };
         let trust = match &manager {
-            Some(m) => Trust::Joins {
-                scheduler: m.join("scheduler", None).await?,
-                seed_peer: m.join("seed_peer", None).await?,
-                peer: m.join("peer", None).await?,
-            },
+            Some(m) => Trust::joins(m).await?,
             None => Trust::Files(TestCa::new()),
         };
         let scheduler_dir = o.dir.join("scheduler");

@@ -60,6 +60,8 @@ pub struct BenchConfig {
     pub daemon_env: Vec<(String, String)>,
     /// Extra scheduler environment.
     pub scheduler_env: Vec<(String, String)>,
+    /// Control connections in plaintext instead of mutual TLS.
+    pub plaintext: bool,
 }
 
 /// Runs everything; returns every run's report.
@@ -93,6 +95,7 @@ async fn run_profile(config: &BenchConfig, profile: &Profile, all: &mut Vec<RunR
         daemon_env: config.daemon_env.clone(),
         scheduler_env: config.scheduler_env.clone(),
         rates: profile.rates,
+        plaintext: config.plaintext,
     };
     let mut cluster = SwarmCluster::start(&topology, cluster_config).await?;
     for &n in &config.peers {

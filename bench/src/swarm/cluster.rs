@@ -11,7 +11,8 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::netns::{LinkRates, Node, Topology};
-use testkit::cluster::SchedulerProcess;
+use darter_common::tls::Role;
+use testkit::cluster::{SchedulerProcess, Trust};
 use testkit::dfdaemon::{DaemonOptions, DaemonProcess};
 use testkit::eventually::wait_until;
 use testkit::manager::{ManagerProcess, random_password};
@@ -39,6 +40,9 @@ pub struct ClusterConfig {
     pub scheduler_env: Vec<(String, String)>,
     /// Nominal rates: in loopback mode the daemons and the origin enforce them.
     pub rates: LinkRates,
+    /// Control connections in plaintext (the baseline the cost of mutual TLS
+    /// is measured against); otherwise members enroll with join tokens.
+    pub plaintext: bool,
 }
 
 /// The running Darter side of the benchmark.
@@ -57,6 +61,7 @@ pub struct SwarmCluster {
     peer_nodes: Vec<Node>,
     origin_node: Node,
     shaped: bool,
+    trust: Trust,
 }
 
 impl SwarmCluster {
@@ -66,18 +71,22 @@ impl SwarmCluster {
         std::fs::create_dir_all(&config.dir)?;
         let listener = t.origin.bind(ORIGIN_PORT).context("origin listener")?;
         let origin = Origin::from_listener(listener).await?;
+        let manager_env: Vec<(String, String)> =
+            if config.plaintext { vec![("MANAGER__TLS__MODE".into(), "plaintext".into())] } else { Vec::new() };
         let manager = ManagerProcess::start_on(
             &config.bin_dir.join("manager"),
             &config.dir.join("manager"),
             t.hub.ip,
-            &[],
+            &manager_env,
             &random_password(),
         )
         .await?;
-        let mut scheduler_env = vec![
+        let trust = if config.plaintext { Trust::Plaintext } else { Trust::joins(&manager).await? };
+        let mut scheduler_env = trust.env("SCHEDULER", Role::Scheduler, "scheduler", &config.dir.join("scheduler"));
+        scheduler_env.extend([
             ("SCHEDULER__MANAGER__KEEPALIVE_INTERVAL".to_string(), "500ms".to_string()),
             ("SCHEDULER__MANAGER__REFRESH_INTERVAL".to_string(), "500ms".to_string()),
-        ];
+        ]);
         scheduler_env.extend(config.scheduler_env.iter().cloned());
         let scheduler = SchedulerProcess::start_on(
             &config.bin_dir.join("scheduler"),
@@ -88,7 +97,8 @@ impl SwarmCluster {
         )
         .await?;
         let shaped = t.shaped();
-        let seed_options = daemon_options(&config, &manager, &t.origin, "seed", shaped, config.rates.origin_up_bps);
+        let seed_options =
+            daemon_options(&config, &manager, &trust, &t.origin, "seed", shaped, config.rates.origin_up_bps);
         let mut seed_options = seed_options;
         seed_options.args.push("--seed".into());
         let seed = DaemonProcess::start(seed_options).await?;
@@ -107,6 +117,7 @@ impl SwarmCluster {
             peer_nodes: t.peers.clone(),
             origin_node: t.origin.clone(),
             shaped,
+            trust,
         })
     }
 
@@ -128,6 +139,7 @@ impl SwarmCluster {
             let options = daemon_options(
                 &self.config,
                 &self.manager,
+                &self.trust,
                 &self.peer_nodes[i],
                 &name,
                 self.shaped,
@@ -196,12 +208,15 @@ impl SwarmCluster {
 fn daemon_options(
     config: &ClusterConfig,
     manager: &ManagerProcess,
+    trust: &Trust,
     node: &Node,
     name: &str,
     shaped: bool,
     up_bps: u64,
 ) -> DaemonOptions {
     let mut d = DaemonOptions::new(config.bin_dir.join("dfdaemon"), config.dir.join(name));
+    let role = if name == "seed" { Role::SeedPeer } else { Role::Peer };
+    d.tls = trust.env("DFDAEMON", role, name, &d.dir);
     d.ip = node.ip;
     d.netns = node.ns.clone();
     d.upload_port = UPLOAD_PORT;

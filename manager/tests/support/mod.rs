@@ -70,6 +70,9 @@ impl TestManager {
         let mut config =
             Config { database_url: url.to_owned(), expiry_interval: Duration::from_millis(50), ..Config::default() };
         config.auth.root_password = Some(ROOT_PASSWORD.into());
+        // The membership and API tests speak plaintext gRPC; the trust tests
+        // turn mutual TLS back on in `tweak`.
+        config.tls.mode = darter_common::tls::TlsMode::Plaintext;
         tweak(&mut config);
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -36,7 +36,13 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub async fn start(config: Config) -> Self {
+    /// Starts `config`; a config that says nothing about TLS runs in
+    /// plaintext (development) mode, so the tests' plain clients and fakes
+    /// reach it (the trust tests give it certificates).
+    pub async fn start(mut config: Config) -> Self {
+        if config.tls == darter_common::tls::TlsConfig::default() {
+            config.tls.mode = darter_common::tls::TlsMode::Plaintext;
+        }
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (addr, metrics_addr) = (grpc.local_addr().unwrap(), metrics.local_addr().unwrap());

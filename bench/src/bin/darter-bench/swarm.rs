@@ -49,6 +49,11 @@ pub struct SwarmArgs {
     /// Extra scheduler setting as KEY=VALUE; repeatable.
     #[arg(long = "scheduler-env", value_parser = parse_env)]
     scheduler_env: Vec<(String, String)>,
+    /// Control connections in plaintext (development mode), the baseline the
+    /// cost of mutual TLS is measured against. Default: mutual TLS with
+    /// members enrolled by join tokens, as a real cluster runs.
+    #[arg(long)]
+    plaintext: bool,
 }
 
 fn parse_baseline(s: &str) -> Result<Option<Baseline>, String> {
@@ -96,6 +101,7 @@ pub async fn run(args: SwarmArgs, bin_dir: PathBuf) -> anyhow::Result<()> {
         calibrate: Duration::from_secs(args.calibrate_secs.max(1)),
         daemon_env: args.daemon_env,
         scheduler_env: args.scheduler_env,
+        plaintext: args.plaintext,
     };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let result = tokio::select! {
