@@ -31,6 +31,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use darter_common::sockopt::set_recv_low_water;
+use darter_common::sync::MutexExt as _;
 
 use crate::buffer_pool::BufferPool;
 use crate::piece_server::slots::HAVE_HEADER;
@@ -167,7 +168,7 @@ impl PieceClient {
 
     /// Idle connections kept now (all parents).
     pub fn idle_connections(&self) -> usize {
-        self.idle.lock().expect("piece pool lock").values().map(Vec::len).sum()
+        self.idle.locked().values().map(Vec::len).sum()
     }
 
     fn finish(
@@ -178,7 +179,7 @@ impl PieceClient {
         keep: bool,
     ) -> Result<Bytes, FetchError> {
         if keep {
-            let mut idle = self.idle.lock().expect("piece pool lock");
+            let mut idle = self.idle.locked();
             let now = Instant::now();
             idle.retain(|_, conns| {
                 conns.retain(|(since, _)| now.duration_since(*since) < IDLE_FOR);
@@ -193,7 +194,7 @@ impl PieceClient {
     }
 
     fn take_idle(&self, addr: SocketAddr) -> Option<TcpStream> {
-        let mut idle = self.idle.lock().expect("piece pool lock");
+        let mut idle = self.idle.locked();
         let conns = idle.get_mut(&addr)?;
         let now = Instant::now();
         let found = loop {
