@@ -556,4 +556,24 @@ mod tests {
         assert_eq!(field(|p| p.ca_cert = Some("/ca.pem".into())), "proxy.ca_key");
         assert_eq!(field(|p| p.ca_key = Some("/ca.key".into())), "proxy.ca_cert");
     }
+
+    #[test]
+    fn limits_are_validated_naming_the_field() {
+        let field = |f: fn(&mut Config)| {
+            let mut c = Config::default();
+            f(&mut c);
+            c.validate().unwrap_err().field
+        };
+        assert_eq!(field(|c| c.upload.max_connections_per_client = 0), "upload.max_connections_per_client");
+        assert_eq!(field(|c| c.upload.max_connections_per_client = 2000), "upload.max_connections_per_client");
+        assert_eq!(field(|c| c.upload.max_connections = 0), "upload.max_connections");
+        assert_eq!(field(|c| c.p2p.max_piece_count = 0), "p2p.max_piece_count");
+        assert_eq!(field(|c| c.p2p.max_piece_count = u32::MAX), "p2p.max_piece_count");
+        assert_eq!(
+            field(|c| c.back_to_source.max_content_length = ByteSize::gib(8192)),
+            "back_to_source.max_content_length"
+        );
+        assert_eq!(field(|c| c.download.max_url_bytes = ByteSize(10)), "download.max_url_bytes");
+        assert_eq!(field(|c| c.download.max_header_count = 5000), "download.max_header_count");
+    }
 }
