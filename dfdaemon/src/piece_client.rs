@@ -103,10 +103,13 @@ impl Conn {
 
 /// The parts of a response head that matter here.
 #[derive(Debug)]
-struct Head {
-    status: u16,
-    content_length: Option<u64>,
-    keep_alive: bool,
+pub struct Head {
+    /// Status code.
+    pub status: u16,
+    /// `Content-Length`, when given.
+    pub content_length: Option<u64>,
+    /// Whether the connection stays open.
+    pub keep_alive: bool,
 }
 
 /// How one request on one connection went.
@@ -278,8 +281,9 @@ async fn read_head(conn: &mut Conn, buf: &mut Vec<u8>) -> Result<(Head, usize), 
     }
 }
 
-/// Parses a response head; `None` while it is incomplete.
-fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, FetchError> {
+/// Parses a parent's response head (bytes from the network); `None` while
+/// it is incomplete, else the head and its length.
+pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, FetchError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut headers);
     let len = match response.parse(buf) {

@@ -105,3 +105,20 @@ async fn a_dead_piece_server_fails_healthz_and_stops_the_daemon_naming_it() {
     let err = stopped.expect_err("a dead server is an error (the binary exits 1)");
     assert!(format!("{err:#}").contains("the piece server failed"), "{err:#}");
 }
+
+#[tokio::test]
+async fn a_socket_directory_it_creates_is_for_its_user_and_group_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.download.socket = dir.path().join("run/darter/dfdaemon.sock");
+    let listeners = Listeners::bind(&config).await.unwrap();
+    for created in ["run", "run/darter"] {
+        let mode = std::fs::metadata(dir.path().join(created)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & !dfdaemon::SOCKET_DIR_MODE, 0, "{created}: {mode:o}");
+        assert_eq!(mode & 0o007, 0, "{created}: nothing for others");
+    }
+    let socket = std::fs::metadata(&config.download.socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(socket, 0o660);
+    drop(listeners);
+}

@@ -161,8 +161,10 @@ impl Drop for ClientConnection {
     }
 }
 
-/// What an error of `accept` means for the listener.
-enum AcceptError {
+/// What an error of `accept` means for the listener (for every accept loop
+/// of the daemon: [`classify_accept_error`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcceptError {
     /// One connection failed (aborted, reset by the client...): go on.
     Connection,
     /// The process or system is out of descriptors or memory for now: go on after a pause.
@@ -171,7 +173,9 @@ enum AcceptError {
     Fatal,
 }
 
-fn classify_accept_error(e: &std::io::Error) -> AcceptError {
+/// Whether an `accept` error concerns one connection, a momentary lack of
+/// resources, or the listener itself (then serving must stop, not spin).
+pub fn classify_accept_error(e: &std::io::Error) -> AcceptError {
     use std::io::ErrorKind::*;
     match e.kind() {
         ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted | WouldBlock | TimedOut => {
