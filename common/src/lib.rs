@@ -17,6 +17,10 @@
 //! - [`task_id`]: task IDs and URL normalisation (ARCHITECTURE.md section 3);
 //! - [`piece`]: piece length from content length, piece ranges;
 //! - [`host`]: the host name and IP a member advertises;
+//! - [`secret`]: what is secret in a URL or a header, and its redacted form
+//!   (the one place every binary asks);
+//! - [`limits`]: URL and header size limits of download requests;
+//! - [`sync`]: std locks that a panic does not poison for later users;
 //! - [`sockopt`]: TCP receive low-water mark and send buffer (fewer wake-ups
 //!   on the piece path and in the benchmark's calibration);
 //! - [`tls`]: mutual TLS between members: identities in certificates,
@@ -29,12 +33,15 @@ pub mod cli;
 pub mod config;
 pub mod digest;
 pub mod host;
+pub mod limits;
 pub mod manager_client;
 pub mod piece;
+pub mod secret;
 pub mod service;
 pub mod shutdown;
 pub mod sockopt;
 pub mod status;
+pub mod sync;
 pub mod task_id;
 pub mod telemetry;
 pub mod tls;

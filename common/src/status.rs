@@ -127,6 +127,11 @@ reasons! {
     Evicted = "evicted",
     /// The peer does not read its announce stream.
     Stalled = "stalled",
+
+    // Shared, added later.
+    /// A configured limit was reached: content larger than allowed
+    /// (dfdaemon), too many tasks or downloads of one host (scheduler).
+    LimitExceeded = "limit_exceeded",
 }
 
 impl std::fmt::Display for Reason {
@@ -227,6 +232,7 @@ mod tests {
                 "too_many_reschedules",
                 "evicted",
                 "stalled",
+                "limit_exceeded",
             ]
         );
         let unique: std::collections::HashSet<&str> = wire.iter().copied().collect();

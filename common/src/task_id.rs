@@ -21,9 +21,9 @@ pub enum TaskIdError {
     #[error("invalid task id {0:?}: expected sha256:<64 hex> or 64 hex characters")]
     Invalid(String),
     /// The URL did not parse.
-    #[error("invalid url {url:?}: {reason}")]
+    #[error("invalid url {url}: {reason}")]
     Url {
-        /// The URL as given.
+        /// The URL as given, redacted (`crate::secret`): errors are logged.
         url: String,
         /// What was wrong with it.
         reason: String,
@@ -123,9 +123,10 @@ impl fmt::Debug for TaskId {
 /// port and fragment dropped, signing/routing query parameters removed, the
 /// remaining parameters sorted.
 pub fn normalise_url(raw: &str) -> Result<String, TaskIdError> {
-    let mut url = url::Url::parse(raw).map_err(|e| TaskIdError::Url { url: raw.to_string(), reason: e.to_string() })?;
+    let shown = || crate::secret::redact_url_str(raw).into_string();
+    let mut url = url::Url::parse(raw).map_err(|e| TaskIdError::Url { url: shown(), reason: e.to_string() })?;
     if url.host_str().is_none() {
-        return Err(TaskIdError::Url { url: raw.to_string(), reason: "no host".into() });
+        return Err(TaskIdError::Url { url: shown(), reason: "no host".into() });
     }
     url.set_fragment(None);
     let mut pairs: Vec<(String, String)> = url

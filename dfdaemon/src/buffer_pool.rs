@@ -11,6 +11,7 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use darter_common::sync::MutexExt as _;
 
 /// Idle receive buffers.
 #[derive(Debug)]
@@ -46,7 +47,7 @@ impl BufferPool {
     /// An empty buffer with room for `len` bytes: an idle one that fits
     /// (and is not more than twice as large), else a new one.
     pub fn take(&self, len: usize) -> Vec<u8> {
-        let mut idle = self.idle.lock().expect("buffer pool lock");
+        let mut idle = self.idle.locked();
         match idle.iter().position(|b| b.capacity() >= len && b.capacity() / 2 <= len) {
             Some(i) => idle.swap_remove(i),
             None => Vec::with_capacity(len),
@@ -60,17 +61,17 @@ impl BufferPool {
 
     /// Bytes of idle buffers held now.
     pub fn idle_bytes(&self) -> usize {
-        self.idle.lock().expect("buffer pool lock").iter().map(Vec::capacity).sum()
+        self.idle.locked().iter().map(Vec::capacity).sum()
     }
 
     /// Drops every idle buffer (the daemon has nothing to download).
     pub fn clear(&self) {
-        self.idle.lock().expect("buffer pool lock").clear();
+        self.idle.locked().clear();
     }
 
     fn give_back(&self, mut buf: Vec<u8>) {
         buf.clear();
-        let mut idle = self.idle.lock().expect("buffer pool lock");
+        let mut idle = self.idle.locked();
         let held: usize = idle.iter().map(Vec::capacity).sum();
         if held + buf.capacity() <= self.max_bytes {
             idle.push(buf);

@@ -149,6 +149,13 @@ pub struct P2pConfig {
     /// No piece completing for this long asks the scheduler for new parents (default `20s`).
     #[serde(with = "duration")]
     pub stall_timeout: Duration,
+    /// Most pieces a task fetched from parents may have (default 1048576,
+    /// the most any task has: 64 TiB at 64 MiB pieces). Piece numbers from
+    /// parents and the scheduler are checked against the task's piece count,
+    /// and against this while the count is not known yet, so what a peer
+    /// announces never grows this daemon's memory past `max_piece_count / 8`
+    /// bytes per parent.
+    pub max_piece_count: u32,
 }
 
 impl Default for P2pConfig {
@@ -158,6 +165,7 @@ impl Default for P2pConfig {
             per_parent: 1,
             piece_timeout: Duration::from_secs(30),
             stall_timeout: Duration::from_secs(20),
+            max_piece_count: darter_common::piece::MAX_PIECE_COUNT,
         }
     }
 }
@@ -219,11 +227,36 @@ pub struct DownloadConfig {
     /// Timeout of a download when the request sets none (default `1h`).
     #[serde(with = "duration")]
     pub default_timeout: Duration,
+    /// Longest URL a download may have (default `8KiB`); longer ones are
+    /// refused (dfget, seed triggers, the proxy's P2P requests).
+    pub max_url_bytes: ByteSize,
+    /// Most request headers a download may pass to the origin (default 32).
+    pub max_header_count: usize,
+    /// Most bytes of request header names and values together (default `16KiB`).
+    pub max_header_bytes: ByteSize,
 }
 
 impl Default for DownloadConfig {
     fn default() -> Self {
-        Self { socket: crate::paths::default_socket(), default_timeout: Duration::from_secs(3600) }
+        use darter_common::limits::{DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_COUNT, DEFAULT_MAX_URL_BYTES};
+        Self {
+            socket: crate::paths::default_socket(),
+            default_timeout: Duration::from_secs(3600),
+            max_url_bytes: ByteSize(DEFAULT_MAX_URL_BYTES),
+            max_header_count: DEFAULT_MAX_HEADER_COUNT,
+            max_header_bytes: ByteSize(DEFAULT_MAX_HEADER_BYTES),
+        }
+    }
+}
+
+impl DownloadConfig {
+    /// The request limits these fields set.
+    pub fn limits(&self) -> darter_common::limits::RequestLimits {
+        darter_common::limits::RequestLimits {
+            max_url_bytes: self.max_url_bytes.as_u64(),
+            max_header_count: self.max_header_count,
+            max_header_bytes: self.max_header_bytes.as_u64(),
+        }
     }
 }
 
@@ -246,6 +279,12 @@ pub struct BackToSourceConfig {
     /// PEM files of CA certificates trusted for HTTPS origins and registries,
     /// in addition to the system's (default none).
     pub ca_certs: Vec<PathBuf>,
+    /// Largest content fetched from an origin that does not say its length
+    /// (no `Content-Length`: the body is streamed) (default `64GiB`, at most
+    /// `4TiB`, what 4 MiB pieces allow). Past it the download fails
+    /// ("content too large", dfget exit 1) and what was stored is removed.
+    /// An origin that gives a length is held to it (and to the disk) instead.
+    pub max_content_length: ByteSize,
 }
 
 impl Default for BackToSourceConfig {
@@ -257,6 +296,7 @@ impl Default for BackToSourceConfig {
             read_timeout: Duration::from_secs(30),
             max_redirects: 10,
             ca_certs: Vec::new(),
+            max_content_length: ByteSize::gib(64),
         }
     }
 }
@@ -280,6 +320,13 @@ pub struct UploadConfig {
     /// Upload bandwidth for all peers together, per second (e.g. `100MiB`;
     /// default none: unlimited).
     pub rate_limit: Option<ByteSize>,
+    /// Piece server connections open at once (default 1024); more are
+    /// closed as they are accepted.
+    pub max_connections: usize,
+    /// Piece server connections open at once from one IP address (default
+    /// 64), so one client cannot take all of `max_connections`. A child keeps
+    /// about two per parent per `p2p.per_parent`.
+    pub max_connections_per_client: usize,
 }
 
 impl Default for UploadConfig {
@@ -289,6 +336,8 @@ impl Default for UploadConfig {
             piece_addr: ([0, 0, 0, 0], 4003).into(),
             slots: 4,
             rate_limit: None,
+            max_connections: 1024,
+            max_connections_per_client: 64,
         }
     }
 }
@@ -324,6 +373,12 @@ pub struct ProxyConfig {
     /// PEM private key of `ca_cert`.
     pub ca_key: Option<PathBuf>,
 }
+
+/// The most `back_to_source.max_content_length` may be: every piece of a
+/// streamed task is 4 MiB, and a task has at most
+/// [`darter_common::piece::MAX_PIECE_COUNT`] pieces.
+pub const MAX_STREAMED_CONTENT_LENGTH: u64 =
+    darter_common::piece::MAX_PIECE_COUNT as u64 * darter_common::piece::UNKNOWN_LENGTH_PIECE_LENGTH;
 
 /// The default P2P rule: registry blobs by digest.
 pub const BLOB_RULE: &str = r"/v2/.+/blobs/sha256:[0-9a-f]{64}$";
@@ -464,6 +519,35 @@ impl Validate for Config {
         if self.upload.slots == 0 {
             return Err(FieldError::new("upload.slots", "must be at least 1"));
         }
+        if self.upload.max_connections == 0 {
+            return Err(FieldError::new("upload.max_connections", "must be at least 1"));
+        }
+        if !(1..=self.upload.max_connections).contains(&self.upload.max_connections_per_client) {
+            return Err(FieldError::new(
+                "upload.max_connections_per_client",
+                "must be between 1 and upload.max_connections",
+            ));
+        }
+        if !(1..=darter_common::piece::MAX_PIECE_COUNT).contains(&self.p2p.max_piece_count) {
+            return Err(FieldError::new(
+                "p2p.max_piece_count",
+                format!("must be between 1 and {}", darter_common::piece::MAX_PIECE_COUNT),
+            ));
+        }
+        let most = MAX_STREAMED_CONTENT_LENGTH;
+        if !(1..=most).contains(&self.back_to_source.max_content_length.as_u64()) {
+            return Err(FieldError::new("back_to_source.max_content_length", "must be between 1 byte and 4TiB"));
+        }
+        let d = &self.download;
+        if d.max_url_bytes.as_u64() < 256 || d.max_url_bytes.as_u64() > 1 << 20 {
+            return Err(FieldError::new("download.max_url_bytes", "must be between 256 and 1MiB"));
+        }
+        if d.max_header_count > 1024 {
+            return Err(FieldError::new("download.max_header_count", "must be at most 1024"));
+        }
+        if d.max_header_bytes.as_u64() > 1 << 20 {
+            return Err(FieldError::new("download.max_header_bytes", "must be at most 1MiB"));
+        }
         darter_common::host::validate("host", self.host.hostname.as_deref(), self.host.ip)?;
         self.proxy.validate()?;
         self.log.validate("log")?;
@@ -490,5 +574,25 @@ mod tests {
         assert_eq!(field(|p| p.max_header_bytes = ByteSize::kib(1)), "proxy.max_header_bytes");
         assert_eq!(field(|p| p.ca_cert = Some("/ca.pem".into())), "proxy.ca_key");
         assert_eq!(field(|p| p.ca_key = Some("/ca.key".into())), "proxy.ca_cert");
+    }
+
+    #[test]
+    fn limits_are_validated_naming_the_field() {
+        let field = |f: fn(&mut Config)| {
+            let mut c = Config::default();
+            f(&mut c);
+            c.validate().unwrap_err().field
+        };
+        assert_eq!(field(|c| c.upload.max_connections_per_client = 0), "upload.max_connections_per_client");
+        assert_eq!(field(|c| c.upload.max_connections_per_client = 2000), "upload.max_connections_per_client");
+        assert_eq!(field(|c| c.upload.max_connections = 0), "upload.max_connections");
+        assert_eq!(field(|c| c.p2p.max_piece_count = 0), "p2p.max_piece_count");
+        assert_eq!(field(|c| c.p2p.max_piece_count = u32::MAX), "p2p.max_piece_count");
+        assert_eq!(
+            field(|c| c.back_to_source.max_content_length = ByteSize::gib(8192)),
+            "back_to_source.max_content_length"
+        );
+        assert_eq!(field(|c| c.download.max_url_bytes = ByteSize(10)), "download.max_url_bytes");
+        assert_eq!(field(|c| c.download.max_header_count = 5000), "download.max_header_count");
     }
 }

@@ -79,6 +79,9 @@ pub enum Error {
     /// A download trigger reached a daemon that is not a seed peer.
     #[error("this dfdaemon is not a seed peer; download triggers are refused")]
     NotSeedPeer,
+    /// A configured limit was reached (the message names it).
+    #[error("limit exceeded: {0}")]
+    LimitExceeded(String),
 }
 
 impl Error {
@@ -115,7 +118,7 @@ impl Error {
             Self::SchedulerUnavailable(_) => Code::Unavailable,
             Self::SchedulerRefused(_) => Code::FailedPrecondition,
             Self::Output { .. } => Code::PermissionDenied,
-            Self::NoSpace(_) => Code::ResourceExhausted,
+            Self::NoSpace(_) | Self::LimitExceeded(_) => Code::ResourceExhausted,
             Self::Storage(_) => Code::Internal,
             Self::Abandoned => Code::Cancelled,
         }
@@ -143,6 +146,7 @@ impl Error {
             Self::ShuttingDown => Reason::ShuttingDown,
             Self::Abandoned => Reason::Abandoned,
             Self::NotSeedPeer => Reason::NotSeedPeer,
+            Self::LimitExceeded(_) => Reason::LimitExceeded,
         }
     }
 }

@@ -17,7 +17,8 @@
 //!   received, into reused buffers from [`buffer_pool`]);
 //! - [`proxy`]: the registry mirror and HTTP proxy (P2P for blobs, relay otherwise);
 //!   [`containerd`]: the `hosts.toml` files that point containerd at it;
-//! - [`metrics`], [`error`]; private helpers: `disk` (filesystem size), `host` (this host as announced), `memory` (heap trimming once idle);
+//! - [`metrics`], [`error`]; private helpers: `disk` (filesystem size), `host` (this host as announced),
+//!   `memory` (heap trimming once idle), `private_fs` (0700 directories, 0600 files);
 //! - `src/bin/`: `dfdaemon` (the daemon) and `dfget` (the CLI, `dfget` module).
 //!
 //! [`run`] starts everything on listeners the caller bound, so tests can use
@@ -48,6 +49,7 @@ pub mod storage;
 mod disk;
 mod host;
 mod memory;
+mod private_fs;
 
 use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
 use std::path::PathBuf;
@@ -89,11 +91,17 @@ pub struct Listeners {
 
 impl Listeners {
     /// Binds every address in `config`; a live daemon already on the socket is an error,
-    /// a stale socket file is replaced.
+    /// a stale socket file is replaced. A missing socket directory is
+    /// created 0750: the daemon's user and group reach the socket (itself
+    /// 0660), nobody else (an existing directory, maybe shared, is left as it is).
     pub async fn bind(config: &Config) -> std::io::Result<Self> {
         let path = config.download.socket.clone();
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
+            use std::os::unix::fs::DirBuilderExt as _;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(SOCKET_DIR_MODE)
+                .create(dir)
                 .map_err(|e| std::io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display())))?;
         }
         if let Ok(meta) = std::fs::symlink_metadata(&path) {
@@ -135,6 +143,10 @@ impl darter_common::service::Bound for Listeners {
         all
     }
 }
+
+/// Mode of a download socket directory the daemon creates: owner and group,
+/// like the socket (0660) in it.
+pub const SOCKET_DIR_MODE: u32 = 0o750;
 
 /// Time the background tasks and the servers get to stop once the daemon is
 /// told to; whatever still runs after it is aborted.
@@ -195,7 +207,8 @@ impl Daemon {
         }
         let transport = trust.transport.clone();
         let mut tasks =
-            Downloads::new(storage.clone(), config.back_to_source.clone(), metrics.clone(), stop.child_token())?;
+            Downloads::new(storage.clone(), config.back_to_source.clone(), metrics.clone(), stop.child_token())?
+                .with_limits(config.download.limits());
         let (mut schedulers, mut discovery, mut membership) = (None, None, None);
         // In a swarm with static schedulers, or with a manager naming them.
         if !config.scheduler.addrs.is_empty() || !config.manager.addrs.is_empty() {
@@ -338,13 +351,12 @@ impl Daemon {
                 stop.clone().cancelled_owned(),
             ),
         );
-        let pieces = piece_server::PieceServer::with_rate_limit(
+        let pieces = piece_server::PieceServer::with_limits(
             storage.clone(),
-            config.upload.slots,
+            piece_server::Limits::from_config(&config.upload),
             metrics.clone(),
-            config.upload.rate_limit.map(|r| r.as_u64()),
         );
-        servers.spawn("piece", until_stopped(pieces.serve(listeners.piece, stop.clone())));
+        servers.spawn("piece", pieces.serve(listeners.piece, stop.clone()));
         if let (Some(proxy), Some(listener)) = (proxy, listeners.proxy) {
             servers.spawn("proxy", until_stopped(proxy.serve(listener, stop.clone())));
         }

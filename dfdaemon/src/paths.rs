@@ -6,6 +6,11 @@ fn is_root() -> bool {
     nix_geteuid() == 0
 }
 
+/// The daemon's effective user ID.
+pub(crate) fn euid() -> u32 {
+    nix_geteuid()
+}
+
 fn nix_geteuid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail; the binding is
     // declared unsafe only because every FFI call is.

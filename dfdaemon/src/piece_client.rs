@@ -31,6 +31,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use darter_common::sockopt::set_recv_low_water;
+use darter_common::sync::MutexExt as _;
 
 use crate::buffer_pool::BufferPool;
 use crate::piece_server::slots::HAVE_HEADER;
@@ -102,10 +103,13 @@ impl Conn {
 
 /// The parts of a response head that matter here.
 #[derive(Debug)]
-struct Head {
-    status: u16,
-    content_length: Option<u64>,
-    keep_alive: bool,
+pub struct Head {
+    /// Status code.
+    pub status: u16,
+    /// `Content-Length`, when given.
+    pub content_length: Option<u64>,
+    /// Whether the connection stays open.
+    pub keep_alive: bool,
 }
 
 /// How one request on one connection went.
@@ -167,7 +171,7 @@ impl PieceClient {
 
     /// Idle connections kept now (all parents).
     pub fn idle_connections(&self) -> usize {
-        self.idle.lock().expect("piece pool lock").values().map(Vec::len).sum()
+        self.idle.locked().values().map(Vec::len).sum()
     }
 
     fn finish(
@@ -178,7 +182,7 @@ impl PieceClient {
         keep: bool,
     ) -> Result<Bytes, FetchError> {
         if keep {
-            let mut idle = self.idle.lock().expect("piece pool lock");
+            let mut idle = self.idle.locked();
             let now = Instant::now();
             idle.retain(|_, conns| {
                 conns.retain(|(since, _)| now.duration_since(*since) < IDLE_FOR);
@@ -193,7 +197,7 @@ impl PieceClient {
     }
 
     fn take_idle(&self, addr: SocketAddr) -> Option<TcpStream> {
-        let mut idle = self.idle.lock().expect("piece pool lock");
+        let mut idle = self.idle.locked();
         let conns = idle.get_mut(&addr)?;
         let now = Instant::now();
         let found = loop {
@@ -277,8 +281,9 @@ async fn read_head(conn: &mut Conn, buf: &mut Vec<u8>) -> Result<(Head, usize), 
     }
 }
 
-/// Parses a response head; `None` while it is incomplete.
-fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, FetchError> {
+/// Parses a parent's response head (bytes from the network); `None` while
+/// it is incomplete, else the head and its length.
+pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, FetchError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut headers);
     let len = match response.parse(buf) {

@@ -223,7 +223,7 @@ async fn the_real_piece_server_serves_the_client() {
     let piece_length = darter_common::piece::MIN_PIECE_LENGTH;
     let content: Vec<u8> = (0..piece_length + 1000).map(|i| (i * 7 % 256) as u8).collect();
     let shape = Shape { content_length: Some(content.len() as u64), piece_length, validator: None };
-    let lease = storage.open_task(&id, "http://origin/f", shape).unwrap();
+    let lease = storage.open_task(&id, &darter_common::secret::redact_url_str("http://origin/f"), shape).unwrap();
     let second = &content[piece_length as usize..];
     lease.write_piece(1, piece_length, &[second], Digest::of(second)).unwrap();
 

@@ -5,6 +5,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use darter_common::sync::MutexExt as _;
 use tokio::time::Instant;
 
 /// Bytes per second for everything that shares it.
@@ -23,7 +24,7 @@ impl RateLimit {
     /// Waits until `bytes` may go.
     pub async fn acquire(&self, bytes: u64) {
         let start = {
-            let mut next = self.next_free.lock().expect("rate limit lock");
+            let mut next = self.next_free.locked();
             let start = (*next).max(Instant::now());
             *next = start + Duration::from_secs_f64(bytes as f64 / self.bytes_per_second as f64);
             start

@@ -8,6 +8,7 @@
 
 use std::sync::{Arc, RwLock};
 
+use darter_common::sync::RwLockExt as _;
 use darter_common::task_id::TaskId;
 use darter_common::tls::{Expect, Transport};
 use darter_proto::common::v1 as pb;
@@ -62,7 +63,7 @@ impl SchedulerClient {
     /// order every peer uses). Channels of schedulers still listed are kept.
     /// Returns whether the list changed.
     pub fn set_addrs(&self, addrs: &[String]) -> bool {
-        let mut schedulers = self.schedulers.write().unwrap_or_else(|e| e.into_inner());
+        let mut schedulers = self.schedulers.write_locked();
         if schedulers.iter().map(|(a, _)| a).eq(addrs.iter()) {
             return false;
         }
@@ -92,7 +93,7 @@ impl SchedulerClient {
     }
 
     fn snapshot(&self) -> Schedulers {
-        self.schedulers.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.schedulers.read_locked().clone()
     }
 
     /// The scheduler that owns `task` (address, client); `None` while no

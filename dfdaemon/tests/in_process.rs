@@ -75,3 +75,51 @@ async fn unusable_storage_is_a_start_up_error() {
     assert!(format!("{err:#}").contains(&format!("create {}", tasks.display())), "{err:#}");
     assert_eq!(healthz(metrics).await, None, "nothing was served");
 }
+
+/// `shutdown(2)` of a listening socket the daemon serves: every later
+/// `accept` on it fails (`EINVAL`), as when a listener dies under a server.
+#[allow(unsafe_code)]
+fn break_listener(fd: std::os::fd::RawFd) {
+    // SAFETY: `fd` is the daemon's listening socket, open while it runs.
+    let r = unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_piece_server_fails_healthz_and_stops_the_daemon_naming_it() {
+    use std::os::fd::AsRawFd as _;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let listeners = Listeners::bind(&config).await.unwrap();
+    let metrics = listeners.metrics.local_addr().unwrap();
+    let piece_fd = listeners.piece.as_raw_fd();
+    let daemon = tokio::spawn(dfdaemon::run(config, listeners, CancellationToken::new()));
+    testkit::eventually::eventually("/healthz 200", || async { healthz(metrics).await == Some(200) }).await;
+
+    break_listener(piece_fd);
+    // Draining (503), then gone: either way no longer healthy.
+    testkit::eventually::eventually("/healthz to fail", || async { healthz(metrics).await != Some(200) }).await;
+    let stopped = tokio::time::timeout(DRAIN_TIMEOUT * 2, daemon)
+        .await
+        .expect("dfdaemon stopped on its own")
+        .expect("run did not panic");
+    let err = stopped.expect_err("a dead server is an error (the binary exits 1)");
+    assert!(format!("{err:#}").contains("the piece server failed"), "{err:#}");
+}
+
+#[tokio::test]
+async fn a_socket_directory_it_creates_is_for_its_user_and_group_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.download.socket = dir.path().join("run/darter/dfdaemon.sock");
+    let listeners = Listeners::bind(&config).await.unwrap();
+    for created in ["run", "run/darter"] {
+        let mode = std::fs::metadata(dir.path().join(created)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & !dfdaemon::SOCKET_DIR_MODE, 0, "{created}: {mode:o}");
+        assert_eq!(mode & 0o007, 0, "{created}: nothing for others");
+    }
+    let socket = std::fs::metadata(&config.download.socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(socket, 0o660);
+    drop(listeners);
+}

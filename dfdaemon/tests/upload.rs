@@ -30,7 +30,9 @@ async fn serves_known_pieces_and_refuses_the_rest() {
     let unknown = format!("sha256:{}", "1".repeat(64));
     for (path, want) in [
         (format!("/v1/tasks/{unknown}/pieces/0"), 404),
-        (format!("/v1/tasks/{digest}/pieces/3"), 404),
+        // Past the end of the 3-piece task: refused as out of range, not looked up.
+        (format!("/v1/tasks/{digest}/pieces/3"), 400),
+        (format!("/v1/tasks/{digest}/pieces/4294967295"), 400),
         (format!("/v1/tasks/{digest}/pieces/-1"), 400),
         (format!("/v1/tasks/{digest}/pieces/99999999999"), 400),
         (format!("/v1/tasks/{digest}/pieces/zero"), 400),
@@ -43,6 +45,8 @@ async fn serves_known_pieces_and_refuses_the_rest() {
         let (status, _, _) = raw_get(port, "GET", &path);
         assert_eq!(status, want, "{path}");
     }
+    let (_, _, body) = raw_get(port, "GET", &format!("/v1/tasks/{digest}/pieces/4294967295"));
+    assert_eq!(String::from_utf8_lossy(&body), "piece number out of range\n");
     let (status, _, _) = raw_get(port, "DELETE", &format!("/v1/tasks/{digest}/pieces/0"));
     assert_eq!(status, 405);
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use darter_common::config::{FieldError, Validate};
 use darter_common::telemetry::{LogConfig, TracingConfig};
-use darter_common::units::duration;
+use darter_common::units::{ByteSize, duration};
 use serde::{Deserialize, Serialize};
 
 /// Prefix of environment overrides (`SCHEDULER__SCHEDULING__CANDIDATE_PARENT_LIMIT=8`).
@@ -32,6 +32,8 @@ pub struct Config {
     pub scheduling: SchedulingConfig,
     /// Garbage collection of hosts, tasks and peers.
     pub gc: GcConfig,
+    /// What one request or one host may hold.
+    pub limits: LimitsConfig,
     /// Mutual TLS on the gRPC port and to the manager and seed peers: where
     /// the scheduler's certificate comes from (see `darter_common::tls::config`).
     pub tls: darter_common::tls::TlsConfig,
@@ -51,6 +53,7 @@ impl Default for Config {
             host: HostConfig::default(),
             scheduling: SchedulingConfig::default(),
             gc: GcConfig::default(),
+            limits: LimitsConfig::default(),
             tls: darter_common::tls::TlsConfig::default(),
             log: LogConfig::default(),
             tracing: TracingConfig::default(),
@@ -204,6 +207,74 @@ impl Default for GcConfig {
     }
 }
 
+/// `limits:`. Seed peers (trusted, and triggered by the scheduler itself)
+/// are held to none of the per-host limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Longest download URL a `register` may carry (default `8KiB`); longer
+    /// ones end the stream with `INVALID_ARGUMENT` and are never kept.
+    pub max_url_bytes: ByteSize,
+    /// Most request headers a `register`'s download may carry (default 32).
+    pub max_header_count: usize,
+    /// Most bytes of those headers' names and values together (default `16KiB`).
+    pub max_header_bytes: ByteSize,
+    /// Tasks one host may have created (been the first to register) that
+    /// are still held (default 4096). At the limit, the host's least
+    /// recently active task with nothing downloading is dropped to make room;
+    /// when every one is downloading, the registration is refused
+    /// (`RESOURCE_EXHAUSTED`, reason `limit_exceeded`).
+    pub max_tasks_per_host: usize,
+    /// Downloads (open announce streams) one host may have registered at
+    /// once (default 1024); more are refused the same way.
+    pub max_peers_per_host: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        use darter_common::limits::{DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_COUNT, DEFAULT_MAX_URL_BYTES};
+        Self {
+            max_url_bytes: ByteSize(DEFAULT_MAX_URL_BYTES),
+            max_header_count: DEFAULT_MAX_HEADER_COUNT,
+            max_header_bytes: ByteSize(DEFAULT_MAX_HEADER_BYTES),
+            max_tasks_per_host: 4096,
+            max_peers_per_host: 1024,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The request size limits these fields set.
+    pub fn request(&self) -> darter_common::limits::RequestLimits {
+        darter_common::limits::RequestLimits {
+            max_url_bytes: self.max_url_bytes.as_u64(),
+            max_header_count: self.max_header_count,
+            max_header_bytes: self.max_header_bytes.as_u64(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), FieldError> {
+        if !(256..=1 << 20).contains(&self.max_url_bytes.as_u64()) {
+            return Err(FieldError::new("limits.max_url_bytes", "must be between 256 and 1MiB"));
+        }
+        if self.max_header_count > 1024 {
+            return Err(FieldError::new("limits.max_header_count", "must be at most 1024"));
+        }
+        if self.max_header_bytes.as_u64() > 1 << 20 {
+            return Err(FieldError::new("limits.max_header_bytes", "must be at most 1MiB"));
+        }
+        for (field, value) in [
+            ("limits.max_tasks_per_host", self.max_tasks_per_host),
+            ("limits.max_peers_per_host", self.max_peers_per_host),
+        ] {
+            if value == 0 {
+                return Err(FieldError::new(field, "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Validate for Config {
     const RENAMED: &'static [(&'static str, &'static str)] =
         &[("manager.addr", "manager.addrs"), ("manager.seed_peer_refresh_interval", "manager.refresh_interval")];
@@ -269,6 +340,7 @@ impl Validate for Config {
                 return Err(FieldError::new(field, "must be positive"));
             }
         }
+        self.limits.validate()?;
         self.log.validate("log")?;
         self.tracing.validate("tracing")
     }
@@ -375,5 +447,13 @@ mod tests {
         assert!(e.contains("seed_peers"), "{e}");
         let e = load_yaml("scheduling:\n  candidate_parents: 3\n").unwrap_err();
         assert!(e.contains("candidate_parents"), "{e}");
+        for (yaml, field) in [
+            ("limits:\n  max_url_bytes: 10\n", "limits.max_url_bytes"),
+            ("limits:\n  max_tasks_per_host: 0\n", "limits.max_tasks_per_host"),
+            ("limits:\n  max_peers_per_host: 0\n", "limits.max_peers_per_host"),
+        ] {
+            let e = load_yaml(yaml).unwrap_err();
+            assert!(e.contains(field), "{yaml}: {e}");
+        }
     }
 }

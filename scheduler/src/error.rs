@@ -69,6 +69,9 @@ pub enum Error {
     /// The scheduler is stopping.
     #[error("scheduler is shutting down")]
     ShuttingDown,
+    /// A configured limit was reached (the message names it).
+    #[error("{0}")]
+    LimitExceeded(String),
 }
 
 impl Error {
@@ -83,7 +86,7 @@ impl Error {
             | Self::NoReferenceDigest(_)
             | Self::DigestMismatch(_) => Code::InvalidArgument,
             Self::NotRegistered | Self::OutOfOrder(_) | Self::UnknownHost(_) => Code::FailedPrecondition,
-            Self::TooManyReschedules(_) | Self::Stalled => Code::ResourceExhausted,
+            Self::TooManyReschedules(_) | Self::Stalled | Self::LimitExceeded(_) => Code::ResourceExhausted,
             Self::NotFound(_) => Code::NotFound,
             Self::Evicted(_) => Code::Aborted,
             Self::PermissionDenied(_) => Code::PermissionDenied,
@@ -110,6 +113,7 @@ impl Error {
             Self::Stalled => Reason::Stalled,
             Self::PermissionDenied(_) => Reason::PermissionDenied,
             Self::ShuttingDown => Reason::ShuttingDown,
+            Self::LimitExceeded(_) => Reason::LimitExceeded,
         }
     }
 }

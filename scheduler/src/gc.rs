@@ -51,9 +51,7 @@ pub fn collect(state: &mut State, now: Instant, policy: &GcConfig) -> GcReport {
         }
     }
 
-    let before = state.tasks.len();
-    state.tasks.retain(|_, t| !t.peers.is_empty() || !expired(t.updated_at, policy.task_ttl));
-    report.tasks = before - state.tasks.len();
+    report.tasks = state.retain_tasks(|t| !t.peers.is_empty() || !expired(t.updated_at, policy.task_ttl));
     report
 }
 
@@ -82,6 +80,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
 mod tests {
     use std::time::Duration;
 
+    use darter_common::limits::RequestLimits;
     use darter_common::task_id::TaskId;
     use darter_proto::common::v1 as pb;
     use darter_proto::scheduler::v1 as spb;
@@ -108,6 +107,7 @@ mod tests {
             host,
             &format!("peer-{host}"),
             spb::RegisterPeerRequest { download: Some(download), present_pieces: vec![] },
+            &RequestLimits::default(),
         )
         .unwrap();
         state.register(&reg, now).unwrap();

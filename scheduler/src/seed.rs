@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use darter_common::sync::MutexExt as _;
 use darter_common::task_id::TaskId;
 use darter_common::tls::{Expect, Transport};
 use darter_proto::common::v1 as pb;
@@ -45,7 +46,7 @@ impl SeedClient {
     }
 
     fn channel(&self, addr: SocketAddr) -> Result<Channel, String> {
-        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        let mut channels = self.channels.locked();
         if let Some(c) = channels.get(&addr) {
             return Ok(c.clone());
         }

@@ -12,6 +12,8 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
+use darter_common::sync::RwLockExt as _;
+
 /// The trusted seed addresses; see the module doc.
 #[derive(Debug)]
 pub struct SeedPeers {
@@ -59,7 +61,7 @@ impl SeedPeers {
         listed.retain(|a| !self.configured.contains(a));
         listed.sort();
         listed.dedup();
-        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.write_locked();
         if state.from_manager == listed {
             return None;
         }
@@ -73,7 +75,7 @@ impl SeedPeers {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(|e| e.into_inner())
+        self.state.read_locked()
     }
 }
 

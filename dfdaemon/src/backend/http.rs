@@ -68,13 +68,10 @@ pub fn load_ca_certs(paths: &[std::path::PathBuf]) -> Result<Vec<reqwest::Certif
     Ok(certs)
 }
 
-/// The URL without user info, for messages and logs.
-pub fn redacted(url: &url::Url) -> String {
-    let mut u = url.clone();
-    let _ = u.set_username("");
-    let _ = u.set_password(None);
-    u.set_query(None);
-    u.to_string()
+/// The URL as messages, logs and records show it: no user info, no secret
+/// in its query ([`darter_common::secret`], the one place that says what is secret).
+pub fn redacted(url: &url::Url) -> darter_common::secret::RedactedUrl {
+    darter_common::secret::redact_url(url)
 }
 
 fn header_map(headers: &[(String, String)]) -> Result<HeaderMap> {
@@ -284,7 +281,10 @@ mod tests {
     }
 
     #[test]
-    fn redacted_drops_userinfo_and_query() {
-        assert_eq!(redacted(&url("https://u:p@h/a/b?X-Amz-Signature=s#f")), "https://h/a/b#f");
+    fn redacted_drops_userinfo_and_secrets() {
+        assert_eq!(
+            redacted(&url("https://u:p@h/a/b?X-Amz-Signature=s&v=1#f")).as_str(),
+            "https://h/a/b?X-Amz-Signature=REDACTED&v=1"
+        );
     }
 }

@@ -61,7 +61,8 @@ pub mod exit {
             | Reason::Storage
             | Reason::Abandoned
             | Reason::ShuttingDown
-            | Reason::NotSeedPeer => FAILED,
+            | Reason::NotSeedPeer
+            | Reason::LimitExceeded => FAILED,
             // The manager's and the scheduler's: a daemon does not pass them on.
             Reason::NotFound
             | Reason::AlreadyExists
@@ -149,6 +150,7 @@ mod tests {
             (Reason::Storage, "other failure"),
             (Reason::Abandoned, "other failure"),
             (Reason::NotSeedPeer, "other failure"),
+            (Reason::LimitExceeded, "other failure"),
             (Reason::AlreadyExists, "other failure"),
             (Reason::Conflict, "other failure"),
             (Reason::Unauthenticated, "other failure"),

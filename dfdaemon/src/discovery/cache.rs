@@ -45,14 +45,16 @@ impl CachedAnswer {
     }
 }
 
-/// Saves `answer` atomically (temporary file, fsync, rename).
+/// Saves `answer` atomically (temporary file, fsync, rename), readable by
+/// the daemon's user only.
 pub fn save(data_dir: &Path, answer: &CachedAnswer) -> std::io::Result<()> {
     let path = path(data_dir);
     let dir = path.parent().expect("a file under a directory");
-    std::fs::create_dir_all(dir)?;
+    crate::private_fs::create_dir_all(dir)?;
+    crate::private_fs::tighten(dir)?;
     let tmp = dir.join(format!("schedulers.json.tmp-{}", std::process::id()));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = crate::private_fs::create_new(&tmp)?;
         f.write_all(&serde_json::to_vec_pretty(answer).map_err(std::io::Error::other)?)?;
         f.sync_all()?;
         std::fs::rename(&tmp, &path)

@@ -88,7 +88,7 @@ impl BackToSource {
                     }
                     // A 416 that does not say the content is empty: read it whole.
                     (416, _) => Ok(Plan::Stream(None)),
-                    (status, _) => Err(Error::OriginStatus { status, url: redacted(&spec.url) }),
+                    (status, _) => Err(Error::OriginStatus { status, url: redacted(&spec.url).into_string() }),
                 }
             }
             .await;
@@ -153,10 +153,10 @@ impl BackToSource {
                         )));
                     }
                     (200, _) => {
-                        return Err(Error::OriginChanged(redacted(&spec.url)));
+                        return Err(Error::OriginChanged(redacted(&spec.url).into_string()));
                     }
                     (status, _) => {
-                        return Err(Error::OriginStatus { status, url: redacted(&spec.url) });
+                        return Err(Error::OriginStatus { status, url: redacted(&spec.url).into_string() });
                     }
                 }
                 while let Some(mut chunk) = resp.body.try_next().await? {
@@ -219,7 +219,7 @@ impl BackToSource {
                     None => self.backend.get(self.request(spec, None, None)).await?,
                 };
                 if resp.status != 200 {
-                    return Err(Error::OriginStatus { status: resp.status, url: redacted(&spec.url) });
+                    return Err(Error::OriginStatus { status: resp.status, url: redacted(&spec.url).into_string() });
                 }
                 self.stream_body(spec, resp, progress).await
             }
@@ -247,6 +247,13 @@ impl BackToSource {
             let mut chunk = chunk.unwrap_or_default();
             while !chunk.is_empty() || (done && !buf.is_empty()) {
                 buf.fill_from(&mut chunk, piece_length as usize - buf.len());
+                let max = self.config.max_content_length.as_u64();
+                if len.is_none() && offset + buf.len() as u64 > max {
+                    return Err(Error::LimitExceeded(format!(
+                        "the origin sent more than {} without saying its length (back_to_source.max_content_length)",
+                        self.config.max_content_length
+                    )));
+                }
                 if buf.len() as u64 == piece_length || (done && chunk.is_empty()) {
                     let piece_len = buf.len() as u64;
                     if let Some(total) = len

@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use darter_common::sync::MutexExt as _;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -35,7 +36,7 @@ impl Job {
 
     /// Joins the job, unless it has ended or been abandoned.
     pub fn join(self: &Arc<Self>) -> Option<Subscription> {
-        let mut w = self.watchers.lock().expect("job watchers lock");
+        let mut w = self.watchers.locked();
         if w.abandoned || self.progress.snapshot().outcome.is_some() {
             return None;
         }
@@ -45,7 +46,7 @@ impl Job {
 
     /// Whether its last watcher left before it ended.
     pub fn abandoned(&self) -> bool {
-        self.watchers.lock().expect("job watchers lock").abandoned
+        self.watchers.locked().abandoned
     }
 }
 
@@ -65,7 +66,7 @@ impl std::fmt::Debug for Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let mut w = self.job.watchers.lock().expect("job watchers lock");
+        let mut w = self.job.watchers.locked();
         w.count -= 1;
         if w.count == 0 && self.job.progress.snapshot().outcome.is_none() {
             w.abandoned = true;

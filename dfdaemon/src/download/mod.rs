@@ -10,7 +10,7 @@ mod back_to_source;
 mod job;
 mod output;
 mod p2p;
-mod piece_bits;
+pub mod piece_bits;
 mod piece_buf;
 mod piece_map;
 mod progress;
@@ -21,6 +21,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use darter_common::digest::{Digest, Hasher};
+use darter_common::limits::RequestLimits;
+use darter_common::sync::MutexExt as _;
 use darter_common::task_id::TaskId;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -29,7 +31,7 @@ pub use back_to_source::NewPiece;
 use back_to_source::{BackToSource, join_err};
 use job::Job;
 pub use job::Subscription;
-pub use output::place_output;
+pub use output::{Caller, place_output};
 use progress::Progress;
 pub use progress::{Finished, Sources, Started, Status};
 pub use scheduled::Scheduled;
@@ -51,6 +53,7 @@ pub struct Downloads {
     jobs: Mutex<HashMap<TaskId, Arc<Job>>>,
     shutdown: CancellationToken,
     scheduled: Option<Scheduled>,
+    limits: RequestLimits,
 }
 
 impl std::fmt::Debug for Downloads {
@@ -75,7 +78,19 @@ impl Downloads {
             jobs: Mutex::new(HashMap::new()),
             shutdown,
             scheduled: None,
+            limits: RequestLimits::default(),
         })
+    }
+
+    /// Refuses downloads whose URL or headers pass `limits` (`download.max_*`).
+    pub fn with_limits(mut self, limits: RequestLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The size limits every download request is held to.
+    pub fn limits(&self) -> &RequestLimits {
+        &self.limits
     }
 
     /// Downloads through the swarm the schedulers plan.
@@ -94,8 +109,9 @@ impl Downloads {
         if self.shutdown.is_cancelled() {
             return Err(Error::ShuttingDown);
         }
+        spec.check_limits(&self.limits)?;
         let backend = self.backends.for_url(&spec.url)?;
-        let mut jobs = self.jobs.lock().expect("jobs lock");
+        let mut jobs = self.jobs.locked();
         if let Some(sub) = jobs.get(&spec.task_id).and_then(|job| job.join()) {
             return Ok(sub);
         }
@@ -122,7 +138,7 @@ impl Downloads {
             }
             job.progress.finish(outcome);
             let idle = {
-                let mut jobs = this.jobs.lock().expect("jobs lock");
+                let mut jobs = this.jobs.locked();
                 if jobs.get(&spec.task_id).is_some_and(|j| Arc::ptr_eq(j, &job)) {
                     jobs.remove(&spec.task_id);
                 }
@@ -170,8 +186,9 @@ impl Downloads {
         }
         let (lease, _, digest) = match verified {
             Ok(v) => v,
-            Err(e @ Error::NoSpace(_)) => {
-                // The task cannot finish here; do not leave the disk full of it.
+            Err(e @ (Error::NoSpace(_) | Error::LimitExceeded(_))) => {
+                // The task cannot finish here; do not leave the disk full of
+                // it, nor half of a content that is over the limit.
                 let (storage, id) = (self.storage.clone(), spec.task_id.clone());
                 let _ = tokio::task::spawn_blocking(move || storage.remove(&id, true)).await;
                 return Err(e);

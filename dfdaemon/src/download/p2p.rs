@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 
 use super::announcer::Announcer;
 use super::back_to_source::{NewPiece, join_err};
-use super::piece_bits::PieceBits;
+use super::piece_bits::{PieceBits, first_out_of_range};
 use super::piece_map::PieceMap;
 use super::progress::Progress;
 use super::spec::DownloadSpec;
@@ -180,10 +180,17 @@ impl State {
         self.parents.iter().filter(|p| p.alive).count()
     }
 
+    /// Piece numbers from the network must be below this: the task's piece
+    /// count once the scheduler told the geometry, else `max` (`p2p.max_piece_count`).
+    fn piece_bound(&self, max: u32) -> u32 {
+        self.geometry.map_or(max, |(len, pl)| piece_count(len, pl))
+    }
+
     fn drop_parent(&mut self, idx: usize) {
         let p = &mut self.parents[idx];
         p.alive = false;
         p.sync.abort();
+        p.available = PieceBits::default();
         self.blocklist.insert(p.host_id.clone());
     }
 }
@@ -318,7 +325,11 @@ impl P2p<'_> {
     }
 
     fn add_digests(&self, st: &mut State, digests: &HashMap<u32, String>) {
-        for (n, d) in digests {
+        let bound = st.piece_bound(self.config.max_piece_count);
+        if let Some(n) = first_out_of_range(digests.keys().copied(), bound) {
+            tracing::warn!(task_id = %self.spec.task_id, piece = n, pieces = bound, "scheduler sent digests of pieces past the end of the task; ignoring those");
+        }
+        for (n, d) in digests.iter().filter(|(n, _)| **n < bound) {
             match d.parse::<Digest>() {
                 Ok(d) => {
                     st.digests.insert(*n, d);
@@ -333,10 +344,15 @@ impl P2p<'_> {
     fn apply_parents(&self, st: &mut State, n: NormalTaskResponse, events: &mpsc::Sender<Event>) {
         self.add_digests(st, &n.piece_digests);
         self.learn_geometry(st, n.content_length, n.piece_length);
+        let bound = st.piece_bound(self.config.max_piece_count);
         for c in n.candidate_parents {
             let Some(host) = c.host else { continue };
             let known = st.parents.iter().any(|p| p.alive && p.host_id == host.id);
             if host.id == self.host_id || known || st.blocklist.contains(&host.id) || host.download_port == 0 {
+                continue;
+            }
+            if let Some(bad) = first_out_of_range(c.pieces.iter().copied(), bound) {
+                tracing::warn!(task_id = %self.spec.task_id, parent = %host.id, piece = bad, pieces = bound, "candidate parent holds a piece past the end of the task; skipping it");
                 continue;
             }
             let (Ok(ip), Ok(port)) = (host.ip.parse::<IpAddr>(), u16::try_from(host.download_port)) else {
@@ -377,7 +393,18 @@ impl P2p<'_> {
         if st.entry.is_some() {
             return Ok(());
         }
-        check_geometry(len, piece_length).map_err(Error::OriginProtocol)?;
+        let count = check_geometry(len, piece_length).map_err(Error::OriginProtocol)?;
+        if count > self.config.max_piece_count {
+            return Err(Error::LimitExceeded(format!(
+                "the task has {count} pieces, more than p2p.max_piece_count ({})",
+                self.config.max_piece_count
+            )));
+        }
+        // What was taken in under the configured most before the count was known.
+        st.digests.retain(|n, _| *n < count);
+        for p in &mut st.parents {
+            p.available.truncate(count);
+        }
         let (storage, id, url) =
             (self.storage.clone(), self.spec.task_id.clone(), crate::backend::redacted(&self.spec.url));
         let shape = Shape { content_length: Some(len), piece_length, validator: None };
@@ -482,6 +509,14 @@ impl P2p<'_> {
                 });
                 if disagrees {
                     tracing::warn!(task_id = %self.spec.task_id, parent = %st.parents[parent].host_id, "parent describes another geometry; dropping it");
+                    st.drop_parent(parent);
+                    return Ok(false);
+                }
+                // Checked before anything is stored: a parent announcing piece
+                // 4294967295 must not make this peer allocate for it.
+                let bound = st.piece_bound(self.config.max_piece_count);
+                if let Some(bad) = first_out_of_range(pieces.iter().copied(), bound) {
+                    tracing::warn!(task_id = %self.spec.task_id, parent = %st.parents[parent].host_id, piece = bad, pieces = bound, "parent announced a piece past the end of the task; dropping it");
                     st.drop_parent(parent);
                     return Ok(false);
                 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use darter_common::digest::Digest;
+use darter_common::limits::RequestLimits;
 use darter_common::task_id::TaskId;
 use darter_proto::common::v1 as pb;
 
@@ -55,11 +56,35 @@ const RESERVED_HEADERS: &[&str] = &[
 /// Largest piece length a caller may force (64 MiB).
 const MAX_FORCED_PIECE_LENGTH: u64 = darter_common::piece::MAX_PIECE_LENGTH;
 
+impl DownloadSpec {
+    /// Validates a download from the network (dfget's socket, a seed
+    /// trigger): its size against `limits` first, then every field.
+    pub fn from_proto(d: pb::Download, limits: &RequestLimits) -> Result<Self, Error> {
+        check_limits(limits, &d.url, d.request_headers.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+        Self::try_from(d)
+    }
+
+    /// Checks this download's URL and headers against `limits`.
+    pub fn check_limits(&self, limits: &RequestLimits) -> Result<(), Error> {
+        check_limits(limits, self.url.as_str(), self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+}
+
+fn check_limits<'a>(
+    limits: &RequestLimits,
+    url: &str,
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<(), Error> {
+    limits.check(url, headers).map_err(|e| Error::InvalidArgument(format!("{e} (download.{})", e.field())))
+}
+
 impl TryFrom<pb::Download> for DownloadSpec {
     type Error = Error;
 
+    /// Validates every field (without size limits: see [`DownloadSpec::from_proto`]).
+    /// Error messages never repeat the URL or a header value (they may be secrets).
     fn try_from(d: pb::Download) -> Result<Self, Error> {
-        let url = url::Url::parse(&d.url).map_err(|e| Error::InvalidArgument(format!("url {:?}: {e}", d.url)))?;
+        let url = url::Url::parse(&d.url).map_err(|e| Error::InvalidArgument(format!("invalid url: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(Error::InvalidArgument(format!(
                 "unsupported url scheme {:?} (supported: http, https)",
@@ -153,6 +178,24 @@ mod tests {
             d.request_headers.insert(reserved.into(), "x".into());
             assert!(DownloadSpec::try_from(d).is_err(), "{reserved}");
         }
+    }
+
+    #[test]
+    fn oversized_requests_are_refused_before_anything_else() {
+        let limits = RequestLimits::default();
+        let long = format!("http://h/f?sig={}", "s".repeat(10_000));
+        let e = DownloadSpec::from_proto(download(&long), &limits).unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidArgument(m) if m.ends_with("the url is 10015 bytes, more than the limit of 8192 bytes (download.max_url_bytes)")),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("sss"), "the url is not repeated: {e}");
+        let mut d = download("http://h/f");
+        d.request_headers = (0..33).map(|i| (format!("x-{i}"), "v".into())).collect();
+        assert!(DownloadSpec::from_proto(d, &limits).is_err());
+        assert!(DownloadSpec::from_proto(download("http://h/f"), &limits).is_ok());
+        let e = DownloadSpec::try_from(download("http://[::1/f?sig=hunter2")).unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 
     #[test]

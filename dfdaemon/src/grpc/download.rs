@@ -15,7 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response as TonicResponse, Status};
 
 use super::task_info;
-use crate::download::{DownloadSpec, Downloads, Finished, Status as JobStatus, Subscription, place_output};
+use crate::download::{Caller, DownloadSpec, Downloads, Finished, Status as JobStatus, Subscription, place_output};
 use crate::error::Error;
 
 /// The download service.
@@ -46,11 +46,16 @@ impl DfdaemonDownload for DownloadService {
         &self,
         request: Request<dpb::DownloadTaskRequest>,
     ) -> Result<TonicResponse<Self::DownloadTaskStream>, Status> {
+        let caller = request
+            .extensions()
+            .get::<tonic::transport::server::UdsConnectInfo>()
+            .and_then(|info| info.peer_cred)
+            .map(|cred| Caller { uid: cred.uid(), gid: cred.gid() });
         let download = request
             .into_inner()
             .download
             .ok_or_else(|| Status::from(Error::InvalidArgument("download is required".into())))?;
-        let spec = DownloadSpec::try_from(download)?;
+        let spec = DownloadSpec::from_proto(download, self.tasks.limits())?;
         let timeout = spec.timeout.unwrap_or(self.default_timeout);
         tracing::info!(task_id = %spec.task_id, url = %crate::backend::redacted(&spec.url), "download requested");
         let output = spec.output.clone();
@@ -63,7 +68,7 @@ impl DfdaemonDownload for DownloadService {
                 Ok(r) => r,
             };
             let last = match result {
-                Ok(finished) => finish(finished, output, &task_id).await,
+                Ok(finished) => finish(finished, output, caller, &task_id).await,
                 Err(e) => Err(e),
             };
             let _ = tx.send(last.map_err(Status::from)).await;
@@ -163,11 +168,12 @@ async fn send(tx: &Tx, msg: Response) -> Result<(), Error> {
 async fn finish(
     f: Finished,
     output: Option<std::path::PathBuf>,
+    caller: Option<Caller>,
     task_id: &TaskId,
 ) -> Result<dpb::DownloadTaskResponse, Error> {
     if let Some(path) = output {
         let lease = f.entry.clone();
-        tokio::task::spawn_blocking(move || place_output(&lease, &path))
+        tokio::task::spawn_blocking(move || place_output(&lease, &path, caller))
             .await
             .map_err(|e| Error::Storage(e.to_string()))??;
     }

@@ -119,7 +119,7 @@ impl DfdaemonUpload for UploadService {
             req.download.ok_or_else(|| Status::from(Error::InvalidArgument("download is required".into())))?;
         download.output_path.clear();
         download.disable_back_to_source = false;
-        let spec = DownloadSpec::try_from(download)?;
+        let spec = DownloadSpec::from_proto(download, self.tasks.limits())?;
         if req.task_id != spec.task_id.as_str() {
             return Err(Error::InvalidArgument(format!(
                 "task id {} does not match the download's {}",

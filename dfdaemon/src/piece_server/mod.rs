@@ -16,18 +16,29 @@
 //! is full or they waited [`slots::MAX_WAIT`]; see [`slots`]), and a slot
 //! is held until the piece's bytes are in the socket; a reader that takes
 //! nothing for [`SEND_STALL_TIMEOUT`] loses its connection and its slot; at
-//! most [`MAX_CONNECTIONS`] connections are open (more are closed on
-//! accept); a connection that does not finish sending request headers
+//! most `upload.max_connections` connections are open, and at most
+//! `upload.max_connections_per_client` from one IP address (more are closed
+//! on accept); a connection that does not finish sending request headers
 //! within [`HEADER_READ_TIMEOUT`] is closed; request heads are at most
-//! [`request::MAX_HEAD`] bytes and carry no body.
+//! [`request::MAX_HEAD`] bytes and carry no body; a piece number past the
+//! end of its task is refused (400) before anything is looked up.
+//!
+//! A listener that fails for good (not a client's aborted connection or a
+//! momentary lack of file descriptors) ends [`PieceServer::serve`] with its
+//! error, which stops the daemon (`/healthz` 503, exit 1 naming the server)
+//! instead of spinning on it.
 
-mod request;
+pub mod request;
 mod send_file;
 pub mod slots;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use darter_common::piece::{MAX_PIECE_COUNT, piece_count};
+use darter_common::sync::MutexExt as _;
 use darter_common::task_id::TaskId;
 use http::StatusCode;
 use tokio::io::AsyncWriteExt as _;
@@ -51,7 +62,8 @@ pub fn piece_path(task_id: &TaskId, number: u32) -> String {
 /// Header carrying the piece digest.
 pub const PIECE_DIGEST_HEADER: &str = "x-darter-piece-digest";
 
-/// Connections open at once; more are accepted and closed at once.
+/// Connections open at once by default (`upload.max_connections`); more are
+/// accepted and closed at once.
 pub const MAX_CONNECTIONS: usize = 1024;
 
 /// Send buffer of a piece connection (the kernel doubles it).
@@ -65,15 +77,142 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// upload slot) is dropped.
 pub const SEND_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Pause after `accept` failed for lack of descriptors or memory, so the
+/// loop does not spin while connections close.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// What a piece server allows (`upload.*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Concurrent uploads (`upload.slots`).
+    pub slots: usize,
+    /// Connections open at once (`upload.max_connections`).
+    pub max_connections: usize,
+    /// Connections open at once from one IP address (`upload.max_connections_per_client`).
+    pub max_connections_per_client: usize,
+    /// Upload bandwidth for all peers together, bytes per second (`upload.rate_limit`).
+    pub rate_limit: Option<u64>,
+}
+
+impl Limits {
+    /// The limits `upload:` sets.
+    pub fn from_config(c: &crate::config::UploadConfig) -> Self {
+        Self {
+            slots: c.slots,
+            max_connections: c.max_connections,
+            max_connections_per_client: c.max_connections_per_client,
+            rate_limit: c.rate_limit.map(|r| r.as_u64()),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::from_config(&crate::config::UploadConfig::default())
+    }
+}
+
 /// Shared state of the piece server.
 #[derive(Debug)]
 pub struct PieceServer {
     storage: Arc<Storage>,
     slots: Arc<UploadSlots>,
     connections: Arc<Semaphore>,
+    clients: Arc<Clients>,
+    limits: Limits,
     metrics: Arc<Metrics>,
     corrupt: bool,
     rate: Option<RateLimit>,
+}
+
+/// Open connections per client IP address.
+#[derive(Debug, Default)]
+struct Clients(Mutex<HashMap<IpAddr, usize>>);
+
+/// One client's connection, counted until dropped.
+struct ClientConnection {
+    clients: Arc<Clients>,
+    ip: IpAddr,
+}
+
+impl Clients {
+    /// Counts a connection from `ip`, unless it already has `max` open.
+    fn admit(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<ClientConnection> {
+        let ip = ip.to_canonical();
+        let mut open = self.0.locked();
+        let n = open.entry(ip).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(ClientConnection { clients: self.clone(), ip })
+    }
+}
+
+impl Drop for ClientConnection {
+    fn drop(&mut self) {
+        let mut open = self.clients.0.locked();
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// What an error of `accept` means for the listener (for every accept loop
+/// of the daemon: [`classify_accept_error`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcceptError {
+    /// One connection failed (aborted, reset by the client...): go on.
+    Connection,
+    /// The process or system is out of descriptors or memory for now: go on after a pause.
+    Exhausted,
+    /// The listener itself is broken: stop serving.
+    Fatal,
+}
+
+/// Whether an `accept` error concerns one connection, a momentary lack of
+/// resources, or the listener itself (then serving must stop, not spin).
+pub fn classify_accept_error(e: &std::io::Error) -> AcceptError {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted | WouldBlock | TimedOut => {
+            AcceptError::Connection
+        }
+        _ => match e.raw_os_error() {
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => AcceptError::Exhausted,
+            // Network errors of the connection being accepted, as accept(2) lists them.
+            Some(libc::EPROTO | libc::ENOPROTOOPT | libc::EHOSTDOWN | libc::ENONET | libc::EHOSTUNREACH)
+            | Some(libc::EOPNOTSUPP | libc::ENETDOWN | libc::ENETUNREACH | libc::EPERM) => AcceptError::Connection,
+            _ => AcceptError::Fatal,
+        },
+    }
+}
+
+/// Why a request path names no piece: the status and a short reason.
+pub type PathRefusal = (StatusCode, &'static str);
+
+/// Parses `/v1/tasks/{task_id}/pieces/{number}` (a path from the network):
+/// the task ID validated, the number a `u32` (not yet checked against the task).
+pub fn parse_piece_path(path: &str) -> Result<(TaskId, u32), PathRefusal> {
+    let Some(rest) = path.strip_prefix("/v1/tasks/") else {
+        return Err((StatusCode::NOT_FOUND, "unknown path"));
+    };
+    let mut parts = rest.split('/');
+    let (Some(raw_id), Some("pieces"), Some(raw_number), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err((StatusCode::NOT_FOUND, "unknown path"));
+    };
+    let Ok(id) = TaskId::parse(raw_id) else {
+        return Err((StatusCode::BAD_REQUEST, "invalid task id"));
+    };
+    let Ok(number) = raw_number.parse::<u32>() else {
+        return Err((StatusCode::BAD_REQUEST, "invalid piece number"));
+    };
+    Ok((id, number))
 }
 
 /// Test-only fault injection: when this environment variable is `1`, every
@@ -117,46 +256,54 @@ fn head(status: StatusCode, content_type: &str, length: u64, digest: Option<&str
 }
 
 impl PieceServer {
-    /// A server over `storage` with `slots` concurrent uploads.
+    /// A server over `storage` with `slots` concurrent uploads and the other limits' defaults.
     pub fn new(storage: Arc<Storage>, slots: usize, metrics: Arc<Metrics>) -> Arc<Self> {
-        Self::with_limits(storage, slots, MAX_CONNECTIONS, metrics)
+        Self::with_limits(storage, Limits { slots, ..Limits::default() }, metrics)
     }
 
-    /// The same, with the host's upload bandwidth capped at `bytes_per_second`.
-    pub fn with_rate_limit(
-        storage: Arc<Storage>,
-        slots: usize,
-        metrics: Arc<Metrics>,
-        bytes_per_second: Option<u64>,
-    ) -> Arc<Self> {
-        let mut this = Self::with_limits(storage, slots, MAX_CONNECTIONS, metrics);
-        Arc::get_mut(&mut this).expect("just created").rate = bytes_per_second.map(RateLimit::new);
-        this
-    }
-
-    fn with_limits(storage: Arc<Storage>, slots: usize, connections: usize, metrics: Arc<Metrics>) -> Arc<Self> {
+    /// A server over `storage` with `limits`.
+    pub fn with_limits(storage: Arc<Storage>, limits: Limits, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Self {
             storage,
-            slots: UploadSlots::new(slots, metrics.upload_waiting.clone()),
-            connections: Arc::new(Semaphore::new(connections)),
+            slots: UploadSlots::new(limits.slots, metrics.upload_waiting.clone()),
+            connections: Arc::new(Semaphore::new(limits.max_connections)),
+            clients: Arc::default(),
+            limits,
             metrics,
             corrupt: std::env::var(CORRUPT_PIECES_ENV).is_ok_and(|v| v == "1"),
-            rate: None,
+            rate: limits.rate_limit.map(RateLimit::new),
         })
     }
 
-    /// Accepts connections until `shutdown`.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
+    /// Accepts connections until `shutdown`; an error when the listener
+    /// fails for good.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
         loop {
-            let (stream, _) = tokio::select! {
-                _ = shutdown.cancelled() => return,
+            let (stream, peer) = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
                 r = listener.accept() => match r {
                     Ok(s) => s,
-                    Err(e) => { tracing::warn!(error = %e, "piece server accept failed"); continue; }
+                    Err(e) => match classify_accept_error(&e) {
+                        AcceptError::Connection => continue,
+                        AcceptError::Exhausted => {
+                            tracing::warn!(error = %e, "piece server cannot accept for now; pausing");
+                            tokio::time::sleep(ACCEPT_PAUSE).await;
+                            continue;
+                        }
+                        AcceptError::Fatal => {
+                            tracing::error!(error = %e, "piece server listener failed");
+                            return Err(e);
+                        }
+                    },
                 },
             };
             let Ok(connection) = self.connections.clone().try_acquire_owned() else {
-                tracing::debug!(limit = MAX_CONNECTIONS, "piece server connection limit reached, closing");
+                tracing::debug!(limit = self.limits.max_connections, "piece server connection limit reached, closing");
+                drop(stream);
+                continue;
+            };
+            let Some(client) = self.clients.admit(peer.ip(), self.limits.max_connections_per_client) else {
+                tracing::debug!(client = %peer.ip(), limit = self.limits.max_connections_per_client, "piece server connection limit of one client reached, closing");
                 drop(stream);
                 continue;
             };
@@ -167,7 +314,7 @@ impl PieceServer {
             let this = self.clone();
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
-                let _connection = connection;
+                let _connection = (connection, client);
                 tokio::select! {
                     r = this.connection(stream) => if let Err(e) = r {
                         tracing::debug!(error = %e, "piece connection ended");
@@ -219,29 +366,26 @@ impl PieceServer {
     }
 
     async fn route(&self, req: &Request) -> Reply {
-        let Some(rest) = req.path.strip_prefix("/v1/tasks/") else {
-            return Reply::Plain(StatusCode::NOT_FOUND, "unknown path");
-        };
-        let mut parts = rest.split('/');
-        let (Some(raw_id), Some("pieces"), Some(raw_number), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Reply::Plain(StatusCode::NOT_FOUND, "unknown path");
-        };
+        let parsed = parse_piece_path(&req.path);
+        if let Err((StatusCode::NOT_FOUND, why)) = parsed {
+            return Reply::Plain(StatusCode::NOT_FOUND, why);
+        }
         let head_only = match req.method.as_str() {
             "GET" => false,
             "HEAD" => true,
             _ => return Reply::Plain(StatusCode::METHOD_NOT_ALLOWED, "only GET"),
         };
-        let Ok(id) = TaskId::parse(raw_id) else {
-            return Reply::Plain(StatusCode::BAD_REQUEST, "invalid task id");
-        };
-        let Ok(number) = raw_number.parse::<u32>() else {
-            return Reply::Plain(StatusCode::BAD_REQUEST, "invalid piece number");
+        let (id, number) = match parsed {
+            Ok(found) => found,
+            Err((status, why)) => return Reply::Plain(status, why),
         };
         let Some(lease) = self.storage.lease(&id) else {
             return Reply::Plain(StatusCode::NOT_FOUND, "unknown task");
         };
+        let count = lease.content_length().map_or(MAX_PIECE_COUNT, |len| piece_count(len, lease.piece_length()));
+        if number >= count {
+            return Reply::Plain(StatusCode::BAD_REQUEST, "piece number out of range");
+        }
         let Some(piece) = lease.piece(number) else {
             return Reply::Plain(StatusCode::NOT_FOUND, "piece not available");
         };
@@ -345,7 +489,8 @@ mod tests {
     async fn connections_over_the_cap_are_closed_until_one_leaves() {
         let dir = tempfile::tempdir().unwrap();
         let storage = Arc::new(Storage::open(dir.path()).unwrap());
-        let server = PieceServer::with_limits(storage, 1, 2, Arc::new(Metrics::new()));
+        let limits = Limits { slots: 1, max_connections: 2, max_connections_per_client: 2, rate_limit: None };
+        let server = PieceServer::with_limits(storage, limits, Arc::new(Metrics::new()));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
@@ -365,5 +510,69 @@ mod tests {
         drop(first);
         testkit::eventually("a connection slot to free up", || async move { answers(addr) }).await;
         shutdown.cancel();
+    }
+
+    /// A connection to `addr` from the loopback address `from` (Linux
+    /// answers for all of 127.0.0.0/8), so tests can be two clients.
+    async fn connect_from(from: [u8; 4], addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((from, 0).into()).unwrap();
+        socket.connect(addr).await.unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_client_cannot_take_every_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(Storage::open(dir.path()).unwrap());
+        let limits = Limits { slots: 1, max_connections: 8, max_connections_per_client: 2, rate_limit: None };
+        let server = PieceServer::with_limits(storage, limits, Arc::new(Metrics::new()));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(server.serve(listener, shutdown.clone()));
+
+        let mut greedy = Vec::new();
+        for _ in 0..2 {
+            let mut c = connect_from([127, 0, 0, 1], addr).await;
+            served(&mut c).await;
+            greedy.push(c);
+        }
+        // Its third is closed unanswered, although 6 of the 8 connections are free...
+        let mut third = connect_from([127, 0, 0, 1], addr).await;
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(10), third.read(&mut buf)).await.expect("closed, not hung");
+        assert!(matches!(read, Ok(0) | Err(_)), "closed without an answer: {read:?}");
+        // ... and another client is served.
+        let mut other = connect_from([127, 0, 0, 2], addr).await;
+        served(&mut other).await;
+        // The greedy client gets a connection again once one of its own closes.
+        drop(greedy.pop());
+        testkit::eventually("the client's own connection to free up", || async move { answers(addr) }).await;
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_listener_that_fails_for_good_ends_serve_with_its_error() {
+        // A listener shut down for reading fails every accept with EINVAL.
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(Storage::open(dir.path()).unwrap());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        shut_down(&listener);
+        listener.set_nonblocking(true).unwrap();
+        let listener = TcpListener::from_std(listener).unwrap();
+        let server = PieceServer::new(storage, 1, Arc::new(Metrics::new()));
+        let served = tokio::time::timeout(Duration::from_secs(10), server.serve(listener, CancellationToken::new()))
+            .await
+            .expect("serve returned instead of spinning on the error");
+        assert!(served.is_err(), "{served:?}");
+    }
+
+    /// `shutdown(2)` of a listening socket: every later `accept` fails.
+    #[allow(unsafe_code)]
+    fn shut_down(listener: &std::net::TcpListener) {
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: the descriptor is a valid socket owned by `listener` for the whole call.
+        let r = unsafe { libc::shutdown(listener.as_raw_fd(), libc::SHUT_RD) };
+        assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
     }
 }

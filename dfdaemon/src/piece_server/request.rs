@@ -64,8 +64,9 @@ pub async fn read_request(
     }
 }
 
-/// Parses one request head; `None` while it is incomplete.
-fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, BadRequest> {
+/// Parses one request head (bytes from the network); `None` while it is
+/// incomplete, else the request and the length of its head.
+pub fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, BadRequest> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {

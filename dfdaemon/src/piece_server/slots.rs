@@ -20,6 +20,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use darter_common::sync::MutexExt as _;
 use prometheus::IntGauge;
 use tokio::sync::oneshot;
 
@@ -80,7 +81,7 @@ impl UploadSlots {
     /// at most `wait`; `None` when none came free in time or the line is full.
     pub async fn acquire(self: &Arc<Self>, have: Option<u32>, wait: Duration) -> Option<Slot> {
         let (seq, rx) = {
-            let mut st = self.state.lock().expect("slots lock");
+            let mut st = self.state.locked();
             if st.free > 0 && st.waiting.is_empty() {
                 st.free -= 1;
                 return Some(Slot { slots: self.clone() });
@@ -109,12 +110,12 @@ impl UploadSlots {
 
     /// Requests waiting now.
     pub fn waiting(&self) -> usize {
-        self.state.lock().expect("slots lock").waiting.len()
+        self.state.locked().waiting.len()
     }
 
     /// Hands the slot to the neediest waiting child still there, or frees it.
     fn release(&self) {
-        let mut st = self.state.lock().expect("slots lock");
+        let mut st = self.state.locked();
         let mut handed = false;
         while let Some(i) = (0..st.waiting.len()).min_by_key(|&i| (st.waiting[i].have, st.waiting[i].seq)) {
             if st.waiting.swap_remove(i).grant.send(()).is_ok() {
@@ -141,7 +142,7 @@ impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         let Some(seq) = self.seq else { return };
         {
-            let mut st = self.slots.state.lock().expect("slots lock");
+            let mut st = self.slots.state.locked();
             st.waiting.retain(|w| w.seq != seq);
             self.slots.waiting_gauge.set(st.waiting.len() as i64);
         }

@@ -104,7 +104,11 @@ mod tests {
         for n in 1..=4u8 {
             let id = TaskId::parse(&format!("{n:02x}").repeat(32)).unwrap();
             let t = s
-                .open_task(&id, "http://h/f", Shape { content_length: Some(4), piece_length: 4, validator: None })
+                .open_task(
+                    &id,
+                    &darter_common::secret::redact_url_str("http://h/f"),
+                    Shape { content_length: Some(4), piece_length: 4, validator: None },
+                )
                 .unwrap();
             t.write_piece(0, 0, &[b"abcd"], Digest::of(b"abcd")).unwrap();
             if n == 1 {
@@ -124,7 +128,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Storage::open(dir.path()).unwrap();
         let id = TaskId::parse(&"0a".repeat(32)).unwrap();
-        s.open_task(&id, "http://h/f", Shape { content_length: Some(4), piece_length: 4, validator: None }).unwrap();
+        s.open_task(
+            &id,
+            &darter_common::secret::redact_url_str("http://h/f"),
+            Shape { content_length: Some(4), piece_length: 4, validator: None },
+        )
+        .unwrap();
         let mut p = policy(u64::MAX);
         assert!(s.collect_garbage(&p).is_empty());
         p.task_ttl = Duration::ZERO;

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use darter_common::secret::RedactedUrl;
+use darter_common::sync::MutexExt as _;
 use darter_common::task_id::TaskId;
 
 pub use gc::{GcPolicy, run_gc_loop};
@@ -51,10 +53,16 @@ fn dir_belongs_to(dir: &Path, id: &TaskId) -> bool {
 impl Storage {
     /// Opens (creating if needed) the storage under `data_dir`, loading every
     /// task left by a previous run; unreadable task directories are removed.
-    /// Blocking (partial tasks are re-verified).
+    /// Directories are made 0700 and files 0600 ([`crate::private_fs`]); what
+    /// an older version made wider is narrowed here. Blocking (partial tasks
+    /// are re-verified).
     pub fn open(data_dir: &Path) -> Result<Self> {
         let root = data_dir.join("tasks");
-        std::fs::create_dir_all(&root).map_err(|e| Error::storage(&format!("create {}", root.display()), &e))?;
+        crate::private_fs::create_dir_all(&root)
+            .map_err(|e| Error::storage(&format!("create {}", root.display()), &e))?;
+        if let Err(e) = crate::private_fs::tighten(&root) {
+            tracing::warn!(dir = %root.display(), error = %e, "cannot make the tasks directory private to the daemon");
+        }
         let mut tasks: HashMap<TaskId, Arc<TaskEntry>> = HashMap::new();
         let entries = std::fs::read_dir(&root).map_err(|e| Error::storage("list tasks", &e))?;
         for entry in entries.flatten() {
@@ -76,26 +84,27 @@ impl Storage {
 
     /// A task, if stored.
     pub fn get(&self, id: &TaskId) -> Option<Arc<TaskEntry>> {
-        self.tasks.lock().expect("storage lock").get(id).cloned()
+        self.tasks.locked().get(id).cloned()
     }
 
     /// A lease on a stored task, taken under the storage lock so that GC and
     /// removal see it.
     pub fn lease(&self, id: &TaskId) -> Option<Lease> {
-        self.tasks.lock().expect("storage lock").get(id).map(|t| t.lease())
+        self.tasks.locked().get(id).map(|t| t.lease())
     }
 
     /// Every stored task.
     pub fn list(&self) -> Vec<Arc<TaskEntry>> {
-        self.tasks.lock().expect("storage lock").values().cloned().collect()
+        self.tasks.locked().values().cloned().collect()
     }
 
     /// A lease on the task with this shape: the stored copy when it matches
-    /// (resume), else a fresh copy replacing it. Blocking (creates files).
-    pub fn open_task(&self, id: &TaskId, url: &str, shape: Shape) -> Result<Lease> {
+    /// (resume), else a fresh copy replacing it; `url` is what its record
+    /// will show. Blocking (creates files).
+    pub fn open_task(&self, id: &TaskId, url: &RedactedUrl, shape: Shape) -> Result<Lease> {
         let mut stale = None;
         let lease = {
-            let mut tasks = self.tasks.lock().expect("storage lock");
+            let mut tasks = self.tasks.locked();
             if let Some(existing) = tasks.get(id) {
                 let r = existing.record();
                 let same = r.piece_length == shape.piece_length
@@ -139,7 +148,7 @@ impl Storage {
     /// Removes a task; refused while it is in use unless `force`. Blocking.
     pub fn remove(&self, id: &TaskId, force: bool) -> Result<()> {
         let entry = {
-            let mut tasks = self.tasks.lock().expect("storage lock");
+            let mut tasks = self.tasks.locked();
             let entry = tasks.get(id).ok_or_else(|| Error::TaskNotFound(id.to_string()))?;
             if entry.in_use() && !force {
                 return Err(Error::TaskBusy(id.to_string()));
@@ -164,6 +173,7 @@ impl Storage {
 #[cfg(test)]
 mod tests {
     use darter_common::digest::Digest;
+    use darter_common::secret::redact_url_str;
 
     use super::*;
 
@@ -181,7 +191,7 @@ mod tests {
     fn pieces_survive_a_restart_and_only_verified_ones_count() {
         let dir = tempfile::tempdir().unwrap();
         let s = Storage::open(dir.path()).unwrap();
-        let t = s.open_task(&id(1), "http://h/f", shape(Some(10), 4)).unwrap();
+        let t = s.open_task(&id(1), &redact_url_str("http://h/f"), shape(Some(10), 4)).unwrap();
         t.write_piece(0, 0, &[b"abcd"], Digest::of(b"abcd")).unwrap();
         t.write_piece(2, 8, &[b"ij"], Digest::of(b"ij")).unwrap();
         assert!(t.write_piece(1, 4, &[b"toolong"], Digest::of(b"x")).is_err());
@@ -209,13 +219,13 @@ mod tests {
         let s = Storage::open(dir.path()).unwrap();
         assert!(s.list().is_empty());
         assert!(!dir.path().join("tasks/not-a-task").exists());
-        let t = s.open_task(&id(2), "http://h/f", shape(Some(8), 4)).unwrap();
+        let t = s.open_task(&id(2), &redact_url_str("http://h/f"), shape(Some(8), 4)).unwrap();
         t.write_piece(0, 0, &[b"abcd"], Digest::of(b"abcd")).unwrap();
         drop(t);
-        let t = s.open_task(&id(2), "http://h/f", shape(Some(8), 4)).unwrap();
+        let t = s.open_task(&id(2), &redact_url_str("http://h/f"), shape(Some(8), 4)).unwrap();
         assert_eq!(t.missing_pieces(), vec![1], "same geometry resumes");
         drop(t);
-        let t = s.open_task(&id(2), "http://h/f", shape(Some(12), 4)).unwrap();
+        let t = s.open_task(&id(2), &redact_url_str("http://h/f"), shape(Some(12), 4)).unwrap();
         assert_eq!(t.missing_pieces(), vec![0, 1, 2], "new geometry starts over");
         assert!(matches!(s.remove(&id(2), false), Err(Error::TaskBusy(_))), "a leased task stays");
         let other = s.lease(&id(2)).unwrap();
@@ -293,7 +303,7 @@ mod tests {
         // The origin now names a validator: with the same geometry the stored
         // copy (which has none, so cannot tell versions apart) is kept.
         let shape = Shape { content_length: Some(300_000), piece_length: 262_144, validator: Some("\"v2\"".into()) };
-        let lease = s.open_task(&id, V1_URL, shape).unwrap();
+        let lease = s.open_task(&id, &redact_url_str(V1_URL), shape).unwrap();
         assert_eq!(lease.content_path(), task_dir.join("content"), "the same copy, not a fresh one");
         assert!(lease.is_complete());
 
@@ -308,11 +318,76 @@ mod tests {
         assert_eq!(reread, TaskRecord { accessed_at: reread.accessed_at, ..t.record() });
     }
 
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn only_the_daemons_user_reads_tasks_and_what_an_older_version_left_is_narrowed() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let s = Storage::open(&data).unwrap();
+        assert_eq!((mode(&data), mode(&data.join("tasks"))), (0o700, 0o700));
+        let t = s.open_task(&id(4), &redact_url_str("https://h/f?X-Amz-Signature=hunter2"), shape(Some(4), 4)).unwrap();
+        t.write_piece(0, 0, &[b"abcd"], Digest::of(b"abcd")).unwrap();
+        t.mark_complete(None).unwrap();
+        t.persist_complete().unwrap();
+        let task_dir = t.content_path().parent().unwrap().to_path_buf();
+        let file = |name: &str| task_dir.join(name);
+        assert_eq!(mode(&task_dir), 0o700);
+        assert_eq!((mode(&file("task.json")), mode(&file("pieces.log"))), (0o600, 0o600));
+        assert_eq!(mode(&file("content")), 0o400, "complete content is read-only, for its user only");
+        assert!(!std::fs::read_to_string(file("task.json")).unwrap().contains("hunter2"));
+        drop((t, s));
+
+        // As an older version left it: readable by everyone, a signed URL in clear.
+        let wide = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+        wide(&data.join("tasks"), 0o755);
+        wide(&task_dir, 0o755);
+        wide(&file("content"), 0o444);
+        wide(&file("pieces.log"), 0o644);
+        let json = std::fs::read_to_string(file("task.json")).unwrap();
+        std::fs::write(file("task.json"), json.replace("X-Amz-Signature=REDACTED", "X-Amz-Signature=hunter2")).unwrap();
+        wide(&file("task.json"), 0o644);
+        let s = Storage::open(&data).unwrap();
+        assert!(s.get(&id(4)).unwrap().is_complete(), "the task is kept");
+        assert_eq!((mode(&data.join("tasks")), mode(&task_dir)), (0o700, 0o700));
+        assert_eq!(
+            (mode(&file("task.json")), mode(&file("pieces.log")), mode(&file("content"))),
+            (0o600, 0o600, 0o400)
+        );
+        let json = std::fs::read_to_string(file("task.json")).unwrap();
+        assert!(!json.contains("hunter2") && json.contains("X-Amz-Signature=REDACTED"), "{json}");
+        assert_eq!(s.get(&id(4)).unwrap().record().url, "https://h/f?X-Amz-Signature=REDACTED");
+    }
+
+    #[test]
+    fn a_panic_under_a_storage_lock_does_not_fail_later_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::open(dir.path()).unwrap();
+        let t = s.open_task(&id(5), &redact_url_str("http://h/f"), shape(Some(8), 4)).unwrap();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _tasks = s.tasks.lock().unwrap();
+            panic!("a request panicked while it held the storage lock");
+        }));
+        assert!(panicked.is_err() && s.tasks.is_poisoned());
+        t.panic_under_its_locks_for_test();
+        // Every later request still works (with `.lock().expect()`, each would panic).
+        t.write_piece(0, 0, &[b"abcd"], Digest::of(b"abcd")).unwrap();
+        assert_eq!(s.get(&id(5)).unwrap().missing_pieces(), vec![1]);
+        assert_eq!(s.list().len(), 1);
+        drop(t);
+        s.remove(&id(5), false).unwrap();
+        assert!(s.lease(&id(5)).is_none());
+    }
+
     #[test]
     fn partial_pieces_whose_bytes_changed_are_dropped_on_load() {
         let dir = tempfile::tempdir().unwrap();
         let s = Storage::open(dir.path()).unwrap();
-        let t = s.open_task(&id(3), "http://h/f", shape(Some(8), 4)).unwrap();
+        let t = s.open_task(&id(3), &redact_url_str("http://h/f"), shape(Some(8), 4)).unwrap();
         t.write_piece(0, 0, &[b"abcd"], Digest::of(b"abcd")).unwrap();
         t.write_piece(1, 4, &[b"efgh"], Digest::of(b"efgh")).unwrap();
         let content = t.content_path();

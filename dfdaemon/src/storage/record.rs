@@ -18,7 +18,9 @@ pub struct TaskRecord {
     pub version: u32,
     /// Task ID.
     pub id: String,
-    /// URL the task was first fetched from (credentials never stored: they live in headers).
+    /// URL the task was first fetched from, redacted
+    /// (`darter_common::secret`: no user info, no signature or token in its
+    /// query; caller headers are never stored).
     pub url: String,
     /// Content length; `None` while streaming from an origin that did not say.
     pub content_length: Option<u64>,
@@ -37,11 +39,11 @@ pub struct TaskRecord {
     pub accessed_at: u64,
 }
 
-/// Writes `record` to `path` atomically.
+/// Writes `record` to `path` atomically, as a file only the daemon's user reads.
 pub fn write_record(path: &Path, record: &TaskRecord) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
     {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = crate::private_fs::create_new(&tmp)?;
         f.write_all(&serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?)?;
         f.sync_data()?;
     }

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use bytes::Bytes;
 use darter_common::digest::Digest;
 use darter_common::piece::{MAX_PIECE_COUNT, MAX_PIECE_LENGTH, piece_count, piece_range};
+use darter_common::sync::{MutexExt as _, RwLockExt as _};
 use darter_common::task_id::TaskId;
 use std::os::unix::fs::PermissionsExt as _;
 use tokio::sync::watch;
@@ -99,10 +100,10 @@ fn piece_on_disk_matches(content: &File, offset: u64, length: u64, digest: &Dige
 }
 
 impl TaskEntry {
-    /// Creates a new, empty task directory.
+    /// Creates a new, empty task directory (0700, its files 0600).
     pub(super) fn create(dir: PathBuf, record: TaskRecord) -> Result<Self> {
-        std::fs::create_dir_all(&dir).map_err(|e| io_err("create task dir", e))?;
-        let content = File::options()
+        crate::private_fs::create_dir_all(&dir).map_err(|e| io_err("create task dir", e))?;
+        let content = crate::private_fs::options()
             .read(true)
             .write(true)
             .create(true)
@@ -112,7 +113,7 @@ impl TaskEntry {
         if let Some(len) = record.content_length {
             content.set_len(len).map_err(|e| io_err("size content", e))?;
         }
-        let log = File::options()
+        let log = crate::private_fs::options()
             .append(true)
             .create(true)
             .truncate(false)
@@ -123,11 +124,25 @@ impl TaskEntry {
         Ok(Self::assemble(dir, content, log, record, BTreeMap::new()))
     }
 
-    /// Loads an existing task directory (after a restart).
+    /// Loads an existing task directory (after a restart). What an older
+    /// version left readable by others is narrowed, and a URL it stored with
+    /// a secret in it is stored redacted.
     pub(super) fn load(dir: PathBuf) -> std::io::Result<Self> {
-        let record = record::read_record(&dir.join(RECORD_FILE))?;
+        for path in [dir.clone(), dir.join(RECORD_FILE), dir.join(CONTENT_FILE), dir.join(PIECES_FILE)] {
+            if let Err(e) = crate::private_fs::tighten(&path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %path.display(), error = %e, "cannot make a task file private to the daemon");
+            }
+        }
+        let mut record = record::read_record(&dir.join(RECORD_FILE))?;
         let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
         TaskId::parse(&record.id).map_err(|e| invalid(e.to_string()))?;
+        let shown = darter_common::secret::redact_url_str(&record.url).into_string();
+        if shown != record.url {
+            record.url = shown;
+            record::write_record(&dir.join(RECORD_FILE), &record)?;
+        }
         // Bounds that keep a corrupt record from dividing by zero or asking for
         // absurd allocations (the minimum piece length is a policy for new tasks).
         let count = record.content_length.unwrap_or(0).checked_div(record.piece_length);
@@ -219,35 +234,35 @@ impl TaskEntry {
 
     /// A copy of the record.
     pub fn record(&self) -> TaskRecord {
-        let mut r = self.state.read().expect("task state lock").record.clone();
+        let mut r = self.state.read_locked().record.clone();
         r.accessed_at = self.accessed_at();
         r
     }
 
     /// Content length, when known.
     pub fn content_length(&self) -> Option<u64> {
-        self.state.read().expect("task state lock").record.content_length
+        self.state.read_locked().record.content_length
     }
 
     /// Piece length.
     pub fn piece_length(&self) -> u64 {
-        self.state.read().expect("task state lock").record.piece_length
+        self.state.read_locked().record.piece_length
     }
 
     /// Whether every piece is present and verified.
     pub fn is_complete(&self) -> bool {
-        self.state.read().expect("task state lock").record.complete
+        self.state.read_locked().record.complete
     }
 
     /// Verified pieces, in order.
     pub fn pieces(&self) -> Vec<StoredPiece> {
-        self.state.read().expect("task state lock").pieces.values().copied().collect()
+        self.state.read_locked().pieces.values().copied().collect()
     }
 
     /// The pieces verified after the first `cursor` ones (in the order they
     /// were verified), and the cursor to pass next time (0 at first).
     pub fn pieces_since(&self, cursor: usize) -> (Vec<StoredPiece>, usize) {
-        let state = self.state.read().expect("task state lock");
+        let state = self.state.read_locked();
         let fresh =
             state.added[cursor.min(state.added.len())..].iter().filter_map(|n| state.pieces.get(n).copied()).collect();
         (fresh, state.added.len())
@@ -255,22 +270,22 @@ impl TaskEntry {
 
     /// A verified piece.
     pub fn piece(&self, number: u32) -> Option<StoredPiece> {
-        self.state.read().expect("task state lock").pieces.get(&number).copied()
+        self.state.read_locked().pieces.get(&number).copied()
     }
 
     /// Whether piece `number` is present.
     pub fn has_piece(&self, number: u32) -> bool {
-        self.state.read().expect("task state lock").pieces.contains_key(&number)
+        self.state.read_locked().pieces.contains_key(&number)
     }
 
     /// Bytes of verified pieces.
     pub fn completed_bytes(&self) -> u64 {
-        self.state.read().expect("task state lock").pieces.values().map(|p| p.length).sum()
+        self.state.read_locked().pieces.values().map(|p| p.length).sum()
     }
 
     /// Numbers of pieces not yet present (requires a known length).
     pub fn missing_pieces(&self) -> Vec<u32> {
-        let s = self.state.read().expect("task state lock");
+        let s = self.state.read_locked();
         let Some(len) = s.record.content_length else {
             return Vec::new();
         };
@@ -287,7 +302,7 @@ impl TaskEntry {
     pub fn write_piece<C: AsRef<[u8]>>(&self, number: u32, offset: u64, chunks: &[C], digest: Digest) -> Result<()> {
         let length: u64 = chunks.iter().map(|c| c.as_ref().len() as u64).sum();
         {
-            let s = self.state.read().expect("task state lock");
+            let s = self.state.read_locked();
             if s.record.complete || s.pieces.contains_key(&number) {
                 return Ok(());
             }
@@ -305,7 +320,7 @@ impl TaskEntry {
             // One writer per file at a time: the kernel serialises buffered
             // writes to one inode anyway, and its lock spins where ours parks,
             // leaving the CPU to hashing and receiving.
-            let mut log = self.log.lock().expect("pieces log lock");
+            let mut log = self.log.locked();
             let mut at = offset;
             for chunk in chunks {
                 let chunk = chunk.as_ref();
@@ -317,7 +332,7 @@ impl TaskEntry {
         }
         let piece = StoredPiece { number, offset, length, digest };
         {
-            let mut state = self.state.write().expect("task state lock");
+            let mut state = self.state.write_locked();
             if state.pieces.insert(number, piece).is_none() {
                 state.added.push(number);
             }
@@ -347,7 +362,7 @@ impl TaskEntry {
 
     /// Sets the length once a streamed origin ends. Blocking.
     pub fn set_content_length(&self, len: u64) -> Result<()> {
-        let mut s = self.state.write().expect("task state lock");
+        let mut s = self.state.write_locked();
         s.record.content_length = Some(len);
         self.content.set_len(len).map_err(|e| io_err("size content", e))?;
         record::write_record(&self.dir.join(RECORD_FILE), &s.record).map_err(|e| io_err("write task.json", e))
@@ -358,7 +373,7 @@ impl TaskEntry {
     /// [`Self::persist_complete`], which the caller runs off the hot path.
     pub fn mark_complete(&self, digest: Option<Digest>) -> Result<()> {
         {
-            let mut s = self.state.write().expect("task state lock");
+            let mut s = self.state.write_locked();
             let len = s.record.content_length.ok_or_else(|| Error::Storage("complete without a length".into()))?;
             if (s.pieces.len() as u32) != piece_count(len, s.record.piece_length) {
                 return Err(Error::Storage(format!("task {} is missing pieces", self.id)));
@@ -366,8 +381,9 @@ impl TaskEntry {
             s.record.complete = true;
             s.record.digest = digest.map(|d| d.to_string());
             // Complete content never changes again; read-only guards the hard
-            // links handed out as outputs against writes in place.
-            let _ = std::fs::set_permissions(self.dir.join(CONTENT_FILE), std::fs::Permissions::from_mode(0o444));
+            // links handed out as outputs against writes in place. Only the
+            // daemon's user reads it (outputs for other users are copies).
+            let _ = std::fs::set_permissions(self.dir.join(CONTENT_FILE), std::fs::Permissions::from_mode(0o400));
         }
         self.changes.send_modify(|v| *v += 1);
         Ok(())
@@ -381,14 +397,14 @@ impl TaskEntry {
         if self.removed.is_cancelled() {
             return Ok(());
         }
-        let mut r = self.state.read().expect("task state lock").record.clone();
+        let mut r = self.state.read_locked().record.clone();
         r.accessed_at = self.accessed_at();
         record::write_record(&self.dir.join(RECORD_FILE), &r).map_err(|e| io_err("write task.json", e))
     }
 
     /// Persists the access time (called by GC, not per access).
     pub(super) fn persist_access(&self) -> std::io::Result<()> {
-        let mut r = self.state.read().expect("task state lock").record.clone();
+        let mut r = self.state.read_locked().record.clone();
         if r.accessed_at == self.accessed_at() {
             return Ok(());
         }
@@ -420,5 +436,15 @@ impl TaskEntry {
 impl TaskEntry {
     pub(crate) fn accessed_at_for_test(&self, t: u64) {
         self.accessed_at.store(t, Ordering::Relaxed);
+    }
+
+    /// Poisons the state and log locks the way a panicking request would.
+    pub(crate) fn panic_under_its_locks_for_test(&self) {
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _state = self.state.write().unwrap();
+            let _log = self.log.lock().unwrap();
+            panic!("a request panicked while it held the task's locks");
+        }));
+        assert!(panicked.is_err() && self.state.is_poisoned() && self.log.is_poisoned());
     }
 }

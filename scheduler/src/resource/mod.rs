@@ -15,6 +15,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use darter_common::digest::Digest;
+use darter_common::limits::RequestLimits;
+use darter_common::sync::MutexExt as _;
 use darter_common::task_id::TaskId;
 use darter_proto::common::v1 as pb;
 use darter_proto::scheduler::v1 as spb;
@@ -37,11 +39,18 @@ impl Resources {
         Self::default()
     }
 
+    /// An empty model holding each host to `max_tasks_per_host` (`limits.max_tasks_per_host`).
+    pub fn with_max_tasks_per_host(max_tasks_per_host: usize) -> Self {
+        let this = Self::default();
+        this.lock().max_tasks_per_host = max_tasks_per_host;
+        this
+    }
+
     /// Locks the model. A panic while locked cannot leave it half-changed in a
     /// way later requests rely on (every operation validates before it writes),
     /// so a poisoned lock is taken over rather than propagated.
     pub fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.locked()
     }
 }
 
@@ -73,14 +82,22 @@ pub struct Registration {
 }
 
 impl Registration {
-    /// Validates the IDs of the first message and its `register` payload:
-    /// the task ID must be the ID the download yields.
+    /// Validates the IDs of the first message and its `register` payload
+    /// (a message from the network): the download's size first (`limits`:
+    /// nothing over it is parsed or kept), then the task ID, which must be
+    /// the ID the download yields.
     pub fn from_request(
         task_id: &str,
         host_id: &str,
         peer_id: &str,
         register: spb::RegisterPeerRequest,
+        limits: &RequestLimits,
     ) -> Result<Self, Error> {
+        if let Some(d) = &register.download {
+            limits
+                .check(&d.url, d.request_headers.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .map_err(|e| Error::InvalidArgument(format!("register.download: {e} (limits.{})", e.field())))?;
+        }
         if host_id.is_empty() || host_id.len() > host::MAX_ID_LEN {
             return Err(Error::InvalidArgument(format!(
                 "host_id must be 1 to {} bytes, got {}",
@@ -119,27 +136,39 @@ impl Registration {
     }
 }
 
-/// The URL as `StatTask` shows it: normalised (signing query parameters
-/// dropped) and without credentials, so stats never leak secrets.
+/// The URL as `StatTask` shows it: normalised and redacted
+/// (`darter_common::secret`: no user info, no signature or token), so stats
+/// never leak secrets.
 fn display_url(raw: &str) -> String {
     let normalised = darter_common::task_id::normalise_url(raw).unwrap_or_default();
-    match url::Url::parse(&normalised) {
-        Ok(mut u) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.to_string()
-        }
-        Err(_) => String::new(),
-    }
+    darter_common::secret::redact_url_str(&normalised).into_string()
 }
 
+/// Default of [`State::max_tasks_per_host`] (`limits.max_tasks_per_host`).
+pub const DEFAULT_MAX_TASKS_PER_HOST: usize = 4096;
+
 /// Everything the scheduler knows.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct State {
     /// Hosts by ID.
     pub hosts: HashMap<String, Host>,
     /// Tasks by ID.
     pub tasks: HashMap<TaskId, Task>,
+    /// Tasks each host created that are still held (see [`State::register`]).
+    created: HashMap<String, usize>,
+    /// Tasks a host may have created and still held.
+    pub max_tasks_per_host: usize,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            hosts: HashMap::new(),
+            tasks: HashMap::new(),
+            created: HashMap::new(),
+            max_tasks_per_host: DEFAULT_MAX_TASKS_PER_HOST,
+        }
+    }
 }
 
 impl State {
@@ -197,15 +226,28 @@ impl State {
     }
 
     /// Registers a peer, replacing (and evicting) an earlier peer of the same
-    /// (task, host). The host must have announced itself.
+    /// (task, host). The host must have announced itself. A registration
+    /// that creates a task counts against its host's
+    /// [`State::max_tasks_per_host`] (seed peers are exempt): at the limit the
+    /// host's least recently active task with nothing downloading is dropped,
+    /// and when there is none the registration is refused.
     pub fn register(&mut self, reg: &Registration, now: Instant) -> Result<(PeerKey, &mut Task), Error> {
-        if !self.hosts.contains_key(&reg.host_id) {
+        let Some(host) = self.hosts.get(&reg.host_id) else {
             return Err(Error::UnknownHost(reg.host_id.clone()));
+        };
+        if !self.tasks.contains_key(&reg.task_id) {
+            let seed = host.is_seed();
+            if !seed {
+                self.make_room_for_a_task_of(&reg.host_id)?;
+            }
+            let mut task = Task::new(reg.task_id.clone(), display_url(&reg.download.url), now);
+            task.created_by = (!seed).then(|| reg.host_id.clone());
+            if let Some(creator) = &task.created_by {
+                *self.created.entry(creator.clone()).or_default() += 1;
+            }
+            self.tasks.insert(reg.task_id.clone(), task);
         }
-        let task = self
-            .tasks
-            .entry(reg.task_id.clone())
-            .or_insert_with(|| Task::new(reg.task_id.clone(), display_url(&reg.download.url), now));
+        let task = self.tasks.get_mut(&reg.task_id).expect("present or just inserted");
         let pieces = task.present_pieces(&reg.present_pieces)?;
         let generation = peer::next_generation();
         let mut peer = Peer::new(reg.peer_id.clone(), reg.host_id.clone(), generation, now);
@@ -230,6 +272,60 @@ impl State {
     /// Why a registration is gone, for its stream's final status.
     pub fn eviction_reason(&self, key: &PeerKey) -> Error {
         evicted_in(self.tasks.get(&key.task_id), key)
+    }
+
+    /// Below its task limit, `host` may create a task: drops its least
+    /// recently active task with nothing downloading when it is at the
+    /// limit; refuses when every one of them is downloading.
+    fn make_room_for_a_task_of(&mut self, host: &str) -> Result<(), Error> {
+        let max = self.max_tasks_per_host;
+        if self.tasks_created_by(host) < max {
+            return Ok(());
+        }
+        let idle = self
+            .tasks
+            .values()
+            .filter(|t| t.created_by.as_deref() == Some(host) && t.peers.values().all(|p| p.state.is_terminal()))
+            .min_by_key(|t| t.updated_at)
+            .map(|t| t.id.clone());
+        let Some(id) = idle else {
+            return Err(Error::LimitExceeded(format!(
+                "host {host} already has {max} tasks downloading; no more until one ends (limits.max_tasks_per_host)"
+            )));
+        };
+        tracing::info!(task_id = %id, host_id = %host, limit = max, "host at its task limit: dropping its least recently active task");
+        self.retain_tasks(|t| t.id != id);
+        Ok(())
+    }
+
+    /// Keeps the tasks `keep` says to keep; the others go, their peers
+    /// evicted. Returns how many went.
+    pub fn retain_tasks(&mut self, mut keep: impl FnMut(&Task) -> bool) -> usize {
+        let before = self.tasks.len();
+        let created = &mut self.created;
+        self.tasks.retain(|_, t| {
+            if keep(t) {
+                return true;
+            }
+            for p in t.peers.values_mut() {
+                p.evict();
+            }
+            if let Some(creator) = &t.created_by
+                && let Some(n) = created.get_mut(creator)
+            {
+                *n -= 1;
+                if *n == 0 {
+                    created.remove(creator);
+                }
+            }
+            false
+        });
+        before - self.tasks.len()
+    }
+
+    /// Tasks `host` created that are still held.
+    pub fn tasks_created_by(&self, host: &str) -> usize {
+        self.created.get(host).copied().unwrap_or(0)
     }
 
     /// Removes the peer of `host_id` from a task if it is still generation `generation`.
@@ -353,6 +449,7 @@ mod tests {
             host,
             peer,
             spb::RegisterPeerRequest { download: Some(download), present_pieces: vec![] },
+            &RequestLimits::default(),
         )
         .unwrap()
     }
@@ -366,6 +463,7 @@ mod tests {
                 host,
                 peer,
                 spb::RegisterPeerRequest { download: d, present_pieces: vec![] },
+                &RequestLimits::default(),
             )
         };
         let good = TaskId::for_download("http://origin/f", None, "", "").unwrap().to_string();
@@ -408,11 +506,51 @@ mod tests {
         assert_eq!(s.counts(), (0, 1, 0));
     }
 
+    fn registration_for(url: &str, host: &str) -> Registration {
+        let download = pb::Download { url: url.into(), ..Default::default() };
+        let id = TaskId::for_download(url, None, "", "").unwrap();
+        let request = spb::RegisterPeerRequest { download: Some(download), present_pieces: vec![] };
+        Registration::from_request(id.as_str(), host, &format!("peer-{host}"), request, &RequestLimits::default())
+            .unwrap()
+    }
+
+    #[test]
+    fn tasks_count_against_their_creator_until_they_go() {
+        let now = Instant::now();
+        let mut s = State { max_tasks_per_host: 2, ..State::default() };
+        s.announce_host(host("h"), now);
+        let mut seed = host("seed");
+        seed.kind = HostType::Seed;
+        s.announce_host(seed, now);
+        s.register(&registration_for("http://o/0", "h"), now).unwrap();
+        s.register(&registration_for("http://o/1", "h"), now).unwrap();
+        assert_eq!(s.tasks_created_by("h"), 2);
+        // Joining an existing task creates nothing.
+        s.register(&registration_for("http://o/0", "seed"), now).unwrap();
+        let refused = s.register(&registration_for("http://o/2", "h"), now).map(|_| ()).unwrap_err();
+        assert!(matches!(&refused, Error::LimitExceeded(m) if m.contains("limits.max_tasks_per_host")), "{refused}");
+        assert_eq!(s.tasks.len(), 2, "a refused registration changes nothing");
+        // Seeds are triggered by the scheduler itself: never counted.
+        for n in 3..6 {
+            s.register(&registration_for(&format!("http://o/{n}"), "seed"), now).unwrap();
+        }
+        assert_eq!(s.tasks_created_by("seed"), 0);
+        // A finished download makes its task idle: it gives way to a new one.
+        let first = TaskId::for_download("http://o/0", None, "", "").unwrap();
+        s.tasks.get_mut(&first).unwrap().peers.get_mut("h").unwrap().state = PeerState::Succeeded;
+        s.tasks.get_mut(&first).unwrap().peers.get_mut("seed").unwrap().state = PeerState::Succeeded;
+        s.register(&registration_for("http://o/2", "h"), now).unwrap();
+        assert!(!s.tasks.contains_key(&first) && s.tasks_created_by("h") == 2);
+        // Tasks that expire give their places back.
+        assert_eq!(s.retain_tasks(|t| t.created_by.is_none()), 2);
+        assert_eq!(s.tasks_created_by("h"), 0);
+    }
+
     #[test]
     fn task_urls_drop_credentials_and_signatures() {
         assert_eq!(
-            display_url("https://user:secret@Origin.example/f?X-Amz-Signature=abc&v=1"),
-            "https://origin.example/f?v=1"
+            display_url("https://user:secret@Origin.example/f?X-Amz-Signature=abc&v=1&token=t0ps3cret"),
+            "https://origin.example/f?token=REDACTED&v=1"
         );
     }
 }

@@ -82,6 +82,9 @@ pub struct Task {
     pub peers: HashMap<String, Peer>,
     /// Last change or message; a task with no peers is collected `task_ttl` after it.
     pub updated_at: Instant,
+    /// The host whose registration created the task (`None` for a seed
+    /// peer's): it counts against that host's `limits.max_tasks_per_host`.
+    pub created_by: Option<String>,
 }
 
 impl Task {
@@ -95,6 +98,7 @@ impl Task {
             digests: BTreeMap::new(),
             peers: HashMap::new(),
             updated_at: now,
+            created_by: None,
         }
     }
 

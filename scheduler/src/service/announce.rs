@@ -47,6 +47,9 @@ pub(super) struct Session {
     pub download: pb::Download,
     /// Cancelled when the peer is removed or replaced.
     pub evicted: CancellationToken,
+    /// Counts the stream against its host's `limits.max_peers_per_host`
+    /// while it lives (`None` for a seed peer).
+    _slot: Option<super::StreamSlot>,
 }
 
 /// Whether the stream goes on.
@@ -73,7 +76,8 @@ pub(super) async fn handle(
             return Err(Error::NotRegistered);
         };
         let started = Instant::now();
-        let registration = Registration::from_request(&task_id, &host_id, &peer_id, register)?;
+        let limits = ctx.config.limits.request();
+        let registration = Registration::from_request(&task_id, &host_id, &peer_id, register, &limits)?;
         let s = session.insert(register_peer(ctx, caller, registration)?);
         schedule(ctx, s, tx, started, true).await?;
         return Ok(Flow::Continue);
@@ -119,17 +123,29 @@ fn register_peer(
     caller: Option<&darter_common::tls::Identity>,
     reg: Registration,
 ) -> Result<Session, Error> {
-    let (key, evicted) = {
+    let (key, evicted, slot) = {
         let mut state = ctx.resources.lock();
         // A host's peers are registered by the member that announced it.
         state.check_owner(&reg.host_id, caller)?;
+        // Seed peers are trusted and triggered by this scheduler: no cap.
+        let slot = if state.hosts.get(&reg.host_id).is_some_and(Host::is_seed) {
+            None
+        } else {
+            let max = ctx.config.limits.max_peers_per_host;
+            Some(ctx.streams.admit(&reg.host_id, max).ok_or_else(|| {
+                Error::LimitExceeded(format!(
+                    "host {} already has {max} downloads registered; no more until one ends (limits.max_peers_per_host)",
+                    reg.host_id
+                ))
+            })?)
+        };
         let (key, task) = state.register(&reg, Instant::now())?;
         let evicted = task.peers.get(&key.host_id).map(|p| p.evicted.clone()).unwrap_or_default();
-        (key, evicted)
+        (key, evicted, slot)
     };
     ctx.metrics.registered();
     tracing::info!(task_id = %key.task_id, host_id = %key.host_id, peer_id = %reg.peer_id, "peer registered");
-    Ok(Session { key, download: reg.download, evicted })
+    Ok(Session { key, download: reg.download, evicted, _slot: slot })
 }
 
 /// Locks the model and runs `f` on the stream's task (refreshing its last-seen time).
@@ -139,7 +155,7 @@ fn with_task<T>(
     f: impl FnOnce(&mut Task, &mut HashMap<String, Host>) -> Result<T, Error>,
 ) -> Result<T, Error> {
     let mut state = ctx.resources.lock();
-    let State { hosts, tasks } = &mut *state;
+    let State { hosts, tasks, .. } = &mut *state;
     let task = live_task(tasks, &s.key, Instant::now())?;
     f(task, hosts)
 }

@@ -5,10 +5,12 @@
 mod announce;
 mod stream;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use darter_common::sync::MutexExt as _;
 use darter_common::task_id::TaskId;
 use darter_common::tls::authz;
 use darter_common::tls::{Identity, Role, Transport};
@@ -54,6 +56,8 @@ pub struct Context {
     /// This scheduler's cluster (its certificate's; `None` in plaintext
     /// mode): only that cluster's peers and seed peers may call it.
     pub cluster_id: Option<u64>,
+    /// Registered announce streams per host (`limits.max_peers_per_host`).
+    pub streams: Arc<HostStreams>,
 }
 
 impl Context {
@@ -73,16 +77,18 @@ impl Context {
         let seed_peers = SeedPeers::new(config.seed_peers.iter().map(|s| s.addr()).collect());
         let cluster_id = transport.identity().map(|id| id.cluster_id);
         let seeds = SeedClient::new(transport.clone(), cluster_id.unwrap_or(0));
+        let resources = Resources::with_max_tasks_per_host(config.limits.max_tasks_per_host);
         Self {
             config,
             seed_peers,
-            resources: Resources::new(),
+            resources,
             metrics,
             seeds,
             shutdown,
             tracker,
             transport,
             cluster_id,
+            streams: Arc::default(),
         }
     }
 
@@ -99,6 +105,48 @@ impl Context {
     fn reject(&self, e: Error) -> Status {
         self.metrics.rejected(e.reason().as_str());
         Status::from(e)
+    }
+}
+
+/// Registered announce streams per host: how many downloads each host has
+/// going at once.
+#[derive(Debug, Default)]
+pub struct HostStreams(Mutex<HashMap<String, usize>>);
+
+/// One registered stream of a host, counted until dropped.
+#[derive(Debug)]
+pub struct StreamSlot {
+    streams: Arc<HostStreams>,
+    host: String,
+}
+
+impl HostStreams {
+    /// Counts one more stream of `host`, unless it has `max` already.
+    pub fn admit(self: &Arc<Self>, host: &str, max: usize) -> Option<StreamSlot> {
+        let mut open = self.0.locked();
+        let n = open.entry(host.to_owned()).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(StreamSlot { streams: self.clone(), host: host.to_owned() })
+    }
+
+    /// Streams `host` has registered.
+    pub fn count(&self, host: &str) -> usize {
+        self.0.locked().get(host).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.streams.0.locked();
+        if let Some(n) = open.get_mut(&self.host) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.host);
+            }
+        }
     }
 }
 
