@@ -231,6 +231,32 @@ async fn dot_segments_are_refused_before_routing_and_reach_nothing() {
     assert_eq!((status, body.as_bytes()), (200, SECRET));
 }
 
+#[tokio::test]
+async fn the_back_to_source_of_a_blob_does_not_follow_a_redirect_to_loopback() {
+    // The registry is allow-listed; the service it redirects the blob to,
+    // another loopback port, is not.
+    let inner = Origin::start().await;
+    let data = random_bytes(100_000, 15);
+    let blob = format!("/v2/test/blobs/sha256:{}", sha256_hex(&data));
+    inner.add(&blob, Content::Bytes(data), Behavior::default());
+    let registry = Origin::start().await;
+    let redirect = Behavior { redirect_to: Some(inner.url(&blob)), ..Behavior::default() };
+    registry.add(&blob, Content::Bytes(Bytes::new()), redirect);
+    let dir = tempfile::tempdir().unwrap();
+    let target = format!("[\"{}\"]", registry.addr());
+    let d = Daemon::start_with_proxy(dir.path(), &[(INSECURE, target.as_str()), (ALLOWED, target.as_str())]).await;
+
+    darter_common::install_crypto_provider();
+    let client = reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let url = format!("http://127.0.0.1:{}{blob}?ns={}", d.proxy_port.unwrap(), registry.addr());
+    let resp = client.get(url).send().await.unwrap();
+    // P2P gave up before its first byte; the relay hands the redirect to the client as it is.
+    assert_eq!((resp.status().as_u16(), resp.headers()["x-darter-served-by"].to_str().unwrap()), (302, "upstream"));
+    assert_eq!(inner.stats(&blob).requests, 0, "the daemon never fetched from the loopback service");
+    let refused = format!("{} is a loopback address", inner.addr());
+    assert!(d.log().contains(&refused), "the fallback names the refusal: {}", d.process.log_tail(10));
+}
+
 /// A server on loopback that accepts, reads one request head, answers
 /// `answer` (maybe nothing) and then stays silent with the connection open.
 struct Silent {

@@ -19,7 +19,7 @@ use reqwest::header::{
 use super::{Backend, GetRequest, GetResponse, Range, parse_content_range, parse_unsatisfied_range};
 use crate::config::BackToSourceConfig;
 use crate::error::{Error, Result};
-use crate::proxy::destination::{DestinationGuard, GuardedResolver, find_guard_error};
+use crate::proxy::destination::{DestinationGuard, GuardError, GuardedResolver, find_guard_error};
 
 /// The HTTP(S) backend.
 #[derive(Debug, Clone)]
@@ -40,7 +40,7 @@ impl HttpBackend {
     /// Like [`HttpBackend::new`], reaching only destinations `guard` allows,
     /// on every hop (the proxy's back-to-source): its resolver checks names,
     /// and each hop's URL is checked before it is sent. A refused hop fails
-    /// the request for good.
+    /// the request for good (`InvalidArgument`, which is not retried).
     pub fn guarded(config: &BackToSourceConfig, guard: Arc<DestinationGuard>) -> Result<Self> {
         Self::build(config, Some(guard))
     }
@@ -182,12 +182,17 @@ impl Backend for HttpBackend {
             let resp = loop {
                 let mut headers = if with_caller_headers { caller.clone() } else { HeaderMap::new() };
                 headers.extend(own.clone());
+                // A refused destination is final (not retried): the policy will not change.
+                let refused = |e: &GuardError| match e {
+                    GuardError::Refused { .. } => Error::InvalidArgument(format!("{}: {e}", redacted(&url))),
+                    GuardError::Unresolved { .. } => Error::OriginUnavailable(format!("{}: {e}", redacted(&url))),
+                };
                 if let Some(guard) = &self.guard {
-                    guard.check_hop(&url).await.map_err(|e| Error::OriginProtocol(e.to_string()))?;
+                    guard.check_hop(&url).await.map_err(|e| refused(&e))?;
                 }
                 let resp = self.client.get(url.clone()).headers(headers).send().await.map_err(|e| {
                     match find_guard_error(&e) {
-                        Some(refused) => Error::OriginProtocol(refused.to_string()),
+                        Some(e) => refused(e),
                         None => {
                             Error::OriginUnavailable(format!("{}: {}", redacted(&url), error_chain(&e.without_url())))
                         }
