@@ -265,26 +265,7 @@ impl Proxy {
                 resp.headers_mut().insert("x-darter-served-by", http::HeaderValue::from_static("upstream"));
                 resp
             }
-            Err(e) if destination::find_guard_error(&e).is_some() => {
-                let refused = destination::find_guard_error(&e).cloned().expect("just found");
-                tracing::debug!(error = %refused, "proxy destination refused at dial time");
-                Refusal::Destination(refused).response(mode)
-            }
-            Err(e) if e.is_timeout() => {
-                let shown = crate::backend::redacted(&url);
-                tracing::warn!(url = %shown, ?idle, "upstream silent; relay cut");
-                Refusal::UpstreamTimeout(format!("upstream {shown} sent nothing for {idle:?} (proxy.idle_timeout)"))
-                    .response(mode)
-            }
-            Err(e) => {
-                let message = format!(
-                    "upstream {} failed: {}",
-                    crate::backend::redacted(&url),
-                    crate::backend::error_chain(&e.without_url())
-                );
-                tracing::warn!(error = %message, "proxy relay failed");
-                Refusal::Upstream(message).response(mode)
-            }
+            Err(e) => relay_failed(e, &url, idle).response(mode),
         }
     }
 
@@ -378,6 +359,23 @@ impl Proxy {
             }
         });
         Response::new(full(Bytes::new()))
+    }
+}
+
+/// Why a relay failed: refused at dial time by the guard's resolver, an
+/// upstream silent for `idle`, or any other upstream failure.
+fn relay_failed(e: reqwest::Error, url: &url::Url, idle: Duration) -> Refusal {
+    let shown = crate::backend::redacted(url);
+    if let Some(refused) = destination::find_guard_error(&e) {
+        tracing::debug!(error = %refused, "proxy destination refused at dial time");
+        Refusal::Destination(refused.clone())
+    } else if e.is_timeout() {
+        tracing::warn!(url = %shown, ?idle, "upstream silent; relay cut");
+        Refusal::UpstreamTimeout(format!("upstream {shown} sent nothing for {idle:?} (proxy.idle_timeout)"))
+    } else {
+        let message = format!("upstream {shown} failed: {}", crate::backend::error_chain(&e.without_url()));
+        tracing::warn!(error = %message, "proxy relay failed");
+        Refusal::Upstream(message)
     }
 }
 
