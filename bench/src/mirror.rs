@@ -113,7 +113,11 @@ pub async fn run(cfg: &MirrorConfig) -> anyhow::Result<MirrorReport> {
     for run in 1..=cfg.runs {
         let mut options = DaemonOptions::new(&cfg.dfdaemon, dir.join(format!("daemon-{run}")));
         options.proxy_port = Some(0);
-        options.env = vec![("DFDAEMON__PROXY__INSECURE_REGISTRIES".into(), format!("[\"{registry}\"]"))];
+        // The origin is on loopback, which the proxy reaches only when allow-listed.
+        options.env = vec![
+            ("DFDAEMON__PROXY__INSECURE_REGISTRIES".into(), format!("[\"{registry}\"]")),
+            ("DFDAEMON__PROXY__ALLOWED_DESTINATIONS".into(), format!("[\"{registry}\"]")),
+        ];
         let mut daemon = DaemonProcess::start(options).await?;
         let proxy = daemon.proxy_addr().context("the daemon was started with a proxy")?;
         let mirror_url = format!("http://{proxy}{path}?ns={registry}");

@@ -363,8 +363,24 @@ pub struct ProxyConfig {
     /// Registries (`host[:port]`) reached over plain HTTP instead of HTTPS.
     pub insecure_registries: Vec<String>,
     /// Upstream hosts the proxy may reach: `host`, `host:port` or `*.domain`.
-    /// Empty (the default) allows any host.
+    /// Empty (the default) allows any host. This narrows what the proxy
+    /// reaches; `allowed_destinations` widens it to internal addresses.
     pub allowed_hosts: Vec<String>,
+    /// Internal destinations the proxy may reach anyway (default none).
+    /// Without an entry, a destination that is, or whose name resolves to,
+    /// a loopback, private, link-local, metadata or other internal address
+    /// gets 403. An entry is an address or range (`10.0.0.0/8`,
+    /// `127.0.0.1`: any port, however named), or a destination as clients
+    /// name it (`registry.corp`, `registry.corp:5000`, `*.corp`,
+    /// `127.0.0.1:5000`, `[::1]:5000`: that name, wherever it resolves).
+    pub allowed_destinations: Vec<String>,
+    /// Ports `CONNECT` may open tunnels to (default `[443]`; others get 403).
+    pub connect_ports: Vec<u16>,
+    /// A relay or tunnel on which nothing moves for this long is cut: an
+    /// upstream that sends nothing, a client that sends nothing of its body
+    /// or takes nothing of the answer, a tunnel silent both ways (default `60s`).
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
     /// Largest request head accepted (default 64KiB; larger gets 431).
     pub max_header_bytes: ByteSize,
     /// PEM CA certificate for TLS interception of `CONNECT` tunnels (with
@@ -392,6 +408,9 @@ impl Default for ProxyConfig {
             default_registry: "https://registry-1.docker.io".into(),
             insecure_registries: Vec::new(),
             allowed_hosts: Vec::new(),
+            allowed_destinations: Vec::new(),
+            connect_ports: vec![443],
+            idle_timeout: Duration::from_secs(60),
             max_header_bytes: ByteSize::kib(64),
             ca_cert: None,
             ca_key: None,
@@ -417,6 +436,15 @@ impl ProxyConfig {
             {
                 return Err(FieldError::new(format!("{field}[{i}]"), "expected host, host:port (or *.domain)"));
             }
+        }
+        if let Err((i, e)) = crate::proxy::destination::DestinationGuard::new(&self.allowed_destinations) {
+            return Err(FieldError::new(format!("proxy.allowed_destinations[{i}]"), e));
+        }
+        if let Some(i) = self.connect_ports.iter().position(|p| *p == 0) {
+            return Err(FieldError::new(format!("proxy.connect_ports[{i}]"), "0 is not a port"));
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&self.idle_timeout) {
+            return Err(FieldError::new("proxy.idle_timeout", "must be between 1s and 1h"));
         }
         if self.ca_cert.is_some() != self.ca_key.is_some() {
             let missing = if self.ca_cert.is_none() { "proxy.ca_cert" } else { "proxy.ca_key" };
@@ -572,6 +600,13 @@ mod tests {
         assert_eq!(field(|p| p.insecure_registries = vec!["a b".into()]), "proxy.insecure_registries[0]");
         assert_eq!(field(|p| p.allowed_hosts = vec!["x".into(), "http://y/".into()]), "proxy.allowed_hosts[1]");
         assert_eq!(field(|p| p.max_header_bytes = ByteSize::kib(1)), "proxy.max_header_bytes");
+        assert_eq!(
+            field(|p| p.allowed_destinations = vec!["10.0.0.0/8".into(), "10.1.0.0/8".into()]),
+            "proxy.allowed_destinations[1]"
+        );
+        assert_eq!(field(|p| p.allowed_destinations = vec!["host:99999".into()]), "proxy.allowed_destinations[0]");
+        assert_eq!(field(|p| p.connect_ports = vec![443, 0]), "proxy.connect_ports[1]");
+        assert_eq!(field(|p| p.idle_timeout = Duration::ZERO), "proxy.idle_timeout");
         assert_eq!(field(|p| p.ca_cert = Some("/ca.pem".into())), "proxy.ca_key");
         assert_eq!(field(|p| p.ca_key = Some("/ca.key".into())), "proxy.ca_cert");
     }

@@ -237,9 +237,8 @@ impl Daemon {
             low_watermark: gc_config.low_watermark,
         };
         let proxy = if listeners.proxy.is_some() {
-            let roots = backend::load_ca_certs(&config.back_to_source.ca_certs)?;
             Some(
-                proxy::Proxy::new(tasks.clone(), config.proxy.clone(), roots, metrics.clone())
+                proxy::Proxy::new(tasks.clone(), config.proxy.clone(), &config.back_to_source, metrics.clone())
                     .map_err(anyhow::Error::msg)?,
             )
         } else {

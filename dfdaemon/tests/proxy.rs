@@ -1,6 +1,9 @@
 //! The registry mirror and HTTP proxy of a real dfdaemon, against the testkit
 //! origin standing in for a registry: blobs through P2P (streamed, ranged,
-//! verified, cached), everything else relayed, and bad input refused.
+//! verified, cached), everything else relayed, and bad input refused. The
+//! origin is on loopback, which the proxy refuses by default: these daemons
+//! allow-list it, as a user with a registry on a private network does
+//! (`open_relay.rs` has what is refused without that).
 
 mod support;
 
@@ -33,10 +36,21 @@ fn mirror(d: &Daemon, origin: &Origin, path: &str) -> String {
     format!("http://127.0.0.1:{}{path}?ns=127.0.0.1:{}", d.proxy_port.unwrap(), origin.addr().port())
 }
 
-/// A daemon whose proxy treats the test origin as a plain-HTTP registry.
+const ALLOWED: &str = "DFDAEMON__PROXY__ALLOWED_DESTINATIONS";
+const CONNECT_PORTS: &str = "DFDAEMON__PROXY__CONNECT_PORTS";
+
+/// A daemon whose proxy treats the test origin as a plain-HTTP registry it
+/// may reach (allow-listed, and tunnels to its port allowed) unless `extra`
+/// sets those fields itself.
 async fn daemon(dir: &std::path::Path, origin: &Origin, extra: &[(&str, &str)]) -> Daemon {
-    let insecure = format!("[\"127.0.0.1:{}\"]", origin.addr().port());
-    let mut env = vec![("DFDAEMON__PROXY__INSECURE_REGISTRIES", insecure.as_str())];
+    let target = format!("[\"127.0.0.1:{}\"]", origin.addr().port());
+    let ports = format!("[443, {}]", origin.addr().port());
+    let mut env = vec![("DFDAEMON__PROXY__INSECURE_REGISTRIES", target.as_str())];
+    for (key, value) in [(ALLOWED, target.as_str()), (CONNECT_PORTS, ports.as_str())] {
+        if !extra.iter().any(|(k, _)| *k == key) {
+            env.push((key, value));
+        }
+    }
     env.extend_from_slice(extra);
     Daemon::start_with_proxy(dir, &env).await
 }
@@ -211,7 +225,8 @@ async fn a_dead_upstream_is_a_clear_502() {
     let origin = Origin::start().await;
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
-    let d = daemon(dir.path(), &origin, &[]).await;
+    let allowed = format!("[\"127.0.0.1:{dead}\"]");
+    let d = daemon(dir.path(), &origin, &[(ALLOWED, allowed.as_str())]).await;
     let url = format!("http://127.0.0.1:{}/v2/test/manifests/x?ns=127.0.0.1:{dead}", d.proxy_port.unwrap());
     let resp = http().get(url).send().await.unwrap();
     assert_eq!(resp.status(), 502);
@@ -328,10 +343,19 @@ async fn with_a_ca_connect_is_intercepted_and_blobs_inside_come_through_p2p() {
     let origin = Origin::start().await;
     let (path, data) = blob(&origin, MIB, 9, Behavior::default());
     let (ca_env, key_env) = (ca_path.display().to_string(), key_path.display().to_string());
+    // The HTTPS "registry" below: a port nothing listens on, allow-listed and open to CONNECT.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let allowed = format!("[\"127.0.0.1:{}\", \"127.0.0.1:{dead}\"]", origin.addr().port());
+    let ports = format!("[{dead}]");
     let d = daemon(
         &dir.path().join("d"),
         &origin,
-        &[("DFDAEMON__PROXY__CA_CERT", ca_env.as_str()), ("DFDAEMON__PROXY__CA_KEY", key_env.as_str())],
+        &[
+            ("DFDAEMON__PROXY__CA_CERT", ca_env.as_str()),
+            ("DFDAEMON__PROXY__CA_KEY", key_env.as_str()),
+            (ALLOWED, allowed.as_str()),
+            (CONNECT_PORTS, ports.as_str()),
+        ],
     )
     .await;
     // Cache the blob through the mirror (its task is keyed by the digest).
@@ -341,7 +365,6 @@ async fn with_a_ca_connect_is_intercepted_and_blobs_inside_come_through_p2p() {
     // The same blob from an HTTPS "registry" that does not even exist: the proxy
     // terminates TLS with a certificate for 127.0.0.1 signed by the CA, sees the
     // blob path, and serves it from the swarm.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let proxy = format!("http://127.0.0.1:{}", d.proxy_port.unwrap());
     let url = format!("https://127.0.0.1:{dead}{path}");
     let out = tokio::process::Command::new(curl)

@@ -69,21 +69,30 @@ async fn images() -> (TestImage, TestImage) {
 // The swarm and its nodes.
 
 /// Environment every dfdaemon needs to reach `registry`: plain HTTP for it,
-/// or its (self-signed) certificate as an extra root.
+/// or its (self-signed) certificate as an extra root; and, as for a private
+/// registry on a private network, the registry allow-listed for the mirror,
+/// which refuses loopback destinations otherwise.
 fn registry_env(registry: &RegistryProcess) -> Vec<(String, String)> {
-    match &registry.ca_cert {
-        Some(ca) => vec![(
+    let allowed = ("DFDAEMON__PROXY__ALLOWED_DESTINATIONS".to_owned(), format!("[\"{}\"]", registry.host()));
+    let reach = match &registry.ca_cert {
+        Some(ca) => (
             "DFDAEMON__BACK_TO_SOURCE__CA_CERTS".into(),
             format!("[{}]", serde_json::to_string(&ca.to_string_lossy()).unwrap()),
-        )],
-        None => vec![("DFDAEMON__PROXY__INSECURE_REGISTRIES".into(), format!("[\"{}\"]", registry.host()))],
-    }
+        ),
+        None => ("DFDAEMON__PROXY__INSECURE_REGISTRIES".into(), format!("[\"{}\"]", registry.host())),
+    };
+    vec![reach, allowed]
 }
 
 /// A scheduler and a seed dfdaemon (no peers yet), all able to reach `registry`.
 async fn swarm(dir: &Path, registry: &RegistryProcess) -> Cluster {
+    swarm_with(dir, registry_env(registry)).await
+}
+
+/// A scheduler and a seed dfdaemon (no peers yet), every dfdaemon with `env`.
+async fn swarm_with(dir: &Path, env: Vec<(String, String)>) -> Cluster {
     let mut options = ClusterOptions::new(dir, &bin_dir(), 0);
-    options.daemon_env.extend(registry_env(registry));
+    options.daemon_env.extend(env);
     Cluster::start(&options).await.unwrap_or_else(|e| panic!("start the swarm: {e:#}"))
 }
 
@@ -731,4 +740,30 @@ async fn an_interrupted_pull_resumes_through_the_mirror_with_a_range_answered_20
     );
     // Neither pull went around the mirror, and the swarm fetched the layer once.
     assert_each_blob_served_once_to_dfdaemon(&registry, &large).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_an_allow_list_the_mirror_refuses_a_loopback_registry_and_containerd_pulls_from_it_itself() {
+    if !registry_kit_or_skip(
+        "without_an_allow_list_the_mirror_refuses_a_loopback_registry_and_containerd_pulls_from_it_itself",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (small, _) = images().await;
+    let registry = RegistryProcess::start(&dir.path().join("registry"), RegistryOptions::default()).await.unwrap();
+    let reference = small.push(&registry, "darter/small").await.unwrap();
+    // Reachable over plain HTTP, but not allow-listed: the registry is on
+    // loopback, an internal destination the mirror refuses by default.
+    let env: Vec<(String, String)> =
+        registry_env(&registry).into_iter().filter(|(k, _)| k != "DFDAEMON__PROXY__ALLOWED_DESTINATIONS").collect();
+    let cluster = swarm_with(dir.path(), env).await;
+    let node = Node::start(&cluster, dir.path(), 0, &registry).await;
+
+    let pulled = node.pull_checked(&reference, &small, None, SMALL_PULL).await;
+    println!("FIGURES mirror refused: small image pulled from the registry itself in {:.2?}", pulled.elapsed);
+    let m = node.proxy_requests().await;
+    assert!(count(&m, "mirror", "refused") >= 1, "the mirror refused the registry: {m:?}");
+    assert_eq!(count(&m, "mirror", "p2p") + count(&m, "mirror", "upstream"), 0, "nothing relayed: {m:?}");
+    assert_each_blob_fetched_once_by_containerd(&registry, &small).await;
 }

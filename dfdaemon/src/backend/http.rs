@@ -7,6 +7,8 @@
 //! URLs put secrets there): reqwest's own URL is stripped and [`redacted`]
 //! names the URL instead.
 
+use std::sync::Arc;
+
 use futures::future::BoxFuture;
 use futures::{StreamExt as _, TryStreamExt as _};
 use reqwest::StatusCode;
@@ -17,6 +19,7 @@ use reqwest::header::{
 use super::{Backend, GetRequest, GetResponse, Range, parse_content_range, parse_unsatisfied_range};
 use crate::config::BackToSourceConfig;
 use crate::error::{Error, Result};
+use crate::proxy::destination::{DestinationGuard, GuardError, GuardedResolver, find_guard_error};
 
 /// The HTTP(S) backend.
 #[derive(Debug, Clone)]
@@ -24,15 +27,32 @@ pub struct HttpBackend {
     client: reqwest::Client,
     /// Redirects followed per request before giving up.
     max_redirects: usize,
+    /// Destinations this backend may reach (the proxy's); `None`: any.
+    guard: Option<Arc<DestinationGuard>>,
 }
 
 impl HttpBackend {
     /// A client with the configured timeouts and redirect limit.
     pub fn new(config: &BackToSourceConfig) -> Result<Self> {
+        Self::build(config, None)
+    }
+
+    /// Like [`HttpBackend::new`], reaching only destinations `guard` allows,
+    /// on every hop (the proxy's back-to-source): its resolver checks names,
+    /// and each hop's URL is checked before it is sent. A refused hop fails
+    /// the request for good (`InvalidArgument`, which is not retried).
+    pub fn guarded(config: &BackToSourceConfig, guard: Arc<DestinationGuard>) -> Result<Self> {
+        Self::build(config, Some(guard))
+    }
+
+    fn build(config: &BackToSourceConfig, guard: Option<Arc<DestinationGuard>>) -> Result<Self> {
         darter_common::install_crypto_provider();
         let mut builder = reqwest::Client::builder();
         for cert in load_ca_certs(&config.ca_certs)? {
             builder = builder.add_root_certificate(cert);
+        }
+        if let Some(guard) = &guard {
+            builder = builder.dns_resolver(GuardedResolver(guard.clone()));
         }
         let client = builder
             .connect_timeout(config.connect_timeout)
@@ -46,7 +66,7 @@ impl HttpBackend {
             .map_err(|e| {
                 Error::InvalidArgument(format!("cannot build http client: {}", error_chain(&e.without_url())))
             })?;
-        Ok(Self { client, max_redirects: config.max_redirects })
+        Ok(Self { client, max_redirects: config.max_redirects, guard })
     }
 }
 
@@ -159,8 +179,21 @@ impl Backend for HttpBackend {
             let resp = loop {
                 let mut headers = if with_caller_headers { caller.clone() } else { HeaderMap::new() };
                 headers.extend(own.clone());
+                // A refused destination is final (not retried): the policy will not change.
+                let refused = |e: &GuardError| match e {
+                    GuardError::Refused { .. } => Error::InvalidArgument(format!("{}: {e}", redacted(&url))),
+                    GuardError::Unresolved { .. } => Error::OriginUnavailable(format!("{}: {e}", redacted(&url))),
+                };
+                if let Some(guard) = &self.guard {
+                    guard.check_hop(&url).await.map_err(|e| refused(&e))?;
+                }
                 let resp = self.client.get(url.clone()).headers(headers).send().await.map_err(|e| {
-                    Error::OriginUnavailable(format!("{}: {}", redacted(&url), error_chain(&e.without_url())))
+                    match find_guard_error(&e) {
+                        Some(e) => refused(e),
+                        None => {
+                            Error::OriginUnavailable(format!("{}: {}", redacted(&url), error_chain(&e.without_url())))
+                        }
+                    }
                 })?;
                 if !is_redirect(resp.status()) {
                     break resp;

@@ -38,7 +38,7 @@ pub use scheduled::Scheduled;
 use scheduled::ScheduledFetch;
 pub use spec::DownloadSpec;
 
-use crate::backend::Backends;
+use crate::backend::{Backend, Backends};
 use crate::config::BackToSourceConfig;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -106,11 +106,26 @@ impl Downloads {
 
     /// Starts or joins the download of `spec`.
     pub fn download(self: &Arc<Self>, spec: DownloadSpec) -> Result<Subscription> {
+        self.download_through(spec, None)
+    }
+
+    /// Starts or joins the download of `spec`; a download this starts
+    /// fetches from the origin through `backend` when given (the proxy's,
+    /// which reaches only the destinations it allows), else through the
+    /// backend for the URL's scheme. A running download is joined as it is.
+    pub fn download_through(
+        self: &Arc<Self>,
+        spec: DownloadSpec,
+        backend: Option<Arc<dyn Backend>>,
+    ) -> Result<Subscription> {
         if self.shutdown.is_cancelled() {
             return Err(Error::ShuttingDown);
         }
         spec.check_limits(&self.limits)?;
-        let backend = self.backends.for_url(&spec.url)?;
+        let backend = match backend {
+            Some(b) => b,
+            None => self.backends.for_url(&spec.url)?,
+        };
         let mut jobs = self.jobs.locked();
         if let Some(sub) = jobs.get(&spec.task_id).and_then(|job| job.join()) {
             return Ok(sub);

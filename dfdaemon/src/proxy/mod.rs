@@ -15,12 +15,24 @@
 //! as pieces land; everything else, and any P2P request that fails before its
 //! first byte, is relayed to the upstream ([`passthrough`]).
 //!
+//! Not an open relay: a request path with a dot segment is refused before
+//! anything looks at it ([`path`]); every destination (mirror upstream,
+//! forward URL, `CONNECT` target, and the back-to-source of a blob served
+//! through P2P) passes the [`destination`] guard, which refuses internal
+//! addresses unless `proxy.allowed_destinations` lists them; `CONNECT` opens
+//! tunnels only to `proxy.connect_ports` (443).
+//!
 //! Bounds: at most [`MAX_CONNECTIONS`] connections, request heads up to
-//! `proxy.max_header_bytes` (larger: 431), [`HEADER_READ_TIMEOUT`] to send one.
+//! `proxy.max_header_bytes` (larger: 431), [`HEADER_READ_TIMEOUT`] to send one;
+//! relays and tunnels idle for `proxy.idle_timeout` are cut ([`idle`]).
 
+pub mod destination;
+pub mod idle;
+pub mod ip_class;
 pub mod mitm;
 pub mod p2p;
 pub mod passthrough;
+pub mod path;
 pub mod range;
 pub mod refusal;
 pub mod target;
@@ -42,9 +54,11 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::ProxyConfig;
+use crate::backend::{Backend, HttpBackend};
+use crate::config::{BackToSourceConfig, ProxyConfig};
 use crate::download::Downloads;
 use crate::metrics::Metrics;
+use destination::DestinationGuard;
 use refusal::Refusal;
 use target::{Mode, TargetError};
 
@@ -66,7 +80,6 @@ pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
 }
 
 /// The proxy.
-#[derive(Debug)]
 pub struct Proxy {
     tasks: Arc<Downloads>,
     config: ProxyConfig,
@@ -75,15 +88,25 @@ pub struct Proxy {
     metrics: Arc<Metrics>,
     connections: Arc<Semaphore>,
     interceptor: Option<mitm::Interceptor>,
+    guard: Arc<DestinationGuard>,
+    /// Back-to-source of the downloads the proxy starts, behind the guard.
+    origin: Arc<dyn Backend>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy").field("config", &self.config).finish_non_exhaustive()
+    }
 }
 
 impl Proxy {
-    /// A proxy serving P2P requests through `tasks`, trusting `extra_roots`
-    /// for HTTPS upstreams. Fails on a bad rule or an unreadable CA.
+    /// A proxy serving P2P requests through `tasks`, reaching HTTPS upstreams
+    /// with `back_to_source`'s CAs and timeouts. Fails on a bad rule, a bad
+    /// allow-list entry or an unreadable CA.
     pub fn new(
         tasks: Arc<Downloads>,
         config: ProxyConfig,
-        extra_roots: Vec<reqwest::Certificate>,
+        back_to_source: &BackToSourceConfig,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Self>, String> {
         let rules = config
@@ -96,20 +119,28 @@ impl Proxy {
             (Some(cert), Some(key)) => Some(mitm::Interceptor::load(cert, key)?),
             _ => None,
         };
+        let guard = DestinationGuard::new(&config.allowed_destinations)
+            .map_err(|(i, e)| format!("{}[{i}]: {e}", destination::FIELD))?;
+        let guard = Arc::new(guard);
+        let roots = crate::backend::load_ca_certs(&back_to_source.ca_certs).map_err(|e| e.to_string())?;
+        let origin = HttpBackend::guarded(back_to_source, guard.clone()).map_err(|e| e.to_string())?;
         Ok(Arc::new(Self {
             interceptor,
             tasks,
+            client: passthrough::client(roots, guard.clone(), config.idle_timeout),
             config,
             rules,
-            client: passthrough::client(extra_roots),
             metrics,
             connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            guard,
+            origin: Arc::new(origin),
         }))
     }
 
     /// Serves connections from `listener` until `shutdown`.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
         let head_limit = usize::try_from(self.config.max_header_bytes.as_u64()).unwrap_or(64 * 1024);
+        let idle = self.config.idle_timeout;
         loop {
             let (stream, _) = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -136,7 +167,7 @@ impl Proxy {
                     .header_read_timeout(HEADER_READ_TIMEOUT)
                     .max_buf_size(head_limit.max(8192))
                     .keep_alive(true)
-                    .serve_connection(TokioIo::new(stream), svc)
+                    .serve_connection(TokioIo::new(idle::WriteDeadline::new(stream, idle)), svc)
                     .with_upgrades();
                 tokio::select! {
                     r = conn => if let Err(e) = r { tracing::debug!(error = %e, "proxy connection ended with an error") },
@@ -161,6 +192,11 @@ impl Proxy {
             Mode::Mirror => "mirror",
             Mode::Forward => "forward",
         };
+        // Before anything routes on it: a path is checked as sent, never normalised.
+        if let Err(e) = path::check_path(req.uri().path()) {
+            self.metrics.proxy_request(mode_label, "refused");
+            return Refusal::from(e).response(mode);
+        }
         let url = match mode {
             Mode::Forward => target::forward_url(req.uri(), &self.config),
             Mode::Mirror => {
@@ -189,6 +225,15 @@ impl Proxy {
             self.metrics.proxy_request(mode_label, "refused");
             return Refusal::DigestInvalid(bad.to_owned()).response(mode);
         }
+        // Before the swarm or the relay reaches it. The relay and the
+        // back-to-source dial through the guard again; this answers early
+        // and clearly, and covers IP literals, which their resolver never sees.
+        let port = url.port_or_known_default().unwrap_or(0);
+        if let Err(e) = self.guard.resolve(url.host_str().unwrap_or_default(), port).await {
+            self.metrics.proxy_request(mode_label, "refused");
+            tracing::debug!(error = %e, "proxy destination refused");
+            return Refusal::Destination(e).response(mode);
+        }
         if req.method() == Method::GET && self.rules.iter().any(|r| r.is_match(url.as_str())) {
             let p2p = p2p::P2pRequest {
                 url: url.clone(),
@@ -201,7 +246,7 @@ impl Proxy {
                     .unwrap_or_default(),
                 range: req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_owned),
             };
-            match p2p::serve(&self.tasks, p2p).await {
+            match p2p::serve(&self.tasks, p2p, self.origin.clone()).await {
                 Ok(resp) => {
                     self.metrics.proxy_request(mode_label, "p2p");
                     return resp;
@@ -214,47 +259,54 @@ impl Proxy {
         } else {
             self.metrics.proxy_request(mode_label, "upstream");
         }
-        match passthrough::relay(&self.client, req, url.clone()).await {
+        let idle = self.config.idle_timeout;
+        match passthrough::relay(&self.client, req, url.clone(), idle).await {
             Ok(mut resp) => {
                 resp.headers_mut().insert("x-darter-served-by", http::HeaderValue::from_static("upstream"));
                 resp
             }
-            Err(e) => {
-                let message = format!(
-                    "upstream {} failed: {}",
-                    crate::backend::redacted(&url),
-                    crate::backend::error_chain(&e.without_url())
-                );
-                tracing::warn!(error = %message, "proxy relay failed");
-                Refusal::Upstream(message).response(mode)
-            }
+            Err(e) => relay_failed(e, &url, idle).response(mode),
         }
     }
 
     async fn connect(self: Arc<Self>, req: Request<Incoming>) -> Response<ProxyBody> {
-        let addr = match target::connect_target(req.uri(), &self.config) {
-            Ok(a) => a,
+        let target = match target::connect_target(req.uri(), &self.config) {
+            Ok(t) => t,
             Err(e) => {
                 self.metrics.proxy_request("connect", "refused");
                 return Refusal::from(e).response(Mode::Forward);
             }
         };
+        if !self.config.connect_ports.contains(&target.port) {
+            self.metrics.proxy_request("connect", "refused");
+            let allowed = self.config.connect_ports.clone();
+            return Refusal::ConnectPort { port: target.port, allowed }.response(Mode::Forward);
+        }
+        // Resolved and checked once; the tunnel dials exactly these addresses.
+        let addrs = match self.guard.resolve(&target.host, target.port).await {
+            Ok(a) => a,
+            Err(e) => {
+                self.metrics.proxy_request("connect", "refused");
+                tracing::debug!(error = %e, "CONNECT destination refused");
+                return Refusal::Destination(e).response(Mode::Forward);
+            }
+        };
         if let Some(interceptor) = &self.interceptor {
-            let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
-            return match interceptor.server_config(host) {
-                Ok(config) => self.intercept(req, addr, config),
+            return match interceptor.server_config(&target.host) {
+                Ok(config) => self.intercept(req, target.to_string(), config),
                 Err(e) => Refusal::Intercept(e).response(Mode::Forward),
             };
         }
-        let target = match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&addr)).await {
+        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&addrs[..])).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Refusal::Upstream(format!("{addr}: {e}")).response(Mode::Forward),
-            Err(_) => return Refusal::UpstreamTimeout(addr).response(Mode::Forward),
+            Ok(Err(e)) => return Refusal::Upstream(format!("{target}: {e}")).response(Mode::Forward),
+            Err(_) => return Refusal::UpstreamTimeout(target.to_string()).response(Mode::Forward),
         };
         self.metrics.proxy_request("connect", "tunnel");
+        let idle = self.config.idle_timeout;
         tokio::spawn(async move {
             match hyper::upgrade::on(req).await {
-                Ok(upgraded) => tunnel::run(upgraded, target).await,
+                Ok(upgraded) => tunnel::run(upgraded, stream, idle).await,
                 Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
             }
         });
@@ -285,13 +337,17 @@ impl Proxy {
             let svc = service_fn(move |req: Request<Incoming>| {
                 let (this, addr) = (this.clone(), addr.clone());
                 async move {
+                    if let Err(e) = path::check_path(req.uri().path()) {
+                        this.metrics.proxy_request("forward", "refused");
+                        return Ok::<_, Infallible>(Refusal::from(e).response(Mode::Forward));
+                    }
                     let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
                     let resp = match url::Url::parse(&format!("https://{addr}{path}")) {
                         Ok(url) => this.serve_url(req, Mode::Forward, url).await,
                         Err(e) => Refusal::from(TargetError::Bad(format!("https://{addr}{path}: {e}")))
                             .response(Mode::Forward),
                     };
-                    Ok::<_, Infallible>(resp)
+                    Ok(resp)
                 }
             });
             let conn = hyper::server::conn::http1::Builder::new()
@@ -303,6 +359,23 @@ impl Proxy {
             }
         });
         Response::new(full(Bytes::new()))
+    }
+}
+
+/// Why a relay failed: refused at dial time by the guard's resolver, an
+/// upstream silent for `idle`, or any other upstream failure.
+fn relay_failed(e: reqwest::Error, url: &url::Url, idle: Duration) -> Refusal {
+    let shown = crate::backend::redacted(url);
+    if let Some(refused) = destination::find_guard_error(&e) {
+        tracing::debug!(error = %refused, "proxy destination refused at dial time");
+        Refusal::Destination(refused.clone())
+    } else if e.is_timeout() {
+        tracing::warn!(url = %shown, ?idle, "upstream silent; relay cut");
+        Refusal::UpstreamTimeout(format!("upstream {shown} sent nothing for {idle:?} (proxy.idle_timeout)"))
+    } else {
+        let message = format!("upstream {shown} failed: {}", crate::backend::error_chain(&e.without_url()));
+        tracing::warn!(error = %message, "proxy relay failed");
+        Refusal::Upstream(message)
     }
 }
 

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::range::{self, RangeAsk};
 use super::{BoxError, ProxyBody, full};
+use crate::backend::Backend;
 use crate::download::{DownloadSpec, Downloads, Status, Subscription};
 use crate::error::Error;
 use crate::storage::{Lease, TaskEntry};
@@ -48,7 +49,13 @@ pub struct P2pRequest {
 pub struct Fallback(pub Error);
 
 /// Serves `req` from the swarm, or says why it cannot before any byte is sent.
-pub async fn serve(tasks: &Arc<Downloads>, req: P2pRequest) -> Result<Response<ProxyBody>, Fallback> {
+/// A download this starts fetches from the origin through `origin` (the
+/// proxy's guarded back-to-source).
+pub async fn serve(
+    tasks: &Arc<Downloads>,
+    req: P2pRequest,
+    origin: Arc<dyn Backend>,
+) -> Result<Response<ProxyBody>, Fallback> {
     let task_id = match &req.digest {
         Some(d) => TaskId::from_digest(d),
         None => TaskId::for_download(req.url.as_str(), None, "", "")
@@ -66,7 +73,7 @@ pub async fn serve(tasks: &Arc<Downloads>, req: P2pRequest) -> Result<Response<P
         piece_length: None,
         task_id: task_id.clone(),
     };
-    let mut sub = tasks.download(spec).map_err(Fallback)?;
+    let mut sub = tasks.download_through(spec, Some(origin)).map_err(Fallback)?;
     // Sized, finished, or failed: whichever comes first.
     let sized = sub
         .status

@@ -1,13 +1,20 @@
 //! Requests that do not go through the swarm are relayed to the upstream as
 //! they are: method, headers (hop-by-hop ones dropped), body streamed both
 //! ways, redirects handed back to the client. Credentials pass through and
-//! are never logged.
+//! are never logged. The upstream client resolves names through the
+//! destination guard and gives up on an upstream silent for
+//! `proxy.idle_timeout`; a client body stalled as long fails the relay.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, header};
 use http_body_util::{BodyExt as _, StreamBody};
 use hyper::body::Incoming;
 
+use super::destination::{DestinationGuard, GuardedResolver};
+use super::idle::IdleBody;
 use super::{BoxError, ProxyBody, target::REGISTRY_HEADER};
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1),
@@ -27,8 +34,10 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 /// The upstream client: no redirects followed (the client sees them), no
-/// proxy of its own; trusts the system's CAs and `extra_roots`.
-pub fn client(extra_roots: Vec<reqwest::Certificate>) -> reqwest::Client {
+/// proxy of its own; trusts the system's CAs and `extra_roots`; dials only
+/// what `guard` allows (an IP literal, which no resolver sees, must be checked
+/// before); fails a read that waits longer than `idle`.
+pub fn client(extra_roots: Vec<reqwest::Certificate>, guard: Arc<DestinationGuard>, idle: Duration) -> reqwest::Client {
     darter_common::install_crypto_provider();
     let mut builder = reqwest::Client::builder();
     for cert in extra_roots {
@@ -36,7 +45,9 @@ pub fn client(extra_roots: Vec<reqwest::Certificate>) -> reqwest::Client {
     }
     builder
         .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(std::time::Duration::from_secs(30))
+        .dns_resolver(GuardedResolver(guard))
+        .read_timeout(idle)
+        .connect_timeout(Duration::from_secs(30))
         .tcp_nodelay(true)
         .no_proxy()
         .build()
@@ -61,18 +72,20 @@ pub fn end_to_end(headers: &HeaderMap) -> HeaderMap {
     out
 }
 
-/// Relays `req` to `url` and the answer back.
+/// Relays `req` to `url` and the answer back; the request body fails once
+/// the client sends nothing of it for `idle`.
 pub async fn relay(
     client: &reqwest::Client,
     req: Request<Incoming>,
     url: url::Url,
+    idle: Duration,
 ) -> Result<Response<ProxyBody>, reqwest::Error> {
     let (parts, body) = req.into_parts();
     let mut upstream = client.request(parts.method.clone(), url).headers(end_to_end(&parts.headers));
     let has_body =
         parts.headers.contains_key(header::CONTENT_LENGTH) || parts.headers.contains_key(header::TRANSFER_ENCODING);
     if has_body {
-        upstream = upstream.body(reqwest::Body::wrap(body));
+        upstream = upstream.body(reqwest::Body::wrap(IdleBody::new(body, idle)));
     }
     let answer = upstream.send().await?;
     let mut resp = Response::builder().status(answer.status()).version(http::Version::HTTP_11);

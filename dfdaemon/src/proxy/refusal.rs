@@ -6,6 +6,8 @@
 
 use http::{Response, StatusCode, header};
 
+use super::destination::GuardError;
+use super::path::PathError;
 use super::target::{Mode, TargetError};
 use super::{ProxyBody, full};
 
@@ -15,6 +17,21 @@ pub enum Refusal {
     /// The target is malformed or not allowed ([`TargetError`]).
     #[error(transparent)]
     Target(#[from] TargetError),
+    /// The request path has a dot segment or an encoded separator.
+    #[error(transparent)]
+    Path(#[from] PathError),
+    /// The destination is internal and not allow-listed (403), or its name
+    /// does not resolve (502).
+    #[error(transparent)]
+    Destination(#[from] GuardError),
+    /// A `CONNECT` to a port outside `proxy.connect_ports`.
+    #[error("CONNECT to port {port} is not allowed (proxy.connect_ports: {allowed:?})")]
+    ConnectPort {
+        /// The port asked for.
+        port: u16,
+        /// `proxy.connect_ports`.
+        allowed: Vec<u16>,
+    },
     /// The request head is larger than `proxy.max_header_bytes`.
     #[error("request head of {size} bytes exceeds proxy.max_header_bytes ({limit})")]
     HeadTooLarge {
@@ -41,8 +58,11 @@ impl Refusal {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Target(TargetError::Bad(_)) | Self::DigestInvalid(_) => StatusCode::BAD_REQUEST,
-            Self::Target(TargetError::NotAllowed(_)) => StatusCode::FORBIDDEN,
+            Self::Target(TargetError::Bad(_)) | Self::DigestInvalid(_) | Self::Path(_) => StatusCode::BAD_REQUEST,
+            Self::Target(TargetError::NotAllowed(_))
+            | Self::Destination(GuardError::Refused { .. })
+            | Self::ConnectPort { .. } => StatusCode::FORBIDDEN,
+            Self::Destination(GuardError::Unresolved { .. }) => StatusCode::BAD_GATEWAY,
             Self::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::Upstream(_) | Self::Intercept(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -56,6 +76,10 @@ impl Refusal {
         match self {
             Self::Target(TargetError::Bad(_)) => "UNSUPPORTED",
             Self::Target(TargetError::NotAllowed(_)) => "DENIED",
+            Self::Path(_) => "PATH_INVALID",
+            Self::Destination(GuardError::Refused { .. }) => "DESTINATION_DENIED",
+            Self::Destination(GuardError::Unresolved { .. }) => "UNRESOLVED",
+            Self::ConnectPort { .. } => "PORT_DENIED",
             Self::HeadTooLarge { .. } => "HEADERS_TOO_LARGE",
             Self::DigestInvalid(_) => "DIGEST_INVALID",
             Self::Upstream(_) => "UNAVAILABLE",
@@ -92,6 +116,15 @@ mod tests {
         vec![
             Refusal::Target(TargetError::Bad("/etc/passwd is not a registry path".into())),
             Refusal::Target(TargetError::NotAllowed("registry.invalid".into())),
+            Refusal::Path(PathError::DotSegment("..".into())),
+            Refusal::Destination(GuardError::Refused {
+                destination: "localhost:80".into(),
+                addr: [127, 0, 0, 1].into(),
+                class: super::super::ip_class::AddrClass::Loopback,
+                named: true,
+            }),
+            Refusal::Destination(GuardError::Unresolved { host: "x.invalid".into(), reason: "no address".into() }),
+            Refusal::ConnectPort { port: 22, allowed: vec![443] },
             Refusal::HeadTooLarge { size: 70_000, limit: 65_536 },
             Refusal::DigestInvalid("sha256:zz".into()),
             Refusal::Upstream("127.0.0.1:9: connection refused".into()),
@@ -108,6 +141,10 @@ mod tests {
             [
                 (400, "UNSUPPORTED"),
                 (403, "DENIED"),
+                (400, "PATH_INVALID"),
+                (403, "DESTINATION_DENIED"),
+                (502, "UNRESOLVED"),
+                (403, "PORT_DENIED"),
                 (431, "HEADERS_TOO_LARGE"),
                 (400, "DIGEST_INVALID"),
                 (502, "UNAVAILABLE"),

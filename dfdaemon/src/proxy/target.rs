@@ -91,15 +91,37 @@ pub fn forward_url(uri: &Uri, config: &ProxyConfig) -> Result<Url, TargetError> 
     Ok(url)
 }
 
+/// The target of a `CONNECT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectTarget {
+    /// The host as sent, an IPv6 literal without its brackets.
+    pub host: String,
+    /// The port.
+    pub port: u16,
+}
+
+impl std::fmt::Display for ConnectTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
 /// The `host:port` of a `CONNECT`, checked against the allowed hosts.
-pub fn connect_target(uri: &Uri, config: &ProxyConfig) -> Result<String, TargetError> {
+pub fn connect_target(uri: &Uri, config: &ProxyConfig) -> Result<ConnectTarget, TargetError> {
     let authority = uri.authority().ok_or_else(|| TargetError::Bad("CONNECT needs host:port".into()))?;
     let port = authority.port_u16().ok_or_else(|| TargetError::Bad("CONNECT needs host:port".into()))?;
     let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(TargetError::Bad("CONNECT needs host:port".into()));
+    }
     if !allowed(host, Some(port), config) {
         return Err(TargetError::NotAllowed(authority.to_string()));
     }
-    Ok(authority.to_string())
+    Ok(ConnectTarget { host: host.to_owned(), port })
 }
 
 /// containerd's `ns` value as the registry's API host: `docker.io` is served
@@ -211,7 +233,9 @@ mod tests {
         let c = config();
         assert_eq!(forward_url(&"http://h:8080/f?x=1".parse().unwrap(), &c).unwrap().as_str(), "http://h:8080/f?x=1");
         assert!(forward_url(&"https://h/f".parse().unwrap(), &c).is_err());
-        assert_eq!(connect_target(&"h:443".parse().unwrap(), &c).unwrap(), "h:443");
+        assert_eq!(connect_target(&"h:443".parse().unwrap(), &c).unwrap().to_string(), "h:443");
+        let v6 = connect_target(&"[::1]:443".parse().unwrap(), &c).unwrap();
+        assert_eq!((v6.host.as_str(), v6.port, v6.to_string().as_str()), ("::1", 443, "[::1]:443"));
         assert!(connect_target(&"h".parse().unwrap(), &c).is_err());
         let strict = ProxyConfig { allowed_hosts: vec!["h:443".into()], ..config() };
         assert!(connect_target(&"h:443".parse().unwrap(), &strict).is_ok());
