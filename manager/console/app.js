@@ -11,7 +11,7 @@
 
 const API = "/api/v1";
 const TOKEN_KEY = "darter.console.token";
-const VIEWS = ["clusters", "members", "match", "users"];
+const VIEWS = ["clusters", "members", "match", "users", "trust"];
 const ROLES = ["guest", "root"];
 const MEMBERS_REFRESH_MS = 5000;
 
@@ -182,9 +182,11 @@ function route() {
   }
   stopMembersRefresh();
   if (view !== "users") clearSecret();
+  if (view !== "trust") clearJoinSecret();
   if (view === "clusters") loadClusters();
   if (view === "members") startMembersRefresh();
   if (view === "users") loadUsersView();
+  if (view === "trust") loadTrust();
 }
 
 // ------------------------------------------------------------ DOM helpers
@@ -753,6 +755,128 @@ function clearSecret() {
   $("token-secret-box").hidden = true;
 }
 
+// ------------------------------------------------------------------ trust
+
+async function loadTrust() {
+  showMessage($("trust-error"), "");
+  try {
+    const [ca, certificates, clusters] = await Promise.all([
+      api("GET", "/ca"),
+      api("GET", "/certificates"),
+      api("GET", "/clusters"),
+    ]);
+    state.clusters = clusters;
+    $("trust-ca-pin").textContent = ca.ca_cert_hash;
+    fillTable($("certificates-table"), certificates.map(certificateRow), "No certificates.");
+    const select = $("join-token-cluster");
+    select.replaceChildren(...clusters.map((c) => el("option", { value: String(c.id), textContent: `${c.name} (${c.id})` })));
+    // Only root sees join tokens.
+    if (isRoot()) {
+      const tokens = await api("GET", "/join-tokens");
+      fillTable($("join-tokens-table"), tokens.map(joinTokenRow), "No join tokens.");
+    } else {
+      fillTable($("join-tokens-table"), [], "Join tokens are for root.");
+    }
+  } catch (e) {
+    showMessage($("trust-error"), describe(e));
+  }
+}
+
+function tokenState(token) {
+  if (token.revoked_at) return "revoked";
+  if (token.expires_at <= Date.now()) return "expired";
+  if (token.max_uses > 0 && token.uses >= token.max_uses) return "used up";
+  return "live";
+}
+
+function joinTokenRow(token) {
+  const live = !token.revoked_at;
+  return el(
+    "tr",
+    { dataset: { joinToken: token.id, state: tokenState(token) } },
+    el("td", {}, el("code", { textContent: token.id })),
+    el("td", { textContent: token.role }),
+    el("td", { textContent: clusterLabel(token.cluster_id) }),
+    el("td", { textContent: token.max_uses > 0 ? `${token.uses} / ${token.max_uses}` : `${token.uses}` }),
+    el("td", { textContent: formatTime(new Date(token.expires_at).toISOString()) }),
+    el("td", { textContent: tokenState(token) }),
+    el("td", { textContent: token.description }),
+    el("td", { class: "row-actions" }, ...(live ? [button("Revoke", "delete danger", () => revokeJoinToken(token))] : [])),
+  );
+}
+
+function certificateRow(cert) {
+  const live = !cert.revoked_at;
+  const actions = isRoot() && live && cert.role !== "manager"
+    ? [button("Revoke", "delete danger", () => revokeCertificate(cert))]
+    : [];
+  return el(
+    "tr",
+    { dataset: { serial: cert.serial, state: live ? "valid" : "revoked" } },
+    el("td", {}, el("code", { textContent: cert.serial.slice(0, 16) })),
+    el("td", { textContent: cert.role }),
+    el("td", { textContent: cert.role === "manager" ? "all" : clusterLabel(cert.cluster_id) }),
+    el("td", { textContent: cert.host }),
+    el("td", { textContent: cert.token_id || "" }),
+    el("td", { textContent: formatTime(new Date(cert.not_after).toISOString()) }),
+    el("td", { textContent: live ? "valid" : "revoked" }),
+    el("td", { class: "row-actions" }, ...actions),
+  );
+}
+
+async function createJoinToken(event) {
+  event.preventDefault();
+  const form = $("join-token-form");
+  const box = $("join-token-error");
+  clearFormError(form, box);
+  clearJoinSecret();
+  const body = {
+    role: $("join-token-role").value,
+    cluster_id: Number($("join-token-cluster").value),
+    max_uses: Number($("join-token-max-uses").value || 0),
+  };
+  const ttl = $("join-token-ttl").value.trim();
+  if (ttl) body.ttl = ttl;
+  const description = $("join-token-description").value.trim();
+  if (description) body.description = description;
+  try {
+    const created = await busy($("join-token-submit"), () => api("POST", "/join-tokens", body));
+    form.reset();
+    $("join-token-secret").textContent =
+      `tls:\n  join_token: ${created.join_token}\n  ca_cert_hash: ${created.ca_cert_hash}\n`;
+    $("join-token-secret-box").hidden = false;
+    await loadTrust();
+  } catch (e) {
+    showFormError(form, box, e);
+  }
+}
+
+async function revokeJoinToken(token) {
+  if (!window.confirm(`Revoke join token ${token.id}? Every member it enrolled loses its certificate.`)) return;
+  try {
+    await api("DELETE", `/join-tokens/${encodeURIComponent(token.id)}`);
+    await loadTrust();
+  } catch (e) {
+    showMessage($("trust-error"), `Cannot revoke ${token.id}: ${describe(e)}`);
+  }
+}
+
+async function revokeCertificate(cert) {
+  if (!window.confirm(`Revoke the certificate of ${cert.role} ${cert.host}? It is refused at its next connection.`)) return;
+  try {
+    await api("DELETE", `/certificates/${encodeURIComponent(cert.serial)}`);
+    await loadTrust();
+  } catch (e) {
+    showMessage($("trust-error"), `Cannot revoke ${cert.serial}: ${describe(e)}`);
+  }
+}
+
+// The join token leaves the DOM as soon as the user is done with it.
+function clearJoinSecret() {
+  $("join-token-secret").textContent = "";
+  $("join-token-secret-box").hidden = true;
+}
+
 // ----------------------------------------------------------------- start-up
 
 function wire() {
@@ -772,6 +896,8 @@ function wire() {
   $("token-secret-copy").addEventListener("click", copySecret);
   $("token-secret-dismiss").addEventListener("click", clearSecret);
   $("user-form").addEventListener("submit", createUser);
+  $("join-token-form").addEventListener("submit", createJoinToken);
+  $("join-token-secret-dismiss").addEventListener("click", clearJoinSecret);
   // Editing a field the server complained about clears its highlight.
   document.addEventListener("input", (event) => {
     event.target.classList.remove("invalid");

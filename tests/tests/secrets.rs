@@ -9,6 +9,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use darter_common::task_id::TaskId;
+use darter_common::tls::{Expect, Role, Transport};
 use darter_proto::dfdaemon::v1::StatTaskRequest;
 use darter_proto::dfdaemon::v1::dfdaemon_download_client::DfdaemonDownloadClient;
 use darter_proto::dfdaemon::v1::dfdaemon_upload_client::DfdaemonUploadClient;
@@ -17,6 +18,7 @@ use darter_proto::scheduler::v1::scheduler_client::SchedulerClient;
 use testkit::cluster::{Cluster, ClusterOptions};
 use testkit::dfdaemon::{DaemonProcess, bin_dir};
 use testkit::origin::{Behavior, Content, Origin};
+use testkit::pki::CLUSTER;
 use testkit::{random_bytes, sha256_file, sha256_hex};
 
 /// What the signed URL carries.
@@ -89,7 +91,7 @@ impl tonic::codegen::Service<http::Uri> for Uds {
 }
 
 /// `StatTask` on a daemon's download socket and on its upload API, as text.
-async fn stat_daemon(daemon: &DaemonProcess, task: &str) -> String {
+async fn stat_daemon(daemon: &DaemonProcess, task: &str, member: &Transport) -> String {
     let channel = tonic::transport::Endpoint::from_static("http://dfdaemon.local")
         .connect_with_connector(Uds(daemon.socket.clone()))
         .await
@@ -99,7 +101,8 @@ async fn stat_daemon(daemon: &DaemonProcess, task: &str) -> String {
         .await
         .unwrap()
         .into_inner();
-    let mut upload = DfdaemonUploadClient::connect(format!("http://{}", daemon.upload_addr())).await.unwrap();
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", daemon.upload_addr())).unwrap();
+    let mut upload = DfdaemonUploadClient::new(member.channel(endpoint, Expect::daemon(CLUSTER)));
     let remote = upload.stat_task(StatTaskRequest { task_id: task.into() }).await.unwrap().into_inner();
     assert!(local.url.contains("X-Amz-Signature=REDACTED"), "the URL is shown, redacted: {local:?}");
     format!("{local:?}\n{remote:?}")
@@ -146,8 +149,11 @@ async fn a_signed_url_and_a_callers_credential_are_never_stored_or_answered() {
     assert!(origin.stats("/private/blob").requests > 0);
 
     let task = TaskId::for_download(&url, None, "", "").unwrap().to_string();
-    let mut answers = vec![stat_daemon(&peer, &task).await, stat_daemon(&seed, &task).await];
-    let mut scheduler = SchedulerClient::connect(format!("http://{}", cluster.scheduler.addr)).await.unwrap();
+    // Asked as a member of the cluster would (a peer's certificate).
+    let member = cluster.manager.as_ref().expect("a manager").enroll(Role::Peer, "secrets-test").await.unwrap();
+    let mut answers = vec![stat_daemon(&peer, &task, &member).await, stat_daemon(&seed, &task, &member).await];
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.scheduler.addr)).unwrap();
+    let mut scheduler = SchedulerClient::new(member.channel(endpoint, Expect::scheduler(CLUSTER)));
     let info = scheduler.stat_task(spb::StatTaskRequest { task_id: task.clone() }).await.unwrap().into_inner();
     assert!(info.url.ends_with("/private/blob?v=1"), "the URL is shown, normalised: {info:?}");
     answers.push(format!("{info:?}"));
