@@ -127,6 +127,13 @@ reasons! {
     Evicted = "evicted",
     /// The peer does not read its announce stream.
     Stalled = "stalled",
+
+    // manager (REST limits).
+    /// Too many requests (sign-in attempts, password checks): retry after
+    /// the time the answer gives.
+    TooManyRequests = "too_many_requests",
+    /// The request body is larger than the server takes.
+    TooLarge = "too_large",
 }
 
 impl std::fmt::Display for Reason {
@@ -227,6 +234,8 @@ mod tests {
                 "too_many_reschedules",
                 "evicted",
                 "stalled",
+                "too_many_requests",
+                "too_large",
             ]
         );
         let unique: std::collections::HashSet<&str> = wire.iter().copied().collect();
