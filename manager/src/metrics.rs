@@ -49,8 +49,8 @@ impl Metrics {
         let sign_ins = vec("sign_ins_total", "Sign-in attempts by result (ok, refused, throttled)", &["result"]);
         let rest_limited = vec(
             "rest_limited_total",
-            "REST connections and requests refused by a limit (max_connections, max_connections_per_address, \
-             request_timeout, max_body_size)",
+            "REST connections and requests refused by a limit of rest: (max_connections, \
+             max_connections_per_address, request_timeout)",
             &["limit"],
         );
         let members = IntGaugeVec::new(

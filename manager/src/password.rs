@@ -59,7 +59,7 @@ impl Memory {
 /// The hashing threads and their queue; cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct Passwords {
-    jobs: Mutex<mpsc::Sender<Job>>,
+    jobs: mpsc::Sender<Job>,
     /// One permit per running or waiting check.
     admission: Arc<Semaphore>,
 }
@@ -84,7 +84,7 @@ impl Passwords {
                 }
             })?;
         }
-        Ok(Self { jobs: Mutex::new(tx), admission: Arc::new(Semaphore::new(threads.max(1) + queue)) })
+        Ok(Self { jobs: tx, admission: Arc::new(Semaphore::new(threads.max(1) + queue)) })
     }
 
     /// An argon2id PHC string for `password` (argon2's default parameters).
@@ -126,11 +126,7 @@ impl Passwords {
                 let _ = tx.send(result);
             }
         });
-        self.jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send(job)
-            .map_err(|_| Error::Internal("the password threads are gone".into()))?;
+        self.jobs.send(job).map_err(|_| Error::Internal("the password threads are gone".into()))?;
         rx.await.map_err(|_| Error::Internal("a password check failed".into()))
     }
 }
