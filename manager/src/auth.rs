@@ -172,9 +172,10 @@ impl Auth {
 
     /// Refuses while `name` from `client` must wait after failures.
     fn throttled(&self, client: IpAddr, name: &str) -> Result<(), Error> {
-        self.throttle.check(client, name, Instant::now()).map_err(|wait| Error::TooManyRequests {
-            message: "too many failed attempts; retry later".into(),
-            retry_after: wait,
+        self.throttle.check(client, name, Instant::now()).map_err(|wait| {
+            // Whole seconds, rounded up, as `Retry-After` says it.
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            Error::TooManyRequests { message: format!("too many failed attempts; retry in {secs}s"), retry_after: wait }
         })
     }
 

@@ -122,7 +122,7 @@ pub async fn run_with(
     shutdown: CancellationToken,
     clock: Clock,
 ) -> anyhow::Result<()> {
-    let files = private_files::secure_sqlite(&config.database_url)
+    let files = private_files::secure_sqlite(&config.database_url, &[&config.auth.root_password_file])
         .map_err(|e| anyhow::anyhow!("database_url: cannot make the database private: {e}"))?;
     private_files::tighten_secret(&config.auth.root_password_file)
         .map_err(|e| anyhow::anyhow!("auth.root_password_file: {e}"))?;

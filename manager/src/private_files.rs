@@ -6,10 +6,11 @@
 //! database and its `-wal`, `-shm` and `-journal` files 0600 (SQLite gives the
 //! files it creates the database file's mode, so creating the database 0600
 //! covers the others), and its directory 0700 when the manager creates it. An
-//! existing directory the manager's user owns is tightened to 0700 with a
-//! warning; a shared one (sticky, like `/tmp`) or another user's is left as it
-//! is, with a warning, since its other users need it. A database file that
-//! cannot be made 0600 stops the start.
+//! existing directory is tightened to 0700, with a warning, only when it is
+//! the manager's own: owned by its user and holding nothing but the database,
+//! its side files and the manager's secret files. Any other (`/var/lib`, `/`,
+//! a sticky `/tmp`, another user's) is left as it is, with a warning, since
+//! others need it. A database file that cannot be made 0600 stops the start.
 //!
 //! Why the JWT key stays in the database: it is exactly as secret as the rest
 //! of it (whoever reads the file reads the hashes; whoever writes it can make a
@@ -49,16 +50,29 @@ pub struct SqliteFiles {
 }
 
 /// Makes the SQLite database named by `url` private (see the module doc):
-/// creates its directory 0700 if missing, tightens it if it is ours, creates
+/// creates its directory 0700 if missing, tightens it if it is the manager's
+/// own (`secrets` are the manager's other files that may live there), creates
 /// the database file 0600 when the URL creates it (`mode=rwc`), and makes the
 /// database and its side files 0600. Other URLs are left alone.
-pub fn secure_sqlite(url: &str) -> io::Result<SqliteFiles> {
+pub fn secure_sqlite(url: &str, secrets: &[&Path]) -> io::Result<SqliteFiles> {
     let Some((path, create)) = sqlite_file(url) else { return Ok(SqliteFiles::default()) };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    secure_dir(&dir)?;
+    // The names the manager's files have in `dir` (a secret's temporary
+    // file starts with the secret's name).
+    let mut ours: Vec<std::ffi::OsString> = path.file_name().map(ToOwned::to_owned).into_iter().collect();
+    ours.extend(
+        secrets
+            .iter()
+            .filter(|s| s.parent() == Some(dir.as_path()))
+            .filter_map(|s| s.file_name())
+            .map(ToOwned::to_owned),
+    );
+    let is_ours =
+        |name: &std::ffi::OsStr| ours.iter().any(|o| name.as_encoded_bytes().starts_with(o.as_encoded_bytes()));
+    secure_dir(&dir, &is_ours)?;
     let mut was_exposed = false;
     let side = SIDE_FILES.iter().map(|suffix| {
         let mut name = path.clone().into_os_string();
@@ -107,12 +121,13 @@ fn sqlite_file(url: &str) -> Option<(PathBuf, bool)> {
 }
 
 /// Creates `dir` 0700 if missing (its missing parents get the usual mode, as
-/// other services may share them), or tightens it to 0700 if this user owns
-/// it and it is not a shared (sticky) directory; warns when it stays open.
-fn secure_dir(dir: &Path) -> io::Result<()> {
+/// other services may share them), or tightens it to 0700 if it is the
+/// manager's own: owned by this user, not sticky, and every entry `is_ours`.
+/// Warns when it stays open.
+fn secure_dir(dir: &Path, is_ours: &dyn Fn(&std::ffi::OsStr) -> bool) -> io::Result<()> {
     let meta = match std::fs::metadata(dir) {
         Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return create_private_dir(dir),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return create_private_dir(dir, is_ours),
         Err(e) => return Err(with_path(dir, "cannot read", e)),
     };
     if !meta.is_dir() {
@@ -123,18 +138,24 @@ fn secure_dir(dir: &Path) -> io::Result<()> {
         return Ok(());
     }
     let sticky = mode & 0o1000 != 0;
-    if sticky || meta.uid() != effective_uid() {
+    let shared = sticky
+        || meta.uid() != effective_uid()
+        || std::fs::read_dir(dir)
+            .map_err(|e| with_path(dir, "cannot list", e))?
+            .any(|entry| entry.map_or(true, |e| !is_ours(&e.file_name())));
+    if shared {
         tracing::warn!(
             dir = %dir.display(), mode = format!("{mode:04o}"), owner = meta.uid(),
-            "the database directory is shared or another user's and stays as it is; the database files are 0600, \
-             but give the database a directory of its own"
+            "the database directory is shared (other files, sticky, or another user's) and stays as it is; \
+             the database files are 0600, but give the database a directory of its own"
         );
         return Ok(());
     }
     match std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE)) {
-        Ok(()) => {
-            tracing::warn!(dir = %dir.display(), was = format!("{mode:04o}"), "database directory was open to other users; now 0700")
-        }
+        Ok(()) => tracing::warn!(
+            dir = %dir.display(), was = format!("{mode:04o}"),
+            "database directory was open to other users; now 0700"
+        ),
         Err(e) => tracing::warn!(
             dir = %dir.display(), mode = format!("{mode:04o}"), error = %e,
             "cannot make the database directory private (0700); the database files are 0600"
@@ -144,14 +165,14 @@ fn secure_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Creates `dir` with mode 0700 (its missing parents with the usual mode).
-fn create_private_dir(dir: &Path) -> io::Result<()> {
+fn create_private_dir(dir: &Path, is_ours: &dyn Fn(&std::ffi::OsStr) -> bool) -> io::Result<()> {
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| with_path(parent, "cannot create", e))?;
     }
     match std::fs::DirBuilder::new().mode(DIR_MODE).create(dir) {
         Ok(()) => {}
         // Created by someone else meanwhile: tighten it like an existing one.
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return secure_dir(dir),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return secure_dir(dir, is_ours),
         Err(e) => return Err(with_path(dir, "cannot create", e)),
     }
     // Exactly 0700, whatever the umask.
@@ -182,7 +203,7 @@ pub fn write_secret(path: &Path, contents: &[u8]) -> io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
         && !dir.exists()
     {
-        create_private_dir(dir)?;
+        create_private_dir(dir, &|_| false)?;
     }
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".{}.tmp", std::process::id()));
@@ -241,7 +262,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("parent/data");
         let url = format!("sqlite://{}?mode=rwc", dir.join("m.db").display());
-        let found = secure_sqlite(&url).unwrap();
+        let found = secure_sqlite(&url, &[]).unwrap();
         assert_eq!(found, SqliteFiles { path: Some(dir.join("m.db")), was_exposed: false });
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&dir.join("m.db")), 0o600);
@@ -254,15 +275,29 @@ mod tests {
         let dir = root.path().join("data");
         std::fs::create_dir(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        for name in ["m.db", "m.db-wal"] {
+        for name in ["m.db", "m.db-wal", "secret"] {
             std::fs::write(dir.join(name), b"x").unwrap();
             std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(0o644)).unwrap();
         }
-        let found = secure_sqlite(&format!("sqlite://{}", dir.join("m.db").display())).unwrap();
+        let url = format!("sqlite://{}", dir.join("m.db").display());
+        let found = secure_sqlite(&url, &[&dir.join("secret")]).unwrap();
         assert!(found.was_exposed);
         assert_eq!((mode(&dir), mode(&dir.join("m.db")), mode(&dir.join("m.db-wal"))), (0o700, 0o600, 0o600));
-        let again = secure_sqlite(&format!("sqlite://{}", dir.join("m.db").display())).unwrap();
+        let again = secure_sqlite(&url, &[&dir.join("secret")]).unwrap();
         assert!(!again.was_exposed, "private files are not reported again");
+    }
+
+    #[test]
+    fn a_directory_holding_other_files_is_left_alone() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("var-lib");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::create_dir(dir.join("postgresql")).unwrap();
+        let found = secure_sqlite(&format!("sqlite://{}?mode=rwc", dir.join("m.db").display()), &[]).unwrap();
+        assert_eq!(mode(&dir), 0o755, "another service's files are there");
+        assert_eq!(mode(&dir.join("m.db")), 0o600);
+        assert!(!found.was_exposed);
     }
 
     #[test]
@@ -271,7 +306,7 @@ mod tests {
         let dir = root.path().join("shared");
         std::fs::create_dir(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
-        secure_sqlite(&format!("sqlite://{}?mode=rwc", dir.join("m.db").display())).unwrap();
+        secure_sqlite(&format!("sqlite://{}?mode=rwc", dir.join("m.db").display()), &[]).unwrap();
         assert_eq!(mode(&dir), 0o1777);
         assert_eq!(mode(&dir.join("m.db")), 0o600);
     }
