@@ -12,7 +12,7 @@
 //!   `rest.max_connections_per_address` from one address, is closed at once,
 //!   and the API answers again once the others go;
 //! - a body over `rest.max_body_size` is a `413 too_large`, sent with its
-//!   length or chunked;
+//!   length or chunked, and a head over `rest.max_header_size` a `431`;
 //! - every answer carries the security headers, and the console its strict
 //!   content-security policy.
 
@@ -149,7 +149,7 @@ async fn connections_beyond_the_caps_are_closed_and_the_api_answers_once_they_go
 }
 
 #[tokio::test]
-async fn a_body_over_the_limit_is_413_with_or_without_its_length() {
+async fn a_body_over_the_limit_is_413_with_or_without_its_length_and_a_big_head_431() {
     let (_dir, m) = start(&[("MANAGER__REST__MAX_BODY_SIZE", "1KiB")]).await;
     let anon = Api::at(m.rest_addr);
     let big = serde_json::json!({"name": "root", "password": "x".repeat(2000)}).to_string();
@@ -174,6 +174,13 @@ async fn a_body_over_the_limit_is_413_with_or_without_its_length() {
 
     // Under the limit, as before.
     anon.sign_in("root", ROOT_PASSWORD).await;
+
+    // A head over rest.max_header_size (16 KiB) is a 431.
+    let mut conn = TcpStream::connect(m.rest_addr).await.unwrap();
+    let head = format!("GET /api/v1/openapi.json HTTP/1.1\r\nHost: manager\r\nX-Big: {}\r\n\r\n", "x".repeat(20_000));
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let answer = closed_within(&mut conn, patience(DEADLINE)).await.unwrap_or_default();
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
 }
 
 #[tokio::test]
