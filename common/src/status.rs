@@ -132,6 +132,12 @@ reasons! {
     /// A configured limit was reached: content larger than allowed
     /// (dfdaemon), too many tasks or downloads of one host (scheduler).
     LimitExceeded = "limit_exceeded",
+    // manager (REST limits).
+    /// Too many requests (sign-in attempts, password checks): retry after
+    /// the time the answer gives.
+    TooManyRequests = "too_many_requests",
+    /// The request body is larger than the server takes.
+    TooLarge = "too_large",
 }
 
 impl std::fmt::Display for Reason {
@@ -233,6 +239,8 @@ mod tests {
                 "evicted",
                 "stalled",
                 "limit_exceeded",
+                "too_many_requests",
+                "too_large",
             ]
         );
         let unique: std::collections::HashSet<&str> = wire.iter().copied().collect();

@@ -2,11 +2,16 @@
 //! personal access tokens, and the root account on first start.
 //!
 //! - Passwords are stored as argon2id PHC strings; hashing and checking run on
-//!   the blocking pool. A sign-in for an unknown name still checks a password
-//!   against a fixed hash, so the answer time does not tell names apart.
+//!   a few threads of their own behind a bounded queue ([`crate::password`]).
+//!   A sign-in for an unknown name still checks a password against a fixed
+//!   hash, so the answer time does not tell names apart. Failed sign-ins (and
+//!   failed checks of one's own old password) slow down the next ones from the
+//!   same address ([`crate::sign_in_throttle`]).
 //! - A sign-in token is a JWT (`sub` = user ID, `jti`, `iat`, `exp`) signed
 //!   with HS256. The key comes from `auth.jwt_secret`, or is generated once and
-//!   kept in the database so every replica accepts every replica's tokens.
+//!   kept in the database so every replica accepts every replica's tokens
+//!   (and replaced when the SQLite file was found readable by other users, see
+//!   [`crate::private_files`]).
 //!   Signing out records the token's `jti` until it expires. `exp` is checked
 //!   here, in whole seconds, against the manager's [`Clock`] (jsonwebtoken's
 //!   own check would read the system clock): a token is refused from the
@@ -17,13 +22,10 @@
 //!   takes effect at once for tokens already handed out, and a changed
 //!   password ends the user's sign-in sessions (its access tokens stay).
 
-use std::path::Path;
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use argon2::Argon2;
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
@@ -32,14 +34,15 @@ use sha2::{Digest as _, Sha256};
 use crate::clock::Clock;
 use crate::config::{AuthConfig, MIN_PASSWORD_LEN};
 use crate::error::Error;
+pub use crate::password::MAX_PASSWORD_LEN;
+use crate::password::Passwords;
+use crate::sign_in_throttle::SignInThrottle;
 use crate::store::{ROOT_USER, Role, Store, StoreError, Timestamp, User};
 
 /// Prefix that tells a personal access token from a sign-in token.
 pub const PAT_PREFIX: &str = "dpat_";
 /// Name of the setting holding the generated JWT key.
 const JWT_SECRET_SETTING: &str = "jwt_secret";
-/// Longest password accepted (argon2 takes any length; this bounds the work).
-pub const MAX_PASSWORD_LEN: usize = 1024;
 
 /// The claims of a sign-in token.
 #[derive(Debug, Serialize, Deserialize)]
@@ -97,6 +100,8 @@ pub struct Auth {
     validation: Validation,
     ttl: Duration,
     clock: Clock,
+    passwords: Passwords,
+    throttle: SignInThrottle,
 }
 
 impl std::fmt::Debug for Auth {
@@ -108,16 +113,32 @@ impl std::fmt::Debug for Auth {
 impl Auth {
     /// Sets up signing (configured key, or the one kept in the database) and
     /// makes sure the root user exists (see [`bootstrap_root`]). Token
-    /// lifetimes are measured on `clock`.
-    pub async fn new(store: Store, config: &AuthConfig, clock: Clock) -> anyhow::Result<Arc<Self>> {
+    /// lifetimes are measured on `clock`. `key_exposed`: the database may have
+    /// been read by someone else (see [`crate::private_files`]), so a key kept
+    /// there is replaced, ending every sign-in session.
+    pub async fn new(store: Store, config: &AuthConfig, clock: Clock, key_exposed: bool) -> anyhow::Result<Arc<Self>> {
         let secret = match &config.jwt_secret {
             Some(s) => s.clone(),
+            None if key_exposed => {
+                let fresh = random_hex(32);
+                store
+                    .replace_setting(JWT_SECRET_SETTING, &fresh)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot replace the JWT key in the database: {e}"))?;
+                tracing::warn!(
+                    "the database was readable by other users: the JWT key kept in it was replaced; \
+                     every sign-in session ends (access tokens stay)"
+                );
+                fresh
+            }
             None => store
                 .setting_or_init(JWT_SECRET_SETTING, &random_hex(32))
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot read or create the JWT key in the database: {e}"))?,
         };
-        bootstrap_root(&store, config).await?;
+        let passwords = Passwords::new(config.password_checks, config.password_check_queue)
+            .map_err(|e| anyhow::anyhow!("cannot start the password threads: {e}"))?;
+        bootstrap_root(&store, config, &passwords).await?;
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         // `exp` must be there; it is compared with `clock` in `authenticate`.
@@ -130,20 +151,57 @@ impl Auth {
             validation,
             ttl: config.token_ttl,
             clock,
+            passwords,
+            throttle: SignInThrottle::new(config.sign_in_throttle.clone()),
         }))
     }
 
-    /// Checks a name and password; a sign-in token on success. Wrong name and
-    /// wrong password get the same answer.
-    pub async fn sign_in(&self, name: &str, password: &str) -> Result<SignedIn, Error> {
+    /// An argon2id PHC string for a new password.
+    pub async fn hash_password(&self, password: &str) -> Result<String, Error> {
+        self.passwords.hash(password).await
+    }
+
+    /// Whether `password` is `user`'s, for a user proving it knows its own
+    /// password (changing it); failures count against `client` like sign-ins.
+    pub async fn check_own_password(&self, user: &User, password: &str, client: IpAddr) -> Result<bool, Error> {
+        self.throttled(client, &user.name)?;
+        let ok = self.passwords.verify(password, Some(&user.password_hash)).await?;
+        self.count(client, &user.name, ok);
+        Ok(ok)
+    }
+
+    /// Refuses while `name` from `client` must wait after failures.
+    fn throttled(&self, client: IpAddr, name: &str) -> Result<(), Error> {
+        self.throttle.check(client, name, Instant::now()).map_err(|wait| {
+            // Whole seconds, rounded up, as `Retry-After` says it.
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            Error::TooManyRequests { message: format!("too many failed attempts; retry in {secs}s"), retry_after: wait }
+        })
+    }
+
+    fn count(&self, client: IpAddr, name: &str, ok: bool) {
+        if ok {
+            self.throttle.succeeded(client, name);
+        } else {
+            self.throttle.failed(client, name, Instant::now());
+        }
+    }
+
+    /// Checks a name and password from `client`; a sign-in token on success.
+    /// Wrong name and wrong password get the same answer. Refused with
+    /// [`Error::TooManyRequests`] while the name or the address must wait
+    /// after failures, or when too many checks are queued.
+    pub async fn sign_in(&self, name: &str, password: &str, client: IpAddr) -> Result<SignedIn, Error> {
         let refused = || Error::Unauthenticated("wrong name or password".into());
+        self.throttled(client, name)?;
         let user = match self.store.get_user_by_name(name).await {
             Ok(u) => Some(u),
             Err(StoreError::NotFound) => None,
             Err(e) => return Err(e.into()),
         };
-        let hash = user.as_ref().map_or_else(|| dummy_hash().to_owned(), |u| u.password_hash.clone());
-        let ok = verify_password(password, &hash).await?;
+        let ok = self.passwords.verify(password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
+        let ok = ok && user.is_some();
+        self.count(client, name, ok);
         let user = match user {
             Some(u) if ok => u,
             _ => return Err(refused()),
@@ -211,7 +269,7 @@ impl Auth {
 /// Creates the `root` user when the database has none: with
 /// `auth.root_password`, or else with a generated password written to
 /// `auth.root_password_file` (mode 0600). The password itself is never logged.
-pub async fn bootstrap_root(store: &Store, config: &AuthConfig) -> anyhow::Result<()> {
+pub async fn bootstrap_root(store: &Store, config: &AuthConfig, passwords: &Passwords) -> anyhow::Result<()> {
     match store.get_user_by_name(ROOT_USER).await {
         Ok(_) => return Ok(()),
         Err(StoreError::NotFound) => {}
@@ -222,7 +280,8 @@ pub async fn bootstrap_root(store: &Store, config: &AuthConfig) -> anyhow::Resul
         None => (random_hex(12), true),
     };
     if generated {
-        write_secret_file(&config.root_password_file, &password).map_err(|e| {
+        let contents = format!("{password}\n");
+        crate::private_files::write_secret(&config.root_password_file, contents.as_bytes()).map_err(|e| {
             anyhow::anyhow!(
                 "auth.root_password_file: cannot write the generated root password to {}: {e} \
                  (or set auth.root_password / MANAGER__AUTH__ROOT_PASSWORD)",
@@ -230,7 +289,7 @@ pub async fn bootstrap_root(store: &Store, config: &AuthConfig) -> anyhow::Resul
             )
         })?;
     }
-    let hash = hash_password(&password).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let hash = passwords.hash(&password).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     store.ensure_root_user(&hash).await.map_err(|e| anyhow::anyhow!("cannot create the root user: {e}"))?;
     if generated {
         tracing::warn!(
@@ -243,18 +302,6 @@ pub async fn bootstrap_root(store: &Store, config: &AuthConfig) -> anyhow::Resul
     Ok(())
 }
 
-fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
-    f.write_all(secret.as_bytes())?;
-    f.write_all(b"\n")?;
-    f.sync_all()
-}
-
 /// Checks a new password's shape; the error names `field`.
 pub fn check_password(field: &'static str, password: &str) -> Result<(), Error> {
     if password.len() < MIN_PASSWORD_LEN {
@@ -264,41 +311,6 @@ pub fn check_password(field: &'static str, password: &str) -> Result<(), Error> 
         return Err(Error::invalid(field, format!("must be at most {MAX_PASSWORD_LEN} bytes")));
     }
     Ok(())
-}
-
-/// An argon2id PHC string for `password` (on the blocking pool).
-pub async fn hash_password(password: &str) -> Result<String, Error> {
-    let password = password.to_owned();
-    tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .hash_password(password.as_bytes())
-            .map(|h| h.to_string())
-            .map_err(|e| Error::Internal(format!("cannot hash a password: {e}")))
-    })
-    .await
-    .map_err(|e| Error::Internal(format!("password hashing failed: {e}")))?
-}
-
-/// Whether `password` matches the PHC string `hash` (on the blocking pool).
-pub async fn verify_password(password: &str, hash: &str) -> Result<bool, Error> {
-    if password.len() > MAX_PASSWORD_LEN {
-        return Ok(false);
-    }
-    let (password, hash) = (password.to_owned(), hash.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let parsed = PasswordHash::new(&hash).map_err(|e| Error::Internal(format!("stored password hash: {e}")))?;
-        Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
-    })
-    .await
-    .map_err(|e| Error::Internal(format!("password check failed: {e}")))?
-}
-
-/// A fixed hash checked when the name is unknown, so both cases cost the same.
-fn dummy_hash() -> &'static str {
-    static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| {
-        Argon2::default().hash_password(b"darter-no-such-user").map(|h| h.to_string()).unwrap_or_default()
-    })
 }
 
 /// A new personal access token: the secret to hand out once, and the hash to store.
@@ -326,15 +338,6 @@ fn secs(t: Timestamp) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn passwords_hash_and_verify() {
-        let hash = hash_password("correct horse").await.unwrap();
-        assert!(hash.starts_with("$argon2id$"), "{hash}");
-        assert!(verify_password("correct horse", &hash).await.unwrap());
-        assert!(!verify_password("wrong horse", &hash).await.unwrap());
-        assert!(!verify_password(&"x".repeat(MAX_PASSWORD_LEN + 1), &hash).await.unwrap());
-    }
 
     #[test]
     fn pats_are_prefixed_and_stored_hashed() {

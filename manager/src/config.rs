@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use darter_common::config::{FieldError, Validate};
 use darter_common::telemetry::{LogConfig, TracingConfig};
-use darter_common::units::duration;
+use darter_common::units::{ByteSize, duration};
 use serde::{Deserialize, Serialize};
 
 /// Prefix of environment overrides (`MANAGER__KEEPALIVE_GRACE=30s`).
@@ -41,6 +41,8 @@ pub struct Config {
     pub inactive_gc_after: Duration,
     /// Users, tokens and the root account.
     pub auth: AuthConfig,
+    /// Limits of the REST server (`rest_addr`).
+    pub rest: RestConfig,
     /// `ListSchedulers` answer caching, shared through Redis when configured.
     pub cache: CacheConfig,
     /// Mutual TLS on the gRPC port and the cluster's CA.
@@ -62,6 +64,7 @@ impl Default for Config {
             expiry_interval: Duration::from_secs(1),
             inactive_gc_after: Duration::from_secs(24 * 3600),
             auth: AuthConfig::default(),
+            rest: RestConfig::default(),
             cache: CacheConfig::default(),
             tls: ManagerTlsConfig::default(),
             log: LogConfig::default(),
@@ -90,6 +93,7 @@ impl Validate for Config {
             return Err(FieldError::new("inactive_gc_after", "must not be shorter than keepalive_grace"));
         }
         self.auth.validate()?;
+        self.rest.validate()?;
         self.cache.validate()?;
         self.tls.validate()?;
         self.log.validate("log")?;
@@ -114,6 +118,14 @@ pub struct AuthConfig {
     /// How long a sign-in token is valid (default `24h`).
     #[serde(with = "duration")]
     pub token_ttl: Duration,
+    /// Password hashes (argon2, about 19 MiB each while it runs) computed at
+    /// once, on threads of their own (default `2`).
+    pub password_checks: usize,
+    /// Password checks that may wait for one of those; a sign-in beyond them
+    /// is answered 429 at once (default `32`).
+    pub password_check_queue: usize,
+    /// Backoff after failed sign-ins, per client address.
+    pub sign_in_throttle: SignInThrottleConfig,
 }
 
 impl Default for AuthConfig {
@@ -123,6 +135,9 @@ impl Default for AuthConfig {
             root_password_file: PathBuf::from("/var/lib/darter/manager/root-password"),
             jwt_secret: None,
             token_ttl: Duration::from_secs(24 * 3600),
+            password_checks: 2,
+            password_check_queue: 32,
+            sign_in_throttle: SignInThrottleConfig::default(),
         }
     }
 }
@@ -136,6 +151,9 @@ impl std::fmt::Debug for AuthConfig {
             .field("root_password_file", &self.root_password_file)
             .field("jwt_secret", &set(&self.jwt_secret))
             .field("token_ttl", &self.token_ttl)
+            .field("password_checks", &self.password_checks)
+            .field("password_check_queue", &self.password_check_queue)
+            .field("sign_in_throttle", &self.sign_in_throttle)
             .finish()
     }
 }
@@ -159,6 +177,144 @@ impl AuthConfig {
         }
         if self.token_ttl.is_zero() {
             return Err(FieldError::new("auth.token_ttl", "must be greater than 0"));
+        }
+        if !(1..=MAX_PASSWORD_CHECKS).contains(&self.password_checks) {
+            return Err(FieldError::new("auth.password_checks", format!("must be 1 to {MAX_PASSWORD_CHECKS}")));
+        }
+        self.sign_in_throttle.validate()
+    }
+}
+
+/// Most password checks at once (each holds ~19 MiB while it runs).
+pub const MAX_PASSWORD_CHECKS: usize = 64;
+
+/// `auth.sign_in_throttle:` — how failed sign-ins slow down the next ones.
+///
+/// Failures are counted per client address and name, and per client address
+/// over all names (an IPv6 address counts by its /64). Past the free
+/// failures, each further one makes that key wait `backoff`, doubling up to
+/// `max_backoff`; a sign-in while waiting is answered 429 with `Retry-After`
+/// and is not counted. A successful sign-in clears its address and name; a
+/// key with no failure for `forget_after` starts over. One address hammering
+/// a name never slows down another address.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignInThrottleConfig {
+    /// Failed sign-ins from one address for one name before the backoff
+    /// starts (default `5`).
+    pub failures_per_name: u32,
+    /// Failed sign-ins from one address over all names before the backoff
+    /// starts for every name from it (default `20`).
+    pub failures_per_address: u32,
+    /// The first wait; doubles with each further failure (default `1s`).
+    #[serde(with = "duration")]
+    pub backoff: Duration,
+    /// The longest wait (default `5m`).
+    #[serde(with = "duration")]
+    pub max_backoff: Duration,
+    /// A key without a failure for this long is forgotten (default `15m`).
+    #[serde(with = "duration")]
+    pub forget_after: Duration,
+    /// Keys (address, address and name) kept at most; when full, the ones
+    /// quiet longest are forgotten first (default `16384`, about 4 MiB).
+    pub max_tracked: usize,
+}
+
+impl Default for SignInThrottleConfig {
+    fn default() -> Self {
+        Self {
+            failures_per_name: 5,
+            failures_per_address: 20,
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            forget_after: Duration::from_secs(900),
+            max_tracked: 16384,
+        }
+    }
+}
+
+impl SignInThrottleConfig {
+    fn validate(&self) -> Result<(), FieldError> {
+        let field = |name: &str| format!("auth.sign_in_throttle.{name}");
+        if self.backoff.is_zero() {
+            return Err(FieldError::new(field("backoff"), "must be greater than 0"));
+        }
+        if self.max_backoff < self.backoff {
+            return Err(FieldError::new(field("max_backoff"), "must not be shorter than backoff"));
+        }
+        if self.forget_after < self.max_backoff {
+            return Err(FieldError::new(field("forget_after"), "must not be shorter than max_backoff"));
+        }
+        if self.max_tracked == 0 {
+            return Err(FieldError::new(field("max_tracked"), "must be greater than 0"));
+        }
+        Ok(())
+    }
+}
+
+/// `rest:` — limits of the REST server, so no client holds it with slow,
+/// idle, many or large requests.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestConfig {
+    /// Open connections at most; one beyond is closed at once (default `1024`).
+    pub max_connections: usize,
+    /// Open connections from one client address (an IPv6 address counts by
+    /// its /64) at most (default `128`).
+    pub max_connections_per_address: usize,
+    /// A request head must arrive whole within this; an idle keep-alive
+    /// connection is closed after it too (default `10s`).
+    #[serde(with = "duration")]
+    pub header_read_timeout: Duration,
+    /// Reading the body and answering take at most this; longer: `503
+    /// timeout` (default `30s`).
+    #[serde(with = "duration")]
+    pub request_timeout: Duration,
+    /// Largest request head, request line and headers (default `16KiB`).
+    pub max_header_size: ByteSize,
+    /// Largest request body; larger: `413 too_large` (default `64KiB`).
+    pub max_body_size: ByteSize,
+}
+
+impl Default for RestConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            max_connections_per_address: 128,
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_header_size: ByteSize::kib(16),
+            max_body_size: ByteSize::kib(64),
+        }
+    }
+}
+
+/// Smallest `rest.max_header_size`.
+pub const MIN_HEADER_SIZE: u64 = 1024;
+
+impl RestConfig {
+    fn validate(&self) -> Result<(), FieldError> {
+        if self.max_connections == 0 {
+            return Err(FieldError::new("rest.max_connections", "must be greater than 0"));
+        }
+        if self.max_connections_per_address == 0 || self.max_connections_per_address > self.max_connections {
+            return Err(FieldError::new(
+                "rest.max_connections_per_address",
+                "must be greater than 0 and at most rest.max_connections",
+            ));
+        }
+        for (field, d) in
+            [("rest.header_read_timeout", self.header_read_timeout), ("rest.request_timeout", self.request_timeout)]
+        {
+            if d.is_zero() {
+                return Err(FieldError::new(field, "must be greater than 0"));
+            }
+        }
+        if self.max_header_size.as_u64() < MIN_HEADER_SIZE || self.max_header_size > ByteSize::mib(1) {
+            return Err(FieldError::new("rest.max_header_size", format!("must be {MIN_HEADER_SIZE}B to 1MiB")));
+        }
+        if self.max_body_size.as_u64() == 0 || self.max_body_size > ByteSize::mib(64) {
+            return Err(FieldError::new("rest.max_body_size", "must be greater than 0 and at most 64MiB"));
         }
         Ok(())
     }
@@ -291,6 +447,27 @@ mod tests {
         );
         assert_eq!(auth(AuthConfig { jwt_secret: Some("short".into()), ..AuthConfig::default() }), "auth.jwt_secret");
         assert_eq!(auth(AuthConfig { token_ttl: Duration::ZERO, ..AuthConfig::default() }), "auth.token_ttl");
+        assert_eq!(auth(AuthConfig { password_checks: 0, ..AuthConfig::default() }), "auth.password_checks");
+        let throttle = |t: SignInThrottleConfig| auth(AuthConfig { sign_in_throttle: t, ..AuthConfig::default() });
+        let t = SignInThrottleConfig::default;
+        assert_eq!(throttle(SignInThrottleConfig { backoff: Duration::ZERO, ..t() }), "auth.sign_in_throttle.backoff");
+        assert_eq!(
+            throttle(SignInThrottleConfig { max_backoff: Duration::from_millis(1), ..t() }),
+            "auth.sign_in_throttle.max_backoff"
+        );
+        assert_eq!(
+            throttle(SignInThrottleConfig { forget_after: Duration::from_secs(1), ..t() }),
+            "auth.sign_in_throttle.forget_after"
+        );
+        assert_eq!(throttle(SignInThrottleConfig { max_tracked: 0, ..t() }), "auth.sign_in_throttle.max_tracked");
+        let rest = |r: RestConfig| bad(Config { rest: r, ..Config::default() });
+        let r = RestConfig::default;
+        assert_eq!(rest(RestConfig { max_connections: 0, ..r() }), "rest.max_connections");
+        assert_eq!(rest(RestConfig { max_connections_per_address: 2000, ..r() }), "rest.max_connections_per_address");
+        assert_eq!(rest(RestConfig { header_read_timeout: Duration::ZERO, ..r() }), "rest.header_read_timeout");
+        assert_eq!(rest(RestConfig { request_timeout: Duration::ZERO, ..r() }), "rest.request_timeout");
+        assert_eq!(rest(RestConfig { max_header_size: ByteSize(100), ..r() }), "rest.max_header_size");
+        assert_eq!(rest(RestConfig { max_body_size: ByteSize(0), ..r() }), "rest.max_body_size");
         let cache = CacheConfig { redis_url: Some("http://x".into()), ..CacheConfig::default() };
         assert_eq!(bad(Config { cache, ..Config::default() }), "cache.redis_url");
     }

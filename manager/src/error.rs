@@ -6,6 +6,7 @@
 //! answered with a generic message.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use darter_common::status::Reason;
 use tonic::{Code, Status};
@@ -41,6 +42,23 @@ pub enum Error {
     /// The manager is stopping.
     #[error("manager is shutting down")]
     ShuttingDown,
+    /// Too many attempts, or too many at once: retry after `retry_after`.
+    #[error("{message}")]
+    TooManyRequests {
+        /// For people.
+        message: String,
+        /// How long to wait (REST: `Retry-After`, whole seconds rounded up).
+        retry_after: Duration,
+    },
+    /// The request is larger than the server takes (`limit` bytes).
+    #[error("the request body is larger than {limit} bytes (rest.max_body_size)")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// The request took longer than the server's limit.
+    #[error("{0}")]
+    Timeout(String),
     /// The database failed; the detail is logged, not returned.
     #[error("internal error: {0}")]
     Internal(String),
@@ -61,6 +79,8 @@ impl Error {
             Self::Unauthenticated(_) => Code::Unauthenticated,
             Self::PermissionDenied(_) => Code::PermissionDenied,
             Self::ShuttingDown => Code::Unavailable,
+            Self::TooManyRequests { .. } | Self::TooLarge { .. } => Code::ResourceExhausted,
+            Self::Timeout(_) => Code::DeadlineExceeded,
             Self::Internal(_) => Code::Internal,
         }
     }
@@ -76,6 +96,9 @@ impl Error {
             Self::PermissionDenied(_) => Reason::PermissionDenied,
             Self::NoCluster => Reason::NoCluster,
             Self::ShuttingDown => Reason::ShuttingDown,
+            Self::TooManyRequests { .. } => Reason::TooManyRequests,
+            Self::TooLarge { .. } => Reason::TooLarge,
+            Self::Timeout(_) => Reason::Timeout,
             Self::Internal(_) => Reason::Internal,
         }
     }

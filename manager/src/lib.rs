@@ -14,12 +14,16 @@
 //!   generation, in process or shared through Redis.
 //! - [`clock`]: what time it is; the system clock, or one tests move by hand.
 //! - [`auth`]: passwords (argon2), sign-in JWTs, personal access tokens, the
-//!   root account on first start.
+//!   root account on first start; [`password`] runs argon2 on threads of its
+//!   own behind a bounded queue, [`sign_in_throttle`] slows down guessing.
+//! - [`private_files`]: the SQLite database 0600 in a 0700 directory, secret
+//!   files 0600.
 //! - [`grpc`]: the `darter.manager.v1.Manager` service (register, keepalive
 //!   stream, `ListSchedulers`), with request validation in `grpc::convert`.
 //! - [`pki`]: the manager as the cluster's CA: join tokens, enrollment,
 //!   renewal, revocation (ARCHITECTURE.md §7).
-//! - [`rest`]: the REST API (`/api/v1`), its OpenAPI document, the console.
+//! - [`rest`]: the REST API (`/api/v1`), its OpenAPI document, the console,
+//!   and the server that serves them within the limits of `rest:`.
 //! - [`expiry`]: the loop that marks silent members inactive, deletes old
 //!   inactive rows and expired sign-outs, and counts members for the metrics.
 //! - [`context`]: what the services and loops share; [`metrics`]; [`config`];
@@ -40,11 +44,13 @@ pub mod grpc;
 pub mod lookup;
 pub mod matching;
 pub mod metrics;
+pub mod password;
 pub mod pki;
+pub mod private_files;
 pub mod rest;
+pub mod sign_in_throttle;
 pub mod store;
 
-use std::future::IntoFuture as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -113,10 +119,20 @@ pub async fn run_with(
     shutdown: CancellationToken,
     clock: Clock,
 ) -> anyhow::Result<()> {
+    let files = private_files::secure_sqlite(&config.database_url, &[&config.auth.root_password_file])
+        .map_err(|e| anyhow::anyhow!("database_url: cannot make the database private: {e}"))?;
+    private_files::tighten_secret(&config.auth.root_password_file)
+        .map_err(|e| anyhow::anyhow!("auth.root_password_file: {e}"))?;
     let store = Store::open(&config.database_url)
         .await
         .map_err(|e| anyhow::anyhow!("cannot open the database (database_url): {e}"))?;
-    let auth = Auth::new(store.clone(), &config.auth, clock.clone()).await?;
+    let auth = Auth::new(store.clone(), &config.auth, clock.clone(), files.was_exposed).await?;
+    if files.was_exposed && config.tls.ca_cert_file.is_none() {
+        tracing::warn!(
+            "the database was readable by other local users: the cluster's CA key in it may have been read; \
+             consider a new CA (tls.ca_cert_file) and enrolling members again"
+        );
+    }
     let pki = pki::Pki::start(&config.tls, &store, clock.clone()).await?;
     let transport = pki.as_ref().map_or(darter_common::tls::Transport::Plaintext, |p| p.transport());
     let cache = Arc::new(match &config.cache.redis_url {
@@ -153,13 +169,10 @@ pub async fn run_with(
             .serve_with_incoming_shutdown(incoming, async move { server_stop.cancelled().await }),
     );
     let metrics_server = MetricsServer::spawn(listeners.metrics, registry, health.clone());
-    let rest_stop = shutdown.clone();
-    servers.spawn(
-        "rest",
-        axum::serve(listeners.rest, rest::router(rest::AppState { ctx: ctx.clone(), auth, pki }))
-            .with_graceful_shutdown(async move { rest_stop.cancelled().await })
-            .into_future(),
-    );
+    let app = rest::router(rest::AppState { ctx: ctx.clone(), auth, pki });
+    let rest_server =
+        rest::server::serve(listeners.rest, app, config.rest.clone(), ctx.metrics.clone(), shutdown.clone());
+    servers.spawn("rest", rest_server);
 
     health.set_ready(true);
     tracing::info!(

@@ -7,7 +7,6 @@
 //! `0.0.0.0:8081`) until SIGINT/SIGTERM.
 
 use std::net::SocketAddr;
-use std::path::Path;
 
 use clap::Parser;
 use darter_common::cli::{ServiceArgs, value};
@@ -54,25 +53,9 @@ impl Cli {
     }
 }
 
-/// SQLite creates the database file (`mode=rwc`) but not its directory.
-fn ensure_sqlite_dir(url: &str) -> std::io::Result<()> {
-    let Some(rest) = url.strip_prefix("sqlite://") else { return Ok(()) };
-    let path = rest.split('?').next().unwrap_or_default();
-    match Path::new(path).parent() {
-        Some(dir) if !path.is_empty() && path != ":memory:" && !dir.as_os_str().is_empty() => {
-            std::fs::create_dir_all(dir)
-        }
-        _ => Ok(()),
-    }
-}
-
 fn main() {
     let cli = Cli::parse();
     let config: Config = cli.service.load("manager", ENV_PREFIX, cli.flags());
-    if let Err(e) = ensure_sqlite_dir(&config.database_url) {
-        eprintln!("manager: database_url: cannot create the database directory: {e}");
-        std::process::exit(2);
-    }
     let (log, tracing) = (config.log.clone(), config.tracing.clone());
     let bind_config = config.clone();
     let code = darter_common::service::run(

@@ -15,6 +15,7 @@ pub struct Metrics {
     http_requests: IntCounterVec,
     http_seconds: HistogramVec,
     sign_ins: IntCounterVec,
+    rest_limited: IntCounterVec,
     members: IntGaugeVec,
 }
 
@@ -45,18 +46,24 @@ impl Metrics {
             &["method", "route"],
         )
         .expect("valid metric");
-        let sign_ins = vec("sign_ins_total", "Sign-in attempts by result (ok, refused)", &["result"]);
+        let sign_ins = vec("sign_ins_total", "Sign-in attempts by result (ok, refused, throttled)", &["result"]);
+        let rest_limited = vec(
+            "rest_limited_total",
+            "REST connections and requests refused by a limit of rest: (max_connections, \
+             max_connections_per_address, request_timeout)",
+            &["limit"],
+        );
         let members = IntGaugeVec::new(
             Opts::new("members", "Registered schedulers and seed peers by kind and state"),
             &["kind", "state"],
         )
         .expect("valid metric");
-        for c in [&list_schedulers, &invalidations, &http_requests, &sign_ins] {
+        for c in [&list_schedulers, &invalidations, &http_requests, &sign_ins, &rest_limited] {
             registry.register(Box::new(c.clone())).expect("unique metric");
         }
         registry.register(Box::new(http_seconds.clone())).expect("unique metric");
         registry.register(Box::new(members.clone())).expect("unique metric");
-        Self { registry, list_schedulers, invalidations, http_requests, http_seconds, sign_ins, members }
+        Self { registry, list_schedulers, invalidations, http_requests, http_seconds, sign_ins, rest_limited, members }
     }
 
     /// One `ListSchedulers` answer: `cache`, `database`, or an error reason.
@@ -75,9 +82,15 @@ impl Metrics {
         self.http_seconds.with_label_values(&[method, route]).observe(took.as_secs_f64());
     }
 
-    /// One sign-in attempt.
-    pub fn sign_in(&self, ok: bool) {
-        self.sign_ins.with_label_values(&[if ok { "ok" } else { "refused" }]).inc();
+    /// One sign-in attempt: `ok`, `refused` (wrong name or password) or
+    /// `throttled` (429).
+    pub fn sign_in(&self, result: &str) {
+        self.sign_ins.with_label_values(&[result]).inc();
+    }
+
+    /// One REST connection or request refused by `limit` (its config name).
+    pub fn rest_limited(&self, limit: &str) {
+        self.rest_limited.with_label_values(&[limit]).inc();
     }
 
     /// The current member count of one kind and state.

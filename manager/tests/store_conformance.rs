@@ -447,6 +447,9 @@ mod cases {
         let (x, y) = (x.unwrap(), y.unwrap());
         assert_eq!(x, y);
         assert_eq!(a.setting_or_init("key", "later").await.unwrap(), x);
+        // Replaced on purpose, every replica reads the new value.
+        a.replace_setting("key", "rotated").await.unwrap();
+        assert_eq!(b.setting_or_init("key", "later").await.unwrap(), "rotated");
         a.close().await;
         b.close().await;
     }

@@ -81,7 +81,9 @@ pub mod exit {
             | Reason::NoReferenceDigest
             | Reason::TooManyReschedules
             | Reason::Evicted
-            | Reason::Stalled => FAILED,
+            | Reason::Stalled
+            | Reason::TooManyRequests
+            | Reason::TooLarge => FAILED,
         }
     }
 }
@@ -168,6 +170,8 @@ mod tests {
             (Reason::TooManyReschedules, "other failure"),
             (Reason::Evicted, "other failure"),
             (Reason::Stalled, "other failure"),
+            (Reason::TooManyRequests, "other failure"),
+            (Reason::TooLarge, "other failure"),
         ];
         for r in Reason::ALL {
             assert!(expected.iter().any(|(e, _)| e == r), "{r:?} has no expected README row here");

@@ -1,10 +1,13 @@
 //! The console: a dependency-free web UI over the REST API, embedded in the
 //! binary (`manager/console/`) and served at `/console/`; `/` redirects there.
+//! Its assets carry [`CONSOLE_CSP`] (see [`super::headers`]).
 
 use axum::Router;
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
+
+use super::headers::CONSOLE_CSP;
 
 const INDEX: &str = include_str!("../../console/index.html");
 const APP_JS: &str = include_str!("../../console/app.js");
@@ -22,5 +25,5 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
-    ([(CONTENT_TYPE, content_type), (CACHE_CONTROL, "no-cache")], body)
+    ([(CONTENT_TYPE, content_type), (CACHE_CONTROL, "no-cache"), (CONTENT_SECURITY_POLICY, CONSOLE_CSP)], body)
 }

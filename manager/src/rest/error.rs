@@ -19,7 +19,8 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable label: `invalid_argument`, `unauthenticated`, `permission_denied`,
-    /// `not_found`, `no_cluster`, `already_exists`, `conflict`, `internal`, ...
+    /// `not_found`, `no_cluster`, `already_exists`, `conflict`,
+    /// `too_many_requests`, `too_large`, `timeout`, `internal`, ...
     pub code: String,
     /// For people.
     pub message: String,
@@ -38,6 +39,11 @@ impl<E: Into<Error>> From<E> for ApiError {
     }
 }
 
+/// `Retry-After` in whole seconds: rounded up, at least 1.
+pub fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    wait.as_secs().saturating_add(u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 /// The HTTP status for an error.
 pub fn status(e: &Error) -> StatusCode {
     match e {
@@ -46,7 +52,9 @@ pub fn status(e: &Error) -> StatusCode {
         Error::PermissionDenied(_) => StatusCode::FORBIDDEN,
         Error::NotFound(_) | Error::NoCluster => StatusCode::NOT_FOUND,
         Error::AlreadyExists(_) => StatusCode::CONFLICT,
-        Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        Error::ShuttingDown | Error::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+        Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -67,10 +75,16 @@ impl IntoResponse for ApiError {
         };
         let body = ErrorBody { error: ErrorDetail { code: e.reason().as_str().to_owned(), message, field } };
         let mut response = (status(&e), Json(body)).into_response();
-        if matches!(e, Error::Unauthenticated(_)) {
-            response
-                .headers_mut()
-                .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+        match &e {
+            Error::Unauthenticated(_) => {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+            }
+            Error::TooManyRequests { retry_after, .. } => {
+                response.headers_mut().insert(axum::http::header::RETRY_AFTER, retry_after_secs(*retry_after).into());
+            }
+            _ => {}
         }
         response
     }

@@ -3,7 +3,8 @@
 //! and the authenticated [`Caller`].
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::StatusCode;
+use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
@@ -12,12 +13,19 @@ use super::error::ApiError;
 use crate::auth::Caller;
 use crate::error::Error;
 
-/// Largest JSON body accepted.
-pub const MAX_BODY: usize = 64 * 1024;
+/// The body limit when the server put none on the request (the default of
+/// `rest.max_body_size`).
+const DEFAULT_BODY_LIMIT: u64 = 64 * 1024;
+
+/// The largest body the server takes (`rest.max_body_size`), put on each
+/// request by [`super::server`], which also has axum enforce it.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub u64);
 
 /// A JSON body; a malformed one is a 400 naming the field that did not fit
 /// (`scopes.cidrs[0]`, `config.load_limit`), or `body` when the JSON itself
-/// is broken.
+/// is broken; one larger than the server takes is a 413, refused before it is
+/// read when its `Content-Length` says so.
 #[derive(Debug)]
 pub struct Body<T>(pub T);
 
@@ -25,6 +33,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let limit = req.extensions().get::<BodyLimit>().map_or(DEFAULT_BODY_LIMIT, |l| l.0);
+        let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(Error::TooLarge { limit }.into());
+        }
         let is_json =
             req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
                 v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
@@ -32,11 +45,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
         if !is_json {
             return Err(Error::invalid("body", "send JSON with Content-Type: application/json").into());
         }
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|e| Error::invalid("body", format!("cannot read the body: {e}")))?;
-        if bytes.len() > MAX_BODY {
-            return Err(Error::invalid("body", format!("larger than {MAX_BODY} bytes")).into());
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Error::TooLarge { limit }
+            } else {
+                Error::invalid("body", format!("cannot read the body: {e}"))
+            }
+        })?;
+        if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > limit {
+            return Err(Error::TooLarge { limit }.into());
         }
         parse_json(&bytes).map(Body).map_err(ApiError)
     }

@@ -4,7 +4,8 @@
 //! `trust` for join tokens, certificates and the CA, `lookup` for `/match`), each exporting `routes()`; `extract` (JSON body,
 //! path ID, query and caller extractors whose rejections name the field),
 //! `error` (the one error body), `views` (what is returned), `console` (the
-//! embedded web UI). Handlers carry `#[utoipa::path]` annotations and are
+//! embedded web UI), `headers` (the security headers of every answer),
+//! `server` (the accept loop and its limits, `rest:` in the config). Handlers carry `#[utoipa::path]` annotations and are
 //! registered through `utoipa_axum`, so the OpenAPI document served at
 //! `/api/v1/openapi.json` is generated from the same code that routes.
 //!
@@ -16,8 +17,10 @@ mod clusters;
 mod console;
 mod error;
 mod extract;
+mod headers;
 mod lookup;
 mod members;
+pub mod server;
 mod tokens;
 mod trust;
 mod users;
@@ -74,7 +77,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     (router, doc)
 }
 
-/// The whole REST service: API, OpenAPI document, console, JSON 404s.
+/// The whole REST service: API, OpenAPI document, console, JSON 404s. Served
+/// by [`server::serve`], which applies the limits (the body size included).
 pub fn router(state: AppState) -> Router {
     let (api, doc) = api();
     let doc = Arc::new(doc);
@@ -83,7 +87,6 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
-        .layer(axum::extract::DefaultBodyLimit::max(extract::MAX_BODY))
         .with_state(state)
 }
 

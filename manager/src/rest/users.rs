@@ -1,7 +1,9 @@
 //! `/users` (sign in and out, the caller, CRUD by root, passwords) and `/roles`.
 
+use std::net::SocketAddr;
+
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -12,7 +14,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Body, Id};
 use super::views::{UserView, time};
-use crate::auth::{Caller, check_password, hash_password, verify_password};
+use crate::auth::{Caller, check_password};
 use crate::error::Error;
 use crate::store::{NewUser, Role, StoreError, UserUpdate};
 
@@ -94,17 +96,29 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(roles))
 }
 
-/// Signs in with a name and password; answers a token.
+/// Signs in with a name and password; answers a token. Failed attempts slow
+/// down the next ones from the same address: a 429 with `Retry-After` (also
+/// when too many sign-ins are being checked at once).
 #[utoipa::path(post, path = "/users/signin", tag = "users", request_body = SignInRequest,
-    responses((status = 200, body = SignInResponse), (status = 401, body = ErrorBody)))]
-async fn sign_in(State(s): State<AppState>, Body(req): Body<SignInRequest>) -> Result<Json<SignInResponse>, ApiError> {
-    let signed = s.auth.sign_in(&req.name, &req.password).await.inspect_err(|e| {
-        if matches!(e, Error::Unauthenticated(_)) {
-            s.ctx.metrics.sign_in(false);
-            tracing::info!(name = %req.name, "sign-in refused");
+    responses((status = 200, body = SignInResponse), (status = 401, body = ErrorBody),
+        (status = 429, body = ErrorBody)))]
+async fn sign_in(
+    State(s): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    Body(req): Body<SignInRequest>,
+) -> Result<Json<SignInResponse>, ApiError> {
+    let signed = s.auth.sign_in(&req.name, &req.password, client.ip()).await.inspect_err(|e| match e {
+        Error::Unauthenticated(_) => {
+            s.ctx.metrics.sign_in("refused");
+            tracing::info!(name = %req.name, client = %client.ip(), "sign-in refused");
         }
+        Error::TooManyRequests { .. } => {
+            s.ctx.metrics.sign_in("throttled");
+            tracing::debug!(name = %req.name, client = %client.ip(), "sign-in throttled");
+        }
+        _ => {}
     })?;
-    s.ctx.metrics.sign_in(true);
+    s.ctx.metrics.sign_in("ok");
     tracing::info!(user = %signed.user.name, "signed in");
     Ok(Json(SignInResponse { token: signed.token, expires_at: time(signed.expires_at), user: (&signed.user).into() }))
 }
@@ -144,7 +158,7 @@ async fn create(
     caller.require_root()?;
     check_name(&req.name)?;
     check_password("password", &req.password)?;
-    let password_hash = hash_password(&req.password).await?;
+    let password_hash = s.auth.hash_password(&req.password).await?;
     let user = s.ctx.store.create_user(&NewUser { name: req.name, password_hash, role: req.role }).await?;
     tracing::info!(id = user.id, name = %user.name, role = ?user.role, by = %caller.user.name, "user created");
     Ok((StatusCode::CREATED, Json((&user).into())))
@@ -171,7 +185,7 @@ async fn patch(
     let password_hash = match &req.password {
         Some(p) => {
             check_password("password", p)?;
-            Some(hash_password(p).await?)
+            Some(s.auth.hash_password(p).await?)
         }
         None => None,
     };
@@ -200,9 +214,10 @@ async fn delete(State(s): State<AppState>, caller: Caller, Id(id): Id) -> Result
 #[utoipa::path(put, path = "/users/{id}/password", tag = "users", security(("bearer" = [])),
     params(("id" = i64, Path)), request_body = PasswordChange,
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn change_password(
     State(s): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     caller: Caller,
     Id(id): Id,
     Body(req): Body<PasswordChange>,
@@ -215,11 +230,11 @@ async fn change_password(
     let user = s.ctx.store.get_user(id).await.map_err(not_found(id))?;
     if own {
         let old = req.old_password.as_deref().ok_or_else(|| Error::invalid("old_password", "is required"))?;
-        if !verify_password(old, &user.password_hash).await? {
+        if !s.auth.check_own_password(&user, old, client.ip()).await? {
             return Err(Error::invalid("old_password", "does not match").into());
         }
     }
-    let password_hash = Some(hash_password(&req.new_password).await?);
+    let password_hash = Some(s.auth.hash_password(&req.new_password).await?);
     s.ctx
         .store
         .update_user(id, &UserUpdate { password_hash, role: None }, s.ctx.clock.timestamp())

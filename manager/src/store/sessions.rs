@@ -73,4 +73,18 @@ impl Store {
             }
         })
     }
+
+    /// Sets the setting `name` to `value`, replacing what it held (a new JWT
+    /// key when the old one may have been read).
+    pub async fn replace_setting(&self, name: &str, value: &str) -> Result<()> {
+        let delete = self.sql("DELETE FROM settings WHERE name = ?");
+        let insert = self.sql("INSERT INTO settings (name, value) VALUES (?, ?)");
+        dispatch!(self, pool => {
+            let mut tx = pool.begin_with(self.begin_sql()).await?;
+            sqlx::query(delete).bind(name).execute(&mut *tx).await?;
+            sqlx::query(insert).bind(name).bind(value).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
 }

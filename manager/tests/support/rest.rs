@@ -99,6 +99,15 @@ impl Api {
         Self { http, base: format!("http://{rest}/api/v1"), token: None }
     }
 
+    /// Like [`Api::at`], connecting from `local` (another loopback address,
+    /// 127.0.0.2, is another client address to the manager).
+    pub fn at_from(rest: SocketAddr, local: std::net::IpAddr) -> Self {
+        darter_common::install_crypto_provider();
+        let timeout = testkit::eventually::patience(testkit::eventually::DEADLINE);
+        let http = reqwest::Client::builder().no_proxy().timeout(timeout).local_address(local).build().unwrap();
+        Self { http, base: format!("http://{rest}/api/v1"), token: None }
+    }
+
     /// The same client presenting `token`.
     pub fn with(&self, token: &str) -> Self {
         Self { token: Some(token.to_owned()), ..self.clone() }
