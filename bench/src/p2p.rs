@@ -54,6 +54,8 @@ pub struct P2pBenchConfig {
     pub workdir: PathBuf,
     /// Limit for each single download.
     pub download_timeout: Duration,
+    /// Control connections in plaintext instead of mutual TLS.
+    pub plaintext: bool,
 }
 
 /// One run.
@@ -222,6 +224,7 @@ async fn p2p_run(
 ) -> anyhow::Result<P2pTimes> {
     let mut options = ClusterOptions::new(dir, &cfg.bin_dir, 2);
     options.seed = false;
+    options.plaintext = cfg.plaintext;
     let cluster = Cluster::start(&options).await?;
     let (parent, child) = (&cluster.peers[0], &cluster.peers[1]);
     let before = origin.total_body_bytes();

@@ -33,6 +33,8 @@ pub struct ManagerProcess {
     process: ServiceProcess,
     /// The kit's own enrolled client (see [`ManagerProcess::managers`]).
     client: std::sync::OnceLock<Transport>,
+    /// Started with `MANAGER__TLS__MODE=plaintext`.
+    plaintext: bool,
 }
 
 impl ManagerProcess {
@@ -86,6 +88,7 @@ impl ManagerProcess {
             ("MANAGER__AUTH__ROOT_PASSWORD_FILE".into(), dir.join("root-password").display().to_string()),
         ];
         spec.env.extend_from_slice(env);
+        let plaintext = env.iter().any(|(k, v)| k == "MANAGER__TLS__MODE" && v == "plaintext");
         let process = ServiceProcess::start(spec).await?;
         Ok(Self {
             grpc_addr: process.addr("grpc"),
@@ -95,6 +98,7 @@ impl ManagerProcess {
             log_path: process.log_path.clone(),
             process,
             client: std::sync::OnceLock::new(),
+            plaintext,
         })
     }
 
@@ -149,6 +153,7 @@ impl ManagerProcess {
     /// A client of its gRPC API, enrolled as a peer (once per process).
     pub async fn managers(&self) -> anyhow::Result<Managers> {
         let transport = match self.client.get() {
+            _ if self.plaintext => Transport::Plaintext,
             Some(t) => t.clone(),
             None => {
                 let t = self.enroll(Role::Peer, "darter-testkit").await?;

@@ -527,6 +527,90 @@ async fn with_a_scheduler(b: &Browser, m: &Manager, token: &str, cluster_id: i64
     expect_schedulers(m, token, cluster_id, "inactive", 0).await
 }
 
+/// The Trust view: the CA pin, the scheduler's certificate (it enrolled with
+/// a join token), a new join token shown once with the config a member
+/// needs, a bad lifetime named, and revoking the token.
+async fn trust_view(b: &Browser, m: &Manager, token: &str, cluster_id: i64) -> anyhow::Result<()> {
+    b.click("#nav a[data-view=\"trust\"]").await?;
+    let (_, ca) = m.api(Method::GET, "/ca", token, None).await?;
+    let pin = ca["ca_cert_hash"].as_str().unwrap_or_default().to_owned();
+    ensure!(pin.starts_with("sha256:"), "CA: {ca}");
+    let shown = b
+        .wait_js(
+            "the CA pin and the scheduler's certificate",
+            "const pin = document.getElementById('trust-ca-pin').textContent;              const row = [...document.querySelectorAll('#certificates-table tbody tr')]                .find((r) => r.innerText.includes('console-scheduler'));              return pin && row ? {pin, row: row.innerText} : null;",
+            json!([]),
+        )
+        .await?;
+    ensure!(shown["pin"] == pin.as_str(), "pin shown: {shown}");
+    let row = shown["row"].as_str().unwrap_or_default();
+    ensure!(row.contains("scheduler") && row.contains("valid"), "certificate row: {row:?}");
+
+    // A bad lifetime: the server's error names `ttl` and the field is highlighted.
+    b.type_into("#join-token-ttl", "forever").await?;
+    b.click("#join-token-submit").await?;
+    let invalid = b
+        .wait_js(
+            "the error on ttl",
+            "const bad = [...document.querySelectorAll('#join-token-form .invalid')].map((e) => e.id);              return bad.length ? {bad, error: document.getElementById('join-token-error').innerText} : null;",
+            json!([]),
+        )
+        .await?;
+    ensure!(invalid["bad"] == json!(["join-token-ttl"]), "highlighted: {invalid}");
+
+    // A seed peer token for idc-a, one use: shown once, with the member's config.
+    b.js("document.getElementById('join-token-form').reset(); return null;", json!([])).await?;
+    b.js(
+        "document.getElementById('join-token-role').value = 'seed_peer';          document.getElementById('join-token-cluster').value = arguments[0]; return null;",
+        json!([cluster_id.to_string()]),
+    )
+    .await?;
+    b.type_into("#join-token-ttl", "2h").await?;
+    b.type_into("#join-token-max-uses", "1").await?;
+    b.type_into("#join-token-description", "rack 7").await?;
+    b.click("#join-token-submit").await?;
+    let secret = b
+        .wait_js(
+            "the new join token",
+            "const box = document.getElementById('join-token-secret-box');              const row = document.querySelector('#join-tokens-table tbody tr[data-state=\"live\"]');              return !box.hidden && row ? {secret: document.getElementById('join-token-secret').textContent} : null;",
+            json!([]),
+        )
+        .await?;
+    let secret = secret["secret"].as_str().unwrap_or_default();
+    ensure!(secret.contains("join_token: ") && secret.contains(&format!("ca_cert_hash: {pin}")), "shown: {secret:?}");
+    let (status, tokens) = m.api(Method::GET, "/join-tokens", token, None).await?;
+    let created = tokens
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["description"] == "rack 7")
+        .cloned()
+        .with_context(|| format!("join tokens: {status} {tokens}"))?;
+    ensure!(
+        created["role"] == "seed_peer" && created["cluster_id"] == cluster_id && created["max_uses"] == 1,
+        "stored: {created}"
+    );
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    ensure!(secret.contains(&format!("join_token: {id}.")), "the shown token is the stored one: {secret:?}");
+    b.click("#join-token-secret-dismiss").await?;
+    let left = b.js("return document.getElementById('join-token-secret').textContent;", json!([])).await?;
+    ensure!(left == "", "the secret stays in the page: {left}");
+
+    // Revoked: its row says so and the API agrees.
+    b.click(&format!("#join-tokens-table tbody tr[data-join-token=\"{id}\"] button.delete")).await?;
+    b.cmd(Method::POST, "/alert/accept", json!({})).await.context("the revoke confirmation")?;
+    b.wait_js(
+        "the revoked join token",
+        "const row = document.querySelector(`#join-tokens-table tbody tr[data-join-token=\"${arguments[0]}\"]`);          return row && row.dataset.state === 'revoked' ? true : null;",
+        json!([id]),
+    )
+    .await?;
+    let (_, tokens) = m.api(Method::GET, "/join-tokens", token, None).await?;
+    let revoked = tokens.as_array().into_iter().flatten().any(|t| t["id"] == id.as_str() && !t["revoked_at"].is_null());
+    ensure!(revoked, "revoked over the API: {tokens}");
+    Ok(())
+}
+
 /// A guest sees the cluster but no write controls, and a session revoked
 /// elsewhere sends the console back to the sign-in form.
 async fn guest_session(b: &Browser, m: &Manager) -> anyhow::Result<()> {
@@ -555,6 +639,7 @@ async fn guest_session(b: &Browser, m: &Manager) -> anyhow::Result<()> {
 async fn scenario(b: &Browser, m: &Manager, dir: &Path) -> anyhow::Result<()> {
     let (root, cluster_id) = root_session(b, m).await?;
     with_a_scheduler(b, m, &root, cluster_id, dir).await?;
+    trust_view(b, m, &root, cluster_id).await?;
     let guest = json!({"name": "guest-1", "password": GUEST_PASSWORD, "role": "guest"});
     let (status, v) = m.api(Method::POST, "/users", &root, Some(guest)).await?;
     ensure!(status == StatusCode::CREATED, "create guest: {status} {v}");

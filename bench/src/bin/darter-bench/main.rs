@@ -88,6 +88,11 @@ struct P2pArgs {
     /// Directory with the scheduler, dfdaemon and dfget binaries [default: next to darter-bench].
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// Control connections in plaintext (development mode), the baseline the
+    /// cost of mutual TLS is measured against [default: mutual TLS, members'
+    /// certificates from files].
+    #[arg(long)]
+    plaintext: bool,
 }
 
 #[derive(clap::Args)]
@@ -169,6 +174,7 @@ async fn p2p_cmd(args: P2pArgs) -> anyhow::Result<()> {
         curl: r.curl.clone(),
         workdir: r.workdir.clone(),
         download_timeout: r.download_timeout(),
+        plaintext: args.plaintext,
     };
     let report = darter_bench::p2p::run(&cfg).await?;
     r.publish("p2p", &report.markdown(), &report)
