@@ -28,7 +28,14 @@ impl Server {
         redis: Option<&str>,
         root_password: &str,
     ) -> anyhow::Result<Self> {
-        let mut env = vec![("MANAGER__LOG__LEVEL".to_owned(), "warn".to_owned())];
+        // Plaintext: the benchmark plays hundreds of schedulers and peers from
+        // one process, and mutual TLS would need a certificate per simulated
+        // member. It measures the manager's answers on long-lived connections,
+        // where the handshake is paid once.
+        let mut env = vec![
+            ("MANAGER__LOG__LEVEL".to_owned(), "warn".to_owned()),
+            ("MANAGER__TLS__MODE".to_owned(), "plaintext".to_owned()),
+        ];
         if let Some(url) = redis {
             env.push(("MANAGER__CACHE__REDIS_URL".to_owned(), url.to_owned()));
         }
