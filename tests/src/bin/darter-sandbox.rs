@@ -65,6 +65,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(m) = &cluster.manager {
         println!("manager    grpc {} (log {})", m.grpc_addr, m.log_path.display());
         println!("console    {} (user {ROOT_USER}, password {})", m.console_url(), m.root_password);
+        if let testkit::cluster::Trust::Joins { peer, .. } = &cluster.trust {
+            println!("trust      mutual TLS; members enrolled with join tokens (CA {})", peer.ca_cert_hash);
+        }
     }
     println!("scheduler  {} (log {})", cluster.scheduler.addr, cluster.scheduler.log_path.display());
     if let Some(seed) = &cluster.seed {
