@@ -234,6 +234,25 @@ pub struct DownloadConfig {
     pub max_header_count: usize,
     /// Most bytes of request header names and values together (default `16KiB`).
     pub max_header_bytes: ByteSize,
+    /// Group (name or number) whose members may use the socket, besides root
+    /// and the daemon's user; the socket file is given to it. Default: the
+    /// daemon's own group. Checked per request from the caller's credentials.
+    #[serde(deserialize_with = "name_or_number")]
+    pub socket_group: Option<String>,
+}
+
+/// A group written as a name (`darter`) or a number (`1000`).
+fn name_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Group {
+        Name(String),
+        Number(u32),
+    }
+    Ok(Option::<Group>::deserialize(d)?.map(|g| match g {
+        Group::Name(n) => n,
+        Group::Number(n) => n.to_string(),
+    }))
 }
 
 impl Default for DownloadConfig {
@@ -245,6 +264,7 @@ impl Default for DownloadConfig {
             max_url_bytes: ByteSize(DEFAULT_MAX_URL_BYTES),
             max_header_count: DEFAULT_MAX_HEADER_COUNT,
             max_header_bytes: ByteSize(DEFAULT_MAX_HEADER_BYTES),
+            socket_group: None,
         }
     }
 }
@@ -485,6 +505,9 @@ impl Validate for Config {
 
     fn validate(&self) -> Result<(), FieldError> {
         self.tls.validate("tls")?;
+        if let Some(group) = &self.download.socket_group {
+            crate::socket_access::resolve_group(group).map_err(|e| FieldError::new("download.socket_group", e))?;
+        }
         if let Ok(Some(darter_common::tls::config::Source::Enrollment { .. })) = self.tls.source("tls")
             && self.manager.addrs.is_empty()
         {

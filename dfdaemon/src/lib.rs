@@ -44,6 +44,7 @@ pub mod piece_server;
 pub mod proxy;
 pub mod rate_limit;
 pub mod scheduler_client;
+pub mod socket_access;
 pub mod storage;
 
 mod disk;
@@ -123,6 +124,12 @@ impl Listeners {
             .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", path.display())))?;
         // Owner and group only: the daemon writes outputs with its own rights.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))?;
+        if let Some(group) = &config.download.socket_group {
+            let gid = socket_access::resolve_group(group).map_err(std::io::Error::other)?;
+            std::os::unix::fs::chown(&path, None, Some(gid)).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot give {} to group {group}: {e}", path.display()))
+            })?;
+        }
         Ok(Self {
             download,
             download_path: path,
@@ -325,9 +332,11 @@ impl Daemon {
         let addrs = (listeners.upload.local_addr()?, listeners.piece.local_addr()?, listeners.metrics.local_addr()?);
         let proxy_addr = listeners.proxy.as_ref().map(TcpListener::local_addr).transpose()?;
         let mut servers = Servers::default();
+        let socket_group = config.download.socket_group.as_deref().and_then(|g| socket_access::resolve_group(g).ok());
         let download_svc = DfdaemonDownloadServer::new(grpc::download::DownloadService::new(
             tasks.clone(),
             config.download.default_timeout,
+            socket_access::SocketAccess::new(socket_group),
         ));
         servers.spawn(
             "download",

@@ -23,12 +23,13 @@ use crate::error::Error;
 pub struct DownloadService {
     tasks: Arc<Downloads>,
     default_timeout: Duration,
+    access: crate::socket_access::SocketAccess,
 }
 
 impl DownloadService {
     /// A service over `tasks`.
-    pub fn new(tasks: Arc<Downloads>, default_timeout: Duration) -> Self {
-        Self { tasks, default_timeout }
+    pub fn new(tasks: Arc<Downloads>, default_timeout: Duration, access: crate::socket_access::SocketAccess) -> Self {
+        Self { tasks, default_timeout, access }
     }
 }
 
@@ -46,6 +47,7 @@ impl DfdaemonDownload for DownloadService {
         &self,
         request: Request<dpb::DownloadTaskRequest>,
     ) -> Result<TonicResponse<Self::DownloadTaskStream>, Status> {
+        self.access.check(&request)?;
         let caller = request
             .extensions()
             .get::<tonic::transport::server::UdsConnectInfo>()
@@ -77,12 +79,14 @@ impl DfdaemonDownload for DownloadService {
     }
 
     async fn stat_task(&self, request: Request<dpb::StatTaskRequest>) -> Result<TonicResponse<dpb::TaskInfo>, Status> {
+        self.access.check(&request)?;
         let id = parse_task_id(&request.into_inner().task_id)?;
         let task = self.tasks.storage().get(&id).ok_or_else(|| Status::from(Error::TaskNotFound(id.to_string())))?;
         Ok(TonicResponse::new(task_info(&task, true)))
     }
 
     async fn delete_task(&self, request: Request<dpb::DeleteTaskRequest>) -> Result<TonicResponse<()>, Status> {
+        self.access.check(&request)?;
         let id = parse_task_id(&request.into_inner().task_id)?;
         let storage = self.tasks.storage().clone();
         let shown = id.to_string();
@@ -93,7 +97,8 @@ impl DfdaemonDownload for DownloadService {
         Ok(TonicResponse::new(()))
     }
 
-    async fn list_tasks(&self, _request: Request<()>) -> Result<TonicResponse<dpb::ListTasksResponse>, Status> {
+    async fn list_tasks(&self, request: Request<()>) -> Result<TonicResponse<dpb::ListTasksResponse>, Status> {
+        self.access.check(&request)?;
         let tasks = self.tasks.storage().list().iter().map(|t| task_info(t, false)).collect();
         Ok(TonicResponse::new(dpb::ListTasksResponse { tasks }))
     }
