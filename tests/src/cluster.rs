@@ -132,6 +132,9 @@ pub struct ClusterOptions {
     pub manager_env: Vec<(String, String)>,
     /// Root password the manager is started with.
     pub root_password: String,
+    /// Every member in plaintext (development) mode, the manager too:
+    /// nothing is authenticated, as before mutual TLS.
+    pub plaintext: bool,
 }
 
 impl ClusterOptions {
@@ -148,6 +151,7 @@ impl ClusterOptions {
             manager_bin: None,
             manager_env: Vec::new(),
             root_password: "darter-test-root".into(),
+            plaintext: false,
         }
     }
 
@@ -183,8 +187,8 @@ pub enum Trust {
         /// For peers.
         peer: Join,
     },
-    /// Files from the kit's CA.
-    Files(TestCa),
+    /// Files from the kit's CA (boxed: a CA is large next to the other variants).
+    Files(Box<TestCa>),
     /// Plaintext (development) mode: no TLS, nothing authenticated (the
     /// benchmarks' baseline).
     Plaintext,
@@ -245,13 +249,18 @@ impl Cluster {
         let o = if o.seed && o.manager_bin.is_none() { o.clone().with_manager() } else { o.clone() };
         let manager = match &o.manager_bin {
             Some(bin) => {
-                Some(ManagerProcess::start(bin, &o.dir.join("manager"), &o.manager_env, &o.root_password).await?)
+                let mut env = o.manager_env.clone();
+                if o.plaintext {
+                    env.push(("MANAGER__TLS__MODE".into(), "plaintext".into()));
+                }
+                Some(ManagerProcess::start(bin, &o.dir.join("manager"), &env, &o.root_password).await?)
             }
             None => None,
         };
         let trust = match &manager {
+            _ if o.plaintext => Trust::Plaintext,
             Some(m) => Trust::joins(m).await?,
-            None => Trust::Files(TestCa::new()),
+            None => Trust::Files(Box::default()),
         };
         let scheduler_dir = o.dir.join("scheduler");
         let args: Vec<String> = manager.iter().flat_map(|m| ["--manager".into(), m.grpc_addr.to_string()]).collect();

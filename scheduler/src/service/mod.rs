@@ -95,9 +95,8 @@ impl Context {
     /// The caller of `request`, who must be a peer or seed peer of this
     /// scheduler's cluster (anyone in plaintext mode).
     fn daemon<T>(&self, request: &Request<T>) -> Result<Option<Identity>, Status> {
-        let caller = authz::require(request, &[Role::Peer, Role::SeedPeer], self.cluster_id).map_err(|s| {
+        let caller = authz::require(request, &[Role::Peer, Role::SeedPeer], self.cluster_id).inspect_err(|_| {
             self.metrics.rejected(darter_common::status::Reason::PermissionDenied.as_str());
-            s
         })?;
         Ok(caller.identity().cloned())
     }
