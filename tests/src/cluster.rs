@@ -132,8 +132,8 @@ pub struct ClusterOptions {
     pub manager_env: Vec<(String, String)>,
     /// Root password the manager is started with.
     pub root_password: String,
-    /// Every member in plaintext (development) mode instead of mutual TLS
-    /// (the benchmarks' baseline).
+    /// Every member in plaintext (development) mode, the manager too:
+    /// nothing is authenticated, as before mutual TLS.
     pub plaintext: bool,
 }
 
@@ -187,7 +187,7 @@ pub enum Trust {
         /// For peers.
         peer: Join,
     },
-    /// Files from the kit's CA.
+    /// Files from the kit's CA (boxed: a CA is large next to the other variants).
     Files(Box<TestCa>),
     /// Plaintext (development) mode: no TLS, nothing authenticated (the
     /// benchmarks' baseline).
@@ -247,13 +247,13 @@ impl Cluster {
     /// before the seed has bound it, and the kit never picks ports.
     pub async fn start(o: &ClusterOptions) -> anyhow::Result<Self> {
         let o = if o.seed && o.manager_bin.is_none() { o.clone().with_manager() } else { o.clone() };
-        let mut manager_env = o.manager_env.clone();
-        if o.plaintext {
-            manager_env.push(("MANAGER__TLS__MODE".into(), "plaintext".into()));
-        }
         let manager = match &o.manager_bin {
             Some(bin) => {
-                Some(ManagerProcess::start(bin, &o.dir.join("manager"), &manager_env, &o.root_password).await?)
+                let mut env = o.manager_env.clone();
+                if o.plaintext {
+                    env.push(("MANAGER__TLS__MODE".into(), "plaintext".into()));
+                }
+                Some(ManagerProcess::start(bin, &o.dir.join("manager"), &env, &o.root_password).await?)
             }
             None => None,
         };

@@ -35,11 +35,15 @@
 //!   from `DARTER_TEST_*_URL`, created per test and dropped afterwards).
 //! - [`pki`]: a CA of the kit's own (member certificates as files, and the
 //!   stranger's CA in attack tests) and join tokens from a real manager.
+//! - [`caller`]: a gRPC caller that presents what a test says (nothing,
+//!   no certificate, any certificate) and accepts any server, for tests of
+//!   who a server refuses.
 //! - [`net`]: an address nothing listens on (for dead-peer tests).
 //! - [`process`]: [`process::ChildGuard`] (kill-on-drop children) and
 //!   [`process::signal`].
 //! - [`size`]: human byte sizes (`64MiB`) for command-line options.
 
+pub mod caller;
 pub mod cluster;
 pub mod containerd;
 pub mod data;

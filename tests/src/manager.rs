@@ -33,7 +33,7 @@ pub struct ManagerProcess {
     process: ServiceProcess,
     /// The kit's own enrolled client (see [`ManagerProcess::managers`]).
     client: std::sync::OnceLock<Transport>,
-    /// Started with `MANAGER__TLS__MODE=plaintext`.
+    /// Started with `MANAGER__TLS__MODE=plaintext`: no CA, no enrollment.
     plaintext: bool,
 }
 
@@ -114,14 +114,30 @@ impl ManagerProcess {
             .ok_or_else(|| anyhow::anyhow!("sign-in answer without a token: {answer}"))
     }
 
+    /// Sends `method path` to its REST API as root; answers the status and
+    /// the JSON body.
+    pub async fn rest(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let token = self.root_token().await?;
+        crate::http::json(self.rest_addr, method, path, Some(&token), body).await
+    }
+
     /// A new join token for `role` (`scheduler`, `seed_peer`, `peer`) of
     /// `cluster_id` (the default cluster when `None`), any number of uses.
     pub async fn join(&self, role: &str, cluster_id: Option<i64>) -> anyhow::Result<Join> {
-        let token = self.root_token().await?;
-        let body = serde_json::json!({ "role": role, "cluster_id": cluster_id, "description": "testkit" });
-        let (status, answer) =
-            crate::http::json(self.rest_addr, "POST", "/api/v1/join-tokens", Some(&token), Some(&body)).await?;
-        anyhow::ensure!(status == 201, "creating a {role} join token: {status} {answer}");
+        self.create_join_token(&serde_json::json!({ "role": role, "cluster_id": cluster_id, "description": "testkit" }))
+            .await
+    }
+
+    /// A new join token created with `request` (the body of
+    /// `POST /api/v1/join-tokens`: role, cluster_id, ttl, max_uses).
+    pub async fn create_join_token(&self, request: &serde_json::Value) -> anyhow::Result<Join> {
+        let (status, answer) = self.rest("POST", "/api/v1/join-tokens", Some(request)).await?;
+        anyhow::ensure!(status == 201, "creating a join token {request}: {status} {answer}");
         let field =
             |k: &str| answer[k].as_str().map(str::to_owned).ok_or_else(|| anyhow::anyhow!("no {k} in {answer}"));
         Ok(Join { token: field("join_token")?, ca_cert_hash: field("ca_cert_hash")? })
@@ -132,9 +148,14 @@ impl ManagerProcess {
     /// the cluster's gRPC APIs themselves.
     pub async fn enroll(&self, role: Role, host: &str) -> anyhow::Result<Transport> {
         let join = self.join(role.as_str(), None).await?;
+        self.enroll_with(&join, role, host).await
+    }
+
+    /// Enrolls a member named `host` as `role` in this process with `join`.
+    pub async fn enroll_with(&self, join: &Join, role: Role, host: &str) -> anyhow::Result<Transport> {
         let tls = darter_common::tls::TlsConfig {
-            join_token: Some(join.token),
-            ca_cert_hash: Some(join.ca_cert_hash),
+            join_token: Some(join.token.clone()),
+            ca_cert_hash: Some(join.ca_cert_hash.clone()),
             ..Default::default()
         };
         let addrs = [self.grpc_addr.to_string()];
@@ -150,11 +171,12 @@ impl ManagerProcess {
         Ok(darter_common::tls::enroll::establish(&member).await.map_err(anyhow::Error::msg)?.transport)
     }
 
-    /// A client of its gRPC API, enrolled as a peer (once per process).
+    /// A client of its gRPC API, enrolled as a peer (once per process;
+    /// plaintext when the manager runs in plaintext mode).
     pub async fn managers(&self) -> anyhow::Result<Managers> {
         let transport = match self.client.get() {
-            _ if self.plaintext => Transport::Plaintext,
             Some(t) => t.clone(),
+            None if self.plaintext => Transport::Plaintext,
             None => {
                 let t = self.enroll(Role::Peer, "darter-testkit").await?;
                 self.client.get_or_init(|| t).clone()

@@ -47,7 +47,10 @@ impl TestCa {
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, "testkit CA");
+        // A name of its own: two kit CAs are strangers, as two real CAs are
+        // (a verifier that finds an issuer by name would otherwise take one
+        // for the other and fail on the signature instead).
+        dn.push(DnType::CommonName, format!("testkit CA {:016x}", rand::random::<u64>()));
         params.distinguished_name = dn;
         params.not_before = at(SystemTime::now() - Duration::from_secs(3600));
         params.not_after = at(SystemTime::now() + Duration::from_secs(24 * 3600));
@@ -59,6 +62,21 @@ impl TestCa {
     /// The CA certificate (PEM).
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
+    }
+
+    /// Writes the CA certificate and its key into `dir` (`ca.crt`,
+    /// `ca.key`) and returns the environment that makes a manager sign with
+    /// them, so the kit can issue what that manager would not (an expired
+    /// certificate of its cluster).
+    pub fn write_ca(&self, dir: &Path) -> Vec<(String, String)> {
+        std::fs::create_dir_all(dir).expect("the CA directory");
+        let (cert, key) = (dir.join("ca.crt"), dir.join("ca.key"));
+        std::fs::write(&cert, &self.ca_pem).expect("the CA certificate file");
+        std::fs::write(&key, self.issuer.key().serialize_pem()).expect("the CA key file");
+        vec![
+            ("MANAGER__TLS__CA_CERT_FILE".into(), cert.display().to_string()),
+            ("MANAGER__TLS__CA_KEY_FILE".into(), key.display().to_string()),
+        ]
     }
 
     /// A certificate for `identity` valid from `not_before` to `not_after`:

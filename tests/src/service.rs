@@ -117,10 +117,9 @@ impl ServiceProcess {
         let mut child = ChildGuard::new(child);
         let what = format!("{} to publish its addresses", spec.name);
         let ready = poll(&what, START_DEADLINE, || {
-            let published = if child.has_exited() {
-                Some(Err(anyhow::anyhow!("{} exited at start", spec.name)))
-            } else {
-                self.read_ready()
+            let published = match child.0.try_wait() {
+                Ok(Some(status)) => Some(Err(anyhow::anyhow!("{} exited at start ({status})", spec.name))),
+                _ => self.read_ready(),
             };
             async move { published }
         })
@@ -138,8 +137,9 @@ impl ServiceProcess {
                 async move { exited || healthz(&metrics).await == Some(200) }
             })
             .await;
-            if let Err(e) = healthy.and_then(|()| {
-                if child.has_exited() { Err(anyhow::anyhow!("{} exited while starting", spec.name)) } else { Ok(()) }
+            if let Err(e) = healthy.and_then(|()| match child.0.try_wait() {
+                Ok(Some(status)) => Err(anyhow::anyhow!("{} exited while starting ({status})", spec.name)),
+                _ => Ok(()),
             }) {
                 bail!("{e:#}\n--- {} log tail ---\n{}", spec.name, self.log_tail(30));
             }

@@ -18,7 +18,6 @@ use darter_proto::scheduler::v1::scheduler_client::SchedulerClient;
 use testkit::cluster::{Cluster, ClusterOptions};
 use testkit::dfdaemon::{DaemonProcess, bin_dir};
 use testkit::origin::{Behavior, Content, Origin};
-use testkit::pki::CLUSTER;
 use testkit::{random_bytes, sha256_file, sha256_hex};
 
 /// What the signed URL carries.
@@ -90,8 +89,15 @@ impl tonic::codegen::Service<http::Uri> for Uds {
     }
 }
 
-/// `StatTask` on a daemon's download socket and on its upload API, as text.
-async fn stat_daemon(daemon: &DaemonProcess, task: &str, member: &Transport) -> String {
+/// A channel to `addr` as the member holding `transport`, to a server that
+/// must be `expect`.
+fn member_channel(transport: &Transport, addr: std::net::SocketAddr, expect: Expect) -> tonic::transport::Channel {
+    transport.channel(darter_common::tls::connect::endpoint(&addr.to_string()).unwrap(), expect)
+}
+
+/// `StatTask` on a daemon's download socket and on its upload API (as the
+/// member holding `transport`), as text.
+async fn stat_daemon(daemon: &DaemonProcess, transport: &Transport, task: &str) -> String {
     let channel = tonic::transport::Endpoint::from_static("http://dfdaemon.local")
         .connect_with_connector(Uds(daemon.socket.clone()))
         .await
@@ -101,8 +107,7 @@ async fn stat_daemon(daemon: &DaemonProcess, task: &str, member: &Transport) -> 
         .await
         .unwrap()
         .into_inner();
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", daemon.upload_addr())).unwrap();
-    let mut upload = DfdaemonUploadClient::new(member.channel(endpoint, Expect::daemon(CLUSTER)));
+    let mut upload = DfdaemonUploadClient::new(member_channel(transport, daemon.upload_addr(), Expect::daemon(1)));
     let remote = upload.stat_task(StatTaskRequest { task_id: task.into() }).await.unwrap().into_inner();
     assert!(local.url.contains("X-Amz-Signature=REDACTED"), "the URL is shown, redacted: {local:?}");
     format!("{local:?}\n{remote:?}")
@@ -149,11 +154,11 @@ async fn a_signed_url_and_a_callers_credential_are_never_stored_or_answered() {
     assert!(origin.stats("/private/blob").requests > 0);
 
     let task = TaskId::for_download(&url, None, "", "").unwrap().to_string();
-    // Asked as a member of the cluster would (a peer's certificate).
-    let member = cluster.manager.as_ref().expect("a manager").enroll(Role::Peer, "secrets-test").await.unwrap();
-    let mut answers = vec![stat_daemon(&peer, &task, &member).await, stat_daemon(&seed, &task, &member).await];
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.scheduler.addr)).unwrap();
-    let mut scheduler = SchedulerClient::new(member.channel(endpoint, Expect::scheduler(CLUSTER)));
+    // The upload APIs and the scheduler answer members of the cluster only.
+    let member = cluster.manager.as_ref().unwrap().enroll(Role::Peer, "prober").await.unwrap();
+    let mut answers = vec![stat_daemon(&peer, &member, &task).await, stat_daemon(&seed, &member, &task).await];
+    let to_scheduler = member_channel(&member, cluster.scheduler.addr, Expect::scheduler(1));
+    let mut scheduler = SchedulerClient::new(to_scheduler);
     let info = scheduler.stat_task(spb::StatTaskRequest { task_id: task.clone() }).await.unwrap().into_inner();
     assert!(info.url.ends_with("/private/blob?v=1"), "the URL is shown, normalised: {info:?}");
     answers.push(format!("{info:?}"));

@@ -1,7 +1,9 @@
 //! The server side of a control connection: accept TCP, bound the number of
 //! connections, run the TLS handshake off the accept loop with a deadline,
 //! and hand tonic a connection that says who is calling ([`Peer`], in every
-//! request's extensions).
+//! request's extensions). A plaintext client on a TLS port gets its calls
+//! answered UNAUTHENTICATED, saying the port needs TLS, instead of bytes it
+//! cannot parse.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -119,7 +121,8 @@ impl AsyncWrite for Conn {
 /// The connections of `listener` as a stream for tonic's
 /// `serve_with_incoming_shutdown`: TLS with `config` (plain when `None`),
 /// at most `limits.max_connections` open at once. A failed handshake is
-/// logged (at debug: anyone can knock) and never reaches the service.
+/// logged (at debug: anyone can knock) and never reaches the service; nor
+/// does a plaintext client, which is told why (`refuse_plaintext`).
 pub fn incoming(
     listener: TcpListener,
     config: Option<Arc<rustls::ServerConfig>>,
@@ -157,6 +160,12 @@ pub fn incoming(
             };
             let tx = tx.clone();
             tokio::spawn(async move {
+                if speaks_plaintext(&tcp, limits.handshake_timeout).await {
+                    tracing::debug!(server, %addr, "plaintext client on a TLS port: refused");
+                    refuse_plaintext(tcp, limits.handshake_timeout).await;
+                    drop(permit);
+                    return;
+                }
                 match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {
                         let facts =
@@ -175,4 +184,33 @@ pub fn incoming(
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// The first byte of a TLS handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// Whether the client's first byte shows it is not starting TLS (a
+/// plaintext gRPC client sends the HTTP/2 preface, `PRI * HTTP/2.0`).
+async fn speaks_plaintext(tcp: &TcpStream, timeout: Duration) -> bool {
+    let mut first = [0u8; 1];
+    matches!(tokio::time::timeout(timeout, tcp.peek(&mut first)).await, Ok(Ok(1)) if first[0] != TLS_HANDSHAKE)
+}
+
+/// What a plaintext client on a TLS port is told, for every call.
+const PLAINTEXT_REFUSED: &str = "this port speaks mutual TLS only: connect with TLS and a member certificate \
+     issued by the cluster's CA (a plaintext client is only served by a member in tls.mode: plaintext)";
+
+/// Answers a plaintext gRPC client's calls with UNAUTHENTICATED saying that
+/// the port needs TLS, for at most `timeout`, so it learns why instead of
+/// failing on TLS bytes it cannot parse. Nothing it sends reaches a service.
+async fn refuse_plaintext(tcp: TcpStream, timeout: Duration) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let refuse = tower::service_fn(|_request: tonic::codegen::http::Request<_>| async {
+        Ok::<_, std::convert::Infallible>(
+            tonic::Status::unauthenticated(PLAINTEXT_REFUSED).into_http::<tonic::body::Body>(),
+        )
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http2_only();
+    let connection = builder.serve_connection(TokioIo::new(tcp), hyper_util::service::TowerToHyperService::new(refuse));
+    let _ = tokio::time::timeout(timeout, connection).await;
 }
