@@ -253,7 +253,15 @@ async fn renew_loop(credentials: Arc<Credentials>, m: Maintenance, stop: Cancell
         let wait = until(renewal_time(facts.not_before, facts.not_after));
         tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(wait) => {} }
         loop {
-            match renew(&credentials, &m.transport, &m.manager_addrs, m.state_dir.as_deref()).await {
+            // Renewal needs a valid certificate: once it has expired (the
+            // manager was away past it), the join token enrolls the member
+            // again, if it still works.
+            let renewed = if SystemTime::now() >= facts.not_after {
+                reenroll(&credentials, &m).await
+            } else {
+                renew(&credentials, &m.transport, &m.manager_addrs, m.state_dir.as_deref()).await
+            };
+            match renewed {
                 Ok(()) => {
                     let f = credentials.material().facts.clone();
                     tracing::info!(serial = %f.serial, "renewed the certificate");
@@ -268,6 +276,26 @@ async fn renew_loop(credentials: Arc<Credentials>, m: Maintenance, stop: Cancell
             }
         }
     }
+}
+
+/// Enrolls again with the join token, as the same identity.
+async fn reenroll(credentials: &Arc<Credentials>, m: &Maintenance) -> Result<(), String> {
+    let Some(Source::Enrollment { token, manager_ca }) = &m.source else {
+        return Err("the certificate has expired and there is no join token to enroll again with".into());
+    };
+    let identity = credentials.identity();
+    let tls = TlsConfig::default();
+    let member = Member {
+        tls: &tls,
+        section: "tls",
+        role: identity.role,
+        host: &identity.host,
+        manager_addrs: &m.manager_addrs,
+        state_dir: m.state_dir.clone(),
+        connect_timeout: CALL_TIMEOUT,
+    };
+    let material = enroll(&member, token, manager_ca).await?;
+    credentials.replace(material)
 }
 
 async fn trust_bundle_loop(credentials: Arc<Credentials>, m: Maintenance, stop: CancellationToken) {
