@@ -88,22 +88,39 @@ where
     T: DeserializeOwned + Validate,
     E: IntoIterator<Item = (String, String)>,
 {
-    let origin = path.map_or_else(|| "defaults".to_string(), |p| p.display().to_string());
-    let mut doc = match path {
+    match path {
         Some(p) => {
             let text =
                 std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?;
-            if text.trim().is_empty() {
-                Value::Mapping(Mapping::new())
-            } else {
-                serde_yaml_ng::from_str::<Value>(&text).map_err(|e| ConfigError::Parse {
-                    origin: origin.clone(),
-                    field: ".".into(),
-                    message: e.to_string(),
-                })?
-            }
+            load_text(&text, &p.display().to_string(), env_prefix, env, overrides)
         }
-        None => Value::Mapping(Mapping::new()),
+        None => load_text("", "defaults", env_prefix, env, overrides),
+    }
+}
+
+/// [`load`] with the file's text given (`origin` names it in errors): the
+/// same layers and checks, without the file system. Config text is parsed
+/// here only, so the config fuzz target calls this.
+pub fn load_text<T, E>(
+    text: &str,
+    origin: &str,
+    env_prefix: &str,
+    env: E,
+    overrides: &[(&str, String)],
+) -> Result<T, ConfigError>
+where
+    T: DeserializeOwned + Validate,
+    E: IntoIterator<Item = (String, String)>,
+{
+    let origin = origin.to_string();
+    let mut doc = if text.trim().is_empty() {
+        Value::Mapping(Mapping::new())
+    } else {
+        serde_yaml_ng::from_str::<Value>(text).map_err(|e| ConfigError::Parse {
+            origin: origin.clone(),
+            field: ".".into(),
+            message: e.to_string(),
+        })?
     };
     if doc.is_null() {
         doc = Value::Mapping(Mapping::new());
@@ -379,6 +396,14 @@ mod tests {
         assert!(e.contains("/nonexistent/x.yaml"), "{e}");
         let f = write("inner: [1, 2\n");
         assert!(load::<Cfg, _>(Some(f.path()), "T", vec![], &[]).is_err());
+        // The same from text, as the config fuzz target loads it.
+        let e = load_text::<Cfg, _>("inner:\n  port: lots\n", "fuzz.yaml", "T", vec![], &[]).unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::Parse { origin, field, .. } if origin == "fuzz.yaml" && field == "inner.port"),
+            "{e}"
+        );
+        let c: Cfg = load_text("size: 2MiB\n", "fuzz.yaml", "T", vec![], &[("inner.port", "7".into())]).unwrap();
+        assert_eq!((c.size.0, c.inner.port), (2 << 20, 7));
     }
 
     #[derive(Debug, Deserialize, Default)]

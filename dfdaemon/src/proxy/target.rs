@@ -114,14 +114,27 @@ impl std::fmt::Display for ConnectTarget {
 pub fn connect_target(uri: &Uri, config: &ProxyConfig) -> Result<ConnectTarget, TargetError> {
     let authority = uri.authority().ok_or_else(|| TargetError::Bad("CONNECT needs host:port".into()))?;
     let port = authority.port_u16().ok_or_else(|| TargetError::Bad("CONNECT needs host:port".into()))?;
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return Err(TargetError::Bad("CONNECT needs host:port".into()));
-    }
+    let host = connect_host(authority.host())?;
     if !allowed(host, Some(port), config) {
         return Err(TargetError::NotAllowed(authority.to_string()));
     }
     Ok(ConnectTarget { host: host.to_owned(), port })
+}
+
+/// The host of a `CONNECT` authority: a name or IPv4 address, or an IPv6
+/// literal in brackets (returned without them). `http` takes brackets
+/// anywhere in a host (`a[b`), so the shape is checked here.
+fn connect_host(raw: &str) -> Result<&str, TargetError> {
+    let bad = || TargetError::Bad(format!("CONNECT needs host:port; {raw:?} is not a host name or IP address"));
+    if let Some(inner) = raw.strip_prefix('[') {
+        let v6 = inner.strip_suffix(']').ok_or_else(bad)?;
+        return v6.parse::<std::net::Ipv6Addr>().map(|_| v6).map_err(|_| bad());
+    }
+    let name_like = raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if raw.is_empty() || !name_like {
+        return Err(bad());
+    }
+    Ok(raw)
 }
 
 /// containerd's `ns` value as the registry's API host: `docker.io` is served
@@ -237,6 +250,15 @@ mod tests {
         let v6 = connect_target(&"[::1]:443".parse().unwrap(), &c).unwrap();
         assert_eq!((v6.host.as_str(), v6.port, v6.to_string().as_str()), ("::1", 443, "[::1]:443"));
         assert!(connect_target(&"h".parse().unwrap(), &c).is_err());
+        // Found by the proxy_target fuzz target: `http` reads `a[fd00::1]` as
+        // one host, which became `a[fd00::1` and printed as `[a[fd00::1]:5000`.
+        for bad in ["a[fd00::1]:5000", "[::1:443", "[h]:443", "h%41:443"] {
+            let Ok(uri) = bad.parse::<Uri>() else { continue };
+            assert!(matches!(connect_target(&uri, &c), Err(TargetError::Bad(_))), "{bad}");
+        }
+        assert!(matches!(connect_target(&"a[fd00::1]:5000".parse().unwrap(), &c), Err(TargetError::Bad(_))));
+        assert_eq!(connect_target(&"[fd00::1]:5000".parse().unwrap(), &c).unwrap().host, "fd00::1");
+        assert_eq!(connect_target(&"10.0.0.1:443".parse().unwrap(), &c).unwrap().host, "10.0.0.1");
         let strict = ProxyConfig { allowed_hosts: vec!["h:443".into()], ..config() };
         assert!(connect_target(&"h:443".parse().unwrap(), &strict).is_ok());
         assert!(matches!(connect_target(&"h:22".parse().unwrap(), &strict), Err(TargetError::NotAllowed(_))));

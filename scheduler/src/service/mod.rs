@@ -1,8 +1,10 @@
 //! The `darter.scheduler.v1.Scheduler` gRPC service: host announcements,
 //! the per-peer announce stream ([`stream`] drives it, [`announce`] handles
-//! each message), and the stat / leave calls.
+//! each message), and the stat / leave calls. [`replay`] runs calls and
+//! messages in process, for the fuzz target.
 
 mod announce;
+pub mod replay;
 mod stream;
 
 use std::collections::HashMap;
@@ -134,6 +136,11 @@ impl HostStreams {
     /// Streams `host` has registered.
     pub fn count(&self, host: &str) -> usize {
         self.0.locked().get(host).copied().unwrap_or(0)
+    }
+
+    /// Whether no host has a stream registered.
+    pub fn is_empty(&self) -> bool {
+        self.0.locked().is_empty()
     }
 }
 

@@ -23,11 +23,9 @@ pub(super) async fn run(
     mut inbound: Streaming<AnnouncePeerRequest>,
     tx: ResponseTx,
 ) {
-    let mut session: Option<Session> = None;
-    // IDs the peer claimed before it registered, for the log of a refusal.
-    let mut claimed = (String::new(), String::new());
+    let mut stream = StreamState::default();
     let outcome = loop {
-        let evicted = session.as_ref().map(|s| s.evicted.clone());
+        let evicted = stream.session.as_ref().map(|s| s.evicted.clone());
         let next = tokio::select! {
             biased;
             _ = ctx.shutdown.cancelled() => break Err(Error::ShuttingDown),
@@ -36,39 +34,81 @@ pub(super) async fn run(
                     Some(token) => token.cancelled().await,
                     None => std::future::pending().await,
                 }
-            } => break Err(evicted_reason(&ctx, session.as_ref())),
+            } => break Err(stream.evicted(&ctx)),
             m = inbound.message() => m,
         };
         match next {
             Ok(Some(message)) => {
-                if session.is_none() {
-                    let cut = |s: &str| s.chars().take(128).collect::<String>();
-                    claimed = (cut(&message.task_id), cut(&message.host_id));
-                }
-                match handle(&ctx, caller.as_ref(), &mut session, message, &tx).await {
-                    Ok(Flow::Continue) => {}
-                    Ok(Flow::End) => break Ok(()),
-                    Err(e) => break Err(e),
+                if let Some(end) = stream.receive(&ctx, caller.as_ref(), message, &tx).await {
+                    break end;
                 }
             }
             Ok(None) => break Ok(()),
-            // Bytes that are not a request (undecodable, too large): say so.
-            Err(status) if matches!(status.code(), Code::Internal | Code::OutOfRange | Code::InvalidArgument) => {
-                break Err(Error::InvalidArgument(format!("unreadable request: {}", status.message())));
-            }
             Err(status) => {
+                if let Some(end) = unreadable(&status) {
+                    break end;
+                }
                 // The peer went away: nobody is left to read a status.
                 tracing::debug!(error = %status, "announce stream broke");
                 break Ok(());
             }
         }
     };
-    if let Err(e) = outcome {
-        report(&ctx, session.as_ref(), &claimed, &e);
-        let _ = tokio::time::timeout(FINAL_STATUS_TIMEOUT, tx.send(Err(e.into()))).await;
+    stream.close(&ctx, outcome, &tx).await;
+}
+
+/// What an error reading the next message means: `Some` when the bytes were
+/// not a request (undecodable, too large), which the stream answers; `None`
+/// when the peer went away.
+pub(super) fn unreadable(status: &tonic::Status) -> Option<Result<(), Error>> {
+    matches!(status.code(), Code::Internal | Code::OutOfRange | Code::InvalidArgument)
+        .then(|| Err(Error::InvalidArgument(format!("unreadable request: {}", status.message()))))
+}
+
+/// An announce stream between messages: its registration, if any, and the
+/// IDs the peer claimed before it registered (for the log of a refusal).
+#[derive(Debug, Default)]
+pub(super) struct StreamState {
+    /// The registration, once `register` was accepted.
+    pub session: Option<Session>,
+    claimed: (String, String),
+}
+
+impl StreamState {
+    /// Handles one message; `Some(outcome)` when the stream ends with it.
+    pub async fn receive(
+        &mut self,
+        ctx: &Context,
+        caller: Option<&darter_common::tls::Identity>,
+        message: AnnouncePeerRequest,
+        tx: &ResponseTx,
+    ) -> Option<Result<(), Error>> {
+        if self.session.is_none() {
+            let cut = |s: &str| s.chars().take(128).collect::<String>();
+            self.claimed = (cut(&message.task_id), cut(&message.host_id));
+        }
+        match handle(ctx, caller, &mut self.session, message, tx).await {
+            Ok(Flow::Continue) => None,
+            Ok(Flow::End) => Some(Ok(())),
+            Err(e) => Some(Err(e)),
+        }
     }
-    if let Some(s) = session {
-        settle(&ctx, &s);
+
+    /// Why the registered peer was removed (the stream ends with it).
+    pub fn evicted(&self, ctx: &Context) -> Error {
+        evicted_reason(ctx, self.session.as_ref())
+    }
+
+    /// Ends the stream: a refusal is logged and sent as its final status,
+    /// and the peer's fate is settled in the model.
+    pub async fn close(self, ctx: &Context, outcome: Result<(), Error>, tx: &ResponseTx) {
+        if let Err(e) = outcome {
+            report(ctx, self.session.as_ref(), &self.claimed, &e);
+            let _ = tokio::time::timeout(FINAL_STATUS_TIMEOUT, tx.send(Err(e.into()))).await;
+        }
+        if let Some(s) = self.session {
+            settle(ctx, &s);
+        }
     }
 }
 
