@@ -251,6 +251,20 @@ pub fn tail(path: &Path, n: usize) -> String {
     last_lines(&std::fs::read_to_string(path).unwrap_or_default(), n)
 }
 
+/// `text` without terminal colour codes (a service's log read as text).
+pub fn plain(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            chars.by_ref().find(|&c| c == 'm');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The last `n` lines of `text`.
 pub fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();

@@ -113,20 +113,6 @@ async fn stat_daemon(daemon: &DaemonProcess, transport: &Transport, task: &str) 
     format!("{local:?}\n{remote:?}")
 }
 
-/// `text` without terminal colour codes.
-fn plain(text: &str) -> String {
-    let mut out = String::new();
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            chars.by_ref().find(|&c| c == 'm');
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_signed_url_and_a_callers_credential_are_never_stored_or_answered() {
     let dir = tempfile::tempdir().unwrap();
@@ -162,7 +148,7 @@ async fn a_signed_url_and_a_callers_credential_are_never_stored_or_answered() {
     let info = scheduler.stat_task(spb::StatTaskRequest { task_id: task.clone() }).await.unwrap().into_inner();
     assert!(info.url.ends_with("/private/blob?v=1"), "the URL is shown, normalised: {info:?}");
     answers.push(format!("{info:?}"));
-    let scheduler_log = plain(&std::fs::read_to_string(&cluster.scheduler.log_path).unwrap());
+    let scheduler_log = testkit::service::plain(&std::fs::read_to_string(&cluster.scheduler.log_path).unwrap());
     let peer_ids: Vec<&str> = scheduler_log
         .lines()
         .filter(|l| l.contains("peer registered"))

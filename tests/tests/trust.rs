@@ -73,20 +73,6 @@ fn seed(cluster: &Cluster) -> &DaemonProcess {
     cluster.seed.as_ref().expect("the cluster has a seed")
 }
 
-/// `text` without terminal colour codes.
-fn plain(text: &str) -> String {
-    let mut out = String::new();
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            chars.by_ref().find(|&c| c == 'm');
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// The host ID a daemon announces (`<hostname>-<ip>-<upload port>`).
 fn host_id(name: &str, daemon: &DaemonProcess) -> String {
     format!("{name}-127.0.0.1-{}", daemon.upload_addr().port())
@@ -289,7 +275,7 @@ async fn download_from_the_swarm(cluster: &Cluster, peer: &DaemonProcess, url: &
 
 /// Lines of a log that say the member renewed its certificate.
 fn renewals(log: &str) -> usize {
-    plain(log).lines().filter(|l| l.contains("renewed the certificate")).count()
+    testkit::service::plain(log).lines().filter(|l| l.contains("renewed the certificate")).count()
 }
 
 /// A cluster of a manager, a scheduler, a seed and `peers` peers in `dir`
@@ -400,7 +386,7 @@ async fn a_member_cannot_act_in_another_hosts_name() {
     // peer-0 has announced its host and holds a peer of the task.
     download_from_the_swarm(&cluster, victim, &url, &dir.path().join("a"), &sha256_hex(&a)).await;
     let victim_host = host_id("peer-0", victim);
-    let log = plain(&std::fs::read_to_string(&cluster.scheduler.log_path).unwrap());
+    let log = testkit::service::plain(&std::fs::read_to_string(&cluster.scheduler.log_path).unwrap());
     let victim_peer = log
         .lines()
         .filter(|l| l.contains("peer registered") && l.contains(&format!("host_id={victim_host} ")))

@@ -181,8 +181,14 @@ impl TlsConfig {
     }
 }
 
+/// The most a token file is read: a token is 23 to 71 bytes.
+const MAX_TOKEN_FILE: u64 = 4096;
+
 fn read_token(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    use std::io::Read as _;
+    let fail = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    let mut text = String::new();
+    std::fs::File::open(path).and_then(|f| f.take(MAX_TOKEN_FILE).read_to_string(&mut text)).map_err(fail)?;
     Ok(text.trim().to_owned())
 }
 
