@@ -59,6 +59,7 @@ use std::sync::Arc;
 use darter_common::manager_client::Membership;
 use darter_common::service::{Servers, serve_until_shutdown};
 use darter_common::telemetry::{Health, MetricsServer, bind};
+use darter_common::tls::grant::Checker;
 use darter_common::tls::incoming::incoming;
 use darter_common::tls::{ClientAuth, ConnectionLimits, Role, enroll};
 use darter_proto::dfdaemon::v1::dfdaemon_download_server::DfdaemonDownloadServer;
@@ -186,6 +187,8 @@ pub struct Daemon {
     proxy: Option<Arc<proxy::Proxy>>,
     /// Plaintext or mutual TLS, and where the certificate comes from.
     trust: enroll::Established,
+    /// This host's ID, which piece grants name.
+    host_id: String,
 }
 
 impl Daemon {
@@ -264,6 +267,7 @@ impl Daemon {
             gc,
             proxy,
             trust,
+            host_id: host.id.clone(),
         })
     }
 
@@ -284,6 +288,7 @@ impl Daemon {
             gc,
             proxy,
             trust,
+            host_id,
         } = self;
         // The caller's shutdown stops the daemon; this task ends with either.
         tokio::spawn({
@@ -359,10 +364,12 @@ impl Daemon {
                 stop.clone().cancelled_owned(),
             ),
         );
-        let pieces = piece_server::PieceServer::with_limits(
+        let grants = trust.transport.credentials().map(|c| Checker::new(c.clone(), host_id.clone()));
+        let pieces = piece_server::PieceServer::with_grants(
             storage.clone(),
             piece_server::Limits::from_config(&config.upload),
             metrics.clone(),
+            grants,
         );
         servers.spawn("piece", pieces.serve(listeners.piece, stop.clone()));
         if let (Some(proxy), Some(listener)) = (proxy, listeners.proxy) {

@@ -32,6 +32,7 @@ use tokio::net::TcpStream;
 
 use darter_common::sockopt::set_recv_low_water;
 use darter_common::sync::MutexExt as _;
+use darter_common::tls::grant::GRANT_HEADER;
 
 use crate::buffer_pool::BufferPool;
 use crate::piece_server::slots::HAVE_HEADER;
@@ -150,9 +151,26 @@ impl PieceClient {
     /// fewest first when its slots are full); a 200 must carry exactly
     /// `length` bytes. The caller bounds the time it may take.
     pub async fn fetch(&self, addr: SocketAddr, path: &str, length: u64, have: u32) -> Result<Bytes, FetchError> {
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/octet-stream\r\n{HAVE_HEADER}: {have}\r\n\r\n"
+        self.fetch_granted(addr, path, length, have, "").await
+    }
+
+    /// [`PieceClient::fetch`] with the piece grant the scheduler gave for
+    /// this parent (sent in `x-darter-grant` unless empty).
+    pub async fn fetch_granted(
+        &self,
+        addr: SocketAddr,
+        path: &str,
+        length: u64,
+        have: u32,
+        grant: &str,
+    ) -> Result<Bytes, FetchError> {
+        let mut request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/octet-stream\r\n{HAVE_HEADER}: {have}\r\n"
         );
+        if !grant.is_empty() {
+            request.push_str(&format!("{GRANT_HEADER}: {grant}\r\n"));
+        }
+        request.push_str("\r\n");
         if let Some(stream) = self.take_idle(addr) {
             let mut conn = Conn { stream, low_water: 0 };
             match exchange(&mut conn, &request, length, &self.buffers).await {

@@ -143,6 +143,7 @@ impl Scheduler for OneParentScheduler {
                             }),
                             pieces: vec![],
                             is_seed: false,
+                            grant: String::new(),
                         }],
                         content_length: this.geometry.map(|g| g.0),
                         piece_length: this.geometry.map_or(0, |g| g.1),

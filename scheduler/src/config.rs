@@ -163,6 +163,11 @@ pub struct SchedulingConfig {
     pub max_reschedules: u32,
     /// Parents a peer may download from at once, passed to the peer (default 4).
     pub concurrent_parent_limit: u32,
+    /// How long a piece grant lasts (default `15m`; with TLS only). A child
+    /// whose grant expired mid-download is refused by that parent and gets
+    /// fresh parents, with fresh grants, when it reschedules.
+    #[serde(with = "duration")]
+    pub grant_ttl: Duration,
 }
 
 impl Default for SchedulingConfig {
@@ -173,6 +178,7 @@ impl Default for SchedulingConfig {
             back_to_source_limit: 1,
             max_reschedules: 10,
             concurrent_parent_limit: 4,
+            grant_ttl: darter_common::tls::grant::DEFAULT_TTL,
         }
     }
 }

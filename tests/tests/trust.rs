@@ -3,7 +3,7 @@
 //! callers refused on every control port (plaintext, no certificate, another
 //! CA's, expired, revoked, the wrong role) with an error that says why;
 //! certificate renewal and a manager restart during a download; join tokens
-//! that are revoked or used up.
+//! that are revoked or used up; piece data only for granted children.
 //!
 //! Each attack is a real gRPC call, made the way an attacker on the node
 //! network would make it (see `testkit::caller`: the attacker accepts any
@@ -284,6 +284,24 @@ fn options(dir: &Path, peers: usize, daemon_env: &[(&str, &str)]) -> ClusterOpti
     let mut o = ClusterOptions::new(dir, &bin_dir(), peers).with_manager();
     o.daemon_env.extend(daemon_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     o
+}
+
+/// `GET` of piece `number` of `task` from the piece server at `addr`, with
+/// `grant` in `x-darter-grant` when given: the status and the body.
+fn get_piece(addr: SocketAddr, task: &str, number: u32, grant: Option<&str>) -> (u16, Vec<u8>) {
+    use std::io::{Read as _, Write as _};
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(CALL_TIMEOUT)).unwrap();
+    let grant = grant.map(|g| format!("x-darter-grant: {g}\r\n")).unwrap_or_default();
+    let request =
+        format!("GET /v1/tasks/{task}/pieces/{number} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{grant}\r\n");
+    conn.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).unwrap();
+    let head_end = answer.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head") + 4;
+    let head = String::from_utf8_lossy(&answer[..head_end]).to_string();
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status");
+    (status, answer[head_end..].to_vec())
 }
 
 // ------------------------------------------------------------------- tests
@@ -635,6 +653,52 @@ async fn revoked_and_used_up_join_tokens_do_not_enroll() {
     refused("peer-second", DaemonProcess::start(daemon("peer-second", &once)).await.unwrap_err());
 }
 
+/// Piece data: a parent serves a piece only with a grant from a scheduler
+/// of its cluster for that task and that parent. Without one, with one
+/// signed by a peer, by another CA's scheduler, or for another task or
+/// parent, the piece port answers 403 and sends nothing; a scheduler's
+/// grant gets the piece.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_parent_serves_pieces_only_to_granted_children() {
+    use darter_common::tls::grant::Issuer;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(&options(dir.path(), 1, &[])).await.unwrap();
+    let manager = manager(&cluster);
+    let origin = Origin::start().await;
+    let data = random_bytes(4 * MIB, 148);
+    origin.add("/blob", Content::Bytes(data.clone()), Behavior::default());
+    let url = origin.url("/blob");
+    download_from_the_swarm(&cluster, &cluster.peers[0], &url, &dir.path().join("out"), &sha256_hex(&data)).await;
+    let (seed, task) = (seed(&cluster), task_id(&url));
+    let seed_host = host_id("seed", seed);
+    let pieces = seed.piece_addr();
+    let grant_from = |transport: &Transport, task: &str, parent: &str| {
+        let credentials = transport.credentials().expect("TLS credentials").clone();
+        Issuer::new(credentials, Duration::from_secs(60)).issue(task, parent, "child").unwrap()
+    };
+
+    let (status, body) = get_piece(pieces, &task, 0, None);
+    assert_eq!((status, String::from_utf8_lossy(&body).trim()), (403, "piece grant required"));
+    let peer = manager.enroll(Role::Peer, "peer-x").await.unwrap();
+    let stranger = TestCa::new().transport(&pki::identity(Role::Scheduler, "scheduler"));
+    let scheduler = manager.enroll(Role::Scheduler, "scheduler-x").await.unwrap();
+    let other_task = task_id(&origin.url("/other"));
+    for (what, grant) in [
+        ("a peer's grant", grant_from(&peer, &task, &seed_host)),
+        ("another CA's scheduler's grant", grant_from(&stranger, &task, &seed_host)),
+        ("a grant for another task", grant_from(&scheduler, &other_task, &seed_host)),
+        ("a grant for another parent", grant_from(&scheduler, &task, &host_id("peer-0", &cluster.peers[0]))),
+        ("garbage", "01deadbeef".to_string()),
+    ] {
+        let (status, body) = get_piece(pieces, &task, 0, Some(&grant));
+        assert_eq!(status, 403, "{what}: {}", String::from_utf8_lossy(&body));
+    }
+    let (status, body) = get_piece(pieces, &task, 0, Some(&grant_from(&scheduler, &task, &seed_host)));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(body, data[..body.len()], "the first piece of the origin's bytes");
+    assert!(!body.is_empty());
+}
+
 /// The probes above are attacks that work: against a cluster in plaintext
 /// mode (what every cluster was before mutual TLS) a stranger registers a
 /// seed, announces a seed host, makes the seed fetch a loopback secret,
@@ -655,6 +719,9 @@ async fn the_attacks_succeed_against_a_plaintext_cluster() {
     download_from_the_swarm(&cluster, victim, &origin.url("/a"), &dir.path().join("a"), &sha256_hex(&data)).await;
     let plaintext = |addr| caller::channel(addr, &Presents::Plaintext);
     let evil = origin.addr();
+    // Piece data: anyone who reaches a piece port fetches.
+    let (status, _) = get_piece(seed(&cluster).piece_addr(), &task_id(&origin.url("/a")), 0, None);
+    assert_eq!(status, 200, "a plaintext parent serves without a grant");
 
     // Attack 1.
     register_seed(plaintext(manager.grpc_addr), "evil", evil).await.unwrap();

@@ -13,6 +13,7 @@
 //!   [`Peer`] in every request;
 //! - [`connect`]: a client channel that dials TLS;
 //! - [`authz`]: [`authz::require`] a role (and cluster) of the caller;
+//! - [`grant`]: piece grants, signed by a scheduler and checked by parents;
 //! - [`enroll`]: a member's enrollment with a join token, renewal before
 //!   expiry, and the manager's trust bundle (revocations);
 //! - [`config`]: the `tls` section shared by scheduler and dfdaemon.
@@ -23,6 +24,7 @@ pub mod config;
 pub mod connect;
 pub mod credentials;
 pub mod enroll;
+pub mod grant;
 pub mod identity;
 pub mod incoming;
 pub mod verify;

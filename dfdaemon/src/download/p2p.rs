@@ -85,6 +85,8 @@ struct Parent {
     seed: bool,
     /// The parent's piece server.
     piece_addr: SocketAddr,
+    /// The scheduler's grant to fetch from it (empty without TLS).
+    grant: Arc<str>,
     available: PieceBits,
     /// Requests to this parent whose body has not arrived yet.
     inflight: usize,
@@ -134,6 +136,9 @@ enum Event {
 enum PieceError {
     /// The parent's upload slots are full: not its fault.
     Busy,
+    /// The parent refused the grant (expired, or this parent does not
+    /// recognise the scheduler): fresh parents come with a reschedule.
+    Refused,
     Network(String),
     DigestMismatch(Digest),
     Storage(Error),
@@ -347,8 +352,18 @@ impl P2p<'_> {
         let bound = st.piece_bound(self.config.max_piece_count);
         for c in n.candidate_parents {
             let Some(host) = c.host else { continue };
-            let known = st.parents.iter().any(|p| p.alive && p.host_id == host.id);
-            if host.id == self.host_id || known || st.blocklist.contains(&host.id) || host.download_port == 0 {
+            if !c.grant.bytes().all(|b| b.is_ascii_hexdigit()) {
+                tracing::warn!(task_id = %self.spec.task_id, parent = %host.id, "candidate parent comes with a malformed grant; skipping it");
+                continue;
+            }
+            if let Some(known) = st.parents.iter_mut().find(|p| p.alive && p.host_id == host.id) {
+                // A parent offered again brings a fresh grant.
+                if !c.grant.is_empty() {
+                    known.grant = c.grant.into();
+                }
+                continue;
+            }
+            if host.id == self.host_id || st.blocklist.contains(&host.id) || host.download_port == 0 {
                 continue;
             }
             if let Some(bad) = first_out_of_range(c.pieces.iter().copied(), bound) {
@@ -375,6 +390,7 @@ impl P2p<'_> {
                 host_id: host.id,
                 seed: c.is_seed,
                 piece_addr,
+                grant: c.grant.into(),
                 available: c.pieces.into_iter().collect(),
                 inflight: 0,
                 cap: self.config.per_parent,
@@ -479,6 +495,7 @@ impl P2p<'_> {
             let receive = receive_piece(
                 self.pieces.clone(),
                 st.parents[parent].piece_addr,
+                st.parents[parent].grant.clone(),
                 path,
                 length,
                 have,
@@ -585,6 +602,20 @@ impl P2p<'_> {
                         p.busy_until = Some(Instant::now() + BUSY_BACKOFF);
                         Ok(false)
                     }
+                    Err(PieceError::Refused) => {
+                        if st.parents[parent].alive {
+                            tracing::info!(task_id = %self.spec.task_id, parent = %host_id, number, "parent refused the piece grant; dropping it");
+                            announcer.reporter.send(Req::DownloadPieceFailed(spb::DownloadPieceFailedRequest {
+                                piece_number: number,
+                                parent_peer_id: peer_id,
+                                digest_mismatch: false,
+                                temporary: true,
+                                description: "the parent refused the piece grant".into(),
+                            }));
+                            st.drop_parent(parent);
+                        }
+                        Ok(false)
+                    }
                     Err(PieceError::Network(e)) => {
                         let p = &mut st.parents[parent];
                         p.failures += 1;
@@ -625,14 +656,16 @@ fn endgame_duplicates(missing: &BTreeSet<u32>, inflight: &PieceMap<Vec<usize>>) 
 async fn receive_piece(
     client: Arc<PieceClient>,
     addr: SocketAddr,
+    grant: Arc<str>,
     path: String,
     length: u64,
     have: u32,
     timeout: Duration,
 ) -> std::result::Result<bytes::Bytes, PieceError> {
-    match tokio::time::timeout(timeout, client.fetch(addr, &path, length, have)).await {
+    match tokio::time::timeout(timeout, client.fetch_granted(addr, &path, length, have, &grant)).await {
         Err(_) => Err(PieceError::Network(format!("no piece within {timeout:?}"))),
         Ok(Err(FetchError::Busy)) => Err(PieceError::Busy),
+        Ok(Err(FetchError::Status(403))) => Err(PieceError::Refused),
         Ok(Err(e)) => Err(PieceError::Network(e.to_string())),
         Ok(Ok(bytes)) => Ok(bytes),
     }

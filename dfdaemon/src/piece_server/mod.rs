@@ -23,6 +23,11 @@
 //! [`request::MAX_HEAD`] bytes and carry no body; a piece number past the
 //! end of its task is refused (400) before anything is looked up.
 //!
+//! With TLS, a request must carry a piece grant from a scheduler of this
+//! peer's cluster for this task and this parent ([`darter_common::tls::grant`]),
+//! checked before anything is looked up (403 otherwise); in plaintext mode
+//! anyone who reaches the port may fetch.
+//!
 //! A listener that fails for good (not a client's aborted connection or a
 //! momentary lack of file descriptors) ends [`PieceServer::serve`] with its
 //! error, which stops the daemon (`/healthz` 503, exit 1 naming the server)
@@ -40,6 +45,7 @@ use std::time::Duration;
 use darter_common::piece::{MAX_PIECE_COUNT, piece_count};
 use darter_common::sync::MutexExt as _;
 use darter_common::task_id::TaskId;
+use darter_common::tls::grant::Checker;
 use http::StatusCode;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
@@ -123,6 +129,7 @@ pub struct PieceServer {
     metrics: Arc<Metrics>,
     corrupt: bool,
     rate: Option<RateLimit>,
+    grants: Option<Checker>,
 }
 
 /// Open connections per client IP address.
@@ -233,6 +240,7 @@ impl Reply {
         match self {
             Reply::Piece { .. } => "success",
             Reply::Plain(StatusCode::SERVICE_UNAVAILABLE, _) => "busy",
+            Reply::Plain(StatusCode::FORBIDDEN, _) => "forbidden",
             Reply::Plain(..) => "refused",
         }
     }
@@ -263,6 +271,17 @@ impl PieceServer {
 
     /// A server over `storage` with `limits`.
     pub fn with_limits(storage: Arc<Storage>, limits: Limits, metrics: Arc<Metrics>) -> Arc<Self> {
+        Self::with_grants(storage, limits, metrics, None)
+    }
+
+    /// A server over `storage` with `limits` that serves only requests whose
+    /// grant `grants` accepts (everyone's when `None`).
+    pub fn with_grants(
+        storage: Arc<Storage>,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+        grants: Option<Checker>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             storage,
             slots: UploadSlots::new(limits.slots, metrics.upload_waiting.clone()),
@@ -272,6 +291,7 @@ impl PieceServer {
             metrics,
             corrupt: std::env::var(CORRUPT_PIECES_ENV).is_ok_and(|v| v == "1"),
             rate: limits.rate_limit.map(RateLimit::new),
+            grants,
         })
     }
 
@@ -379,6 +399,12 @@ impl PieceServer {
             Ok(found) => found,
             Err((status, why)) => return Reply::Plain(status, why),
         };
+        if let Some(grants) = &self.grants
+            && let Err(refusal) = grants.check(req.grant.as_deref(), id.as_str())
+        {
+            tracing::debug!(task_id = %id, error = %refusal, "piece request refused");
+            return Reply::Plain(StatusCode::FORBIDDEN, refusal.reason());
+        }
         let Some(lease) = self.storage.lease(&id) else {
             return Reply::Plain(StatusCode::NOT_FOUND, "unknown task");
         };

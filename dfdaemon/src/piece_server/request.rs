@@ -2,6 +2,7 @@
 //! parsed with `httparse`, kept-alive connections and pipelined requests
 //! handled (bytes after one head stay buffered for the next).
 
+use darter_common::tls::grant::GRANT_HEADER;
 use tokio::io::AsyncReadExt as _;
 use tokio::net::TcpStream;
 
@@ -21,6 +22,8 @@ pub struct Request {
     pub keep_alive: bool,
     /// Pieces of the task the requester holds ([`super::slots::HAVE_HEADER`]).
     pub have: Option<u32>,
+    /// The requester's piece grant ([`GRANT_HEADER`]), unchecked.
+    pub grant: Option<String>,
 }
 
 /// Why a request head was refused; the connection is answered and closed.
@@ -77,9 +80,11 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, BadRequest> {
     };
     let http11 = req.version == Some(1);
     let mut keep_alive = http11;
-    let mut have = None;
+    let (mut have, mut grant) = (None, None);
     for h in req.headers.iter() {
-        if h.name.eq_ignore_ascii_case(super::slots::HAVE_HEADER) {
+        if h.name.eq_ignore_ascii_case(GRANT_HEADER) {
+            grant = std::str::from_utf8(h.value).ok().map(str::to_string);
+        } else if h.name.eq_ignore_ascii_case(super::slots::HAVE_HEADER) {
             have = std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse().ok());
         } else if h.name.eq_ignore_ascii_case("connection") {
             let value = String::from_utf8_lossy(h.value);
@@ -98,7 +103,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, BadRequest> {
     }
     let target = req.path.unwrap_or("/");
     let path = target.split_once('?').map_or(target, |(p, _)| p).to_string();
-    Ok(Some((Request { method: req.method.unwrap_or_default().to_string(), path, keep_alive, have }, len)))
+    Ok(Some((Request { method: req.method.unwrap_or_default().to_string(), path, keep_alive, have, grant }, len)))
 }
 
 #[cfg(test)]
@@ -112,7 +117,12 @@ mod tests {
     #[test]
     fn heads_keep_alive_and_pipelining() {
         let (r, len) = parsed("GET /v1/x?y=1 HTTP/1.1\r\nHost: a\r\n\r\nGET /next").unwrap().unwrap();
-        assert_eq!(r, Request { method: "GET".into(), path: "/v1/x".into(), keep_alive: true, have: None });
+        assert_eq!(
+            r,
+            Request { method: "GET".into(), path: "/v1/x".into(), keep_alive: true, have: None, grant: None }
+        );
+        let (r, _) = parsed("GET / HTTP/1.1\r\nX-Darter-Grant: 01ab\r\n\r\n").unwrap().unwrap();
+        assert_eq!(r.grant.as_deref(), Some("01ab"));
         let (r, _) = parsed("GET / HTTP/1.1\r\nX-Darter-Have: 17\r\n\r\n").unwrap().unwrap();
         assert_eq!(r.have, Some(17));
         let (r, _) = parsed("GET / HTTP/1.1\r\nX-Darter-Have: lots\r\n\r\n").unwrap().unwrap();

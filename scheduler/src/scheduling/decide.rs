@@ -23,6 +23,7 @@ use darter_proto::scheduler::v1::{
 };
 
 use super::candidates::{Candidate, candidate_parents, score, sort_best_first};
+use super::grants::Grants;
 use crate::config::SchedulingConfig;
 use crate::error::Error;
 use crate::resource::host::seed_at;
@@ -225,6 +226,7 @@ pub fn response(
     hosts: &HashMap<String, Host>,
     answer: &Answer,
     limits: &SchedulingConfig,
+    grants: &Grants<'_>,
 ) -> AnnouncePeerResponse {
     let response = match answer {
         Answer::Empty => Response::EmptyTask(EmptyTaskResponse {}),
@@ -241,6 +243,7 @@ pub fn response(
                         host: Some(host.info.proto.clone()),
                         pieces: peer.pieces.iter().collect(),
                         is_seed: host.is_seed(),
+                        grant: grants.issue(&task.id, h),
                     })
                 })
                 .collect();
@@ -412,7 +415,7 @@ mod tests {
         c.task.digests.insert(0, Digest::of(b"x"));
         c.peer("a", PeerState::BackToSource).pieces.insert(0);
         c.peer("b", PeerState::Pending);
-        let r = response(&c.task, &c.hosts, &Answer::Normal(vec!["a".into()]), &c.limits);
+        let r = response(&c.task, &c.hosts, &Answer::Normal(vec!["a".into()]), &c.limits, &Grants::none());
         let Some(Response::NormalTask(n)) = r.response else { panic!("{r:?}") };
         assert_eq!(n.candidate_parents[0].peer_id, "peer-a");
         assert_eq!(n.candidate_parents[0].pieces, vec![0]);

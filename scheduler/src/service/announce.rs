@@ -28,7 +28,7 @@ use crate::resource::{
     Host, OriginOutcome, OriginPiece, PeerKey, PeerState, Registration, ResponseTx, State, Task, live_task,
 };
 use crate::scheduling::{
-    Answer, Decision, Occasion, apply, decide, decide_exhausted, decide_without_seeds, introductions, response,
+    Answer, Decision, Grants, Occasion, apply, decide, decide_exhausted, decide_without_seeds, introductions, response,
 };
 
 /// Longest peer or host ID a peer may name (blocklists, parents); longer ones are ignored.
@@ -229,7 +229,8 @@ fn answer_locked(
     if to_origin {
         ctx.metrics.went_back_to_source();
     }
-    let message = response(task, hosts, answer, &ctx.config.scheduling);
+    let grants = Grants::new(ctx.grants.as_ref(), host_id);
+    let message = response(task, hosts, answer, &ctx.config.scheduling, &grants);
     if let Some(peer) = task.peers.get_mut(host_id)
         && peer.tx.is_none()
     {
@@ -400,23 +401,25 @@ fn introduce(ctx: &Context, task: &mut Task, hosts: &HashMap<String, Host>, host
             host: Some(h.info.proto.clone()),
             pieces: p.pieces.iter().collect(),
             is_seed: false,
+            grant: String::new(),
         })
     }) else {
         return;
     };
-    let message = AnnouncePeerResponse {
-        response: Some(Response::NormalTask(NormalTaskResponse {
-            candidate_parents: vec![parent],
-            content_length: task.content_length,
-            piece_length: task.piece_length.unwrap_or_default(),
-            piece_digests: HashMap::new(),
-            concurrent_parent_limit: ctx.config.scheduling.concurrent_parent_limit,
-        })),
-    };
     for child in introductions(task, hosts, host, limit, occasion) {
+        let grant = Grants::new(ctx.grants.as_ref(), &child).issue(&task.id, host);
+        let message = AnnouncePeerResponse {
+            response: Some(Response::NormalTask(NormalTaskResponse {
+                candidate_parents: vec![CandidateParent { grant, ..parent.clone() }],
+                content_length: task.content_length,
+                piece_length: task.piece_length.unwrap_or_default(),
+                piece_digests: HashMap::new(),
+                concurrent_parent_limit: ctx.config.scheduling.concurrent_parent_limit,
+            })),
+        };
         let Some(peer) = task.peers.get_mut(&child) else { continue };
         if let Some(tx) = &peer.tx
-            && tx.try_send(Ok(message.clone())).is_ok()
+            && tx.try_send(Ok(message)).is_ok()
         {
             peer.parents.push(host.to_string());
             tracing::debug!(task_id = %task.id, parent = host, child = %child, ?occasion, "introduced a parent");

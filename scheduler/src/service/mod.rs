@@ -15,6 +15,7 @@ use std::time::Instant;
 use darter_common::sync::MutexExt as _;
 use darter_common::task_id::TaskId;
 use darter_common::tls::authz;
+use darter_common::tls::grant::Issuer;
 use darter_common::tls::{Identity, Role, Transport};
 use darter_proto::scheduler::v1::{
     self as spb, AnnouncePeerRequest, AnnouncePeerResponse, scheduler_server::Scheduler,
@@ -60,6 +61,9 @@ pub struct Context {
     pub cluster_id: Option<u64>,
     /// Registered announce streams per host (`limits.max_peers_per_host`).
     pub streams: Arc<HostStreams>,
+    /// Signs piece grants with this scheduler's certificate key (`None` in
+    /// plaintext mode: parents then ask for none).
+    pub grants: Option<Issuer>,
 }
 
 impl Context {
@@ -80,6 +84,7 @@ impl Context {
         let cluster_id = transport.identity().map(|id| id.cluster_id);
         let seeds = SeedClient::new(transport.clone(), cluster_id.unwrap_or(0));
         let resources = Resources::with_max_tasks_per_host(config.limits.max_tasks_per_host);
+        let grants = transport.credentials().map(|c| Issuer::new(c.clone(), config.scheduling.grant_ttl));
         Self {
             config,
             seed_peers,
@@ -91,6 +96,7 @@ impl Context {
             transport,
             cluster_id,
             streams: Arc::default(),
+            grants,
         }
     }
 
