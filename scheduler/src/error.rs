@@ -50,6 +50,12 @@ pub enum Error {
     /// A peer reported a piece whose digest is not the reference.
     #[error("piece {0}: digest does not match the reference")]
     DigestMismatch(u32),
+    /// An origin fetcher reported a digest that conflicts with the
+    /// reference: it is blocklisted for the task.
+    #[error(
+        "piece {0}: the origin digest reported conflicts with the reference; this host may no longer serve the task"
+    )]
+    OriginConflict(u32),
     /// The peer asked to be rescheduled too often and the origin is busy.
     #[error("too many reschedules ({0}) and the task's back-to-source limit is reached")]
     TooManyReschedules(u32),
@@ -84,7 +90,8 @@ impl Error {
             | Self::Geometry(_)
             | Self::PieceOutOfRange { .. }
             | Self::NoReferenceDigest(_)
-            | Self::DigestMismatch(_) => Code::InvalidArgument,
+            | Self::DigestMismatch(_)
+            | Self::OriginConflict(_) => Code::InvalidArgument,
             Self::NotRegistered | Self::OutOfOrder(_) | Self::UnknownHost(_) => Code::FailedPrecondition,
             Self::TooManyReschedules(_) | Self::Stalled | Self::LimitExceeded(_) => Code::ResourceExhausted,
             Self::NotFound(_) => Code::NotFound,
@@ -106,7 +113,7 @@ impl Error {
             Self::Geometry(_) => Reason::Geometry,
             Self::PieceOutOfRange { .. } => Reason::PieceOutOfRange,
             Self::NoReferenceDigest(_) => Reason::NoReferenceDigest,
-            Self::DigestMismatch(_) => Reason::DigestMismatch,
+            Self::DigestMismatch(_) | Self::OriginConflict(_) => Reason::DigestMismatch,
             Self::TooManyReschedules(_) => Reason::TooManyReschedules,
             Self::NotFound(_) => Reason::NotFound,
             Self::Evicted(_) => Reason::Evicted,

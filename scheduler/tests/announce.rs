@@ -590,3 +590,55 @@ async fn a_peer_that_completes_is_introduced_to_downloaders_it_is_not_a_parent_o
     assert_eq!((parent.peer_id.as_str(), parent.pieces.as_slice()), ("peer-b", &[0, 1, 2][..]));
     scheduler.stop().await;
 }
+
+/// An origin fetcher whose digest conflicts with the reference is
+/// blocklisted for the task: its stream ends saying so, and the next peer
+/// is handed only the fetcher that set the reference.
+#[tokio::test]
+async fn a_conflicting_origin_report_blocklists_its_sender() {
+    let mut config = Config::default();
+    config.scheduling.back_to_source_limit = 2;
+    let scheduler = Scheduler::start(config).await;
+    let mut client = scheduler.client().await;
+    for (name, ip) in [("host-a", "10.0.0.1"), ("host-b", "10.0.0.2"), ("host-c", "10.0.0.3")] {
+        announce(&mut client, host(name, ip, 4000, false)).await;
+    }
+    let task = task_id(URL);
+    let mut a = Peer::open(&mut client, "host-a", &task, "peer-a").await;
+    a.register(download(URL)).await;
+    a.next_back_to_source().await;
+    let mut b = Peer::open(&mut client, "host-b", &task, "peer-b").await;
+    b.register(download(URL)).await;
+    assert_eq!(b.next_normal().await.candidate_parents[0].peer_id, "peer-a");
+    // B gives up on A; the origin limit (2) lets it fetch from the origin too.
+    b.send(Request::ReschedulePeer(spb::ReschedulePeerRequest {
+        bad_parent_peer_ids: vec!["peer-a".into()],
+        description: "stalled".into(),
+    }))
+    .await;
+    b.next_back_to_source().await;
+
+    report_two_origin_pieces(&a, &client).await;
+    let lie = Digest::of(b"not what the origin served");
+    b.send(Request::DownloadPieceBackToSourceFinished(spb::DownloadPieceBackToSourceFinishedRequest {
+        piece: Some(piece(0, &lie)),
+        content_length: Some(LEN),
+        piece_length: PL,
+    }))
+    .await;
+    b.expect_end(Code::InvalidArgument, "conflicts with the reference").await;
+
+    let mut c = Peer::open(&mut client, "host-c", &task, "peer-c").await;
+    c.register(download(URL)).await;
+    let normal = c.next_normal().await;
+    let parents: Vec<&str> = normal.candidate_parents.iter().map(|p| p.peer_id.as_str()).collect();
+    assert_eq!(parents, ["peer-a"], "the blocklisted host is nobody's parent");
+    assert_eq!(normal.piece_digests[&0], piece_digest(0).to_string(), "the reference stands");
+
+    // Back on a new stream, host-b's claims count for nothing.
+    let mut b = Peer::open(&mut client, "host-b", &task, "peer-b2").await;
+    b.send(Request::Register(spb::RegisterPeerRequest { download: Some(download(URL)), present_pieces: vec![0, 1] }))
+        .await;
+    b.next_normal().await;
+    assert!(stat_pieces(&mut client, "peer-b2").await.is_empty(), "no pieces taken on its word");
+}

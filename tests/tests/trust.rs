@@ -699,6 +699,30 @@ async fn a_parent_serves_pieces_only_to_granted_children() {
     assert!(!body.is_empty());
 }
 
+/// Integrity: a seed that serves other bytes than the content's digest (with
+/// piece digests that match its own bytes, as a lying seed's would) cannot
+/// make a peer keep them. The peer's pieces all verify against the seed's
+/// references, and the whole-content check still refuses: dfget exits 5 and
+/// nothing is kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lying_seed_cannot_complete_a_download_whose_digest_is_known() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(&options(dir.path(), 1, &[])).await.unwrap();
+    let origin = Origin::start().await;
+    let truth = random_bytes(4 * MIB, 149);
+    let mut served = truth.to_vec();
+    served[MIB + 7] ^= 0xff;
+    // The seed is the cluster's only origin fetcher: what it got is what it
+    // serves and what it vouches for.
+    origin.add("/blob", Content::Bytes(served.into()), Behavior::default());
+    let out = dir.path().join("out");
+    let digest = format!("sha256:{}", sha256_hex(&truth));
+    let r = cluster.peers[0].dfget(&origin.url("/blob"), &out, &["--digest", &digest, "--timeout", "2m"]).await;
+    assert_eq!(r.code, 5, "refused for its digest: {}\n{}", r.stderr, cluster.logs());
+    assert!(r.stderr.contains("digest"), "{}", r.stderr);
+    assert!(!out.exists(), "nothing is kept");
+}
+
 /// The probes above are attacks that work: against a cluster in plaintext
 /// mode (what every cluster was before mutual TLS) a stranger registers a
 /// seed, announces a seed host, makes the seed fetch a loopback secret,

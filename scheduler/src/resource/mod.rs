@@ -248,11 +248,14 @@ impl State {
             self.tasks.insert(reg.task_id.clone(), task);
         }
         let task = self.tasks.get_mut(&reg.task_id).expect("present or just inserted");
-        let pieces = task.present_pieces(&reg.present_pieces)?;
+        let distrusted = task.distrusts(&reg.host_id);
+        // A host blocklisted for the task downloads like anyone, but what it
+        // says it holds or fetches from the origin counts for nothing.
+        let pieces = if distrusted { PieceSet::default() } else { task.present_pieces(&reg.present_pieces)? };
         let generation = peer::next_generation();
         let mut peer = Peer::new(reg.peer_id.clone(), reg.host_id.clone(), generation, now);
         peer.pieces = pieces;
-        peer.may_back_to_source = !reg.download.disable_back_to_source;
+        peer.may_back_to_source = !reg.download.disable_back_to_source && !distrusted;
         if let Some(mut old) = task.peers.remove(&reg.host_id) {
             old.evict();
             peer.inherit_ids(&old);

@@ -2,7 +2,7 @@
 //! digests. Every report is checked in full before anything changes, so a
 //! rejected message leaves the task as it was.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
 use darter_common::digest::Digest;
@@ -60,9 +60,18 @@ pub enum OriginOutcome {
     /// Another origin fetcher already reported the same digest.
     Known,
     /// Another origin fetcher reported a different digest first; the first is
-    /// kept, and this peer is not marked as holding the piece (children would
-    /// reject its bytes).
+    /// kept, and this peer is blocklisted for the task ([`Task::distrust`]).
     Conflict(Digest),
+}
+
+/// A piece a peer got from a parent, as recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerPiece {
+    /// Its length in bytes.
+    pub length: u64,
+    /// Whether the peer did not hold it yet (a repeated report credits no
+    /// parent: children cannot inflate a parent's score).
+    pub new: bool,
 }
 
 /// A task and its peers.
@@ -85,7 +94,13 @@ pub struct Task {
     /// The host whose registration created the task (`None` for a seed
     /// peer's): it counts against that host's `limits.max_tasks_per_host`.
     pub created_by: Option<String>,
+    /// Hosts whose origin digests conflicted with the reference: never a
+    /// parent or origin fetcher of this task again (at most [`MAX_DISTRUSTED`]).
+    pub distrusted: HashSet<String>,
 }
+
+/// Hosts a task remembers as distrusted.
+pub const MAX_DISTRUSTED: usize = 1024;
 
 impl Task {
     /// A task with no peers yet.
@@ -99,6 +114,7 @@ impl Task {
             peers: HashMap::new(),
             updated_at: now,
             created_by: None,
+            distrusted: HashSet::new(),
         }
     }
 
@@ -230,7 +246,11 @@ impl Task {
                 OriginOutcome::NewReference
             }
             Some(d) if *d == piece.digest => OriginOutcome::Known,
-            Some(d) => return Ok(OriginOutcome::Conflict(*d)),
+            Some(d) => {
+                let reference = *d;
+                self.distrust(host);
+                return Ok(OriginOutcome::Conflict(reference));
+            }
         };
         if let Some(peer) = self.peers.get_mut(host) {
             peer.pieces.insert(n);
@@ -238,9 +258,33 @@ impl Task {
         Ok(outcome)
     }
 
+    /// Blocklists `host` for this task: its peer fails (holding nothing,
+    /// fetching nothing from the origin), no child keeps it as a parent, and
+    /// it is never a candidate parent or origin fetcher of the task again.
+    pub fn distrust(&mut self, host: &str) {
+        if self.distrusted.len() < MAX_DISTRUSTED {
+            self.distrusted.insert(host.to_string());
+        }
+        for peer in self.peers.values_mut() {
+            if peer.host_id == host {
+                peer.state = PeerState::Failed;
+                peer.pieces = PieceSet::default();
+                peer.parents.clear();
+                peer.may_back_to_source = false;
+            } else {
+                peer.parents.retain(|p| p != host);
+            }
+        }
+    }
+
+    /// Whether `host` was blocklisted for this task.
+    pub fn distrusts(&self, host: &str) -> bool {
+        self.distrusted.contains(host)
+    }
+
     /// Records a piece the peer on `host` got from a parent: it must be in
     /// range and carry the reference digest. Returns the piece's length.
-    pub fn record_peer_piece(&mut self, host: &str, number: u32, digest: &Digest) -> Result<u64, Error> {
+    pub fn record_peer_piece(&mut self, host: &str, number: u32, digest: &Digest) -> Result<PeerPiece, Error> {
         if let Some(count) = self.piece_count()
             && number >= count
         {
@@ -251,11 +295,9 @@ impl Task {
             Some(d) if d != digest => return Err(Error::DigestMismatch(number)),
             Some(_) => {}
         }
-        if let Some(peer) = self.peers.get_mut(host) {
-            peer.pieces.insert(number);
-        }
+        let new = self.peers.get_mut(host).is_some_and(|peer| peer.pieces.insert(number));
         let pl = self.piece_length.unwrap_or_default();
-        Ok(self.content_length.map_or(pl, |len| piece_range(number, len, pl).1))
+        Ok(PeerPiece { length: self.content_length.map_or(pl, |len| piece_range(number, len, pl).1), new })
     }
 
     /// The peer on `host` completed: its totals must match the task (an origin
@@ -361,6 +403,13 @@ mod tests {
         let other = Digest::of(b"x");
         assert_eq!(t.record_origin_piece("b", &origin(0, b"y", len)).unwrap(), OriginOutcome::Conflict(other));
         assert_eq!(t.digests[&0], other, "first digest wins");
+        assert!(t.distrusts("b"), "the conflicting sender is blocklisted for the task");
+        let b = &t.peers["b"];
+        assert_eq!((b.state, b.pieces.len(), b.may_back_to_source), (PeerState::Failed, 0, false));
+        assert!(
+            matches!(t.record_origin_piece("b", &origin(1, b"y", len)), Err(Error::OutOfOrder(_))),
+            "it reports nothing from the origin any more"
+        );
         // last piece is short
         let mut last = origin(2, b"z", len);
         assert_eq!(last.length, PL - 10);
@@ -426,7 +475,8 @@ mod tests {
         let mut t = task_with(&[("a", PeerState::BackToSource), ("b", PeerState::Running)]);
         let len = Some(3 * PL);
         t.record_origin_piece("a", &origin(0, b"x", len)).unwrap();
-        assert_eq!(t.record_peer_piece("b", 0, &Digest::of(b"x")).unwrap(), PL);
+        assert_eq!(t.record_peer_piece("b", 0, &Digest::of(b"x")).unwrap(), PeerPiece { length: PL, new: true });
+        assert_eq!(t.record_peer_piece("b", 0, &Digest::of(b"x")).unwrap(), PeerPiece { length: PL, new: false });
         assert!(t.peers["b"].pieces.contains(0));
         assert_eq!(t.record_peer_piece("b", 0, &Digest::of(b"forged")), Err(Error::DigestMismatch(0)));
         assert_eq!(t.record_peer_piece("b", 1, &Digest::of(b"x")), Err(Error::NoReferenceDigest(1)));

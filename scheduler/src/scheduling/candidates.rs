@@ -50,7 +50,12 @@ pub fn candidate_parents<'a>(
     let mut out: Vec<Candidate<'a>> = task
         .peers
         .values()
-        .filter(|p| p.host_id != child_host && p.is_active() && !p.is_blocked_by(&child.blocklist))
+        .filter(|p| {
+            p.host_id != child_host
+                && p.is_active()
+                && !p.is_blocked_by(&child.blocklist)
+                && !task.distrusts(&p.host_id)
+        })
         .filter_map(|p| {
             let host = hosts.get(&p.host_id)?;
             let has_source = !p.pieces.is_empty()

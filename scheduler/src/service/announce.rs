@@ -338,18 +338,19 @@ fn piece_finished(ctx: &Context, s: &Session, r: DownloadPieceFinishedRequest) -
     let piece = r.piece.ok_or_else(|| Error::InvalidArgument("download_piece_finished.piece is required".into()))?;
     let digest = parse_piece_digest(piece.number, &piece.digest)?;
     let bytes = with_task(ctx, s, |task, hosts| {
-        let bytes = task.record_peer_piece(&s.key.host_id, piece.number, &digest)?;
+        let recorded = task.record_peer_piece(&s.key.host_id, piece.number, &digest)?;
         if let Some(p) = task.peers.get_mut(&s.key.host_id) {
             // Progress: the reschedule budget is for stuck peers, not long downloads.
             p.reschedules = 0;
         }
-        if let Some((_, parent_host)) = parent_of(task, &r.parent_peer_id, &s.key.host_id)
+        if recorded.new
+            && let Some((_, parent_host)) = parent_of(task, &r.parent_peer_id, &s.key.host_id)
             && let Some(h) = hosts.get_mut(&parent_host)
         {
             h.uploads_ok += 1;
         }
         introduce_first_holder(ctx, task, hosts, &s.key.host_id);
-        Ok(bytes)
+        Ok(recorded.length)
     })?;
     ctx.metrics.piece(PieceSource::Peer, bytes);
     Ok(Flow::Continue)
@@ -367,15 +368,16 @@ fn origin_piece(ctx: &Context, s: &Session, r: DownloadPieceBackToSourceFinished
         }
         Ok(outcome)
     })?;
-    ctx.metrics.piece(PieceSource::Origin, piece.length);
     if let OriginOutcome::Conflict(reference) = outcome {
         ctx.metrics.rejected("origin_digest_conflict");
         tracing::warn!(
             task_id = %s.key.task_id, host_id = %s.key.host_id, piece = piece.number,
             %reference, reported = %piece.digest,
-            "origin piece digest differs from the reference reported first; keeping the first"
+            "origin piece digest differs from the reference; keeping the reference and blocklisting the sender for the task"
         );
+        return Err(Error::OriginConflict(piece.number));
     }
+    ctx.metrics.piece(PieceSource::Origin, piece.length);
     Ok(Flow::Continue)
 }
 
@@ -391,7 +393,7 @@ fn introduce_first_holder(ctx: &Context, task: &mut Task, hosts: &HashMap<String
 /// records the edges.
 fn introduce(ctx: &Context, task: &mut Task, hosts: &HashMap<String, Host>, host: &str, occasion: Occasion) {
     let limit = ctx.config.scheduling.introduce_limit;
-    if limit == 0 {
+    if limit == 0 || task.distrusts(host) {
         return;
     }
     let Some(parent) = task.peers.get(host).and_then(|p| {
