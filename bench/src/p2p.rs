@@ -54,8 +54,31 @@ pub struct P2pBenchConfig {
     pub workdir: PathBuf,
     /// Limit for each single download.
     pub download_timeout: Duration,
-    /// Control connections in plaintext instead of mutual TLS.
-    pub plaintext: bool,
+    /// How the members talk, each measured in every run (in this order).
+    pub modes: Vec<Security>,
+}
+
+/// How the cluster's members talk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// Everything in plaintext (development mode): the baseline.
+    Plaintext,
+    /// Mutual TLS on control connections, piece grants; pieces in plain HTTP
+    /// with `sendfile` (the default).
+    Mtls,
+    /// The same with piece traffic encrypted (`upload.encrypt`).
+    Encrypted,
+}
+
+impl Security {
+    fn label(self) -> &'static str {
+        match self {
+            Security::Plaintext => "plaintext",
+            Security::Mtls => "mtls",
+            Security::Encrypted => "encrypted",
+        }
+    }
 }
 
 /// One run.
@@ -63,6 +86,8 @@ pub struct P2pBenchConfig {
 pub struct P2pRun {
     /// 1-based run number.
     pub run: u32,
+    /// How the members talked.
+    pub mode: Security,
     /// curl from the origin, MiB/s.
     pub curl_mib_s: f64,
     /// curl's user + system CPU seconds per GiB.
@@ -86,20 +111,33 @@ pub struct P2pReport {
     pub benchmark: &'static str,
     /// File size in bytes.
     pub size_bytes: u64,
-    /// Every run.
+    /// Every run (one row per mode).
     pub runs: Vec<P2pRun>,
-    /// Medians of every field of the runs.
-    pub median: Option<P2pRun>,
+    /// Medians of every field, per mode.
+    pub medians: Vec<P2pRun>,
     /// Whether the page cache was dropped before each timed download (root).
     pub caches_dropped: bool,
 }
 
 impl P2pReport {
     fn new(size_bytes: u64, runs: Vec<P2pRun>, caches_dropped: bool) -> Self {
-        let m = |f: fn(&P2pRun) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
-        let median = (|| {
+        let mut modes: Vec<Security> = Vec::new();
+        for r in &runs {
+            if !modes.contains(&r.mode) {
+                modes.push(r.mode);
+            }
+        }
+        let medians = modes.into_iter().filter_map(|mode| Self::median_of(&runs, mode)).collect();
+        Self { benchmark: "p2p", size_bytes, runs, medians, caches_dropped }
+    }
+
+    fn median_of(runs: &[P2pRun], mode: Security) -> Option<P2pRun> {
+        let runs: Vec<&P2pRun> = runs.iter().filter(|r| r.mode == mode).collect();
+        let m = |f: fn(&P2pRun) -> f64| median(&runs.iter().map(|r| f(r)).collect::<Vec<_>>());
+        {
             Some(P2pRun {
                 run: 0,
+                mode,
                 curl_mib_s: m(|r| r.curl_mib_s)?,
                 curl_cpu_s_per_gib: m(|r| r.curl_cpu_s_per_gib)?,
                 p2p_mib_s: m(|r| r.p2p_mib_s)?,
@@ -108,8 +146,7 @@ impl P2pReport {
                 parent_cpu_s_per_gib: m(|r| r.parent_cpu_s_per_gib)?,
                 parent_user_s_per_gib: m(|r| r.parent_user_s_per_gib)?,
             })
-        })();
-        Self { benchmark: "p2p", size_bytes, runs, median, caches_dropped }
+        }
     }
 
     /// The runs and their medians as a Markdown table.
@@ -117,12 +154,13 @@ impl P2pReport {
         let size = testkit::size::format_size(self.size_bytes);
         let mut out = format!(
             "p2p on loopback, {size}: one parent, one child (CPU: user + system s/GiB, user in brackets)\n\n\
-             | run | curl MiB/s | curl CPU | P2P MiB/s | child CPU | parent CPU |\n\
-             |---:|---:|---:|---:|---:|---:|\n"
+             | run | members | curl MiB/s | curl CPU | P2P MiB/s | child CPU | parent CPU |\n\
+             |---:|---|---:|---:|---:|---:|---:|\n"
         );
         let row = |label: String, r: &P2pRun| {
             format!(
-                "| {label} | {:.1} | {:.2} | {:.1} | {:.2} ({:.2}) | {:.2} ({:.2}) |\n",
+                "| {label} | {} | {:.1} | {:.2} | {:.1} | {:.2} ({:.2}) | {:.2} ({:.2}) |\n",
+                r.mode.label(),
                 r.curl_mib_s,
                 r.curl_cpu_s_per_gib,
                 r.p2p_mib_s,
@@ -135,7 +173,7 @@ impl P2pReport {
         for r in &self.runs {
             out.push_str(&row(r.run.to_string(), r));
         }
-        if let Some(m) = &self.median {
+        for m in &self.medians {
             out.push_str(&row("median".into(), m));
         }
         if !self.caches_dropped {
@@ -152,6 +190,9 @@ pub async fn run(cfg: &P2pBenchConfig) -> anyhow::Result<P2pReport> {
     if cfg.runs == 0 {
         bail!("--runs must be at least 1");
     }
+    if cfg.modes.is_empty() {
+        bail!("--security needs at least one mode");
+    }
     for name in ["scheduler", "dfdaemon", "dfget"] {
         check_binary(name, &cfg.bin_dir.join(name))?;
     }
@@ -166,25 +207,34 @@ pub async fn run(cfg: &P2pBenchConfig) -> anyhow::Result<P2pReport> {
     for run in 1..=cfg.runs {
         caches_dropped &= settle(&[&dir.join("blob")]).await;
         let (curl_secs, curl_cpu) = time_curl(cfg, &url, &dir.join("curl.out"), &digest).await?;
-        let run_dir = dir.join(format!("run-{run}"));
-        let p2p = p2p_run(cfg, &run_dir, &origin, &url, &digest).await?;
-        std::fs::remove_dir_all(&run_dir).with_context(|| format!("remove {}", run_dir.display()))?;
-        let gib = size as f64 / (1u64 << 30) as f64;
-        let r = P2pRun {
-            run,
-            curl_mib_s: mib_per_s(size, curl_secs),
-            curl_cpu_s_per_gib: curl_cpu / gib,
-            p2p_mib_s: mib_per_s(size, p2p.seconds),
-            child_cpu_s_per_gib: (p2p.child.0 + p2p.child.1) / gib,
-            child_user_s_per_gib: p2p.child.0 / gib,
-            parent_cpu_s_per_gib: (p2p.parent.0 + p2p.parent.1) / gib,
-            parent_user_s_per_gib: p2p.parent.0 / gib,
-        };
-        eprintln!(
-            "run {run}/{}: curl {:.1} MiB/s at {:.2} CPU s/GiB; p2p {:.1} MiB/s, child {:.2}, parent {:.2} CPU s/GiB",
-            cfg.runs, r.curl_mib_s, r.curl_cpu_s_per_gib, r.p2p_mib_s, r.child_cpu_s_per_gib, r.parent_cpu_s_per_gib
-        );
-        runs.push(r);
+        for &mode in &cfg.modes {
+            let run_dir = dir.join(format!("run-{run}-{}", mode.label()));
+            let p2p = p2p_run(cfg, mode, &run_dir, &origin, &url, &digest).await?;
+            std::fs::remove_dir_all(&run_dir).with_context(|| format!("remove {}", run_dir.display()))?;
+            let gib = size as f64 / (1u64 << 30) as f64;
+            let r = P2pRun {
+                run,
+                mode,
+                curl_mib_s: mib_per_s(size, curl_secs),
+                curl_cpu_s_per_gib: curl_cpu / gib,
+                p2p_mib_s: mib_per_s(size, p2p.seconds),
+                child_cpu_s_per_gib: (p2p.child.0 + p2p.child.1) / gib,
+                child_user_s_per_gib: p2p.child.0 / gib,
+                parent_cpu_s_per_gib: (p2p.parent.0 + p2p.parent.1) / gib,
+                parent_user_s_per_gib: p2p.parent.0 / gib,
+            };
+            eprintln!(
+                "run {run}/{} ({}): curl {:.1} MiB/s at {:.2} CPU s/GiB; p2p {:.1} MiB/s, child {:.2}, parent {:.2} CPU s/GiB",
+                cfg.runs,
+                mode.label(),
+                r.curl_mib_s,
+                r.curl_cpu_s_per_gib,
+                r.p2p_mib_s,
+                r.child_cpu_s_per_gib,
+                r.parent_cpu_s_per_gib
+            );
+            runs.push(r);
+        }
     }
     drop(origin);
     scratch.close().context("remove scratch dir")?;
@@ -217,6 +267,7 @@ struct P2pTimes {
 
 async fn p2p_run(
     cfg: &P2pBenchConfig,
+    mode: Security,
     dir: &Path,
     origin: &Origin,
     url: &str,
@@ -224,7 +275,10 @@ async fn p2p_run(
 ) -> anyhow::Result<P2pTimes> {
     let mut options = ClusterOptions::new(dir, &cfg.bin_dir, 2);
     options.seed = false;
-    options.plaintext = cfg.plaintext;
+    options.plaintext = mode == Security::Plaintext;
+    if mode == Security::Encrypted {
+        options.daemon_env.push(("DFDAEMON__UPLOAD__ENCRYPT".into(), "true".into()));
+    }
     let cluster = Cluster::start(&options).await?;
     let (parent, child) = (&cluster.peers[0], &cluster.peers[1]);
     let before = origin.total_body_bytes();
@@ -315,6 +369,7 @@ mod tests {
     fn medians_of_every_field() {
         let run = |run, x: f64| P2pRun {
             run,
+            mode: Security::Mtls,
             curl_mib_s: x,
             curl_cpu_s_per_gib: x,
             p2p_mib_s: x,
@@ -323,10 +378,14 @@ mod tests {
             parent_cpu_s_per_gib: x,
             parent_user_s_per_gib: x,
         };
-        let report = P2pReport::new(1 << 30, vec![run(1, 3.0), run(2, 1.0), run(3, 2.0)], true);
-        let m = report.median.as_ref().unwrap();
-        assert_eq!((m.curl_mib_s, m.parent_user_s_per_gib), (2.0, 2.0));
-        assert!(report.markdown().contains("| median | 2.0 | 2.00 | 2.0 | 2.00 (2.00) | 2.00 (2.00) |"));
-        assert!(P2pReport::new(1, Vec::new(), false).median.is_none());
+        let encrypted = |n, x: f64| P2pRun { mode: Security::Encrypted, ..run(n, x) };
+        let runs =
+            vec![run(1, 3.0), encrypted(1, 10.0), run(2, 1.0), encrypted(2, 30.0), run(3, 2.0), encrypted(3, 20.0)];
+        let report = P2pReport::new(1 << 30, runs, true);
+        let [m, e] = &report.medians[..] else { panic!("a median per mode: {:?}", report.medians) };
+        assert_eq!((m.mode, m.curl_mib_s, m.parent_user_s_per_gib), (Security::Mtls, 2.0, 2.0));
+        assert_eq!((e.mode, e.p2p_mib_s), (Security::Encrypted, 20.0));
+        assert!(report.markdown().contains("| median | mtls | 2.0 | 2.00 | 2.0 | 2.00 (2.00) | 2.00 (2.00) |"));
+        assert!(P2pReport::new(1, Vec::new(), false).medians.is_empty());
     }
 }

@@ -347,6 +347,12 @@ pub struct UploadConfig {
     /// 64), so one client cannot take all of `max_connections`. A child keeps
     /// about two per parent per `p2p.per_parent`.
     pub max_connections_per_client: usize,
+    /// Encrypt piece traffic (default false): the piece server speaks TLS
+    /// with member certificates, and children that fetch from it follow
+    /// (they learn it from the scheduler). Pieces are verified by digest
+    /// either way; encryption costs the parent its zero-copy send. Needs
+    /// `tls.mode: mtls`.
+    pub encrypt: bool,
 }
 
 impl Default for UploadConfig {
@@ -358,6 +364,7 @@ impl Default for UploadConfig {
             rate_limit: None,
             max_connections: 1024,
             max_connections_per_client: 64,
+            encrypt: false,
         }
     }
 }
@@ -512,6 +519,9 @@ impl Validate for Config {
             && self.manager.addrs.is_empty()
         {
             return Err(FieldError::new("tls.join_token", "enrollment needs the manager's address (manager.addrs)"));
+        }
+        if self.upload.encrypt && self.tls.mode == darter_common::tls::TlsMode::Plaintext {
+            return Err(FieldError::new("upload.encrypt", "encrypting piece traffic needs tls.mode: mtls"));
         }
         let gc = &self.storage.gc;
         if !(0.0..=1.0).contains(&gc.high_watermark) || gc.high_watermark == 0.0 {

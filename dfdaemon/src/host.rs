@@ -24,6 +24,7 @@ pub fn facts(config: &Config, upload: SocketAddr, pieces: SocketAddr) -> pb::Hos
         location: config.host.location.clone(),
         network: Some(pb::Network { upload_slots: config.upload.slots as u32, ..Default::default() }),
         version: env!("CARGO_PKG_VERSION").to_string(),
+        encrypted_pieces: config.upload.encrypt,
         ..Default::default()
     }
 }

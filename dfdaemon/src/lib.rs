@@ -14,7 +14,9 @@
 //!   and a seed peer's registration;
 //! - [`piece_server`]: piece bytes to other peers over HTTP (`sendfile` from the page cache);
 //!   [`piece_client`]: fetching them (kept-alive connections, one wake-up per 256 KiB
-//!   received, into reused buffers from [`buffer_pool`]);
+//!   received, into reused buffers from [`buffer_pool`]); [`piece_wire`]: a piece
+//!   connection, plain or TLS (`upload.encrypt`); piece requests carry the
+//!   scheduler's grants (`darter_common::tls::grant`);
 //! - [`proxy`]: the registry mirror and HTTP proxy (P2P for blobs, relay otherwise);
 //!   [`containerd`]: the `hosts.toml` files that point containerd at it;
 //! - [`metrics`], [`error`]; private helpers: `disk` (filesystem size), `host` (this host as announced),
@@ -41,6 +43,7 @@ pub mod metrics;
 pub mod paths;
 pub mod piece_client;
 pub mod piece_server;
+pub mod piece_wire;
 pub mod proxy;
 pub mod rate_limit;
 pub mod scheduler_client;
@@ -230,7 +233,13 @@ impl Daemon {
                 );
             }
             membership = discovery::seed_membership(&config, &host, &transport).map_err(anyhow::Error::msg)?;
-            tasks = tasks.with_scheduler(Scheduled::new(scheduler.clone(), config.p2p.clone(), config.host.seed)?);
+            let piece_tls = transport.identity().and_then(|id| piece_wire::client_config(&transport, id.cluster_id));
+            tasks = tasks.with_scheduler(Scheduled::new(
+                scheduler.clone(),
+                config.p2p.clone(),
+                config.host.seed,
+                piece_tls,
+            )?);
             schedulers = Some(scheduler);
         }
         let tasks = Arc::new(tasks);
@@ -365,11 +374,16 @@ impl Daemon {
             ),
         );
         let grants = trust.transport.credentials().map(|c| Checker::new(c.clone(), host_id.clone()));
-        let pieces = piece_server::PieceServer::with_grants(
+        let encryption = match (config.upload.encrypt, trust.transport.identity()) {
+            (true, Some(id)) => piece_server::Encryption::new(&trust.transport, id.cluster_id),
+            _ => None,
+        };
+        let pieces = piece_server::PieceServer::with_security(
             storage.clone(),
             piece_server::Limits::from_config(&config.upload),
             metrics.clone(),
             grants,
+            encryption,
         );
         servers.spawn("piece", pieces.serve(listeners.piece, stop.clone()));
         if let (Some(proxy), Some(listener)) = (proxy, listeners.proxy) {

@@ -27,8 +27,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use darter_common::sockopt::set_recv_low_water;
 use darter_common::sync::MutexExt as _;
@@ -36,6 +37,7 @@ use darter_common::tls::grant::GRANT_HEADER;
 
 use crate::buffer_pool::BufferPool;
 use crate::piece_server::slots::HAVE_HEADER;
+use crate::piece_wire::Wire;
 
 /// Most bytes the socket collects before the reader is woken.
 pub const WAKE_BYTES: usize = 256 * 1024;
@@ -73,27 +75,28 @@ impl std::fmt::Display for FetchError {
 
 /// A connection and the low-water mark it has set.
 struct Conn {
-    stream: TcpStream,
+    stream: Wire,
     low_water: usize,
 }
 
 impl Conn {
-    fn low_water(&mut self, bytes: usize) -> Result<(), FetchError> {
-        if self.low_water != bytes {
-            set_recv_low_water(&self.stream, bytes).map_err(|e| transport("set SO_RCVLOWAT", e))?;
-            self.low_water = bytes;
-        }
-        Ok(())
-    }
-
     /// Appends at most `max` bytes to `buf` (into its spare capacity),
     /// waking only once `want` bytes are queued (or the parent closed);
-    /// 0 means the parent closed.
+    /// 0 means the parent closed. On TLS the low-water mark stays unset:
+    /// decrypted bytes may already wait in the TLS session while the socket
+    /// holds fewer than `want`.
     async fn read_into(&mut self, buf: &mut Vec<u8>, max: usize, want: usize) -> Result<usize, FetchError> {
-        self.low_water(want)?;
+        let tcp = match &mut self.stream {
+            Wire::Tls(tls) => return tls.read_buf(&mut (&mut *buf).limit(max)).await.map_err(|e| transport("read", e)),
+            Wire::Plain(tcp) => tcp,
+        };
+        if self.low_water != want {
+            set_recv_low_water(tcp, want).map_err(|e| transport("set SO_RCVLOWAT", e))?;
+            self.low_water = want;
+        }
         loop {
-            self.stream.readable().await.map_err(|e| transport("wait for data", e))?;
-            match self.stream.try_read_buf(&mut (&mut *buf).limit(max)) {
+            tcp.readable().await.map_err(|e| transport("wait for data", e))?;
+            match tcp.try_read_buf(&mut (&mut *buf).limit(max)) {
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(transport("read", e)),
@@ -126,19 +129,53 @@ fn transport(what: &str, e: std::io::Error) -> FetchError {
     FetchError::Transport(format!("{what}: {e}"))
 }
 
+/// Where pieces come from: a parent's piece server, whether it speaks TLS,
+/// and the scheduler's grant to fetch from it.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The piece server.
+    pub addr: SocketAddr,
+    /// It speaks TLS (`upload.encrypt` on the parent).
+    pub encrypted: bool,
+    /// The grant sent in `x-darter-grant` (none when empty).
+    pub grant: Arc<str>,
+}
+
+impl Source {
+    /// A plaintext piece server that asks for no grant.
+    pub fn plain(addr: SocketAddr) -> Self {
+        Source { addr, encrypted: false, grant: "".into() }
+    }
+}
+
+/// Idle connections are kept per piece server and per kind (plain or TLS).
+type IdleKey = (SocketAddr, bool);
+
 /// Kept-alive connections to parents' piece servers.
-#[derive(Debug)]
 pub struct PieceClient {
-    idle: Mutex<HashMap<SocketAddr, Vec<(Instant, TcpStream)>>>,
+    idle: Mutex<HashMap<IdleKey, Vec<(Instant, Wire)>>>,
     max_idle: usize,
     connect_timeout: Duration,
     buffers: Arc<BufferPool>,
+    tls: Option<TlsConnector>,
+}
+
+impl std::fmt::Debug for PieceClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PieceClient").field("max_idle", &self.max_idle).field("tls", &self.tls.is_some()).finish()
+    }
 }
 
 impl PieceClient {
     /// A client keeping at most `max_idle` idle connections per parent.
     pub fn new(max_idle: usize, connect_timeout: Duration) -> Self {
-        Self { idle: Mutex::default(), max_idle, connect_timeout, buffers: BufferPool::new(POOL_BYTES) }
+        Self { idle: Mutex::default(), max_idle, connect_timeout, buffers: BufferPool::new(POOL_BYTES), tls: None }
+    }
+
+    /// The same, dialing encrypted parents with `tls` (see [`crate::piece_wire::client_config`]).
+    pub fn with_tls(mut self, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+        self.tls = tls.map(TlsConnector::from);
+        self
     }
 
     /// Drops the idle receive buffers (nothing is being downloaded).
@@ -151,38 +188,33 @@ impl PieceClient {
     /// fewest first when its slots are full); a 200 must carry exactly
     /// `length` bytes. The caller bounds the time it may take.
     pub async fn fetch(&self, addr: SocketAddr, path: &str, length: u64, have: u32) -> Result<Bytes, FetchError> {
-        self.fetch_granted(addr, path, length, have, "").await
+        self.fetch_from(&Source::plain(addr), path, length, have).await
     }
 
-    /// [`PieceClient::fetch`] with the piece grant the scheduler gave for
-    /// this parent (sent in `x-darter-grant` unless empty).
-    pub async fn fetch_granted(
-        &self,
-        addr: SocketAddr,
-        path: &str,
-        length: u64,
-        have: u32,
-        grant: &str,
-    ) -> Result<Bytes, FetchError> {
+    /// [`PieceClient::fetch`] from `source`: over TLS when it encrypts,
+    /// with its grant.
+    pub async fn fetch_from(&self, source: &Source, path: &str, length: u64, have: u32) -> Result<Bytes, FetchError> {
+        let addr = source.addr;
         let mut request = format!(
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/octet-stream\r\n{HAVE_HEADER}: {have}\r\n"
         );
-        if !grant.is_empty() {
-            request.push_str(&format!("{GRANT_HEADER}: {grant}\r\n"));
+        if !source.grant.is_empty() {
+            request.push_str(&format!("{GRANT_HEADER}: {}\r\n", source.grant));
         }
         request.push_str("\r\n");
-        if let Some(stream) = self.take_idle(addr) {
+        let key = (addr, source.encrypted);
+        if let Some(stream) = self.take_idle(key) {
             let mut conn = Conn { stream, low_water: 0 };
             match exchange(&mut conn, &request, length, &self.buffers).await {
-                Exchange::Done(result, keep) => return self.finish(addr, conn, result, keep),
+                Exchange::Done(result, keep) => return self.finish(key, conn, result, keep),
                 Exchange::Stale(e) => {
                     tracing::debug!(%addr, error = %e, "kept piece connection was closed; reconnecting")
                 }
             }
         }
-        let mut conn = Conn { stream: self.connect(addr).await?, low_water: 0 };
+        let mut conn = Conn { stream: self.connect(addr, source.encrypted).await?, low_water: 0 };
         match exchange(&mut conn, &request, length, &self.buffers).await {
-            Exchange::Done(result, keep) => self.finish(addr, conn, result, keep),
+            Exchange::Done(result, keep) => self.finish(key, conn, result, keep),
             Exchange::Stale(e) => Err(e),
         }
     }
@@ -194,7 +226,7 @@ impl PieceClient {
 
     fn finish(
         &self,
-        addr: SocketAddr,
+        key: IdleKey,
         conn: Conn,
         result: Result<Bytes, FetchError>,
         keep: bool,
@@ -206,7 +238,7 @@ impl PieceClient {
                 conns.retain(|(since, _)| now.duration_since(*since) < IDLE_FOR);
                 !conns.is_empty()
             });
-            let conns = idle.entry(addr).or_default();
+            let conns = idle.entry(key).or_default();
             if conns.len() < self.max_idle {
                 conns.push((now, conn.stream));
             }
@@ -214,9 +246,9 @@ impl PieceClient {
         result
     }
 
-    fn take_idle(&self, addr: SocketAddr) -> Option<TcpStream> {
+    fn take_idle(&self, key: IdleKey) -> Option<Wire> {
         let mut idle = self.idle.locked();
-        let conns = idle.get_mut(&addr)?;
+        let conns = idle.get_mut(&key)?;
         let now = Instant::now();
         let found = loop {
             match conns.pop() {
@@ -226,24 +258,45 @@ impl PieceClient {
             }
         };
         if conns.is_empty() {
-            idle.remove(&addr);
+            idle.remove(&key);
         }
         found
     }
 
-    async fn connect(&self, addr: SocketAddr) -> Result<TcpStream, FetchError> {
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr))
+    /// A fresh connection to `addr`, with the TLS handshake when `encrypted`;
+    /// both within the connect timeout.
+    async fn connect(&self, addr: SocketAddr, encrypted: bool) -> Result<Wire, FetchError> {
+        let timed_out = || FetchError::Transport(format!("connect to {addr}: timed out"));
+        let deadline = tokio::time::Instant::now() + self.connect_timeout;
+        let stream = tokio::time::timeout_at(deadline, TcpStream::connect(addr))
             .await
-            .map_err(|_| FetchError::Transport(format!("connect to {addr}: timed out")))?
+            .map_err(|_| timed_out())?
             .map_err(|e| transport(&format!("connect to {addr}"), e))?;
         let _ = stream.set_nodelay(true);
-        Ok(stream)
+        if !encrypted {
+            return Ok(Wire::Plain(stream));
+        }
+        let Some(tls) = &self.tls else {
+            return Err(FetchError::Transport(format!(
+                "the parent at {addr} encrypts piece traffic, and this peer has no TLS credentials"
+            )));
+        };
+        let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+        let tls = tokio::time::timeout_at(deadline, tls.connect(name, stream))
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|e| transport(&format!("TLS to {addr}"), e))?;
+        Ok(Wire::Tls(Box::new(tokio_rustls::TlsStream::Client(tls))))
     }
 }
 
 /// One request and its response on `conn`.
 async fn exchange(conn: &mut Conn, request: &str, length: u64, buffers: &Arc<BufferPool>) -> Exchange {
-    if let Err(e) = conn.stream.write_all(request.as_bytes()).await {
+    let sent = async {
+        conn.stream.write_all(request.as_bytes()).await?;
+        conn.stream.flush().await
+    };
+    if let Err(e) = sent.await {
         return Exchange::Stale(transport("send request", e));
     }
     let mut buf = Vec::with_capacity(4096);

@@ -47,14 +47,16 @@ pub fn channel(addr: SocketAddr, presents: &Presents) -> Channel {
         .expect("a socket address is an endpoint")
         .connect_timeout(TIMEOUT)
         .timeout(TIMEOUT);
-    connect::lazy(endpoint, client_config(presents))
+    connect::lazy(endpoint, tls_config(presents, b"h2"))
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn client_config(presents: &Presents) -> Option<Arc<rustls::ClientConfig>> {
+/// A TLS client config presenting `presents` that accepts any server and
+/// offers the ALPN protocol `alpn` (`None` for plaintext).
+pub fn tls_config(presents: &Presents, alpn: &[u8]) -> Option<Arc<rustls::ClientConfig>> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .expect("ring supports the default TLS versions")
@@ -70,7 +72,7 @@ fn client_config(presents: &Presents) -> Option<Arc<rustls::ClientConfig>> {
             )
             .expect("a key that fits the certificate"),
     };
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     Some(Arc::new(config))
 }
 

@@ -286,22 +286,74 @@ fn options(dir: &Path, peers: usize, daemon_env: &[(&str, &str)]) -> ClusterOpti
     o
 }
 
-/// `GET` of piece `number` of `task` from the piece server at `addr`, with
-/// `grant` in `x-darter-grant` when given: the status and the body.
-fn get_piece(addr: SocketAddr, task: &str, number: u32, grant: Option<&str>) -> (u16, Vec<u8>) {
-    use std::io::{Read as _, Write as _};
-    let mut conn = std::net::TcpStream::connect(addr).unwrap();
-    conn.set_read_timeout(Some(CALL_TIMEOUT)).unwrap();
+/// A request for piece `number` of `task`, with `grant` in `x-darter-grant`
+/// when given; the connection closes after the answer.
+fn piece_request(task: &str, number: u32, grant: Option<&str>) -> String {
     let grant = grant.map(|g| format!("x-darter-grant: {g}\r\n")).unwrap_or_default();
-    let request =
-        format!("GET /v1/tasks/{task}/pieces/{number} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{grant}\r\n");
-    conn.write_all(request.as_bytes()).unwrap();
+    format!("GET /v1/tasks/{task}/pieces/{number} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{grant}\r\n")
+}
+
+/// Reads `conn` to its end (or its first error): what came before.
+fn read_all(conn: &mut impl std::io::Read) -> (Vec<u8>, Option<std::io::Error>) {
     let mut answer = Vec::new();
-    conn.read_to_end(&mut answer).unwrap();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => return (answer, None),
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) => return (answer, Some(e)),
+        }
+    }
+}
+
+/// The status and body of an HTTP answer (bytes read off a connection).
+fn status_and_body(answer: &[u8]) -> (u16, Vec<u8>) {
     let head_end = answer.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head") + 4;
     let head = String::from_utf8_lossy(&answer[..head_end]).to_string();
     let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status");
     (status, answer[head_end..].to_vec())
+}
+
+/// `GET` of piece `number` of `task` from the piece server at `addr`, in
+/// plain HTTP: the status and the body.
+fn get_piece(addr: SocketAddr, task: &str, number: u32, grant: Option<&str>) -> (u16, Vec<u8>) {
+    use std::io::Write as _;
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(CALL_TIMEOUT)).unwrap();
+    conn.write_all(piece_request(task, number, grant).as_bytes()).unwrap();
+    status_and_body(&read_all(&mut conn).0)
+}
+
+/// The ALPN protocol of an encrypted piece port.
+const PIECES_ALPN: &[u8] = b"darter-pieces/1";
+
+/// A member's TLS client config for an encrypted piece port.
+fn member_pieces_config(transport: &Transport) -> std::sync::Arc<rustls::ClientConfig> {
+    let mut config = std::sync::Arc::unwrap_or_clone(transport.client_config(Expect::daemon(pki::CLUSTER)).unwrap());
+    config.alpn_protocols = vec![PIECES_ALPN.to_vec()];
+    std::sync::Arc::new(config)
+}
+
+/// The same over TLS with `config` (an encrypted piece port): the status
+/// and body, or why the connection failed.
+fn get_piece_tls(
+    addr: SocketAddr,
+    config: std::sync::Arc<rustls::ClientConfig>,
+    task: &str,
+    number: u32,
+    grant: Option<&str>,
+) -> Result<(u16, Vec<u8>), String> {
+    use std::io::Write as _;
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let tls = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
+    let tcp = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(CALL_TIMEOUT)).unwrap();
+    let mut conn = rustls::StreamOwned::new(tls, tcp);
+    conn.write_all(piece_request(task, number, grant).as_bytes()).map_err(|e| e.to_string())?;
+    match read_all(&mut conn) {
+        (answer, _) if !answer.is_empty() => Ok(status_and_body(&answer)),
+        (_, e) => Err(e.map_or("closed without an answer".into(), |e| e.to_string())),
+    }
 }
 
 // ------------------------------------------------------------------- tests
@@ -721,6 +773,53 @@ async fn a_lying_seed_cannot_complete_a_download_whose_digest_is_known() {
     assert_eq!(r.code, 5, "refused for its digest: {}\n{}", r.stderr, cluster.logs());
     assert!(r.stderr.contains("digest"), "{}", r.stderr);
     assert!(!out.exists(), "nothing is kept");
+}
+
+/// Piece encryption (`upload.encrypt`): a cluster whose daemons encrypt
+/// piece traffic downloads through the swarm. Its piece ports answer only
+/// TLS from members of the cluster: plain HTTP gets no answer; TLS without a
+/// certificate, another CA's certificate and a scheduler's are refused in
+/// the handshake; and a member still needs a grant.
+#[tokio::test(flavor = "multi_thread")]
+async fn encrypted_piece_ports_serve_members_with_grants_only() {
+    use darter_common::tls::grant::Issuer;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(&options(dir.path(), 1, &[("DFDAEMON__UPLOAD__ENCRYPT", "true")])).await.unwrap();
+    let manager = manager(&cluster);
+    let origin = Origin::start().await;
+    let data = random_bytes(4 * MIB, 150);
+    origin.add("/blob", Content::Bytes(data.clone()), Behavior::default());
+    let url = origin.url("/blob");
+    download_from_the_swarm(&cluster, &cluster.peers[0], &url, &dir.path().join("out"), &sha256_hex(&data)).await;
+    let (seed, task) = (seed(&cluster), task_id(&url));
+    let pieces = seed.piece_addr();
+
+    let plain = {
+        use std::io::Write as _;
+        let mut conn = std::net::TcpStream::connect(pieces).unwrap();
+        conn.set_read_timeout(Some(CALL_TIMEOUT)).unwrap();
+        conn.write_all(piece_request(&task, 0, None).as_bytes()).unwrap();
+        read_all(&mut conn).0
+    };
+    assert!(!plain.starts_with(b"HTTP/"), "plain HTTP gets no answer: {}", String::from_utf8_lossy(&plain));
+    for (who, presents) in strangers(Role::Peer).into_iter().skip(1) {
+        let config = caller::tls_config(&presents, PIECES_ALPN).expect("a TLS client");
+        let refused = get_piece_tls(pieces, config, &task, 0, None);
+        assert!(refused.as_ref().is_err_and(|e| e.contains(why(who, false))), "{who}: {refused:?}");
+    }
+    let scheduler = manager.enroll(Role::Scheduler, "scheduler-x").await.unwrap();
+    let wrong_role = get_piece_tls(pieces, member_pieces_config(&scheduler), &task, 0, None);
+    assert!(wrong_role.is_err(), "a scheduler is not a child: {wrong_role:?}");
+
+    let member = member_pieces_config(&manager.enroll(Role::Peer, "peer-x").await.unwrap());
+    let (status, _) = get_piece_tls(pieces, member.clone(), &task, 0, None).unwrap();
+    assert_eq!(status, 403, "a member without a grant");
+    let grant = Issuer::new(scheduler.credentials().unwrap().clone(), Duration::from_secs(60))
+        .issue(&task, &host_id("seed", seed), "peer-x")
+        .unwrap();
+    let (status, body) = get_piece_tls(pieces, member, &task, 0, Some(&grant)).unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(!body.is_empty() && body == data[..body.len()], "the first piece of the origin's bytes, over TLS");
 }
 
 /// The probes above are attacks that work: against a cluster in plaintext

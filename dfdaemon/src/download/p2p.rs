@@ -34,7 +34,7 @@ use super::spec::DownloadSpec;
 use crate::config::P2pConfig;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::piece_client::{FetchError, PieceClient};
+use crate::piece_client::{FetchError, PieceClient, Source};
 use crate::piece_server::piece_path;
 use crate::storage::{Lease, Shape, Storage};
 
@@ -83,10 +83,8 @@ struct Parent {
     /// A seed peer: other parents with room are asked first (the seed's
     /// upload is best spent on pieces the swarm lacks).
     seed: bool,
-    /// The parent's piece server.
-    piece_addr: SocketAddr,
-    /// The scheduler's grant to fetch from it (empty without TLS).
-    grant: Arc<str>,
+    /// The parent's piece server, and the scheduler's grant to fetch from it.
+    source: Source,
     available: PieceBits,
     /// Requests to this parent whose body has not arrived yet.
     inflight: usize,
@@ -359,7 +357,7 @@ impl P2p<'_> {
             if let Some(known) = st.parents.iter_mut().find(|p| p.alive && p.host_id == host.id) {
                 // A parent offered again brings a fresh grant.
                 if !c.grant.is_empty() {
-                    known.grant = c.grant.into();
+                    known.source.grant = c.grant.into();
                 }
                 continue;
             }
@@ -389,8 +387,7 @@ impl P2p<'_> {
                 peer_id: c.peer_id,
                 host_id: host.id,
                 seed: c.is_seed,
-                piece_addr,
-                grant: c.grant.into(),
+                source: Source { addr: piece_addr, encrypted: host.encrypted_pieces, grant: c.grant.into() },
                 available: c.pieces.into_iter().collect(),
                 inflight: 0,
                 cap: self.config.per_parent,
@@ -494,8 +491,7 @@ impl P2p<'_> {
             let have = st.held();
             let receive = receive_piece(
                 self.pieces.clone(),
-                st.parents[parent].piece_addr,
-                st.parents[parent].grant.clone(),
+                st.parents[parent].source.clone(),
                 path,
                 length,
                 have,
@@ -655,14 +651,13 @@ fn endgame_duplicates(missing: &BTreeSet<u32>, inflight: &PieceMap<Vec<usize>>) 
 /// Fetches one piece's body from a parent, saying this peer holds `have` pieces.
 async fn receive_piece(
     client: Arc<PieceClient>,
-    addr: SocketAddr,
-    grant: Arc<str>,
+    source: Source,
     path: String,
     length: u64,
     have: u32,
     timeout: Duration,
 ) -> std::result::Result<bytes::Bytes, PieceError> {
-    match tokio::time::timeout(timeout, client.fetch_granted(addr, &path, length, have, &grant)).await {
+    match tokio::time::timeout(timeout, client.fetch_from(&source, &path, length, have)).await {
         Err(_) => Err(PieceError::Network(format!("no piece within {timeout:?}"))),
         Ok(Err(FetchError::Busy)) => Err(PieceError::Busy),
         Ok(Err(FetchError::Status(403))) => Err(PieceError::Refused),

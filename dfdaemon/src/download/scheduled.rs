@@ -41,9 +41,15 @@ pub struct Scheduled {
 }
 
 impl Scheduled {
-    /// A swarm client with a pooled client for piece transfers.
-    pub fn new(scheduler: Arc<SchedulerClient>, config: P2pConfig, seed: bool) -> Result<Self> {
-        let pieces = Arc::new(PieceClient::new(config.per_parent * 2, PIECE_CONNECT_TIMEOUT));
+    /// A swarm client with a pooled client for piece transfers, which dials
+    /// encrypted parents with `piece_tls` (see `piece_wire::client_config`).
+    pub fn new(
+        scheduler: Arc<SchedulerClient>,
+        config: P2pConfig,
+        seed: bool,
+        piece_tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Self> {
+        let pieces = Arc::new(PieceClient::new(config.per_parent * 2, PIECE_CONNECT_TIMEOUT).with_tls(piece_tls));
         Ok(Self { scheduler, config, pieces, seed })
     }
 }

@@ -45,17 +45,21 @@ use std::time::Duration;
 use darter_common::piece::{MAX_PIECE_COUNT, piece_count};
 use darter_common::sync::MutexExt as _;
 use darter_common::task_id::TaskId;
+use darter_common::tls::Expect;
+use darter_common::tls::certificate::Facts;
 use darter_common::tls::grant::Checker;
 use http::StatusCode;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use self::request::{BadRequest, Request, read_request};
 use self::send_file::send_file;
 use self::slots::{Slot, UploadSlots};
 use crate::metrics::Metrics;
+use crate::piece_wire::Wire;
 use crate::rate_limit::RateLimit;
 use crate::storage::{Lease, Storage, StoredPiece};
 use darter_common::sockopt::set_send_buffer;
@@ -130,6 +134,56 @@ pub struct PieceServer {
     corrupt: bool,
     rate: Option<RateLimit>,
     grants: Option<Checker>,
+    encryption: Option<Encryption>,
+}
+
+/// Encrypted piece connections (`upload.encrypt`): the TLS acceptor and the
+/// cluster whose peers and seed peers may connect.
+#[derive(Clone)]
+pub struct Encryption {
+    acceptor: TlsAcceptor,
+    cluster: u64,
+}
+
+impl std::fmt::Debug for Encryption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encryption").field("cluster", &self.cluster).finish_non_exhaustive()
+    }
+}
+
+impl Encryption {
+    /// TLS with `transport`'s credentials, for the members of `cluster`
+    /// (`None` in plaintext mode).
+    pub fn new(transport: &darter_common::tls::Transport, cluster: u64) -> Option<Self> {
+        Some(Encryption { acceptor: TlsAcceptor::from(crate::piece_wire::server_config(transport)?), cluster })
+    }
+
+    /// The handshake, within [`HEADER_READ_TIMEOUT`]; `None` (logged) when
+    /// it fails or the client is not a peer or seed peer of the cluster.
+    async fn accept(&self, stream: TcpStream) -> Option<Wire> {
+        let addr = stream.peer_addr().ok();
+        let tls = match tokio::time::timeout(HEADER_READ_TIMEOUT, self.acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::debug!(client = ?addr, error = %e, "piece connection: TLS handshake refused");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!(client = ?addr, "piece connection: TLS handshake timed out");
+                return None;
+            }
+        };
+        let identity = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| Facts::parse(c));
+        match identity {
+            Some(Ok(facts)) if Expect::daemon(self.cluster).check(&facts.identity).is_ok() => {
+                Some(Wire::Tls(Box::new(tokio_rustls::TlsStream::Server(tls))))
+            }
+            other => {
+                tracing::debug!(client = ?addr, certificate = ?other.map(|f| f.map(|f| f.identity.to_string())), "piece connection from outside the cluster refused");
+                None
+            }
+        }
+    }
 }
 
 /// Open connections per client IP address.
@@ -282,6 +336,18 @@ impl PieceServer {
         metrics: Arc<Metrics>,
         grants: Option<Checker>,
     ) -> Arc<Self> {
+        Self::with_security(storage, limits, metrics, grants, None)
+    }
+
+    /// A server over `storage` with `limits`, checking `grants` and
+    /// speaking TLS when `encryption` is given.
+    pub fn with_security(
+        storage: Arc<Storage>,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+        grants: Option<Checker>,
+        encryption: Option<Encryption>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             storage,
             slots: UploadSlots::new(limits.slots, metrics.upload_waiting.clone()),
@@ -292,6 +358,7 @@ impl PieceServer {
             corrupt: std::env::var(CORRUPT_PIECES_ENV).is_ok_and(|v| v == "1"),
             rate: limits.rate_limit.map(RateLimit::new),
             grants,
+            encryption,
         })
     }
 
@@ -335,10 +402,20 @@ impl PieceServer {
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
                 let _connection = (connection, client);
-                tokio::select! {
-                    r = this.connection(stream) => if let Err(e) = r {
+                let serve = async {
+                    let wire = match &this.encryption {
+                        None => Wire::Plain(stream),
+                        Some(encryption) => match encryption.accept(stream).await {
+                            Some(wire) => wire,
+                            None => return,
+                        },
+                    };
+                    if let Err(e) = this.connection(wire).await {
                         tracing::debug!(error = %e, "piece connection ended");
-                    },
+                    }
+                };
+                tokio::select! {
+                    _ = serve => {}
                     _ = shutdown.cancelled() => {}
                 }
             });
@@ -347,7 +424,7 @@ impl PieceServer {
 
     /// Answers the requests of one connection until it closes, errs, idles
     /// past [`HEADER_READ_TIMEOUT`] or asks to close.
-    async fn connection(&self, mut stream: TcpStream) -> std::io::Result<()> {
+    async fn connection(&self, mut stream: Wire) -> std::io::Result<()> {
         let mut buf = Vec::new();
         loop {
             let read = tokio::time::timeout(HEADER_READ_TIMEOUT, read_request(&mut stream, &mut buf)).await;
@@ -380,7 +457,8 @@ impl PieceServer {
                 }
             }
             if close {
-                return Ok(());
+                // A TLS client learns the answer is whole (close_notify).
+                return stream.shutdown().await;
             }
         }
     }
@@ -424,7 +502,7 @@ impl PieceServer {
     /// The piece's head, then its bytes from the content file.
     async fn send_piece(
         &self,
-        stream: &mut TcpStream,
+        stream: &mut Wire,
         lease: &Lease,
         piece: &StoredPiece,
         head_only: bool,
@@ -442,7 +520,12 @@ impl PieceServer {
             return self.send_corrupted(stream, lease, piece, head).await;
         }
         stream.write_all(head.as_bytes()).await?;
-        send_file(stream, lease.content_file(), piece.offset, piece.length, SEND_STALL_TIMEOUT).await?;
+        match stream {
+            Wire::Plain(tcp) => {
+                send_file(tcp, lease.content_file(), piece.offset, piece.length, SEND_STALL_TIMEOUT).await?
+            }
+            Wire::Tls(_) => copy_range(stream, lease, piece.offset, piece.length, SEND_STALL_TIMEOUT).await?,
+        }
         self.metrics.upload_bytes.inc_by(piece.length);
         Ok(())
     }
@@ -450,7 +533,7 @@ impl PieceServer {
     /// Fault injection ([`CORRUPT_PIECES_ENV`]): the piece with its first byte flipped.
     async fn send_corrupted(
         &self,
-        stream: &mut TcpStream,
+        stream: &mut Wire,
         lease: &Lease,
         piece: &StoredPiece,
         head: String,
@@ -467,17 +550,49 @@ impl PieceServer {
         }
         stream.write_all(head.as_bytes()).await?;
         stream.write_all(&body).await?;
+        stream.flush().await?;
         self.metrics.upload_bytes.inc_by(piece.length);
         Ok(())
     }
 }
 
+/// Bytes read from the content file per step of an encrypted send.
+const COPY_CHUNK: usize = 1 << 20;
+
+/// Sends `length` bytes of the task's content from `offset` through a TLS
+/// connection: read from the page cache (on a blocking thread), encrypted
+/// and written, a chunk at a time. Fails when the reader takes nothing for
+/// `stall`.
+async fn copy_range(
+    stream: &mut Wire,
+    lease: &Lease,
+    offset: u64,
+    length: u64,
+    stall: Duration,
+) -> std::io::Result<()> {
+    let stalled =
+        || std::io::Error::new(std::io::ErrorKind::TimedOut, format!("the reader took nothing for {stall:?}"));
+    let mut buf = Vec::new();
+    let mut at = 0u64;
+    while at < length {
+        let n = (length - at).min(COPY_CHUNK as u64) as usize;
+        let (entry, mut chunk) = (Arc::clone(lease), std::mem::take(&mut buf));
+        chunk.resize(n, 0);
+        let read = tokio::task::spawn_blocking(move || entry.read_at(&mut chunk, offset + at).map(|()| chunk)).await;
+        buf = read.map_err(std::io::Error::other)?.map_err(|e| std::io::Error::other(e.to_string()))?;
+        tokio::time::timeout(stall, stream.write_all(&buf)).await.map_err(|_| stalled())??;
+        at += n as u64;
+    }
+    tokio::time::timeout(stall, stream.flush()).await.map_err(|_| stalled())?
+}
+
 /// A short text answer.
-async fn write_plain(stream: &mut TcpStream, status: StatusCode, msg: &str, close: bool) -> std::io::Result<()> {
+async fn write_plain(stream: &mut Wire, status: StatusCode, msg: &str, close: bool) -> std::io::Result<()> {
     let body = format!("{msg}\n");
     let mut out = head(status, "text/plain", body.len() as u64, None, close);
     out.push_str(&body);
-    stream.write_all(out.as_bytes()).await
+    stream.write_all(out.as_bytes()).await?;
+    stream.flush().await
 }
 
 #[cfg(test)]

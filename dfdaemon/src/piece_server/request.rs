@@ -3,8 +3,7 @@
 //! handled (bytes after one head stay buffered for the next).
 
 use darter_common::tls::grant::GRANT_HEADER;
-use tokio::io::AsyncReadExt as _;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt as _};
 
 /// Largest request head accepted.
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -39,7 +38,7 @@ pub enum BadRequest {
 /// read past the previous one. `Ok(None)`: the client closed the connection
 /// between requests.
 pub async fn read_request(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + Unpin),
     buf: &mut Vec<u8>,
 ) -> std::io::Result<Result<Option<Request>, BadRequest>> {
     loop {

@@ -88,10 +88,14 @@ struct P2pArgs {
     /// Directory with the scheduler, dfdaemon and dfget binaries [default: next to darter-bench].
     #[arg(long)]
     bin_dir: Option<PathBuf>,
-    /// Control connections in plaintext (development mode), the baseline the
-    /// cost of mutual TLS is measured against [default: mutual TLS, members'
-    /// certificates from files].
-    #[arg(long)]
+    /// How the members talk, each measured in every run, interleaved:
+    /// plaintext (development mode, the baseline), mtls (mutual TLS and piece
+    /// grants, members' certificates from files) and encrypted (the same with
+    /// `upload.encrypt`); comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "mtls")]
+    security: Vec<darter_bench::p2p::Security>,
+    /// The same as `--security plaintext`.
+    #[arg(long, conflicts_with = "security")]
     plaintext: bool,
 }
 
@@ -174,7 +178,7 @@ async fn p2p_cmd(args: P2pArgs) -> anyhow::Result<()> {
         curl: r.curl.clone(),
         workdir: r.workdir.clone(),
         download_timeout: r.download_timeout(),
-        plaintext: args.plaintext,
+        modes: if args.plaintext { vec![darter_bench::p2p::Security::Plaintext] } else { args.security.clone() },
     };
     let report = darter_bench::p2p::run(&cfg).await?;
     r.publish("p2p", &report.markdown(), &report)
