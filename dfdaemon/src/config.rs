@@ -662,5 +662,12 @@ mod tests {
         );
         assert_eq!(field(|c| c.download.max_url_bytes = ByteSize(10)), "download.max_url_bytes");
         assert_eq!(field(|c| c.download.max_header_count = 5000), "download.max_header_count");
+        assert_eq!(
+            field(|c| {
+                c.upload.encrypt = true;
+                c.tls.mode = darter_common::tls::TlsMode::Plaintext;
+            }),
+            "upload.encrypt"
+        );
     }
 }

@@ -8,20 +8,21 @@
 //! switch trades the zero-copy send for confidentiality (the bytes are
 //! verified by digest either way). Both ends authenticate with their member
 //! certificates: the parent accepts only peers and seed peers of its cluster,
-//! the child only a parent of its cluster. The ALPN protocol ([`ALPN`]) keeps
-//! a piece connection from being mistaken for a gRPC one.
+//! the child only a parent of its cluster
+//! (`Transport::piece_server_config`, `Transport::piece_client_config`).
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use darter_common::tls::{ClientAuth, Expect, Transport};
+use darter_common::tls::{Expect, Transport};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// The ALPN protocol of an encrypted piece connection.
-pub const ALPN: &[u8] = b"darter-pieces/1";
+/// Bytes of encrypted records a TLS connection buffers before writing them
+/// out (rustls's default is 64 KiB): fewer, larger writes per piece.
+pub const TLS_BUFFER: usize = 1 << 20;
 
 /// A piece connection.
 #[derive(Debug)]
@@ -45,17 +46,13 @@ impl Wire {
 /// The piece server's TLS config: member certificates required on both
 /// sides (`None` in plaintext mode).
 pub fn server_config(transport: &Transport) -> Option<Arc<rustls::ServerConfig>> {
-    let mut config = Arc::unwrap_or_clone(transport.server_config(ClientAuth::Required)?);
-    config.alpn_protocols = vec![ALPN.to_vec()];
-    Some(Arc::new(config))
+    transport.piece_server_config()
 }
 
 /// The piece client's TLS config: the server must be a peer or seed peer of
 /// `cluster` (`None` in plaintext mode).
 pub fn client_config(transport: &Transport, cluster: u64) -> Option<Arc<rustls::ClientConfig>> {
-    let mut config = Arc::unwrap_or_clone(transport.client_config(Expect::daemon(cluster))?);
-    config.alpn_protocols = vec![ALPN.to_vec()];
-    Some(Arc::new(config))
+    transport.piece_client_config(Expect::daemon(cluster))
 }
 
 macro_rules! delegate {

@@ -8,7 +8,8 @@ use std::path::Path;
 
 use darter_common::digest::Digest;
 use darter_common::task_id::TaskId;
-use darter_common::tls::{Identity, Role};
+use darter_common::tls::grant::{DEFAULT_TTL, Issuer};
+use darter_common::tls::{Identity, Role, Transport};
 use darter_fuzz::stream::{Op, push};
 use darter_proto::common::v1 as pb;
 use darter_proto::scheduler::v1::announce_peer_request::Request;
@@ -135,11 +136,26 @@ fn certificate() -> Vec<u8> {
     certs[0].to_vec()
 }
 
+/// A grant a scheduler signed, as `piece_grant` reads its binary input:
+/// the wire form after the version byte (the target puts it back).
+fn grant() -> Vec<u8> {
+    let ca = testkit::pki::TestCa::new();
+    let identity = Identity::new(Role::Scheduler, 1, "scheduler").expect("an identity");
+    let Transport::Mtls(credentials) = ca.transport(&identity) else { unreachable!("a kit CA gives TLS") };
+    let grant = Issuer::new(credentials, DEFAULT_TTL).issue("task", "parent-host", "child-host").expect("a grant");
+    hex::decode(grant).expect("hex")[1..].to_vec()
+}
+
 fn main() -> std::io::Result<()> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/scheduler_stream");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let dir = root.join("scheduler_stream");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("download.bin"), download())?;
     std::fs::write(dir.join("certificate.der"), certificate())?;
+    println!("wrote {}", dir.display());
+    let dir = root.join("piece_grant");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("signed.bin"), grant())?;
     println!("wrote {}", dir.display());
     Ok(())
 }

@@ -325,13 +325,11 @@ fn get_piece(addr: SocketAddr, task: &str, number: u32, grant: Option<&str>) -> 
 }
 
 /// The ALPN protocol of an encrypted piece port.
-const PIECES_ALPN: &[u8] = b"darter-pieces/1";
+const PIECES_ALPN: &[u8] = darter_common::tls::ALPN_PIECES;
 
 /// A member's TLS client config for an encrypted piece port.
 fn member_pieces_config(transport: &Transport) -> std::sync::Arc<rustls::ClientConfig> {
-    let mut config = std::sync::Arc::unwrap_or_clone(transport.client_config(Expect::daemon(pki::CLUSTER)).unwrap());
-    config.alpn_protocols = vec![PIECES_ALPN.to_vec()];
-    std::sync::Arc::new(config)
+    transport.piece_client_config(Expect::daemon(pki::CLUSTER)).unwrap()
 }
 
 /// The same over TLS with `config` (an encrypted piece port): the status

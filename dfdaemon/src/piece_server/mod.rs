@@ -162,7 +162,7 @@ impl Encryption {
     /// it fails or the client is not a peer or seed peer of the cluster.
     async fn accept(&self, stream: TcpStream) -> Option<Wire> {
         let addr = stream.peer_addr().ok();
-        let tls = match tokio::time::timeout(HEADER_READ_TIMEOUT, self.acceptor.accept(stream)).await {
+        let mut tls = match tokio::time::timeout(HEADER_READ_TIMEOUT, self.acceptor.accept(stream)).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
                 tracing::debug!(client = ?addr, error = %e, "piece connection: TLS handshake refused");
@@ -176,6 +176,7 @@ impl Encryption {
         let identity = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| Facts::parse(c));
         match identity {
             Some(Ok(facts)) if Expect::daemon(self.cluster).check(&facts.identity).is_ok() => {
+                tls.get_mut().1.set_buffer_limit(Some(crate::piece_wire::TLS_BUFFER));
                 Some(Wire::Tls(Box::new(tokio_rustls::TlsStream::Server(tls))))
             }
             other => {
@@ -556,13 +557,17 @@ impl PieceServer {
     }
 }
 
-/// Bytes read from the content file per step of an encrypted send.
-const COPY_CHUNK: usize = 1 << 20;
+/// Bytes read from the content file per step of an encrypted send: small
+/// enough that they are still in the CPU cache when rustls copies and
+/// encrypts them.
+const COPY_CHUNK: usize = 256 << 10;
 
 /// Sends `length` bytes of the task's content from `offset` through a TLS
-/// connection: read from the page cache (on a blocking thread), encrypted
-/// and written, a chunk at a time. Fails when the reader takes nothing for
-/// `stall`.
+/// connection: read from the page cache, encrypted and written, a chunk at
+/// a time. The read happens on the calling thread, as `sendfile` reads the
+/// file side (a hop to a blocking thread per chunk cost more CPU than the
+/// read: measured 0.80 against 0.58 CPU s/GiB). Fails when the reader takes
+/// nothing for `stall`.
 async fn copy_range(
     stream: &mut Wire,
     lease: &Lease,
@@ -572,15 +577,12 @@ async fn copy_range(
 ) -> std::io::Result<()> {
     let stalled =
         || std::io::Error::new(std::io::ErrorKind::TimedOut, format!("the reader took nothing for {stall:?}"));
-    let mut buf = Vec::new();
+    let mut buf = vec![0u8; (length as usize).min(COPY_CHUNK)];
     let mut at = 0u64;
     while at < length {
         let n = (length - at).min(COPY_CHUNK as u64) as usize;
-        let (entry, mut chunk) = (Arc::clone(lease), std::mem::take(&mut buf));
-        chunk.resize(n, 0);
-        let read = tokio::task::spawn_blocking(move || entry.read_at(&mut chunk, offset + at).map(|()| chunk)).await;
-        buf = read.map_err(std::io::Error::other)?.map_err(|e| std::io::Error::other(e.to_string()))?;
-        tokio::time::timeout(stall, stream.write_all(&buf)).await.map_err(|_| stalled())??;
+        lease.read_at(&mut buf[..n], offset + at).map_err(|e| std::io::Error::other(e.to_string()))?;
+        tokio::time::timeout(stall, stream.write_all(&buf[..n])).await.map_err(|_| stalled())??;
         at += n as u64;
     }
     tokio::time::timeout(stall, stream.flush()).await.map_err(|_| stalled())?
