@@ -163,6 +163,10 @@ pub struct SchedulingConfig {
     pub max_reschedules: u32,
     /// Parents a peer may download from at once, passed to the peer (default 4).
     pub concurrent_parent_limit: u32,
+    /// Children one parent is handed to at once in a task (default 32): a
+    /// parent with this many downloading children is nobody's candidate or
+    /// introduction until some finish.
+    pub load_limit: usize,
     /// How long a piece grant lasts (default `15m`; with TLS only). A child
     /// whose grant expired mid-download is refused by that parent and gets
     /// fresh parents, with fresh grants, when it reschedules.
@@ -178,6 +182,7 @@ impl Default for SchedulingConfig {
             back_to_source_limit: 1,
             max_reschedules: 10,
             concurrent_parent_limit: 4,
+            load_limit: 32,
             grant_ttl: darter_common::tls::grant::DEFAULT_TTL,
         }
     }

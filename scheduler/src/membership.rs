@@ -5,7 +5,10 @@
 //!   makes the manager stop handing it out at once;
 //! - right after each registration and every `manager.refresh_interval`
 //!   it asks `ListSchedulers` for its own cluster, whose active seed peers then
-//!   count as configured ones ([`crate::seed_peers`]). An answer for another
+//!   count as configured ones ([`crate::seed_peers`]) and whose config
+//!   (`candidate_parent_limit`, `back_to_source_limit`, `load_limit`, as the
+//!   console edits it) replaces the file's `scheduling` values from the next
+//!   decision on ([`Context::apply_cluster_config`]). An answer for another
 //!   cluster (this scheduler is not active in its own yet) or no answer leaves
 //!   the last list as it is.
 
@@ -96,6 +99,12 @@ async fn refresh_seed_peers(
                     failing = false;
                 }
                 apply(&ctx, &answer.response.seed_peers);
+                if let Some(config) = &answer.response.config {
+                    let changed = ctx.apply_cluster_config(config);
+                    if !changed.is_empty() {
+                        tracing::info!(changed = ?changed, "the cluster's config from the manager is in force");
+                    }
+                }
             }
             Ok(answer) => tracing::debug!(
                 cluster_id,

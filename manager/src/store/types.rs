@@ -41,11 +41,13 @@ impl Timestamp {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct ClusterConfig {
-    /// How many candidate parents a peer is offered at once.
+    /// How many candidate parents a peer is offered at once (the cluster's
+    /// schedulers apply it from their next refresh on).
     pub candidate_parent_limit: u32,
-    /// How many peers of one task may fetch from the origin at once.
+    /// How many peers of one task may fetch from the origin at once (seed
+    /// peers not counted).
     pub back_to_source_limit: u32,
-    /// How many concurrent uploads a peer is expected to serve.
+    /// How many downloading peers of one task a parent is handed to at once.
     pub load_limit: u32,
 }
 

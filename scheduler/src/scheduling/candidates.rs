@@ -36,16 +36,22 @@ pub struct Candidate<'a> {
     pub score: f64,
 }
 
-/// The best `limit` parents for the peer of `child_host`, best first (ties by host ID).
+/// The best `limit` parents for the peer of `child_host`, best first (ties
+/// by host ID), leaving out parents that already serve `load_limit`
+/// downloading children of the task ([`children_counts`]).
 pub fn candidate_parents<'a>(
     task: &'a Task,
     hosts: &'a HashMap<String, Host>,
     child_host: &str,
     limit: usize,
+    load_limit: usize,
 ) -> Vec<Candidate<'a>> {
     let Some(child) = task.peers.get(child_host) else {
         return Vec::new();
     };
+    let children = children_counts(task);
+    let loaded =
+        |host: &str| !child.parents.iter().any(|p| p == host) && children.get(host).is_some_and(|&n| n >= load_limit);
     let child_info = hosts.get(child_host);
     let mut out: Vec<Candidate<'a>> = task
         .peers
@@ -55,6 +61,7 @@ pub fn candidate_parents<'a>(
                 && p.is_active()
                 && !p.is_blocked_by(&child.blocklist)
                 && !task.distrusts(&p.host_id)
+                && !loaded(&p.host_id)
         })
         .filter_map(|p| {
             let host = hosts.get(&p.host_id)?;
@@ -70,6 +77,17 @@ pub fn candidate_parents<'a>(
     sort_best_first(&mut out);
     out.truncate(limit);
     out
+}
+
+/// How many downloading peers of the task have each host as a parent.
+pub fn children_counts(task: &Task) -> HashMap<&str, usize> {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for peer in task.peers.values().filter(|p| matches!(p.state, PeerState::Pending | PeerState::Running)) {
+        for parent in &peer.parents {
+            *counts.entry(parent.as_str()).or_default() += 1;
+        }
+    }
+    counts
 }
 
 /// Sorts by score, best first, ties by host ID so answers are stable.
@@ -175,7 +193,7 @@ mod tests {
         }
 
         fn pick(&self, child: &str, limit: usize) -> Vec<String> {
-            candidate_parents(&self.task, &self.hosts, child, limit)
+            candidate_parents(&self.task, &self.hosts, child, limit, usize::MAX)
                 .into_iter()
                 .map(|c| c.peer.host_id.clone())
                 .collect()
@@ -222,6 +240,29 @@ mod tests {
         // A record of failed uploads pushes a parent down.
         s.hosts.get_mut("near").unwrap().uploads_failed = 50;
         assert_eq!(s.pick("child", 4), vec!["full", "near", "busy", "far"]);
+    }
+
+    #[test]
+    fn a_parent_at_its_load_limit_is_nobody_elses_candidate() {
+        let mut s = Swarm::new(4);
+        s.peer("busy", PeerState::Succeeded, &[0, 1, 2, 3]);
+        s.peer("idle", PeerState::Succeeded, &[0, 1, 2, 3]);
+        s.peer("a", PeerState::Running, &[]).parents = vec!["busy".into()];
+        s.peer("b", PeerState::Running, &[]).parents = vec!["busy".into()];
+        s.peer("done", PeerState::Succeeded, &[0, 1, 2, 3]).parents = vec!["busy".into()];
+        s.peer("child", PeerState::Running, &[]);
+        let pick = |s: &Swarm, child: &str, load_limit: usize| -> Vec<String> {
+            let mut got: Vec<String> = candidate_parents(&s.task, &s.hosts, child, 8, load_limit)
+                .into_iter()
+                .map(|c| c.peer.host_id.clone())
+                .collect();
+            got.sort();
+            got
+        };
+        assert_eq!(children_counts(&s.task).get("busy"), Some(&2), "a finished child no longer counts");
+        assert!(pick(&s, "child", 3).contains(&"busy".to_string()));
+        assert!(!pick(&s, "child", 2).contains(&"busy".to_string()), "two children: at the limit");
+        assert!(pick(&s, "a", 2).contains(&"busy".to_string()), "a child keeps the parent it has");
     }
 
     #[test]

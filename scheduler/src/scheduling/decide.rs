@@ -127,7 +127,7 @@ fn immediate(
     if task.content_length == Some(0) {
         return Some(Answer::Empty);
     }
-    let candidates = candidate_parents(task, hosts, child_host, limits.candidate_parent_limit);
+    let candidates = candidate_parents(task, hosts, child_host, limits.candidate_parent_limit, limits.load_limit);
     if is_seed(hosts, child_host) {
         if candidates.iter().any(|c| c.peer.state == PeerState::Succeeded) {
             return Some(normal(&candidates));

@@ -9,7 +9,7 @@ pub mod decide;
 pub mod grants;
 pub mod introduce;
 
-pub use self::candidates::{Candidate, candidate_parents};
+pub use self::candidates::{Candidate, candidate_parents, children_counts};
 pub use self::decide::{Answer, Decision, apply, decide, decide_exhausted, decide_without_seeds, response, seed_order};
 pub use self::grants::Grants;
 pub use self::introduce::{Occasion, introductions};

@@ -28,7 +28,8 @@ use crate::resource::{
     Host, OriginOutcome, OriginPiece, PeerKey, PeerState, Registration, ResponseTx, State, Task, live_task,
 };
 use crate::scheduling::{
-    Answer, Decision, Grants, Occasion, apply, decide, decide_exhausted, decide_without_seeds, introductions, response,
+    Answer, Decision, Grants, Occasion, apply, children_counts, decide, decide_exhausted, decide_without_seeds,
+    introductions, response,
 };
 
 /// Longest peer or host ID a peer may name (blocklists, parents); longer ones are ignored.
@@ -177,7 +178,7 @@ async fn schedule(
     }
     let seeds: std::sync::Arc<[std::net::SocketAddr]> = if allow_trigger { ctx.seed_peers.all() } else { [].into() };
     let plan = with_task(ctx, s, |task, hosts| {
-        Ok(match decide(task, hosts, &s.key.host_id, &ctx.config.scheduling, &seeds) {
+        Ok(match decide(task, hosts, &s.key.host_id, &ctx.scheduling(), &seeds) {
             Decision::Answer(answer) => Plan::Answered(answer.label(), answer_locked(ctx, task, hosts, s, &answer, tx)),
             Decision::TriggerSeed { host_id, addr } => {
                 let generation = task.add_seed_placeholder(&host_id, Instant::now());
@@ -197,7 +198,7 @@ async fn schedule(
                 state.remove_peer(&s.key.task_id, &seed_host, generation, Instant::now());
             }
             with_task(ctx, s, |task, hosts| {
-                let answer = decide_without_seeds(task, hosts, &s.key.host_id, &ctx.config.scheduling);
+                let answer = decide_without_seeds(task, hosts, &s.key.host_id, &ctx.scheduling());
                 let label = match (&answer, &triggered) {
                     (Answer::Normal(_), Ok(())) => "seed_triggered",
                     _ => answer.label(),
@@ -230,7 +231,7 @@ fn answer_locked(
         ctx.metrics.went_back_to_source();
     }
     let grants = Grants::new(ctx.grants.as_ref(), host_id);
-    let message = response(task, hosts, answer, &ctx.config.scheduling, &grants);
+    let message = response(task, hosts, answer, &ctx.scheduling(), &grants);
     if let Some(peer) = task.peers.get_mut(host_id)
         && peer.tx.is_none()
     {
@@ -292,7 +293,7 @@ async fn reschedule(ctx: &Context, s: &Session, tx: &ResponseTx, r: ReschedulePe
     let exhausted = with_task(ctx, s, |task, hosts| {
         let resolved: Vec<(String, String)> =
             bad.iter().filter_map(|b| task.resolve(b).map(|p| (p.id.clone(), p.host_id.clone()))).collect();
-        let limits = &ctx.config.scheduling;
+        let limits = &ctx.scheduling();
         let Some(child) = task.peers.get_mut(&s.key.host_id) else {
             return Ok(None);
         };
@@ -392,7 +393,11 @@ fn introduce_first_holder(ctx: &Context, task: &mut Task, hosts: &HashMap<String
 /// [`introductions`] picks for `occasion` (see `scheduling::introduce`), and
 /// records the edges.
 fn introduce(ctx: &Context, task: &mut Task, hosts: &HashMap<String, Host>, host: &str, occasion: Occasion) {
-    let limit = ctx.config.scheduling.introduce_limit;
+    let limits = ctx.scheduling();
+    // Never past the load limit: a parent serving `load_limit` children is
+    // introduced to nobody more.
+    let serving = children_counts(task).get(host).copied().unwrap_or(0);
+    let limit = limits.introduce_limit.min(limits.load_limit.saturating_sub(serving));
     if limit == 0 || task.distrusts(host) {
         return;
     }
@@ -416,7 +421,7 @@ fn introduce(ctx: &Context, task: &mut Task, hosts: &HashMap<String, Host>, host
                 content_length: task.content_length,
                 piece_length: task.piece_length.unwrap_or_default(),
                 piece_digests: HashMap::new(),
-                concurrent_parent_limit: ctx.config.scheduling.concurrent_parent_limit,
+                concurrent_parent_limit: limits.concurrent_parent_limit,
             })),
         };
         let Some(peer) = task.peers.get_mut(&child) else { continue };

@@ -9,7 +9,7 @@ mod stream;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use darter_common::sync::MutexExt as _;
@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::config::Config;
+use crate::config::{Config, SchedulingConfig};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::resource::{HostInfo, Resources};
@@ -64,6 +64,10 @@ pub struct Context {
     /// Signs piece grants with this scheduler's certificate key (`None` in
     /// plaintext mode: parents then ask for none).
     pub grants: Option<Issuer>,
+    /// The scheduling limits in force: `config.scheduling`, with the
+    /// cluster's config from the manager over it once it answers
+    /// ([`Context::apply_cluster_config`]).
+    scheduling: RwLock<SchedulingConfig>,
 }
 
 impl Context {
@@ -86,7 +90,6 @@ impl Context {
         let resources = Resources::with_max_tasks_per_host(config.limits.max_tasks_per_host);
         let grants = transport.credentials().map(|c| Issuer::new(c.clone(), config.scheduling.grant_ttl));
         Self {
-            config,
             seed_peers,
             resources,
             metrics,
@@ -97,7 +100,32 @@ impl Context {
             cluster_id,
             streams: Arc::default(),
             grants,
+            scheduling: RwLock::new(config.scheduling.clone()),
+            config,
         }
+    }
+
+    /// The scheduling limits in force now.
+    pub fn scheduling(&self) -> SchedulingConfig {
+        self.scheduling.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Puts the cluster's config from the manager in force (its
+    /// `candidate_parent_limit`, `back_to_source_limit` and `load_limit`
+    /// over the file's); returns what changed, as `field: old -> new`.
+    pub fn apply_cluster_config(&self, cluster: &darter_proto::manager::v1::ClusterConfig) -> Vec<String> {
+        let mut current = self.scheduling.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut changed = Vec::new();
+        let mut set = |name: &str, field: &mut usize, value: u32, min: u32| {
+            if value >= min && *field != value as usize {
+                changed.push(format!("{name}: {field} -> {value}"));
+                *field = value as usize;
+            }
+        };
+        set("candidate_parent_limit", &mut current.candidate_parent_limit, cluster.candidate_parent_limit, 1);
+        set("back_to_source_limit", &mut current.back_to_source_limit, cluster.back_to_source_limit, 0);
+        set("load_limit", &mut current.load_limit, cluster.load_limit, 1);
+        changed
     }
 
     /// The caller of `request`, who must be a peer or seed peer of this
@@ -295,5 +323,26 @@ impl Scheduler for SchedulerService {
         let state = self.ctx.resources.lock();
         let task = state.tasks.get(&id).ok_or_else(|| Status::from(task_not_found(&id)))?;
         Ok(Response::new(task.info()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use darter_proto::manager::v1::ClusterConfig;
+
+    use super::*;
+
+    #[test]
+    fn the_clusters_config_replaces_the_files_limits_and_says_what_changed() {
+        let ctx = Context::new(Config::default(), Metrics::new(), CancellationToken::new(), TaskTracker::new());
+        let cluster = ClusterConfig { candidate_parent_limit: 1, back_to_source_limit: 0, load_limit: 8 };
+        let changed = ctx.apply_cluster_config(&cluster);
+        assert_eq!(changed, ["candidate_parent_limit: 4 -> 1", "back_to_source_limit: 1 -> 0", "load_limit: 32 -> 8"]);
+        let now = ctx.scheduling();
+        assert_eq!((now.candidate_parent_limit, now.back_to_source_limit, now.load_limit), (1, 0, 8));
+        assert!(ctx.apply_cluster_config(&cluster).is_empty(), "the same config changes nothing");
+        let unset = ClusterConfig { candidate_parent_limit: 0, back_to_source_limit: 0, load_limit: 0 };
+        assert!(ctx.apply_cluster_config(&unset).is_empty(), "zero limits are not applied");
+        assert_eq!(ctx.scheduling().candidate_parent_limit, 1);
     }
 }
