@@ -70,6 +70,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
             (report, state.counts())
         };
         ctx.metrics.set_counts(counts);
+        if report.hosts > 0 {
+            ctx.update_seed_gauge();
+        }
         if report != GcReport::default() {
             tracing::info!(hosts = report.hosts, peers = report.peers, tasks = report.tasks, "garbage collected");
         }

@@ -136,7 +136,7 @@ fn apply(ctx: &Context, listed: &[pb::Member]) {
     }
     let Some(change) = ctx.seed_peers.set_from_manager(addrs) else { return };
     let trusted = ctx.seed_peers.all();
-    ctx.metrics.set_seed_peers(trusted.len());
+    ctx.update_seed_gauge();
     tracing::info!(
         added = ?change.added, removed = ?change.removed, seed_peers = ?trusted,
         "seed peers from the manager changed"

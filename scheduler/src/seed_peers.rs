@@ -7,7 +7,10 @@
 //! [`crate::resource::State::reclassify_seeds`]). The list's order is what
 //! [`crate::scheduling::seed_order`] hashes task IDs over: the configured
 //! seeds in config order, then the manager's sorted, so replicas with the same
-//! config and manager agree on which seed a task goes to.
+//! config and manager agree on which seed a task goes to. With mutual TLS,
+//! hosts that announced with a seed peer's certificate are seeds too, from
+//! their first announcement ([`crate::resource::host::trigger_seeds`] puts
+//! them after this list).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};

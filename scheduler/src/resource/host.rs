@@ -129,6 +129,28 @@ impl Host {
     pub fn upload_addr(&self) -> SocketAddr {
         SocketAddr::new(self.info.ip, self.info.port)
     }
+
+    /// Whether it announced with a seed peer's certificate (mutual TLS).
+    pub fn certified_seed(&self) -> bool {
+        self.owner.as_ref().is_some_and(|o| o.role == darter_common::tls::Role::SeedPeer)
+    }
+}
+
+/// The seeds to trigger, in the order tasks are hashed over: `listed`
+/// (configured, then the manager's), then the upload addresses of the hosts
+/// that announced with a seed peer's certificate and are not listed (yet),
+/// sorted. A seed that joins counts from its first announcement, not from
+/// the manager's next answer.
+pub fn trigger_seeds(hosts: &HashMap<String, Host>, listed: &[SocketAddr]) -> Vec<SocketAddr> {
+    let mut announced: Vec<SocketAddr> = hosts
+        .values()
+        .filter(|h| h.is_seed() && h.certified_seed())
+        .map(Host::upload_addr)
+        .filter(|a| !listed.contains(a))
+        .collect();
+    announced.sort();
+    announced.dedup();
+    listed.iter().copied().chain(announced).collect()
 }
 
 /// The seed host announced with upload address `addr`, if any (the lowest

@@ -346,13 +346,14 @@ impl State {
 
     /// Decides again which hosts are seeds after the trusted seed addresses
     /// changed: a host is a seed while it announced itself as one and
-    /// `trusted` holds its upload address. Returns the hosts that changed,
-    /// with whether they are seeds now.
+    /// `trusted` holds its upload address, or it announced with a seed
+    /// peer's certificate. Returns the hosts that changed, with whether they
+    /// are seeds now.
     pub fn reclassify_seeds(&mut self, trusted: impl Fn(SocketAddr) -> bool) -> Vec<(String, bool)> {
         let mut changed = Vec::new();
         for host in self.hosts.values_mut() {
             let claims = host.info.proto.r#type == pb::HostType::Seed as i32;
-            let seed = claims && trusted(host.upload_addr());
+            let seed = claims && (trusted(host.upload_addr()) || host.certified_seed());
             if seed != host.is_seed() {
                 host.info.kind = if seed { HostType::Seed } else { HostType::Normal };
                 changed.push((host.info.id.clone(), seed));
@@ -442,6 +443,27 @@ mod tests {
         assert!(state.reclassify_seeds(|a| a == trusted).is_empty());
         assert_eq!(state.reclassify_seeds(|_| false), vec![("seed".to_string(), false)]);
         assert!(!state.hosts["seed"].is_seed());
+    }
+
+    #[test]
+    fn a_seed_peers_certificate_makes_a_seed_before_any_list_does() {
+        let mut state = State::default();
+        let now = Instant::now();
+        let mut info = host("certified");
+        info.proto.r#type = pb::HostType::Seed as i32;
+        info.kind = HostType::Seed; // as announce_host stores a seed peer certificate's claim
+        info.port = 4100;
+        state.announce_host(info, now);
+        let seed = darter_common::tls::Identity::new(darter_common::tls::Role::SeedPeer, 1, "certified").unwrap();
+        state.set_owner("certified", Some(&seed));
+        state.announce_host(host("normal"), now);
+        let listed: Vec<SocketAddr> = vec!["10.0.0.9:4000".parse().unwrap()];
+        let certified: SocketAddr = "10.0.0.1:4100".parse().unwrap();
+        assert_eq!(host::trigger_seeds(&state.hosts, &listed), [listed[0], certified], "listed first, then announced");
+        assert_eq!(host::trigger_seeds(&state.hosts, &[certified]), [certified], "not twice");
+        assert!(state.reclassify_seeds(|_| false).is_empty(), "a list without it does not demote it");
+        state.leave_host("certified", now);
+        assert_eq!(host::trigger_seeds(&state.hosts, &listed), listed, "a seed that left is not triggered");
     }
 
     fn registration(host: &str, peer: &str) -> Registration {

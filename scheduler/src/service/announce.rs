@@ -22,6 +22,7 @@ use tonic::Status;
 use super::Context;
 use crate::error::Error;
 use crate::metrics::PieceSource;
+use crate::resource::host::trigger_seeds;
 use crate::resource::peer::MAX_BLOCKLIST;
 use crate::resource::task::parse_piece_digest;
 use crate::resource::{
@@ -176,8 +177,9 @@ async fn schedule(
         Answered(&'static str, Pending),
         Trigger { seed_host: String, addr: std::net::SocketAddr, generation: u64 },
     }
-    let seeds: std::sync::Arc<[std::net::SocketAddr]> = if allow_trigger { ctx.seed_peers.all() } else { [].into() };
+    let listed = ctx.seed_peers.all();
     let plan = with_task(ctx, s, |task, hosts| {
+        let seeds = if allow_trigger { trigger_seeds(hosts, &listed) } else { Vec::new() };
         Ok(match decide(task, hosts, &s.key.host_id, &ctx.scheduling(), &seeds) {
             Decision::Answer(answer) => Plan::Answered(answer.label(), answer_locked(ctx, task, hosts, s, &answer, tx)),
             Decision::TriggerSeed { host_id, addr } => {

@@ -105,6 +105,14 @@ impl Context {
         }
     }
 
+    /// Sets the `scheduler_seed_peers` gauge: the seeds a task may be sent
+    /// to (listed, and announced with a seed peer's certificate).
+    pub fn update_seed_gauge(&self) {
+        let listed = self.seed_peers.all();
+        let n = crate::resource::host::trigger_seeds(&self.resources.lock().hosts, &listed).len();
+        self.metrics.set_seed_peers(n);
+    }
+
     /// The scheduling limits in force now.
     pub fn scheduling(&self) -> SchedulingConfig {
         self.scheduling.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
@@ -252,6 +260,7 @@ impl Scheduler for SchedulerService {
         };
         if news {
             tracing::info!(host_id = %id, %ip, seed, "host announced");
+            self.ctx.update_seed_gauge();
         } else {
             tracing::debug!(host_id = %id, "host re-announced");
         }
@@ -271,6 +280,7 @@ impl Scheduler for SchedulerService {
         };
         if left {
             tracing::info!(host_id = %id, "host left");
+            self.ctx.update_seed_gauge();
         }
         Ok(Response::new(()))
     }
