@@ -6,6 +6,8 @@
 //!
 //! Writing is idempotent (an identical file is left alone) and keeps the
 //! previous file as `hosts.toml.bak`; each file is replaced atomically.
+//! [`restore`] undoes it (an uninstall): the backup goes back, or a file this
+//! command wrote without one is removed; anyone else's file stays.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -40,23 +42,92 @@ pub fn check_registry(registry: &str) -> Result<(), String> {
     if ok { Ok(()) } else { Err(format!("{registry:?} is not a registry host[:port]")) }
 }
 
+/// The first line of every file this command writes.
+pub const HEADER: &str = "# Written by `dfdaemon containerd-config`: pulls go through Darter's mirror first.\n";
+
+/// How containerd reaches a registry itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registry<'a> {
+    /// `host[:port]`.
+    pub name: &'a str,
+    /// Plain HTTP.
+    pub insecure: bool,
+    /// The CA that signed the registry's certificate (a private CA), as
+    /// containerd's `ca` for the server.
+    pub ca: Option<&'a Path>,
+}
+
+/// Checks a CA path for a `ca =` line: absolute and free of quotes and
+/// control characters (it is written into TOML as is).
+pub fn check_ca(path: &Path) -> Result<(), String> {
+    let text = path.to_str().ok_or_else(|| format!("{} is not UTF-8", path.display()))?;
+    if !path.is_absolute() || text.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
+        return Err(format!("{text:?} must be an absolute path without quotes, backslashes or control characters"));
+    }
+    Ok(())
+}
+
 /// `hosts.toml` for `registry` with `mirror` (`http://127.0.0.1:4001`) in front.
 /// `registry` `None` is the catch-all (`_default`): no `server`, so containerd
 /// falls back to each registry's own host.
-pub fn render(registry: Option<(&str, bool)>, mirror: &str) -> String {
-    let mut out = String::from("# Written by `dfdaemon containerd-config`: pulls go through Darter's mirror first.\n");
-    if let Some((name, insecure)) = registry {
-        out.push_str(&format!("server = \"{}\"\n", server(name, insecure)));
+pub fn render(registry: Option<Registry<'_>>, mirror: &str) -> String {
+    let mut out = String::from(HEADER);
+    if let Some(r) = registry {
+        out.push_str(&format!("server = \"{}\"\n", server(r.name, r.insecure)));
+        if let Some(ca) = r.ca {
+            out.push_str(&format!("ca = \"{}\"\n", ca.display()));
+        }
     }
     out.push_str(&format!("\n[host.\"{mirror}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"));
-    if let Some((name, insecure)) = registry {
+    if let Some(r) = registry {
         // For clients that do not send `?ns=` (containerd does).
         out.push_str(&format!(
             "\n[host.\"{mirror}\".header]\n  X-Darter-Registry = [\"{}\"]\n",
-            server(name, insecure)
+            server(r.name, r.insecure)
         ));
     }
     out
+}
+
+/// What [`restore`] did to one registry's file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restored {
+    /// The backup is `hosts.toml` again.
+    Backup(PathBuf),
+    /// This command's file had no backup (there was none before): removed.
+    Removed(PathBuf),
+    /// Not this command's file (someone changed it since): left alone.
+    NotOurs(PathBuf),
+    /// No file.
+    Absent(PathBuf),
+}
+
+/// Undoes [`write`] for `<certs_dir>/<dir_name>`: puts `hosts.toml.bak`
+/// back, or removes a `hosts.toml` this command wrote when there was no
+/// file before (and the directory when it is empty then). A `hosts.toml`
+/// that does not start with [`HEADER`] is someone else's and stays.
+pub fn restore(certs_dir: &Path, dir_name: &str) -> std::io::Result<Restored> {
+    let dir = certs_dir.join(dir_name);
+    let (path, backup) = (dir.join("hosts.toml"), dir.join("hosts.toml.bak"));
+    let current = match std::fs::read_to_string(&path) {
+        Ok(c) => Some(c),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    if current.as_deref().is_some_and(|c| !c.starts_with(HEADER)) {
+        return Ok(Restored::NotOurs(path));
+    }
+    if backup.exists() {
+        std::fs::rename(&backup, &path)?;
+        return Ok(Restored::Backup(path));
+    }
+    if current.is_none() {
+        return Ok(Restored::Absent(path));
+    }
+    std::fs::remove_file(&path)?;
+    // Only an empty directory goes (it was made for this file).
+    let _ = std::fs::remove_dir(&dir);
+    Ok(Restored::Removed(path))
 }
 
 /// Writes `content` as `<certs_dir>/<dir_name>/hosts.toml`.
@@ -86,14 +157,27 @@ pub fn write(certs_dir: &Path, dir_name: &str, content: &str) -> std::io::Result
 mod tests {
     use super::*;
 
+    fn registry(name: &str, insecure: bool) -> Option<Registry<'_>> {
+        Some(Registry { name, insecure, ca: None })
+    }
+
     #[test]
     fn renders_a_mirror_in_front_of_the_registry() {
-        let t = render(Some(("docker.io", false)), "http://127.0.0.1:4001");
+        let t = render(registry("docker.io", false), "http://127.0.0.1:4001");
         assert!(t.contains("server = \"https://registry-1.docker.io\""), "{t}");
         assert!(t.contains("[host.\"http://127.0.0.1:4001\"]\n  capabilities = [\"pull\", \"resolve\"]"), "{t}");
         assert!(t.contains("X-Darter-Registry = [\"https://registry-1.docker.io\"]"), "{t}");
-        let t = render(Some(("10.0.0.1:5000", true)), "http://127.0.0.1:4001");
+        let t = render(registry("10.0.0.1:5000", true), "http://127.0.0.1:4001");
         assert!(t.contains("server = \"http://10.0.0.1:5000\""), "{t}");
+        assert!(!t.contains("ca ="), "{t}");
+        let private =
+            Registry { name: "registry.corp:5000", insecure: false, ca: Some(Path::new("/etc/ssl/corp-ca.crt")) };
+        let t = render(Some(private), "http://127.0.0.1:4001");
+        assert!(t.contains("server = \"https://registry.corp:5000\"\nca = \"/etc/ssl/corp-ca.crt\"\n"), "{t}");
+        assert!(check_ca(Path::new("/etc/ssl/corp-ca.crt")).is_ok());
+        for bad in ["relative/ca.crt", "/etc/\"ca\".crt", "/etc/ca\n.crt", "/etc/ca\\.crt"] {
+            assert!(check_ca(Path::new(bad)).is_err(), "{bad:?}");
+        }
         let t = render(None, "http://127.0.0.1:4001");
         assert!(!t.contains("server") && t.contains("capabilities"), "{t}");
     }
@@ -103,7 +187,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("ghcr.io")).unwrap();
         std::fs::write(dir.path().join("ghcr.io/hosts.toml"), "server = \"https://ghcr.io\"\n").unwrap();
-        let content = render(Some(("ghcr.io", false)), "http://127.0.0.1:4001");
+        let content = render(registry("ghcr.io", false), "http://127.0.0.1:4001");
         let first = write(dir.path(), "ghcr.io", &content).unwrap();
         let backup = dir.path().join("ghcr.io/hosts.toml.bak");
         assert_eq!(
@@ -117,6 +201,17 @@ mod tests {
         );
         assert_eq!(std::fs::read_to_string(&backup).unwrap(), "server = \"https://ghcr.io\"\n", "backup kept");
         assert!(matches!(write(dir.path(), "quay.io", &content).unwrap(), Written::Written { backup: None, .. }));
+
+        // Uninstall: the previous file is back, a file that was not there is gone.
+        let ghcr = dir.path().join("ghcr.io/hosts.toml");
+        assert_eq!(restore(dir.path(), "ghcr.io").unwrap(), Restored::Backup(ghcr.clone()));
+        assert_eq!(std::fs::read_to_string(&ghcr).unwrap(), "server = \"https://ghcr.io\"\n");
+        assert!(!backup.exists());
+        assert_eq!(restore(dir.path(), "ghcr.io").unwrap(), Restored::NotOurs(ghcr), "twice: the file is not ours");
+        let quay = dir.path().join("quay.io/hosts.toml");
+        assert_eq!(restore(dir.path(), "quay.io").unwrap(), Restored::Removed(quay.clone()));
+        assert!(!dir.path().join("quay.io").exists(), "its empty directory too");
+        assert_eq!(restore(dir.path(), "quay.io").unwrap(), Restored::Absent(quay));
     }
 
     #[test]

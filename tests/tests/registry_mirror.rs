@@ -4,7 +4,8 @@
 //! processes (a scheduler, a seed dfdaemon and one dfdaemon per node, each
 //! node's mirror on its own port) and one real containerd per node (own root,
 //! state and socket) whose `certs.d/<registry>/hosts.toml` was written by
-//! `dfdaemon containerd-config`, the way a node is set up. Pulls are
+//! `dfdaemon containerd-config`, the way a node is set up (and undone by
+//! `--restore`, the way it is uninstalled). Pulls are
 //! `ctr images pull --hosts-dir`, which resolves and fetches client-side.
 //!
 //! containerd falls back to the registry silently when its mirror fails, so a
@@ -199,31 +200,30 @@ impl Node {
 }
 
 /// Runs `dfdaemon containerd-config` for `registry` with `mirror` in front,
-/// writing under `certs_d`; returns the hosts.toml. `containerd-config` has
-/// no option for the server's CA, so for an HTTPS registry with a private
-/// CA the `ca` line is added to the server part of the generated file.
-async fn containerd_config(certs_d: &Path, registry: &RegistryProcess, mirror: &str) -> PathBuf {
+/// writing under `certs_d` (with `--ca` for an HTTPS registry with a
+/// private CA, `--insecure` for a plain HTTP one, and `--restore` after
+/// `extra` when given); returns the hosts.toml.
+async fn containerd_config_run(certs_d: &Path, registry: &RegistryProcess, mirror: &str, extra: &[&str]) -> PathBuf {
     let host = registry.host();
     let mut cmd = tokio::process::Command::new(bin_dir().join("dfdaemon"));
     cmd.arg("containerd-config").args(["--registry", &host, "--mirror", mirror]).arg("--certs-dir").arg(certs_d);
-    if registry.ca_cert.is_none() {
-        cmd.args(["--insecure", &host]);
-    }
+    match &registry.ca_cert {
+        Some(ca) => cmd.arg("--ca").arg(format!("{host}={}", ca.display())),
+        None => cmd.args(["--insecure", &host]),
+    };
+    cmd.args(extra);
     run(&mut cmd, CONFIG_TIMEOUT).await.unwrap_or_else(|e| panic!("{e:#}"));
-    let path = certs_d.join(&host).join("hosts.toml");
-    let mut toml = std::fs::read_to_string(&path).unwrap();
+    certs_d.join(&host).join("hosts.toml")
+}
+
+/// [`containerd_config_run`] writing the files, checked.
+async fn containerd_config(certs_d: &Path, registry: &RegistryProcess, mirror: &str) -> PathBuf {
+    let path = containerd_config_run(certs_d, registry, mirror, &[]).await;
+    let toml = std::fs::read_to_string(&path).unwrap();
     assert!(toml.contains(&format!("server = \"{}\"", registry.url())), "{toml}");
     assert!(toml.contains(&format!("[host.\"{mirror}\"]")), "{toml}");
     if let Some(ca) = &registry.ca_cert {
-        let ca_line = format!("ca = {}", serde_json::to_string(&ca.to_string_lossy()).unwrap());
-        toml = toml
-            .lines()
-            .flat_map(
-                |l| if l.starts_with("server = ") { vec![l.to_owned(), ca_line.clone()] } else { vec![l.to_owned()] },
-            )
-            .map(|l| l + "\n")
-            .collect();
-        std::fs::write(&path, &toml).unwrap();
+        assert!(toml.contains(&format!("ca = \"{}\"", ca.display())), "{toml}");
     }
     path
 }
@@ -601,6 +601,41 @@ async fn through_the_mirror_an_htpasswd_registry_over_https_needs_the_credential
     {
         assert!(!log.contains(&credentials.password), "{name}'s log shows the password");
     }
+}
+
+/// Node set-up and uninstall: a node whose containerd already had its own
+/// `hosts.toml` for the registry gets the mirror's (the old one kept as a
+/// backup) and pulls through the mirror with no containerd restart; after
+/// `--restore` its file is the old one again and the next pull goes to the
+/// registry itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn node_set_up_pulls_through_the_mirror_and_its_uninstall_restores_the_previous_hosts_toml() {
+    if !registry_kit_or_skip("node_set_up_pulls_through_the_mirror_and_its_uninstall_restores_the_previous_hosts_toml")
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (small, large) = images().await;
+    let registry = RegistryProcess::start(&dir.path().join("registry"), RegistryOptions::default()).await.unwrap();
+    let first = small.push(&registry, "darter/small").await.unwrap();
+    let second = large.push(&registry, "darter/large").await.unwrap();
+    let cluster = swarm(dir.path(), &registry).await;
+    // What the node had before: its registry, directly.
+    let certs_d = dir.path().join("certs-0");
+    let before = format!("server = \"{}\"\n", registry.url());
+    std::fs::create_dir_all(certs_d.join(registry.host())).unwrap();
+    std::fs::write(certs_d.join(registry.host()).join("hosts.toml"), &before).unwrap();
+    let node = Node::start(&cluster, dir.path(), 0, &registry).await;
+    assert_eq!(node.certs_d, certs_d);
+
+    node.pull_checked(&first, &small, None, SMALL_PULL).await;
+    assert_each_blob_served_once_to_dfdaemon(&registry, &small).await;
+
+    let path = containerd_config_run(&certs_d, &registry, &format!("http://{}", node.proxy), &["--restore"]).await;
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), before, "the previous hosts.toml is back");
+    assert!(!path.with_extension("toml.bak").exists(), "no backup left behind");
+    node.pull_checked(&second, &large, None, LARGE_PULL).await;
+    assert_each_blob_fetched_once_by_containerd(&registry, &large).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -74,12 +74,30 @@ enum Command {
         /// proxy.insecure_registries too.
         #[arg(long = "insecure", value_name = "HOST")]
         insecure: Vec<String>,
+        /// The CA of a registry with a private CA, as containerd's `ca` for it
+        /// (HOST=/absolute/path.crt); repeatable. Give the mirror the same CA
+        /// (back_to_source.ca_certs) so it can fetch from it too.
+        #[arg(long = "ca", value_name = "HOST=PATH", value_parser = parse_ca)]
+        cas: Vec<(String, PathBuf)>,
+        /// Undo an earlier run for the same registries (uninstall): put each
+        /// `hosts.toml.bak` back, or remove a `hosts.toml` it wrote where there
+        /// was none; files someone else changed since are left alone.
+        #[arg(long)]
+        restore: bool,
     },
+}
+
+fn parse_ca(s: &str) -> Result<(String, PathBuf), String> {
+    let (host, path) = s.split_once('=').ok_or("expected HOST=/path/to/ca.crt")?;
+    dfdaemon::containerd::check_registry(host)?;
+    let path = PathBuf::from(path);
+    dfdaemon::containerd::check_ca(&path)?;
+    Ok((host.to_string(), path))
 }
 
 /// `dfdaemon containerd-config`: returns the exit code.
 fn containerd_config(config: &Config, command: &Command) -> i32 {
-    let Command::ContainerdConfig { registries, all, certs_dir, mirror, insecure } = command;
+    let Command::ContainerdConfig { registries, all, certs_dir, mirror, insecure, cas, restore } = command;
     if registries.is_empty() && !all {
         eprintln!("dfdaemon containerd-config: name at least one --registry, or --all");
         return 2;
@@ -89,6 +107,14 @@ fn containerd_config(config: &Config, command: &Command) -> i32 {
             eprintln!("dfdaemon containerd-config: --registry: {e}");
             return 2;
         }
+    }
+    if let Some((host, _)) = cas.iter().find(|(host, _)| !registries.contains(host)) {
+        eprintln!("dfdaemon containerd-config: --ca {host}=...: name {host} with --registry too");
+        return 2;
+    }
+    let dirs = registries.iter().cloned().chain(all.then(|| "_default".to_string()));
+    if *restore {
+        return restore_files(certs_dir, dirs);
     }
     let mirror = mirror.clone().unwrap_or_else(|| {
         let mut addr = config.proxy.addr;
@@ -103,7 +129,11 @@ fn containerd_config(config: &Config, command: &Command) -> i32 {
     }
     let mut files: Vec<(String, String)> = registries
         .iter()
-        .map(|r| (r.clone(), dfdaemon::containerd::render(Some((r, insecure.contains(r))), &mirror)))
+        .map(|r| {
+            let ca = cas.iter().find(|(host, _)| host == r).map(|(_, path)| path.as_path());
+            let registry = dfdaemon::containerd::Registry { name: r, insecure: insecure.contains(r), ca };
+            (r.clone(), dfdaemon::containerd::render(Some(registry), &mirror))
+        })
         .collect();
     if *all {
         files.push(("_default".into(), dfdaemon::containerd::render(None, &mirror)));
@@ -117,6 +147,24 @@ fn containerd_config(config: &Config, command: &Command) -> i32 {
             },
             Err(e) => {
                 eprintln!("dfdaemon containerd-config: {}: {e}", certs_dir.join(&dir).display());
+                return 1;
+            }
+        }
+    }
+    0
+}
+
+/// `dfdaemon containerd-config --restore`: returns the exit code.
+fn restore_files(certs_dir: &std::path::Path, dirs: impl Iterator<Item = String>) -> i32 {
+    use dfdaemon::containerd::Restored;
+    for dir in dirs {
+        match dfdaemon::containerd::restore(certs_dir, &dir) {
+            Ok(Restored::Backup(p)) => println!("restored {} from its backup", p.display()),
+            Ok(Restored::Removed(p)) => println!("removed {} (there was none before)", p.display()),
+            Ok(Restored::NotOurs(p)) => println!("left {} alone: it was changed since", p.display()),
+            Ok(Restored::Absent(p)) => println!("nothing to restore at {}", p.display()),
+            Err(e) => {
+                eprintln!("dfdaemon containerd-config --restore: {}: {e}", certs_dir.join(&dir).display());
                 return 1;
             }
         }
