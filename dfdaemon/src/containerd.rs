@@ -89,6 +89,46 @@ pub fn render(registry: Option<Registry<'_>>, mirror: &str) -> String {
     out
 }
 
+/// Whether containerd reads the hosts files at all: its CRI plugin's
+/// `registry.config_path` must name the directory they are written to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigPath {
+    /// It names `certs_dir`: pulls go through the mirror from the next one on.
+    Set,
+    /// Not set (or empty): containerd ignores `certs.d` entirely.
+    NotSet,
+    /// It names another directory.
+    Elsewhere(String),
+}
+
+/// Reads containerd's `config.toml` text for the CRI plugin's
+/// `registry.config_path` (containerd 1.x and 2.x table names) and compares
+/// it with `certs_dir`. A line scan, not a TOML parser: it reads the
+/// `[plugins."…cri…".registry]` table header and the `config_path = "…"`
+/// under it, as `containerd config default` writes them.
+pub fn check_config_path(config: &str, certs_dir: &Path) -> ConfigPath {
+    let mut in_registry = false;
+    for line in config.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_registry = line.contains("cri") && line.trim_end_matches(']').ends_with(".registry");
+            continue;
+        }
+        if !in_registry {
+            continue;
+        }
+        let Some(value) = line.strip_prefix("config_path").map(str::trim).and_then(|r| r.strip_prefix('=')) else {
+            continue;
+        };
+        let value = value.split('#').next().unwrap_or_default().trim().trim_matches(|c| c == '"' || c == '\'');
+        return match value {
+            "" => ConfigPath::NotSet,
+            v if Path::new(v) == certs_dir => ConfigPath::Set,
+            v => ConfigPath::Elsewhere(v.to_string()),
+        };
+    }
+    ConfigPath::NotSet
+}
+
 /// What [`restore`] did to one registry's file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Restored {
@@ -212,6 +252,23 @@ mod tests {
         assert_eq!(restore(dir.path(), "quay.io").unwrap(), Restored::Removed(quay.clone()));
         assert!(!dir.path().join("quay.io").exists(), "its empty directory too");
         assert_eq!(restore(dir.path(), "quay.io").unwrap(), Restored::Absent(quay));
+    }
+
+    #[test]
+    fn containerds_config_path_is_read_for_both_versions() {
+        let certs = Path::new("/etc/containerd/certs.d");
+        let v1 = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"/etc/containerd/certs.d\"\n";
+        assert_eq!(check_config_path(v1, certs), ConfigPath::Set);
+        let v2 = "version = 3\n[plugins.'io.containerd.cri.v1.images'.registry]\n  config_path = '/etc/containerd/certs.d' # mirrors\n";
+        assert_eq!(check_config_path(v2, certs), ConfigPath::Set);
+        let default = "[plugins.\"io.containerd.grpc.v1.cri\".registry]\n      config_path = \"\"\n\n      [plugins.\"io.containerd.grpc.v1.cri\".registry.auths]\n";
+        assert_eq!(check_config_path(default, certs), ConfigPath::NotSet);
+        let other = "[plugins.\"io.containerd.grpc.v1.cri\".registry]\nconfig_path = \"/etc/docker/certs.d\"\n";
+        assert_eq!(check_config_path(other, certs), ConfigPath::Elsewhere("/etc/docker/certs.d".into()));
+        let elsewhere_table =
+            "[plugins.\"io.containerd.grpc.v1.cri\".containerd]\nconfig_path = \"/etc/containerd/certs.d\"\n";
+        assert_eq!(check_config_path(elsewhere_table, certs), ConfigPath::NotSet, "only the registry table counts");
+        assert_eq!(check_config_path("", certs), ConfigPath::NotSet);
     }
 
     #[test]

@@ -84,6 +84,12 @@ enum Command {
         /// was none; files someone else changed since are left alone.
         #[arg(long)]
         restore: bool,
+        /// containerd's config file, to check that its CRI plugin reads
+        /// `--certs-dir` (`registry.config_path`). Without that, containerd
+        /// ignores the files: this says so and exits 3 (the files are written
+        /// anyway). containerd is never restarted by this command.
+        #[arg(long, value_name = "PATH")]
+        check_containerd: Option<PathBuf>,
     },
 }
 
@@ -97,7 +103,8 @@ fn parse_ca(s: &str) -> Result<(String, PathBuf), String> {
 
 /// `dfdaemon containerd-config`: returns the exit code.
 fn containerd_config(config: &Config, command: &Command) -> i32 {
-    let Command::ContainerdConfig { registries, all, certs_dir, mirror, insecure, cas, restore } = command;
+    let Command::ContainerdConfig { registries, all, certs_dir, mirror, insecure, cas, restore, check_containerd } =
+        command;
     if registries.is_empty() && !all {
         eprintln!("dfdaemon containerd-config: name at least one --registry, or --all");
         return 2;
@@ -151,7 +158,52 @@ fn containerd_config(config: &Config, command: &Command) -> i32 {
             }
         }
     }
-    0
+    match check_containerd {
+        Some(path) => check_containerd_config(path, certs_dir),
+        None => 0,
+    }
+}
+
+/// `--check-containerd`: 0 when containerd reads `certs_dir`, else 3 with a
+/// message that says what to change.
+fn check_containerd_config(path: &std::path::Path, certs_dir: &std::path::Path) -> i32 {
+    use dfdaemon::containerd::ConfigPath;
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => {
+            eprintln!("dfdaemon containerd-config: cannot read {}: {e}", path.display());
+            return 1;
+        }
+    };
+    let fix = format!(
+        "set config_path = \"{}\" in the [plugins.\"io.containerd.grpc.v1.cri\".registry] table \
+         (containerd 2: [plugins.'io.containerd.cri.v1.images'.registry]) of {} and restart containerd once",
+        certs_dir.display(),
+        path.display()
+    );
+    match dfdaemon::containerd::check_config_path(&text, certs_dir) {
+        ConfigPath::Set => {
+            println!("containerd reads {} ({}): pulls go through the mirror", certs_dir.display(), path.display());
+            0
+        }
+        ConfigPath::NotSet => {
+            eprintln!(
+                "dfdaemon containerd-config: containerd does not read {} (no registry config_path in {}): pulls do not go through the mirror; {fix}",
+                certs_dir.display(),
+                path.display()
+            );
+            3
+        }
+        ConfigPath::Elsewhere(other) => {
+            eprintln!(
+                "dfdaemon containerd-config: containerd reads {other}, not {} ({}): pulls do not go through the mirror; write the files there (--certs-dir {other}) or {fix}",
+                certs_dir.display(),
+                path.display()
+            );
+            3
+        }
+    }
 }
 
 /// `dfdaemon containerd-config --restore`: returns the exit code.
