@@ -26,7 +26,10 @@
 //! With TLS, a request must carry a piece grant from a scheduler of this
 //! peer's cluster for this task and this parent ([`darter_common::tls::grant`]),
 //! checked before anything is looked up (403 otherwise); in plaintext mode
-//! anyone who reaches the port may fetch.
+//! anyone who reaches the port may fetch. With `upload.encrypt` the port
+//! speaks TLS ([`Encryption`], [`crate::piece_wire`]): only peers and seed
+//! peers of the cluster connect, and pieces are read and encrypted in user
+//! space instead of `sendfile` (no kernel TLS here).
 //!
 //! A listener that fails for good (not a client's aborted connection or a
 //! momentary lack of file descriptors) ends [`PieceServer::serve`] with its
@@ -326,18 +329,7 @@ impl PieceServer {
 
     /// A server over `storage` with `limits`.
     pub fn with_limits(storage: Arc<Storage>, limits: Limits, metrics: Arc<Metrics>) -> Arc<Self> {
-        Self::with_grants(storage, limits, metrics, None)
-    }
-
-    /// A server over `storage` with `limits` that serves only requests whose
-    /// grant `grants` accepts (everyone's when `None`).
-    pub fn with_grants(
-        storage: Arc<Storage>,
-        limits: Limits,
-        metrics: Arc<Metrics>,
-        grants: Option<Checker>,
-    ) -> Arc<Self> {
-        Self::with_security(storage, limits, metrics, grants, None)
+        Self::with_security(storage, limits, metrics, None, None)
     }
 
     /// A server over `storage` with `limits`, checking `grants` and
