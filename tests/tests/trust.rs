@@ -729,6 +729,18 @@ async fn a_parent_serves_pieces_only_to_granted_children() {
 
     let (status, body) = get_piece(pieces, &task, 0, None);
     assert_eq!((status, String::from_utf8_lossy(&body).trim()), (403, "piece grant required"));
+    // A refusal ends even a kept-alive connection (read_all returns at its end).
+    let kept_alive = {
+        use std::io::Write as _;
+        let mut conn = std::net::TcpStream::connect(pieces).unwrap();
+        conn.set_read_timeout(Some(CALL_TIMEOUT)).unwrap();
+        let request = format!("GET /v1/tasks/{task}/pieces/0 HTTP/1.1\r\nHost: x\r\n\r\n");
+        conn.write_all(request.as_bytes()).unwrap();
+        read_all(&mut conn)
+    };
+    let head = String::from_utf8_lossy(&kept_alive.0).to_lowercase();
+    assert!(head.starts_with("http/1.1 403") && head.contains("connection: close"), "{head}");
+    assert!(kept_alive.1.is_none(), "closed by the parent, not timed out: {:?}", kept_alive.1);
     let peer = manager.enroll(Role::Peer, "peer-x").await.unwrap();
     let stranger = TestCa::new().transport(&pki::identity(Role::Scheduler, "scheduler"));
     let scheduler = manager.enroll(Role::Scheduler, "scheduler-x").await.unwrap();

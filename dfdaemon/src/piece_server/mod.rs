@@ -442,7 +442,9 @@ impl PieceServer {
             };
             let reply = self.route(&request).await;
             self.metrics.uploads.with_label_values(&[reply.result()]).inc();
-            let close = !request.keep_alive;
+            // A refused grant ends the connection: each guess at a grant
+            // costs the caller a new connection, not just a request.
+            let close = !request.keep_alive || matches!(reply, Reply::Plain(StatusCode::FORBIDDEN, _));
             match reply {
                 Reply::Plain(status, msg) => write_plain(&mut stream, status, msg, close).await?,
                 Reply::Piece { lease, piece, head_only, _slot } => {
