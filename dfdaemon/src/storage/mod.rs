@@ -236,6 +236,39 @@ mod tests {
         assert!(s.get(&id(2)).is_none());
     }
 
+    /// A forced removal frees an incomplete task's bytes at once, though a
+    /// writer or uploader still holds the file, and no write lands after it;
+    /// a complete task's content (perhaps a user's output, hard-linked) is
+    /// only unlinked, its bytes intact for whoever holds it.
+    #[test]
+    fn a_forced_removal_frees_an_incomplete_task_and_stops_its_writers() {
+        use std::os::unix::fs::FileExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::open(dir.path()).unwrap();
+        let partial = s.open_task(&id(3), &redact_url_str("http://h/p"), shape(Some(8), 4)).unwrap();
+        partial.write_piece(0, 0, &[b"abcd"], Digest::of(b"abcd")).unwrap();
+        s.remove(&id(3), true).unwrap();
+        assert_eq!(partial.content_file().metadata().unwrap().len(), 0, "freed while still open");
+        assert!(partial.write_piece(1, 4, &[b"efgh"], Digest::of(b"efgh")).is_err(), "no write after removal");
+
+        let whole = s.open_task(&id(4), &redact_url_str("http://h/w"), shape(Some(4), 4)).unwrap();
+        whole.write_piece(0, 0, &[b"wxyz"], Digest::of(b"wxyz")).unwrap();
+        whole.mark_complete(None).unwrap();
+        let output = dir.path().join("output");
+        let task_dir = std::fs::read_dir(dir.path().join("tasks"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&hex_id(4))))
+            .expect("the task's directory");
+        std::fs::hard_link(task_dir.join("content"), &output).unwrap();
+        s.remove(&id(4), true).unwrap();
+        assert_eq!(std::fs::read(&output).unwrap(), b"wxyz", "a complete task's output keeps its bytes");
+        let mut buf = [0u8; 4];
+        whole.content_file().read_exact_at(&mut buf, 0).unwrap();
+        assert_eq!(&buf, b"wxyz");
+    }
+
     /// `task.json` as the first daemon wrote it (commit b6b509d, format
     /// version 1): `serde_json::to_vec_pretty` of its `TaskRecord`, fields in
     /// its order, written by hand from that code. It has no `validator`: that

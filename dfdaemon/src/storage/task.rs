@@ -321,6 +321,9 @@ impl TaskEntry {
             // writes to one inode anyway, and its lock spins where ours parks,
             // leaving the CPU to hashing and receiving.
             let mut log = self.log.locked();
+            if self.removed.is_cancelled() {
+                return Err(Error::Storage(format!("task {} was removed", self.id)));
+            }
             let mut at = offset;
             for chunk in chunks {
                 let chunk = chunk.as_ref();
@@ -420,7 +423,21 @@ impl TaskEntry {
     /// Marks the task gone and deletes its directory (already out of the
     /// storage map). Blocking.
     pub(super) fn discard(&self) {
-        self.removed.cancel();
+        {
+            // Writers check `removed` under the log lock, so none writes
+            // after this block. An incomplete task's bytes are nobody's
+            // output (an output appears only once its task is whole), so they
+            // are freed now, even while a piece write or upload still holds
+            // the file open: a full disk frees at once. A complete task's
+            // content may be a user's output (a hard link): only unlinked.
+            let _log = self.log.locked();
+            self.removed.cancel();
+            if !self.state.read_locked().record.complete
+                && let Err(e) = self.content.set_len(0)
+            {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot free a removed task's content");
+            }
+        }
         if let Err(e) = std::fs::remove_dir_all(&self.dir) {
             tracing::warn!(dir = %self.dir.display(), error = %e, "cannot delete task directory");
         }
