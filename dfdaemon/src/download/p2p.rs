@@ -93,6 +93,8 @@ struct Parent {
     cap: usize,
     failures: u32,
     alive: bool,
+    /// Set aside because it refused the grant ([`State::set_aside`]).
+    refused_grant: bool,
     complete: bool,
     busy_until: Option<Instant>,
     sync: JoinHandle<()>,
@@ -190,11 +192,21 @@ impl State {
     }
 
     fn drop_parent(&mut self, idx: usize) {
+        self.set_aside(idx);
+        let p = &mut self.parents[idx];
+        p.refused_grant = false;
+        self.blocklist.insert(p.host_id.clone());
+    }
+
+    /// Stops using a parent whose grant it refused, without blocklisting
+    /// it or naming it bad to the scheduler: a later answer that offers it
+    /// again (with a fresh grant) adds it back.
+    fn set_aside(&mut self, idx: usize) {
         let p = &mut self.parents[idx];
         p.alive = false;
+        p.refused_grant = true;
         p.sync.abort();
         p.available = PieceBits::default();
-        self.blocklist.insert(p.host_id.clone());
     }
 }
 
@@ -315,7 +327,7 @@ impl P2p<'_> {
     }
 
     fn reschedule(&self, st: &mut State, announcer: &Announcer, why: &str) {
-        let bad = st.parents.iter().filter(|p| !p.alive).map(|p| p.peer_id.clone()).collect();
+        let bad = st.parents.iter().filter(|p| !p.alive && !p.refused_grant).map(|p| p.peer_id.clone()).collect();
         tracing::info!(task_id = %self.spec.task_id, why, "asking the scheduler for other parents");
         announcer.reporter.send(Req::ReschedulePeer(spb::ReschedulePeerRequest {
             bad_parent_peer_ids: bad,
@@ -393,6 +405,7 @@ impl P2p<'_> {
                 cap: self.config.per_parent,
                 failures: 0,
                 alive: true,
+                refused_grant: false,
                 complete: false,
                 busy_until: None,
                 sync,
@@ -599,16 +612,13 @@ impl P2p<'_> {
                         Ok(false)
                     }
                     Err(PieceError::Refused) => {
+                        // Most likely its grant expired (a long download):
+                        // not the parent's fault. It is set aside without a
+                        // blocklist, so the scheduler may hand it again,
+                        // with a fresh grant.
                         if st.parents[parent].alive {
-                            tracing::info!(task_id = %self.spec.task_id, parent = %host_id, number, "parent refused the piece grant; dropping it");
-                            announcer.reporter.send(Req::DownloadPieceFailed(spb::DownloadPieceFailedRequest {
-                                piece_number: number,
-                                parent_peer_id: peer_id,
-                                digest_mismatch: false,
-                                temporary: true,
-                                description: "the parent refused the piece grant".into(),
-                            }));
-                            st.drop_parent(parent);
+                            tracing::info!(task_id = %self.spec.task_id, parent = %host_id, number, "parent refused the piece grant; setting it aside until a fresh grant");
+                            st.set_aside(parent);
                         }
                         Ok(false)
                     }
