@@ -168,8 +168,8 @@ pub struct SchedulingConfig {
     /// introduction until some finish.
     pub load_limit: usize,
     /// How long a piece grant lasts (default `15m`; with TLS only). A child
-    /// whose grant expired mid-download is refused by that parent and gets
-    /// fresh parents, with fresh grants, when it reschedules.
+    /// whose grant expired mid-download is refused by that parent, sets it
+    /// aside, and gets it back with a fresh grant when it is offered again.
     #[serde(with = "duration")]
     pub grant_ttl: Duration,
 }
