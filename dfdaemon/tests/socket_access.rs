@@ -20,21 +20,10 @@ fn is_root() -> bool {
     std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
 }
 
-/// dfget as `uid`:`gid` (no supplementary groups).
+/// dfget as `uid`:`gid` (no supplementary groups): exit code and stderr.
 async fn dfget_as(uid: u32, gid: u32, socket: &std::path::Path, url: &str, out: &std::path::Path) -> (i32, String) {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_dfget"))
-        .arg(url)
-        .arg("-O")
-        .arg(out)
-        .arg("--socket")
-        .arg(socket)
-        .arg("--no-progress")
-        .uid(uid)
-        .gid(gid)
-        .output()
-        .await
-        .expect("run dfget");
-    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stderr).into_owned())
+    let run = support::dfget_as(Some((uid, gid)), socket, url, out, &[]).await;
+    (run.code, run.stderr)
 }
 
 #[tokio::test(flavor = "multi_thread")]

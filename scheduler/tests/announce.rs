@@ -59,6 +59,21 @@ async fn report_two_origin_pieces(
     .await;
 }
 
+/// Peer A (host-a) registers and is sent to the origin; peer B (host-b)
+/// registers and is handed A as its parent. Both hosts must be announced.
+async fn a_at_the_origin_and_b_following(
+    client: &mut spb::scheduler_client::SchedulerClient<tonic::transport::Channel>,
+    task: &str,
+) -> (Peer, Peer) {
+    let mut a = Peer::open(client, "host-a", task, "peer-a").await;
+    a.register(download(URL)).await;
+    a.next_back_to_source().await;
+    let mut b = Peer::open(client, "host-b", task, "peer-b").await;
+    b.register(download(URL)).await;
+    assert_eq!(b.next_normal().await.candidate_parents[0].peer_id, "peer-a");
+    (a, b)
+}
+
 #[tokio::test]
 async fn swarm_follows_its_origin_fetcher_and_refuses_garbage() {
     let scheduler = Scheduler::start(Config::default()).await;
@@ -295,12 +310,7 @@ async fn reschedules_blocklist_parents_and_are_bounded() {
     announce(&mut client, host("host-a", "10.0.0.1", 4000, false)).await;
     announce(&mut client, host("host-b", "10.0.0.2", 4000, false)).await;
     let task = task_id(URL);
-    let mut a = Peer::open(&mut client, "host-a", &task, "peer-a").await;
-    a.register(download(URL)).await;
-    a.next_back_to_source().await;
-    let mut b = Peer::open(&mut client, "host-b", &task, "peer-b").await;
-    b.register(download(URL)).await;
-    assert_eq!(b.next_normal().await.candidate_parents[0].peer_id, "peer-a");
+    let (a, mut b) = a_at_the_origin_and_b_following(&mut client, &task).await;
     let reschedule = || {
         Request::ReschedulePeer(spb::ReschedulePeerRequest {
             bad_parent_peer_ids: vec!["peer-a".into()],
@@ -604,12 +614,7 @@ async fn a_conflicting_origin_report_blocklists_its_sender() {
         announce(&mut client, host(name, ip, 4000, false)).await;
     }
     let task = task_id(URL);
-    let mut a = Peer::open(&mut client, "host-a", &task, "peer-a").await;
-    a.register(download(URL)).await;
-    a.next_back_to_source().await;
-    let mut b = Peer::open(&mut client, "host-b", &task, "peer-b").await;
-    b.register(download(URL)).await;
-    assert_eq!(b.next_normal().await.candidate_parents[0].peer_id, "peer-a");
+    let (a, mut b) = a_at_the_origin_and_b_following(&mut client, &task).await;
     // B gives up on A; the origin limit (2) lets it fetch from the origin too.
     b.send(Request::ReschedulePeer(spb::ReschedulePeerRequest {
         bad_parent_peer_ids: vec!["peer-a".into()],

@@ -101,17 +101,18 @@ pub struct Dfget {
 
 /// Runs dfget on a socket.
 pub async fn dfget_on(socket: &Path, url: &str, out: &Path, args: &[&str]) -> Dfget {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_dfget"))
-        .arg(url)
-        .arg("-O")
-        .arg(out)
-        .arg("--socket")
-        .arg(socket)
-        .arg("--no-progress")
-        .args(args)
-        .output()
-        .await
-        .expect("run dfget");
+    dfget_as(None, socket, url, out, args).await
+}
+
+/// Runs dfget on a socket, as `user` (`(uid, gid)`, no supplementary
+/// groups) when given.
+pub async fn dfget_as(user: Option<(u32, u32)>, socket: &Path, url: &str, out: &Path, args: &[&str]) -> Dfget {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_dfget"));
+    cmd.arg(url).arg("-O").arg(out).arg("--socket").arg(socket).arg("--no-progress").args(args);
+    if let Some((uid, gid)) = user {
+        cmd.uid(uid).gid(gid);
+    }
+    let output = cmd.output().await.expect("run dfget");
     Dfget { code: output.status.code().unwrap_or(-1), stderr: String::from_utf8_lossy(&output.stderr).into_owned() }
 }
 

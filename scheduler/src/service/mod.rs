@@ -260,7 +260,9 @@ impl Scheduler for SchedulerService {
         };
         if news {
             tracing::info!(host_id = %id, %ip, seed, "host announced");
-            self.ctx.update_seed_gauge();
+            if seed {
+                self.ctx.update_seed_gauge();
+            }
         } else {
             tracing::debug!(host_id = %id, "host re-announced");
         }
@@ -273,14 +275,17 @@ impl Scheduler for SchedulerService {
         if id.is_empty() {
             return Err(self.ctx.reject(Error::InvalidArgument("host_id must not be empty".into())));
         }
-        let left = {
+        let (left, was_seed) = {
             let mut state = self.ctx.resources.lock();
             state.check_owner(&id, caller.as_ref()).map_err(|e| self.ctx.reject(e))?;
-            state.leave_host(&id, Instant::now())
+            let was_seed = state.hosts.get(&id).is_some_and(|h| h.is_seed());
+            (state.leave_host(&id, Instant::now()), was_seed)
         };
         if left {
             tracing::info!(host_id = %id, "host left");
-            self.ctx.update_seed_gauge();
+            if was_seed {
+                self.ctx.update_seed_gauge();
+            }
         }
         Ok(Response::new(()))
     }
