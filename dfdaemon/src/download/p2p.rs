@@ -366,18 +366,20 @@ impl P2p<'_> {
                 tracing::warn!(task_id = %self.spec.task_id, parent = %host.id, "candidate parent comes with a malformed grant; skipping it");
                 continue;
             }
+            if let Some(bad) = first_out_of_range(c.pieces.iter().copied(), bound) {
+                tracing::warn!(task_id = %self.spec.task_id, parent = %host.id, piece = bad, pieces = bound, "candidate parent holds a piece past the end of the task; skipping it");
+                continue;
+            }
             if let Some(known) = st.parents.iter_mut().find(|p| p.alive && p.host_id == host.id) {
-                // A parent offered again brings a fresh grant.
+                // A parent offered again brings a fresh grant, and what it
+                // held then (in case its piece stream told us nothing yet).
                 if !c.grant.is_empty() {
                     known.source.grant = c.grant.into();
                 }
+                known.available.extend(c.pieces);
                 continue;
             }
             if host.id == self.host_id || st.blocklist.contains(&host.id) || host.download_port == 0 {
-                continue;
-            }
-            if let Some(bad) = first_out_of_range(c.pieces.iter().copied(), bound) {
-                tracing::warn!(task_id = %self.spec.task_id, parent = %host.id, piece = bad, pieces = bound, "candidate parent holds a piece past the end of the task; skipping it");
                 continue;
             }
             let (Ok(ip), Ok(port)) = (host.ip.parse::<IpAddr>(), u16::try_from(host.download_port)) else {
