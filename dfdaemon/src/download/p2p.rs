@@ -97,12 +97,36 @@ struct Parent {
     refused_grant: bool,
     complete: bool,
     busy_until: Option<Instant>,
-    sync: JoinHandle<()>,
+    /// Its piece stream; none for a parent that held every piece when it
+    /// was offered (there is nothing left for it to tell).
+    sync: Option<JoinHandle<()>>,
+    /// What this parent did for the download, for the log at its end.
+    record: ParentRecord,
+}
+
+/// One parent's part in a download: when it was offered, when its piece
+/// stream first answered, what it served, how often it was busy.
+struct ParentRecord {
+    offered: Instant,
+    first_sync: Option<Duration>,
+    first_piece: Option<Duration>,
+    /// Piece lists (`SyncPieces` messages) received from it.
+    lists: u32,
+    pieces: u32,
+    busy: u32,
+}
+
+impl ParentRecord {
+    fn new() -> Self {
+        Self { offered: Instant::now(), first_sync: None, first_piece: None, lists: 0, pieces: 0, busy: 0 }
+    }
 }
 
 impl Drop for Parent {
     fn drop(&mut self) {
-        self.sync.abort();
+        if let Some(sync) = &self.sync {
+            sync.abort();
+        }
     }
 }
 
@@ -205,7 +229,9 @@ impl State {
         let p = &mut self.parents[idx];
         p.alive = false;
         p.refused_grant = true;
-        p.sync.abort();
+        if let Some(sync) = &p.sync {
+            sync.abort();
+        }
         p.available = PieceBits::default();
     }
 }
@@ -214,6 +240,7 @@ impl P2p<'_> {
     /// Runs the download from the scheduler's first answer until it completes
     /// or must go back to the origin.
     pub async fn run(&self, announcer: &mut Announcer, first: NormalTaskResponse) -> Result<P2pEnd> {
+        let start = Instant::now();
         let (events, mut rx) = mpsc::channel(256);
         let mut st = State { reschedule_backoff: RESCHEDULE_BACKOFF.0, ..Default::default() };
         self.apply_parents(&mut st, first, &events);
@@ -227,6 +254,7 @@ impl P2p<'_> {
             if let Some(entry) = &st.entry
                 && st.missing.is_empty()
             {
+                tracing::info!(task_id = %self.spec.task_id, parents = %parents_summary(&st.parents, start), "pieces from parents");
                 return Ok(P2pEnd::Complete(entry.clone()));
             }
             self.schedule(&mut st, &events);
@@ -388,29 +416,37 @@ impl P2p<'_> {
             };
             let idx = st.parents.len();
             let piece_addr = SocketAddr::new(ip, port);
-            let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}:{}", host.ip, host.port))
-                .map(|e| self.scheduler.parent_channel(e.connect_timeout(std::time::Duration::from_secs(2))));
-            let sync = tokio::spawn(sync_parent(
-                idx,
-                endpoint.map_err(|e| e.to_string()),
-                self.spec.task_id.to_string(),
-                self.host_id.to_string(),
-                events.clone(),
-            ));
+            let available: PieceBits = c.pieces.into_iter().collect();
+            // A parent that already holds every piece has nothing to tell
+            // on a piece stream: no stream, no handshake for it (late in a
+            // flash crowd most parents offered are peers that finished).
+            let complete = st.geometry.is_some_and(|(len, pl)| available.count() == piece_count(len, pl));
+            let sync = (!complete).then(|| {
+                let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}:{}", host.ip, host.port))
+                    .map(|e| self.scheduler.parent_channel(e.connect_timeout(std::time::Duration::from_secs(2))));
+                tokio::spawn(sync_parent(
+                    idx,
+                    endpoint.map_err(|e| e.to_string()),
+                    self.spec.task_id.to_string(),
+                    self.host_id.to_string(),
+                    events.clone(),
+                ))
+            });
             st.parents.push(Parent {
                 peer_id: c.peer_id,
                 host_id: host.id,
                 seed: c.is_seed,
                 source: Source { addr: piece_addr, encrypted: host.encrypted_pieces, grant: c.grant.into() },
-                available: c.pieces.into_iter().collect(),
+                available,
                 inflight: 0,
                 cap: self.config.per_parent,
                 failures: 0,
                 alive: true,
                 refused_grant: false,
-                complete: false,
+                complete,
                 busy_until: None,
                 sync,
+                record: ParentRecord::new(),
             });
         }
     }
@@ -551,6 +587,8 @@ impl P2p<'_> {
                 let p = &mut st.parents[parent];
                 p.available.extend(pieces);
                 p.complete |= complete;
+                p.record.first_sync.get_or_insert_with(|| p.record.offered.elapsed());
+                p.record.lists += 1;
                 Ok(false)
             }
             Event::SyncEnded { parent, error } => {
@@ -585,10 +623,12 @@ impl P2p<'_> {
                         let p = &mut st.parents[parent];
                         p.failures = 0;
                         p.cap = (p.cap + 1).min(self.config.per_parent);
+                        p.record.first_piece.get_or_insert_with(|| p.record.offered.elapsed());
                         if !st.missing.remove(&number) {
                             self.metrics.duplicate_piece_bytes.inc_by(piece.length);
                             return Ok(false);
                         }
+                        st.parents[parent].record.pieces += 1;
                         self.progress.piece_from_peer(piece);
                         self.metrics.bytes_peer(piece.length);
                         announcer.reporter.peer_piece(&piece, &peer_id, &host_id);
@@ -609,6 +649,7 @@ impl P2p<'_> {
                     }
                     Err(PieceError::Busy) => {
                         let p = &mut st.parents[parent];
+                        p.record.busy += 1;
                         p.cap = (p.cap / 2).max(1);
                         p.busy_until = Some(Instant::now() + BUSY_BACKOFF);
                         Ok(false)
@@ -645,6 +686,29 @@ impl P2p<'_> {
             }
         }
     }
+}
+
+/// One entry per parent: `host: pieces (offered at, then its first piece
+/// list and first piece after; busy answers)`, so a slow download's log
+/// shows which parents came late or were slow to start.
+fn parents_summary(parents: &[Parent], start: Instant) -> String {
+    let ms = |d: Option<Duration>| d.map_or_else(|| "-".into(), |d| format!("{}ms", d.as_millis()));
+    let mut out = Vec::with_capacity(parents.len());
+    for p in parents {
+        let r = &p.record;
+        let at = r.offered.saturating_duration_since(start);
+        out.push(format!(
+            "{}: {} pieces (offered at {}, {} lists from +{}, piece +{}, busy {})",
+            p.host_id,
+            r.pieces,
+            ms(Some(at)),
+            r.lists,
+            ms(r.first_sync),
+            ms(r.first_piece),
+            r.busy
+        ));
+    }
+    out.join(", ")
 }
 
 /// Pieces worth asking a second parent for: none until every missing piece

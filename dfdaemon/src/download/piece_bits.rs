@@ -33,6 +33,11 @@ impl PieceBits {
         self.0.get(n as usize / 64).is_some_and(|w| w & (1 << (n % 64)) != 0)
     }
 
+    /// How many numbers the set holds.
+    pub fn count(&self) -> u32 {
+        self.0.iter().map(|w| w.count_ones()).sum()
+    }
+
     /// Drops every number at or past `count` (once the task's piece count is known).
     pub fn truncate(&mut self, count: u32) {
         let words = (count as usize).div_ceil(64);
@@ -87,8 +92,10 @@ mod tests {
         for n in [1, 62, 65, 999, 1001, u32::MAX] {
             assert!(!b.contains(n), "{n}");
         }
+        assert_eq!(b.count(), 4);
         b.extend([5, 5]);
         assert!(b.contains(5));
+        assert_eq!(b.count(), 5, "a number added twice counts once");
         b.truncate(64);
         assert!(b.contains(63) && !b.contains(64) && !b.contains(1000));
         b.truncate(6);
