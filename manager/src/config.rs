@@ -343,6 +343,12 @@ pub struct ManagerTlsConfig {
     pub max_token_ttl: Duration,
     /// The host name in the manager's own certificate (default: the OS host name).
     pub hostname: Option<String>,
+    /// Join tokens kept alive from a file (a Kubernetes Secret, as kubeadm's
+    /// bootstrap tokens): a YAML list of `{token, role, cluster_id,
+    /// description}`, applied at start and whenever the file changes. They
+    /// do not expire while they stay in the file; revoking one through REST
+    /// still stops it (a revoked token is never brought back).
+    pub bootstrap_tokens_file: Option<PathBuf>,
 }
 
 impl Default for ManagerTlsConfig {
@@ -354,6 +360,7 @@ impl Default for ManagerTlsConfig {
             cert_validity: Duration::from_secs(24 * 3600),
             max_token_ttl: Duration::from_secs(30 * 24 * 3600),
             hostname: None,
+            bootstrap_tokens_file: None,
         }
     }
 }

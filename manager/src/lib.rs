@@ -152,6 +152,14 @@ pub async fn run_with(
     if let Some(pki) = &pki {
         pki.spawn_upkeep(&tracker, shutdown.clone());
     }
+    match (&config.tls.bootstrap_tokens_file, &pki) {
+        (Some(path), Some(pki)) => {
+            let default = store.default_cluster().await.map_err(|e| anyhow::anyhow!("the default cluster: {e}"))?.id;
+            pki.keep_bootstrap_tokens(path.clone(), default, &tracker, shutdown.clone()).await?;
+        }
+        (Some(_), None) => tracing::warn!("tls.bootstrap_tokens_file is ignored: tls.mode is plaintext"),
+        (None, _) => {}
+    }
     let service = ManagerServer::new(ManagerService::new(ctx.clone(), pki.clone()))
         .max_decoding_message_size(darter_common::tls::limits::MAX_MESSAGE_SIZE);
     let incoming = darter_common::tls::incoming::incoming(

@@ -2,6 +2,8 @@
 //!
 //! - [`authority`]: the CA (generated and kept in the database, or from
 //!   files) and what it signs;
+//! - [`bootstrap`]: join tokens kept alive from a file (the Helm chart's
+//!   Secret), as kubeadm's bootstrap tokens;
 //! - this module: [`Pki`], which enrolls members that present a join token,
 //!   renews certificates over mutual TLS, answers the trust bundle (CA and
 //!   revoked serials), creates and revokes join tokens, keeps the manager's
@@ -13,6 +15,7 @@
 //! host name, and records the token, so revoking the token revokes it.
 
 pub mod authority;
+pub mod bootstrap;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -129,6 +129,27 @@ impl Store {
         self.get_join_token(&new.id).await
     }
 
+    /// Moves the expiry of the live token `id` to `expires_at` if it has
+    /// this secret, role and cluster; `false` if no such live token exists
+    /// (unknown, revoked, or another secret, role or cluster).
+    pub async fn extend_join_token(&self, new: &NewJoinToken) -> Result<bool> {
+        let update = self.sql(
+            "UPDATE join_tokens SET expires_at = ?, description = ? WHERE id = ? AND secret_hash = ? AND role = ? \
+             AND cluster_id = ? AND revoked_at IS NULL",
+        );
+        let n = dispatch!(self, pool => sqlx::query(update)
+            .bind(new.expires_at.0)
+            .bind(&new.description)
+            .bind(&new.id)
+            .bind(&new.secret_hash)
+            .bind(&new.role)
+            .bind(new.cluster_id)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(n > 0)
+    }
+
     /// One join token by ID.
     pub async fn get_join_token(&self, id: &str) -> Result<JoinToken> {
         let sql = self.sql(format!("SELECT {TOKEN_COLUMNS} FROM join_tokens WHERE id = ?"));
