@@ -135,6 +135,35 @@ pub struct ClusterOptions {
     /// Every member in plaintext (development) mode, the manager too:
     /// nothing is authenticated, as before mutual TLS.
     pub plaintext: bool,
+    /// Join a manager another cluster runs instead of starting one
+    /// (multi-cluster: this cluster is "cluster B" of that manager).
+    pub external_manager: Option<ExternalManager>,
+}
+
+/// A manager this cluster joins but does not run, and this cluster's join
+/// tokens from it (each names the cluster its members join).
+#[derive(Debug, Clone)]
+pub struct ExternalManager {
+    /// Its gRPC address.
+    pub grpc_addr: SocketAddr,
+    /// For the scheduler.
+    pub scheduler: Join,
+    /// For the seed peer.
+    pub seed_peer: Join,
+    /// For peers.
+    pub peer: Join,
+}
+
+impl ExternalManager {
+    /// `manager`'s address and new join tokens of its cluster `cluster_id`.
+    pub async fn of(manager: &ManagerProcess, cluster_id: i64) -> anyhow::Result<Self> {
+        Ok(Self {
+            grpc_addr: manager.grpc_addr,
+            scheduler: manager.join("scheduler", Some(cluster_id)).await?,
+            seed_peer: manager.join("seed_peer", Some(cluster_id)).await?,
+            peer: manager.join("peer", Some(cluster_id)).await?,
+        })
+    }
 }
 
 impl ClusterOptions {
@@ -152,6 +181,7 @@ impl ClusterOptions {
             manager_env: Vec::new(),
             root_password: "darter-test-root".into(),
             plaintext: false,
+            external_manager: None,
         }
     }
 
@@ -225,8 +255,10 @@ impl Trust {
 /// A running cluster.
 #[derive(Debug)]
 pub struct Cluster {
-    /// The manager, when the cluster is wired through one.
+    /// The manager, when the cluster runs one.
     pub manager: Option<ManagerProcess>,
+    /// The manager it is wired through: its own, or an external one.
+    pub manager_addr: Option<SocketAddr>,
     /// The scheduler.
     pub scheduler: SchedulerProcess,
     /// The seed peer.
@@ -246,6 +278,9 @@ impl Cluster {
     /// given seed addresses on its command line would need the seed's port
     /// before the seed has bound it, and the kit never picks ports.
     pub async fn start(o: &ClusterOptions) -> anyhow::Result<Self> {
+        if let Some(external) = &o.external_manager {
+            return Self::start_joining(o, external).await;
+        }
         let o = if o.seed && o.manager_bin.is_none() { o.clone().with_manager() } else { o.clone() };
         let manager = match &o.manager_bin {
             Some(bin) => {
@@ -267,7 +302,9 @@ impl Cluster {
         let mut env = trust.env("SCHEDULER", Role::Scheduler, "scheduler", &scheduler_dir);
         env.extend(o.scheduler_env.iter().cloned());
         let scheduler = SchedulerProcess::start_with_args(&o.scheduler_bin, &scheduler_dir, &args, &env).await?;
-        let mut cluster = Self { manager, scheduler, seed: None, peers: Vec::new(), trust, options: o.clone() };
+        let manager_addr = manager.as_ref().map(|m| m.grpc_addr);
+        let mut cluster =
+            Self { manager, manager_addr, scheduler, seed: None, peers: Vec::new(), trust, options: o.clone() };
         if let Some(m) = &cluster.manager {
             let port = u32::from(cluster.scheduler.addr.port());
             let registered = wait_until("the manager to list the scheduler", START_DEADLINE, || async {
@@ -276,6 +313,41 @@ impl Cluster {
             .await;
             registered.map_err(|e| cluster.wiring_error(e))?;
         }
+        cluster.start_members().await?;
+        Ok(cluster)
+    }
+
+    /// Starts a cluster whose scheduler and seed join `external`'s manager
+    /// with its tokens (the manager already runs, for another cluster).
+    async fn start_joining(o: &ClusterOptions, external: &ExternalManager) -> anyhow::Result<Self> {
+        let o = o.clone().with_manager();
+        let trust = Trust::Joins {
+            scheduler: external.scheduler.clone(),
+            seed_peer: external.seed_peer.clone(),
+            peer: external.peer.clone(),
+        };
+        let scheduler_dir = o.dir.join("scheduler");
+        let args = vec!["--manager".to_string(), external.grpc_addr.to_string()];
+        let mut env = trust.env("SCHEDULER", Role::Scheduler, "scheduler", &scheduler_dir);
+        env.extend(o.scheduler_env.iter().cloned());
+        let scheduler = SchedulerProcess::start_with_args(&o.scheduler_bin, &scheduler_dir, &args, &env).await?;
+        let mut cluster = Self {
+            manager: None,
+            manager_addr: Some(external.grpc_addr),
+            scheduler,
+            seed: None,
+            peers: Vec::new(),
+            trust,
+            options: o,
+        };
+        cluster.start_members().await?;
+        Ok(cluster)
+    }
+
+    /// Starts the seed (waiting until the scheduler learned it) and the peers.
+    async fn start_members(&mut self) -> anyhow::Result<()> {
+        let o = self.options.clone();
+        let cluster = self;
         if o.seed {
             cluster.seed = Some(DaemonProcess::start(cluster.daemon_options("seed", true, &[])).await?);
             let scheduler = &cluster.scheduler;
@@ -288,7 +360,7 @@ impl Cluster {
         for _ in 0..o.peers {
             cluster.add_peer(&[]).await?;
         }
-        Ok(cluster)
+        Ok(())
     }
 
     /// The last lines of every process's log, for a failure message.
@@ -321,8 +393,8 @@ impl Cluster {
         d.tls = self.trust.env("DFDAEMON", role, name, &d.dir);
         d.env = o.daemon_env.clone();
         d.env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        d.args = match &self.manager {
-            Some(m) => vec!["--manager".into(), m.grpc_addr.to_string()],
+        d.args = match self.manager_addr {
+            Some(addr) => vec!["--manager".into(), addr.to_string()],
             None => vec!["--scheduler".into(), self.scheduler.addr.to_string()],
         };
         if seed {

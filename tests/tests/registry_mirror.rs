@@ -37,7 +37,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use testkit::cluster::{Cluster, ClusterOptions};
+use testkit::cluster::{Cluster, ClusterOptions, ExternalManager};
 use testkit::containerd::{ContainerdProcess, PullOptions, Pulled, write_hosts_toml};
 use testkit::dfdaemon::{DaemonProcess, bin_dir};
 use testkit::eventually::wait_until;
@@ -801,4 +801,104 @@ async fn without_an_allow_list_the_mirror_refuses_a_loopback_registry_and_contai
     assert!(count(&m, "mirror", "refused") >= 1, "the mirror refused the registry: {m:?}");
     assert_eq!(count(&m, "mirror", "p2p") + count(&m, "mirror", "upstream"), 0, "nothing relayed: {m:?}");
     assert_each_blob_fetched_once_by_containerd(&registry, &small).await;
+}
+
+/// Dragonfly's multi-cluster flow: one manager; cluster A runs it, cluster
+/// B (scope IDC `cluster-2`) is created through its REST API and joins it
+/// with B's own join tokens, with its own scheduler and seed peer; nodes of
+/// each report their IDC. The first pull in each cluster fetches each blob
+/// from the registry once, through that cluster's seed; the second pull in
+/// each cluster touches neither the registry nor the other cluster.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_clusters_of_one_manager_each_pull_inside_their_own_cluster() {
+    if !registry_kit_or_skip("two_clusters_of_one_manager_each_pull_inside_their_own_cluster") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (small, _) = images().await;
+    let registry = RegistryProcess::start(&dir.path().join("registry"), RegistryOptions::default()).await.unwrap();
+    let reference = small.push(&registry, "darter/small").await.unwrap();
+    let idc = |name: &str| ("DFDAEMON__HOST__IDC".to_owned(), name.to_owned());
+
+    let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
+    let mut env_a = registry_env(&registry);
+    env_a.push(idc("cluster-1"));
+    let a = swarm_with(&dir_a, env_a).await;
+    let manager = a.manager.as_ref().expect("cluster A runs the manager");
+    let body = serde_json::json!({ "name": "cluster-b", "scopes": { "idc": "cluster-2" } });
+    let (status, created) = manager.rest("POST", "/api/v1/clusters", Some(&body)).await.unwrap();
+    assert_eq!(status, 201, "{created}");
+    let b_id = created["id"].as_i64().unwrap();
+    let mut options_b = ClusterOptions::new(&dir_b, &bin_dir(), 0);
+    options_b.daemon_env.extend(registry_env(&registry));
+    options_b.daemon_env.push(idc("cluster-2"));
+    options_b.external_manager = Some(ExternalManager::of(manager, b_id).await.unwrap());
+    let b = Cluster::start(&options_b).await.unwrap_or_else(|e| panic!("start cluster B: {e:#}"));
+
+    // Each cluster's scheduler and seed registered in their own cluster.
+    let (_, schedulers) = manager.rest("GET", "/api/v1/schedulers", None).await.unwrap();
+    let (_, seeds) = manager.rest("GET", "/api/v1/seed-peers", None).await.unwrap();
+    for (members, what) in [(&schedulers, "schedulers"), (&seeds, "seed peers")] {
+        let mut clusters: Vec<i64> =
+            members.as_array().unwrap().iter().filter_map(|m| m["cluster_id"].as_i64()).collect();
+        clusters.sort();
+        assert_eq!(clusters, vec![1, b_id], "one of each cluster's {what}: {members}");
+    }
+
+    let nodes_a = [Node::start(&a, &dir_a, 0, &registry).await, Node::start(&a, &dir_a, 1, &registry).await];
+    let nodes_b = [Node::start(&b, &dir_b, 10, &registry).await, Node::start(&b, &dir_b, 11, &registry).await];
+    let sizes = blob_sizes(&small);
+    let total: u64 = sizes.values().sum();
+    // Bytes a cluster's members (its seed and its nodes' dfdaemons) uploaded to other peers.
+    let members = |c: &Cluster, nodes: &[Node]| -> Vec<SocketAddr> {
+        c.seed.iter().map(|d| d.metrics_addr()).chain(nodes.iter().map(|n| n.daemon.metrics_addr())).collect()
+    };
+    let (members_a, members_b) = (members(&a, &nodes_a), members(&b, &nodes_b));
+    let uploaded = |members: &[SocketAddr]| {
+        let members = members.to_vec();
+        async move {
+            let mut sum = 0.0;
+            for m in members {
+                let page = testkit::metrics::scrape(m).await.unwrap_or_default();
+                sum += testkit::metrics::value(&page, "dfdaemon_upload_bytes_total").unwrap_or(0.0);
+            }
+            sum as u64
+        }
+    };
+    let registry_bytes = || sizes.keys().map(|d| bytes_to(&blob_fetches(&registry, d), DFDAEMON_UA)).sum::<u64>();
+    let seed_origin_bytes = |c: &Cluster| {
+        let addr = c.seed.as_ref().unwrap().metrics_addr();
+        async move {
+            let page = testkit::metrics::scrape(addr).await.unwrap_or_default();
+            testkit::metrics::value(&page, "dfdaemon_download_bytes_total{source=\"origin\"}").unwrap_or(0.0) as u64
+        }
+    };
+
+    // First pull in A: from the registry once, through A's seed; B untouched.
+    nodes_a[0].pull_checked(&reference, &small, None, SMALL_PULL).await;
+    assert_each_blob_served_once_to_dfdaemon(&registry, &small).await;
+    assert!(seed_origin_bytes(&a).await >= total, "A's seed fetched the blobs from the registry");
+    assert_eq!(uploaded(&members_b).await, 0, "cluster B served nothing to cluster A");
+    // First pull in B: from the registry once more (B has no copy), through B's seed.
+    let before = registry_bytes();
+    let a_uploaded = uploaded(&members_a).await;
+    nodes_b[0].pull_checked(&reference, &small, None, SMALL_PULL).await;
+    wait_until("the registry to log B's fetches", LOG_TIMEOUT, || async { registry_bytes() >= before + total })
+        .await
+        .unwrap();
+    assert!(seed_origin_bytes(&b).await >= total, "B's seed fetched the blobs from the registry");
+    assert_eq!(uploaded(&members_a).await, a_uploaded, "cluster A served nothing to cluster B");
+
+    // Second pulls: neither the registry nor the other cluster.
+    let before = registry_bytes();
+    for (node, own, other) in [(&nodes_a[1], &members_a, &members_b), (&nodes_b[1], &members_b, &members_a)] {
+        let (other_before, own_before) = (uploaded(other).await, uploaded(own).await);
+        node.pull_checked(&reference, &small, None, SMALL_PULL).await;
+        assert_eq!(uploaded(other).await, other_before, "{}: the other cluster served nothing", node.name);
+        assert!(uploaded(own).await >= own_before + total, "{}: served inside its own cluster", node.name);
+        let m = node.proxy_requests().await;
+        assert!(count(&m, "mirror", "p2p") >= sizes.len() as u64 && count(&m, "mirror", "fallback") == 0, "{m:?}");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(registry_bytes(), before, "the second pulls fetched no blob from the registry");
 }
