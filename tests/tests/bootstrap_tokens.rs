@@ -89,3 +89,55 @@ async fn a_malformed_tokens_file_stops_the_manager_with_a_clear_error() {
     let said = format!("{e}\n{log}");
     assert!(said.contains("tokens.yaml") && said.contains("entry 1: role"), "names the file and entry: {said}");
 }
+
+/// A reinstall: a new manager with a new CA, while the member keeps its data
+/// directory (a node's host path, a seed's volume). Given the new cluster's
+/// token and pin, it enrolls again instead of presenting the certificate of
+/// the old CA, which the new cluster refuses.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_kept_across_a_reinstall_with_a_new_ca_enrolls_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = bin_dir();
+    let member = |manager: &ManagerProcess, join: &Join| {
+        let mut d = DaemonOptions::new(bin.join("dfdaemon"), dir.path().join("peer-kept"));
+        d.tls = join.env("DFDAEMON");
+        d.tls.push(("DFDAEMON__HOST__HOSTNAME".into(), "peer-kept".into()));
+        d.args = vec!["--manager".into(), manager.grpc_addr.to_string()];
+        d
+    };
+    // Discoveries that reached a manager (a mutual-TLS call), in the member's log so far.
+    let reached =
+        |log: &Path| std::fs::read_to_string(log).unwrap_or_default().matches("schedulers from the manager").count();
+    let first = ManagerProcess::start(&bin.join("manager"), &dir.path().join("manager-1"), &[], "darter-test-root")
+        .await
+        .unwrap();
+    let join = first.join("peer", None).await.unwrap();
+    let daemon = DaemonProcess::start(member(&first, &join)).await.unwrap();
+    let log = daemon.log_path.clone();
+    wait_until("the member to reach the first manager", patience(Duration::from_secs(20)), || async {
+        reached(&log) >= 1
+    })
+    .await
+    .unwrap();
+    drop(daemon);
+    drop(first);
+    let before = reached(&log);
+
+    let second = ManagerProcess::start(&bin.join("manager"), &dir.path().join("manager-2"), &[], "darter-test-root")
+        .await
+        .unwrap();
+    let join = second.join("peer", None).await.unwrap();
+    let daemon = DaemonProcess::start(member(&second, &join)).await.unwrap();
+    wait_until("the member to reach the new manager", patience(Duration::from_secs(20)), || async {
+        reached(&log) > before
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", daemon.log_tail(30)));
+    // What it keeps now is a certificate of the new CA.
+    let kept = std::fs::read(dir.path().join("peer-kept/data/tls/ca.crt")).unwrap();
+    let ca = darter_common::tls::certificate::certs_from_pem(&kept).unwrap();
+    let pin = darter_common::tls::certificate::ca_pin(&ca[0]).unwrap();
+    assert_eq!(pin, join.ca_cert_hash, "the member keeps the new cluster's CA");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("of another CA than the configured one; enrolling again"), "says why it enrolled: {text}");
+}

@@ -69,7 +69,7 @@ pub async fn establish(m: &Member<'_>) -> Result<Established, String> {
     let material = match &source {
         Source::Files(files) => files.load()?,
         Source::Enrollment { token, manager_ca } => match m.state_dir.as_deref().and_then(stored) {
-            Some(material) if fits(&material, m) => {
+            Some(material) if fits(&material, m) && same_ca(&material, manager_ca) => {
                 tracing::info!(identity = %material.facts.identity, "using the certificate from an earlier enrollment");
                 material
             }
@@ -89,6 +89,24 @@ pub async fn establish(m: &Member<'_>) -> Result<Established, String> {
 fn fits(material: &Material, m: &Member<'_>) -> bool {
     let id = material.identity();
     id.role == m.role && id.host == m.host && material.facts.not_after > SystemTime::now() + Duration::from_secs(60)
+}
+
+/// Whether the stored certificate's CA is the one this member is told to
+/// trust now (`tls.ca_cert_hash` or `tls.ca_file`): after a reinstall with a
+/// new CA, a kept state directory must not keep the old cluster's
+/// certificate, which every member of the new one would refuse.
+fn same_ca(material: &Material, manager_ca: &ManagerCa) -> bool {
+    let same = match manager_ca {
+        ManagerCa::Pin(pin) => material.ca.iter().any(|c| certificate::ca_pin(c).is_ok_and(|p| p == *pin)),
+        ManagerCa::File(path) => std::fs::read(path)
+            .ok()
+            .and_then(|pem| certificate::certs_from_pem(&pem).ok())
+            .is_some_and(|given| given.iter().any(|g| material.ca.contains(g))),
+    };
+    if !same {
+        tracing::info!("the stored certificate is of another CA than the configured one; enrolling again");
+    }
+    same
 }
 
 fn stored(dir: &Path) -> Option<Material> {
