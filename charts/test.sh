@@ -107,7 +107,7 @@ check_notes() {
   local expect=("kubectl -n $namespace get pods")
   case $name in
     plaintext-values) expect+=("WARNING: tls.mode is plaintext" "/console/") ;;
-    cluster-b-values) expect+=("This release is cluster 2 of the manager at" "schedulers darter-scheduler-0") ;;
+    cluster-b-values | console-values) expect+=("This release is cluster 2 of the manager at" "schedulers darter-scheduler-0") ;;
     monitoring-values) expect+=("NOTE: serviceMonitor.enabled is set, but this cluster has no") ;;
     *) expect+=("/console/" "base64 -d" "node-setup") ;;
   esac

@@ -354,9 +354,86 @@ function configSummary(c) {
 function clusterActions(cluster) {
   if (!isRoot()) return [];
   return [
+    button("Helm values", "values", () => openClusterValues(cluster)),
     button("Edit", "edit", () => openClusterForm(cluster)),
     button("Delete", "delete danger", () => deleteCluster(cluster)),
   ];
+}
+
+// ------------------------------------------------ values to install a cluster
+
+// Opens the panel that makes the Helm values of `cluster`'s release.
+function openClusterValues(cluster) {
+  const form = $("cluster-values-form");
+  clearFormError(form, $("cluster-values-error"));
+  state.valuesCluster = cluster;
+  $("cluster-values-name").textContent = `${cluster.name} (#${cluster.id})`;
+  $("cluster-values-addr").value = `${location.hostname}:65003`;
+  $("cluster-values-box").hidden = true;
+  $("cluster-values-yaml").textContent = "";
+  $("cluster-form").hidden = true;
+  form.hidden = false;
+}
+
+// The first of `a|b|c` (a scope's alternatives; a host reports one).
+function firstAlternative(scope) {
+  return (scope || "").split("|")[0].trim();
+}
+
+// The values file of the chart (charts/darter/values.yaml) for a release
+// that is `cluster`, joining the manager at `addr` with `tokens`.
+function helmValues(cluster, addr, pin, tokens) {
+  const q = (v) => JSON.stringify(String(v)); // a YAML double-quoted string
+  const scopes = cluster.scopes || {};
+  return [
+    `# helm install darter-${cluster.name} charts/darter --namespace darter -f values.yaml`,
+    `# Cluster ${cluster.name} (#${cluster.id}) of the manager at ${addr}.`,
+    "manager:",
+    "  enabled: false",
+    `clusterID: ${Number(cluster.id)}`,
+    "host:",
+    `  idc: ${q(firstAlternative(scopes.idc))}`,
+    `  location: ${q(scopes.location || "")}`,
+    "externalManager:",
+    `  addr: ${q(addr)}`,
+    `  caCertHash: ${q(pin)}`,
+    "tls:",
+    "  joinTokens:",
+    "    tokens:",
+    `      scheduler: ${q(tokens.scheduler)}`,
+    `      seed_peer: ${q(tokens.seed_peer)}`,
+    `      peer: ${q(tokens.peer)}`,
+    "",
+  ].join("\n");
+}
+
+async function makeClusterValues(event) {
+  event.preventDefault();
+  const form = $("cluster-values-form");
+  const box = $("cluster-values-error");
+  clearFormError(form, box);
+  const cluster = state.valuesCluster;
+  const addr = $("cluster-values-addr").value.trim();
+  if (!/^[^\s:]+:\d{1,5}$/.test(addr)) {
+    showFormError(form, box, new ApiError(0, "", "addr", "HOST:PORT, e.g. manager.example.com:65003"));
+    return;
+  }
+  const ttl = $("cluster-values-ttl").value.trim();
+  try {
+    await busy($("cluster-values-submit"), async () => {
+      const ca = await api("GET", "/ca");
+      const tokens = {};
+      for (const role of ["scheduler", "seed_peer", "peer"]) {
+        const body = { role, cluster_id: Number(cluster.id), description: `helm values for cluster ${cluster.name}` };
+        if (ttl) body.ttl = ttl;
+        tokens[role] = (await api("POST", "/join-tokens", body)).join_token;
+      }
+      $("cluster-values-yaml").textContent = helmValues(cluster, addr, ca.ca_cert_hash, tokens);
+      $("cluster-values-box").hidden = false;
+    });
+  } catch (e) {
+    showFormError(form, box, e);
+  }
 }
 
 // Opens the form empty (a new cluster, with the store's default config) or
@@ -887,6 +964,9 @@ function wire() {
   $("clusters-new").addEventListener("click", () => openClusterForm(null));
   $("cluster-form").addEventListener("submit", saveCluster);
   $("cluster-cancel").addEventListener("click", () => ($("cluster-form").hidden = true));
+  $("cluster-values-form").addEventListener("submit", makeClusterValues);
+  $("cluster-values-close").addEventListener("click", () => ($("cluster-values-form").hidden = true));
+  $("cluster-values-copy").addEventListener("click", () => navigator.clipboard.writeText($("cluster-values-yaml").textContent));
   $("members-refresh").addEventListener("click", loadMembers);
   $("members-cluster").addEventListener("change", loadMembers);
   $("members-state").addEventListener("change", loadMembers);

@@ -611,6 +611,77 @@ async fn trust_view(b: &Browser, m: &Manager, token: &str, cluster_id: i64) -> a
     Ok(())
 }
 
+/// Root asks for the Helm values of cluster idc-a's release (cluster B of
+/// the multi-cluster guide): a bad manager address is named and creates
+/// nothing; a good one creates one join token per role for the cluster and
+/// shows values that name the cluster, the address, the CA pin and those
+/// tokens (docs/kubernetes.md).
+async fn helm_values(b: &Browser, m: &Manager, token: &str, cluster_id: i64) -> anyhow::Result<()> {
+    let tokens_of = |list: &Value| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["cluster_id"] == cluster_id && t["revoked_at"].is_null())
+            .map(|t| {
+                (t["id"].as_str().unwrap_or_default().to_owned(), t["role"].as_str().unwrap_or_default().to_owned())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let (_, before) = m.api(Method::GET, "/join-tokens", token, None).await?;
+    b.click("#nav a[data-view=\"clusters\"]").await?;
+    b.click("#clusters-table tbody tr[data-name=\"idc-a\"] button.values").await?;
+    b.element("#cluster-values-form").await?;
+    b.js("document.getElementById('cluster-values-addr').value = ''; return null;", json!([])).await?;
+    b.type_into("#cluster-values-addr", "no-port").await?;
+    b.click("#cluster-values-submit").await?;
+    let invalid = b
+        .wait_js(
+            "the bad address named",
+            "const bad = [...document.querySelectorAll('#cluster-values-form .invalid')].map((e) => e.id);              return bad.length ? {bad, error: document.getElementById('cluster-values-error').innerText} : null;",
+            json!([]),
+        )
+        .await?;
+    ensure!(invalid["bad"] == json!(["cluster-values-addr"]), "highlighted: {invalid}");
+    let (_, after_bad) = m.api(Method::GET, "/join-tokens", token, None).await?;
+    ensure!(tokens_of(&after_bad) == tokens_of(&before), "a refused address created tokens");
+
+    b.js("document.getElementById('cluster-values-addr').value = ''; return null;", json!([])).await?;
+    b.type_into("#cluster-values-addr", "manager.example.com:65003").await?;
+    b.click("#cluster-values-submit").await?;
+    let yaml = b
+        .wait_js(
+            "the values",
+            "const box = document.getElementById('cluster-values-box');              return box.hidden ? null : document.getElementById('cluster-values-yaml').textContent;",
+            json!([]),
+        )
+        .await?;
+    let yaml = yaml.as_str().unwrap_or_default().to_owned();
+    let (_, ca) = m.api(Method::GET, "/ca", token, None).await?;
+    for line in [
+        "manager:\n  enabled: false".to_owned(),
+        format!("clusterID: {cluster_id}"),
+        "  addr: \"manager.example.com:65003\"".to_owned(),
+        format!("  caCertHash: \"{}\"", ca["ca_cert_hash"].as_str().unwrap_or_default()),
+    ] {
+        ensure!(yaml.contains(&line), "values lack {line:?}:\n{yaml}");
+    }
+    // One new live token per role for this cluster, and the values carry each.
+    let (_, after) = m.api(Method::GET, "/join-tokens", token, None).await?;
+    let new: Vec<(String, String)> =
+        tokens_of(&after).into_iter().filter(|t| !tokens_of(&before).contains(t)).collect();
+    let mut roles: Vec<&str> = new.iter().map(|(_, r)| r.as_str()).collect();
+    roles.sort();
+    ensure!(roles == ["peer", "scheduler", "seed_peer"], "tokens created: {new:?}");
+    for (id, role) in &new {
+        ensure!(yaml.contains(&format!("      {role}: \"{id}.")), "values lack the {role} token {id}:\n{yaml}");
+    }
+    b.click("#cluster-values-close").await?;
+    Ok(())
+}
+
 /// A guest sees the cluster but no write controls, and a session revoked
 /// elsewhere sends the console back to the sign-in form.
 async fn guest_session(b: &Browser, m: &Manager) -> anyhow::Result<()> {
@@ -640,6 +711,7 @@ async fn scenario(b: &Browser, m: &Manager, dir: &Path) -> anyhow::Result<()> {
     let (root, cluster_id) = root_session(b, m).await?;
     with_a_scheduler(b, m, &root, cluster_id, dir).await?;
     trust_view(b, m, &root, cluster_id).await?;
+    helm_values(b, m, &root, cluster_id).await?;
     let guest = json!({"name": "guest-1", "password": GUEST_PASSWORD, "role": "guest"});
     let (status, v) = m.api(Method::POST, "/users", &root, Some(guest)).await?;
     ensure!(status == StatusCode::CREATED, "create guest: {status} {v}");
