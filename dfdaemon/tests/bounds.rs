@@ -67,14 +67,13 @@ impl DfdaemonUpload for LyingParent {
         let (tx, rx) = mpsc::channel(1);
         let this = self.clone();
         tokio::spawn(async move {
-            let piece = pb::Piece {
-                number: this.piece,
-                length: 1,
-                digest: format!("sha256:{}", "0".repeat(64)),
+            let msg = dpb::SyncPiecesResponse {
+                numbers: vec![this.piece],
+                content_length: None,
+                piece_length: 0,
+                complete: false,
                 ..Default::default()
             };
-            let msg =
-                dpb::SyncPiecesResponse { pieces: vec![piece], content_length: None, piece_length: 0, complete: false };
             if tx.send(Ok(msg)).await.is_ok() {
                 this.sent.store(true, Ordering::SeqCst);
             }

@@ -779,7 +779,7 @@ async fn sync_parent(
             .map_err(|s| s.message().to_string())?
             .into_inner();
         while let Some(msg) = stream.message().await.map_err(|s| s.message().to_string())? {
-            let pieces = msg.pieces.iter().map(|p| p.number).collect();
+            let pieces = msg.numbers.iter().copied().chain(msg.pieces.iter().map(|p| p.number)).collect();
             let event = Event::Sync {
                 parent: idx,
                 pieces,

@@ -6,14 +6,13 @@ use std::sync::Arc;
 
 use darter_common::task_id::TaskId;
 use darter_common::tls::{Role, authz};
-use darter_proto::common::v1 as pb;
 use darter_proto::dfdaemon::v1::{self as dpb, dfdaemon_upload_server::DfdaemonUpload};
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{piece_to_proto, task_info};
+use super::task_info;
 use crate::download::{DownloadSpec, Downloads};
 use crate::error::Error;
 
@@ -79,11 +78,13 @@ impl DfdaemonUpload for UploadService {
                 // costs O(new pieces) per change, not O(all pieces).
                 let (fresh, next) = task.pieces_since(cursor);
                 cursor = next;
-                let fresh: Vec<pb::Piece> = fresh.iter().map(|p| piece_to_proto(p, pb::PieceSource::Local)).collect();
+                // Numbers only: the child takes digests from the scheduler.
+                let numbers: Vec<u32> = fresh.iter().map(|p| p.number).collect();
                 let complete = task.is_complete();
-                if !fresh.is_empty() || complete {
+                if !numbers.is_empty() || complete {
                     let msg = dpb::SyncPiecesResponse {
-                        pieces: fresh,
+                        pieces: Vec::new(),
+                        numbers,
                         content_length: task.content_length(),
                         piece_length: task.piece_length(),
                         complete,
