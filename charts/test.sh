@@ -193,8 +193,12 @@ refuse "externalManager.addr" --set manager.enabled=false
 refuse "members enroll with join tokens made in its console" --set manager.enabled=false \
   --set externalManager.addr=manager.example:65003 --set "externalManager.caCertHash=sha256:$(printf '%064d' 0)"
 refuse "give the manager's CA" --set manager.enabled=false --set externalManager.addr=manager.example:65003 \
-  --set tls.joinTokens.existingSecret=tokens
-refuse "tls.joinTokens.existingSecret is for members of an external manager" --set tls.joinTokens.existingSecret=tokens
+  --set tls.joinTokens.existingSecrets.scheduler=s --set tls.joinTokens.existingSecrets.seed_peer=sp \
+  --set tls.joinTokens.existingSecrets.peer=p
+refuse "tls.joinTokens.existingSecrets is for members of an external manager" --set tls.joinTokens.existingSecrets.peer=tokens
+refuse "tls.joinTokens.existingSecret is gone" --set tls.joinTokens.existingSecret=tokens
+refuse "tls.ca.certConfigMap: members must not mount Secret corp-ca" --set tls.ca.existingSecret=corp-ca
+refuse "manager.redis.url: a URL with credentials" --set manager.redis.url=redis://:secret@redis:6379/0
 refuse "Does not match pattern" --set tls.joinTokens.tokens.peer=NOT-A-TOKEN
 refuse "tls.certManager.caSecret" --set tls.source=certManager --set tls.certManager.issuerRef.name=corp-ca
 refuse "networkPolicy.nodeCIDRs" --set networkPolicy.enabled=true

@@ -25,7 +25,8 @@ ConfigMap must be run by one):
     agree);
   - a member's manager.addrs that names this release's manager Service
     reaches the manager's gRPC listener.
-Then the node set-up (check_node_setup.py). Binaries come from
+Then the node set-up (check_node_setup.py) and which Secrets each pod
+references, so what each node can read (check_secrets.py). Binaries come from
 DARTER_BIN_DIR (default target/release, else target/debug). Each check
 prints one line; the exit code is 1 if any failed.
 """
@@ -40,6 +41,7 @@ import tempfile
 import yaml
 
 import check_node_setup
+import check_secrets
 from manifests import Pod, Rendered
 from report import Report
 from sandbox import Sandbox, SandboxError
@@ -298,6 +300,7 @@ def main(path: str) -> int:
     checker = Checker(rendered, bins, report)
     checker.run()
     check_node_setup.run(rendered, checker.effective, bins, report)
+    check_secrets.run(rendered, report)
     return report.finish()
 
 

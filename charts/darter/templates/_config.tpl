@@ -118,21 +118,6 @@ tls:
 {{- with (include "darter.memberTls" . | trim) }}{{ . | nindent 2 }}{{ end }}
 {{- end }}
 
-{{/*
-An enrolling daemon's tls.state_dir, under its data directory and named
-after the trust it was given (darter.trust.stateDir), unless the config
-sets one. Changes .config in place.
-*/}}
-{{- define "darter.enrolledStateDir" -}}
-{{- $c := .config }}
-{{- if and (include "darter.enrolls" .) (eq (toString $c.tls.mode) "mtls") (not (hasKey $c.tls "state_dir")) }}
-{{- $dir := include "darter.trust.stateDir" (dict "root" .root "role" .role "dataDir" $c.storage.data_dir) }}
-{{- if $dir }}
-{{- $_ := set $c.tls "state_dir" $dir }}
-{{- end }}
-{{- end }}
-{{- end }}
-
 {{- define "darter.seedPeer.config" -}}
 {{- $c := include "darter.daemonBase" (dict "root" . "role" "seed_peer") | fromYaml }}
 {{- $_ := set $c.host "seed" true }}
@@ -140,7 +125,6 @@ sets one. Changes .config in place.
 {{- $_ := set $c "download" (dict "socket" "/run/darter/dfdaemon.sock") }}
 {{- $_ := set $c "proxy" (dict "enabled" false) }}
 {{- include "darter.deepMerge" (dict "dst" $c "src" (deepCopy .Values.seedPeer.config)) }}
-{{- include "darter.enrolledStateDir" (dict "root" . "role" "seed_peer" "config" $c) }}
 {{- toYaml $c }}
 {{- end }}
 
@@ -152,7 +136,6 @@ sets one. Changes .config in place.
 {{- $proxyHost := ternary "127.0.0.1" "0.0.0.0" $v.hostNetwork }}
 {{- $_ := set $c "proxy" (dict "addr" (printf "%s:%d" $proxyHost (int $v.proxyPort))) }}
 {{- include "darter.deepMerge" (dict "dst" $c "src" (deepCopy $v.config)) }}
-{{- include "darter.enrolledStateDir" (dict "root" . "role" "peer" "config" $c) }}
 {{- /* Registries containerd reaches over plain HTTP are the mirror's too. */}}
 {{- $insecure := concat (default (list) $c.proxy.insecure_registries) .Values.nodeSetup.insecureRegistries | uniq }}
 {{- if $insecure }}

@@ -13,9 +13,44 @@ the CA certificate and their join token, and the pod volumes for them.
 {{- end }}
 {{- end }}
 
-{{/* The Secret with the members' join tokens (keys scheduler, seed_peer, peer). */}}
+{{/*
+The Secret with one role's join token (key `token`): (dict "root" $ "role"
+"peer"). One Secret per role, so a pod references no other role's token (a
+kubelet can read every Secret a pod on its node references, whole):
+tls.joinTokens.existingSecrets.<role> (cluster B), else the chart's
+<release>-join-token-<role>.
+*/}}
 {{- define "darter.joinTokenSecret" -}}
-{{- default (printf "%s-join-tokens" (include "darter.fullname" .)) .Values.tls.joinTokens.existingSecret }}
+{{- $given := index (.root.Values.tls.joinTokens.existingSecrets | default dict) .role }}
+{{- if and $given (not .root.Values.manager.enabled) }}
+{{- $given }}
+{{- else }}
+{{- printf "%s-join-token-%s" (include "darter.fullname" .root) (.role | replace "_" "-") }}
+{{- end }}
+{{- end }}
+
+{{/* The manager-only Secret with bootstrap-tokens.yaml. */}}
+{{- define "darter.bootstrapTokensSecret" -}}
+{{- printf "%s-bootstrap-tokens" (include "darter.fullname" .) }}
+{{- end }}
+
+{{/* The name of the chart's ConfigMap with the CA certificate (key ca.crt). */}}
+{{- define "darter.caConfigMap" -}}
+{{- if and (eq .Values.tls.source "joinTokens") .Values.tls.ca.existingSecret .Values.tls.ca.certConfigMap }}
+{{- .Values.tls.ca.certConfigMap }}
+{{- else }}
+{{- printf "%s-ca" (include "darter.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/*
+cert-manager mode: the Secret of a Certificate the chart has issued by the
+members' issuer only to publish the CA certificate (its ca.crt). Its own
+key is a throwaway leaf's (no identity, no usage the cluster accepts), so
+unlike the CA's Secret it is harmless on a node.
+*/}}
+{{- define "darter.caCertSecret" -}}
+{{- printf "%s-ca-cert" (include "darter.fullname" .) }}
 {{- end }}
 
 {{/* The roles that enroll with a join token in this release. */}}
@@ -40,17 +75,17 @@ manager, projected as ca.crt; empty when they pin it (caCertHash).
 {{- define "darter.caCertVolumeSource" -}}
 {{- $tls := .Values.tls }}
 {{- if .Values.manager.enabled }}
-{{- if and (eq $tls.source "joinTokens") (not $tls.ca.existingSecret) }}
-configMap:
-  name: {{ include "darter.fullname" . }}-ca
+{{- if eq $tls.source "certManager" }}
+secret:
+  secretName: {{ include "darter.caCertSecret" . }}
   items:
     - key: ca.crt
       path: ca.crt
 {{- else }}
-secret:
-  secretName: {{ include "darter.caKeySecret" . }}
+configMap:
+  name: {{ include "darter.caConfigMap" . }}
   items:
-    - key: tls.crt
+    - key: ca.crt
       path: ca.crt
 {{- end }}
 {{- else if .Values.externalManager.caSecret }}
@@ -79,10 +114,10 @@ StatefulSet, each under its pod name.
 {{- if include "darter.enrolls" . }}
 - name: join-token
   secret:
-    secretName: {{ include "darter.joinTokenSecret" $root }}
+    secretName: {{ include "darter.joinTokenSecret" (dict "root" $root "role" .role) }}
     defaultMode: 0444
     items:
-      - key: {{ .role }}
+      - key: token
         path: token
 {{- $ca := include "darter.caCertVolumeSource" $root }}
 {{- if $ca }}
@@ -148,7 +183,7 @@ SCHEDULER or DFDAEMON.
 The CA this release generates (join-token mode without tls.ca.existingSecret):
 the one in the Secret from an earlier install or upgrade, else a new ECDSA
 P-256 CA. Computed once per render (kept in the root context), so the
-Secret, the ConfigMap and the members' state directory agree. JSON {crt, key}.
+Secret and the ConfigMap agree. JSON {crt, key}.
 */}}
 {{- define "darter.trust.ca" -}}
 {{- if not (hasKey . "darterGeneratedCA") }}
@@ -173,18 +208,25 @@ Secret, the ConfigMap and the members' state directory agree. JSON {crt, key}.
 {{- end }}
 
 {{/*
-The join tokens of this release's Secret (role -> token), for the roles
-that enroll: given in values, else from the Secret of an earlier install or
-upgrade, else generated. Computed once per render. JSON.
+The join tokens of this release's Secrets (role -> token), for the roles
+that enroll: given in values, else from this role's Secret of an earlier
+install or upgrade, else from the combined <release>-join-tokens Secret of
+charts before one Secret per role (so an upgrade keeps the tokens), else
+generated. Computed once per render. JSON.
 */}}
 {{- define "darter.trust.tokens" -}}
 {{- if not (hasKey . "darterJoinTokens") }}
-{{- $old := (lookup "v1" "Secret" .Release.Namespace (include "darter.joinTokenSecret" .) | default dict).data | default dict }}
+{{- $combined := (lookup "v1" "Secret" .Release.Namespace (printf "%s-join-tokens" (include "darter.fullname" .)) | default dict).data | default dict }}
 {{- $tokens := dict }}
 {{- range $role := include "darter.enrollingRoles" . | fromJsonArray }}
 {{- $t := index $.Values.tls.joinTokens.tokens $role }}
-{{- if and (not $t) (index $old $role) }}
-{{- $t = index $old $role | b64dec }}
+{{- if not $t }}
+{{- $own := (lookup "v1" "Secret" $.Release.Namespace (printf "%s-join-token-%s" (include "darter.fullname" $) ($role | replace "_" "-")) | default dict).data | default dict }}
+{{- if $own.token }}
+{{- $t = $own.token | b64dec }}
+{{- else if index $combined $role }}
+{{- $t = index $combined $role | b64dec }}
+{{- end }}
 {{- end }}
 {{- if not $t }}
 {{- $t = printf "%s.%s" (randAlphaNum 6 | lower) (randAlphaNum 16 | lower) }}
@@ -194,34 +236,6 @@ upgrade, else generated. Computed once per render. JSON.
 {{- $_ := set . "darterJoinTokens" $tokens }}
 {{- end }}
 {{- toJson (get . "darterJoinTokens") }}
-{{- end }}
-
-{{/*
-Where a seed peer or dfdaemon keeps its enrolled certificate:
-(dict "root" $ "role" "peer" "dataDir" "/var/lib/darter/dfdaemon"). A
-member reuses a stored certificate whatever CA it now is given, and the
-nodes' data directories (and the seed peers' volumes) outlive the release:
-after a reinstall with a new CA it would present the old one forever. So
-the directory is named after what the chart knows of the trust (its CA,
-the member's token, the CA pin): new trust, new directory, new enrollment.
-Empty when the chart knows none of it (the binary's default then).
-*/}}
-{{- define "darter.trust.stateDir" -}}
-{{- $root := .root }}
-{{- $parts := list }}
-{{- if include "darter.trust.generatesCA" $root }}
-{{- $parts = append $parts (include "darter.trust.ca" $root | fromJson).crt }}
-{{- end }}
-{{- if not $root.Values.tls.joinTokens.existingSecret }}
-{{- $parts = append $parts (index (include "darter.trust.tokens" $root | fromJson) .role | default "") }}
-{{- end }}
-{{- if and (not $root.Values.manager.enabled) $root.Values.externalManager.caCertHash }}
-{{- $parts = append $parts $root.Values.externalManager.caCertHash }}
-{{- end }}
-{{- $parts = compact $parts }}
-{{- if $parts }}
-{{- printf "%s/tls/%s" .dataDir (join "\n" $parts | sha256sum | trunc 16) }}
-{{- end }}
 {{- end }}
 
 {{/*
