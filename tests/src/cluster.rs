@@ -252,6 +252,20 @@ impl Trust {
     }
 }
 
+/// Starts the cluster's scheduler with `trust`'s certificate, registering
+/// with the manager at `manager_addr` when there is one.
+async fn start_scheduler(
+    o: &ClusterOptions,
+    trust: &Trust,
+    manager_addr: Option<SocketAddr>,
+) -> anyhow::Result<SchedulerProcess> {
+    let dir = o.dir.join("scheduler");
+    let args: Vec<String> = manager_addr.iter().flat_map(|a| ["--manager".into(), a.to_string()]).collect();
+    let mut env = trust.env("SCHEDULER", Role::Scheduler, "scheduler", &dir);
+    env.extend(o.scheduler_env.iter().cloned());
+    SchedulerProcess::start_with_args(&o.scheduler_bin, &dir, &args, &env).await
+}
+
 /// A running cluster.
 #[derive(Debug)]
 pub struct Cluster {
@@ -297,12 +311,8 @@ impl Cluster {
             Some(m) => Trust::joins(m).await?,
             None => Trust::Files(Box::default()),
         };
-        let scheduler_dir = o.dir.join("scheduler");
-        let args: Vec<String> = manager.iter().flat_map(|m| ["--manager".into(), m.grpc_addr.to_string()]).collect();
-        let mut env = trust.env("SCHEDULER", Role::Scheduler, "scheduler", &scheduler_dir);
-        env.extend(o.scheduler_env.iter().cloned());
-        let scheduler = SchedulerProcess::start_with_args(&o.scheduler_bin, &scheduler_dir, &args, &env).await?;
         let manager_addr = manager.as_ref().map(|m| m.grpc_addr);
+        let scheduler = start_scheduler(&o, &trust, manager_addr).await?;
         let mut cluster =
             Self { manager, manager_addr, scheduler, seed: None, peers: Vec::new(), trust, options: o.clone() };
         if let Some(m) = &cluster.manager {
@@ -326,11 +336,7 @@ impl Cluster {
             seed_peer: external.seed_peer.clone(),
             peer: external.peer.clone(),
         };
-        let scheduler_dir = o.dir.join("scheduler");
-        let args = vec!["--manager".to_string(), external.grpc_addr.to_string()];
-        let mut env = trust.env("SCHEDULER", Role::Scheduler, "scheduler", &scheduler_dir);
-        env.extend(o.scheduler_env.iter().cloned());
-        let scheduler = SchedulerProcess::start_with_args(&o.scheduler_bin, &scheduler_dir, &args, &env).await?;
+        let scheduler = start_scheduler(&o, &trust, Some(external.grpc_addr)).await?;
         let mut cluster = Self {
             manager: None,
             manager_addr: Some(external.grpc_addr),
@@ -346,19 +352,17 @@ impl Cluster {
 
     /// Starts the seed (waiting until the scheduler learned it) and the peers.
     async fn start_members(&mut self) -> anyhow::Result<()> {
-        let o = self.options.clone();
-        let cluster = self;
-        if o.seed {
-            cluster.seed = Some(DaemonProcess::start(cluster.daemon_options("seed", true, &[])).await?);
-            let scheduler = &cluster.scheduler;
+        if self.options.seed {
+            self.seed = Some(DaemonProcess::start(self.daemon_options("seed", true, &[])).await?);
+            let scheduler = &self.scheduler;
             let learned = wait_until("the scheduler to learn the seed from the manager", START_DEADLINE, || async {
                 scheduler.metric("scheduler_seed_peers").await.is_some_and(|n| n >= 1.0)
             })
             .await;
-            learned.map_err(|e| cluster.wiring_error(e))?;
+            learned.map_err(|e| self.wiring_error(e))?;
         }
-        for _ in 0..o.peers {
-            cluster.add_peer(&[]).await?;
+        for _ in 0..self.options.peers {
+            self.add_peer(&[]).await?;
         }
         Ok(())
     }

@@ -249,6 +249,14 @@ impl Browser {
         .await
     }
 
+    /// Waits until form `form` highlights fields; answers `{bad: [their
+    /// ids], error: <the text of its error box error_box>}`.
+    async fn invalid_fields(&self, what: &str, form: &str, error_box: &str) -> anyhow::Result<Value> {
+        let script = "const bad = [...document.querySelectorAll(`#${arguments[0]} .invalid`)].map((e) => e.id); \
+             return bad.length ? {bad, error: document.getElementById(arguments[1]).innerText} : null;";
+        self.wait_js(what, script, json!([form, error_box])).await
+    }
+
     /// The reference of the element `css` matches, when it is displayed now.
     async fn displayed(&self, css: &str) -> anyhow::Result<Option<String>> {
         let found = self.cmd(Method::POST, "/element", json!({"using": "css selector", "value": css})).await?;
@@ -429,14 +437,7 @@ async fn root_session(b: &Browser, m: &Manager) -> anyhow::Result<(String, i64)>
     b.type_into("#cluster-name", "bad-cidr").await?;
     b.type_into("#cluster-cidrs", "10.0.0.0/33").await?;
     b.click("#cluster-submit").await?;
-    let invalid = b
-        .wait_js(
-            "the error on scopes.cidrs",
-            "const bad = [...document.querySelectorAll('#cluster-form .invalid')].map((e) => e.id); \
-             return bad.length ? {bad, error: document.getElementById('cluster-error').innerText} : null;",
-            json!([]),
-        )
-        .await?;
+    let invalid = b.invalid_fields("the error on scopes.cidrs", "cluster-form", "cluster-error").await?;
     ensure!(invalid["bad"] == json!(["cluster-cidrs"]), "highlighted: {invalid}");
     let error = invalid["error"].as_str().unwrap_or_default();
     ensure!(error.contains("scopes.cidrs") && error.contains("10.0.0.0/33"), "error shown: {error:?}");
@@ -549,13 +550,7 @@ async fn trust_view(b: &Browser, m: &Manager, token: &str, cluster_id: i64) -> a
     // A bad lifetime: the server's error names `ttl` and the field is highlighted.
     b.type_into("#join-token-ttl", "forever").await?;
     b.click("#join-token-submit").await?;
-    let invalid = b
-        .wait_js(
-            "the error on ttl",
-            "const bad = [...document.querySelectorAll('#join-token-form .invalid')].map((e) => e.id);              return bad.length ? {bad, error: document.getElementById('join-token-error').innerText} : null;",
-            json!([]),
-        )
-        .await?;
+    let invalid = b.invalid_fields("the error on ttl", "join-token-form", "join-token-error").await?;
     ensure!(invalid["bad"] == json!(["join-token-ttl"]), "highlighted: {invalid}");
 
     // A seed peer token for idc-a, one use: shown once, with the member's config.
@@ -637,13 +632,7 @@ async fn helm_values(b: &Browser, m: &Manager, token: &str, cluster_id: i64) -> 
     b.js("document.getElementById('cluster-values-addr').value = ''; return null;", json!([])).await?;
     b.type_into("#cluster-values-addr", "no-port").await?;
     b.click("#cluster-values-submit").await?;
-    let invalid = b
-        .wait_js(
-            "the bad address named",
-            "const bad = [...document.querySelectorAll('#cluster-values-form .invalid')].map((e) => e.id);              return bad.length ? {bad, error: document.getElementById('cluster-values-error').innerText} : null;",
-            json!([]),
-        )
-        .await?;
+    let invalid = b.invalid_fields("the bad address named", "cluster-values-form", "cluster-values-error").await?;
     ensure!(invalid["bad"] == json!(["cluster-values-addr"]), "highlighted: {invalid}");
     let (_, after_bad) = m.api(Method::GET, "/join-tokens", token, None).await?;
     ensure!(tokens_of(&after_bad) == tokens_of(&before), "a refused address created tokens");

@@ -24,6 +24,9 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the repository").to_path_buf()
 }
 
+/// A loopback port free now. The kit otherwise binds port 0 and reads a
+/// ready file, but that takes a flag, and this test runs each image with its
+/// own entrypoint and environment only.
 fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }

@@ -899,6 +899,14 @@ async fn two_clusters_of_one_manager_each_pull_inside_their_own_cluster() {
         let m = node.proxy_requests().await;
         assert!(count(&m, "mirror", "p2p") >= sizes.len() as u64 && count(&m, "mirror", "fallback") == 0, "{m:?}");
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A request of our own, sent after the pulls ended: once it is in the
+    // access log, every earlier request is too.
+    let barrier = "/v2/darter-log-barrier/manifests/latest";
+    let _ = testkit::http::json(registry.addr, "GET", barrier, None, None).await;
+    wait_until("the registry to log the barrier request", LOG_TIMEOUT, || async {
+        registry.requests().iter().any(|r| r.path == barrier)
+    })
+    .await
+    .unwrap();
     assert_eq!(registry_bytes(), before, "the second pulls fetched no blob from the registry");
 }
