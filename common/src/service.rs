@@ -29,16 +29,16 @@ use crate::telemetry::{LogConfig, TracingConfig};
 pub trait Bound {
     /// `(name, address)` per listener: `grpc`, `metrics`, `rest`, ...; a unix
     /// socket's address is its path.
-    fn addresses(&self) -> Vec<(&'static str, String)>;
+    fn addresses(&self) -> Vec<(String, String)>;
 }
 
 /// `(name, address)` of TCP listeners, for [`Bound::addresses`].
 pub fn tcp_addresses<'a>(
     listeners: impl IntoIterator<Item = (&'static str, &'a tokio::net::TcpListener)>,
-) -> Vec<(&'static str, String)> {
+) -> Vec<(String, String)> {
     listeners
         .into_iter()
-        .map(|(name, l)| (name, l.local_addr().map_or_else(|e| format!("unknown ({e})"), |a| a.to_string())))
+        .map(|(name, l)| (name.to_owned(), l.local_addr().map_or_else(|e| format!("unknown ({e})"), |a| a.to_string())))
         .collect()
 }
 
@@ -49,7 +49,7 @@ pub fn tcp_addresses<'a>(
 pub fn write_ready_file(path: &Path, listeners: &impl Bound) -> std::io::Result<()> {
     use std::io::Write as _;
     let addresses: serde_json::Map<String, serde_json::Value> =
-        listeners.addresses().into_iter().map(|(k, v)| (k.to_owned(), v.into())).collect();
+        listeners.addresses().into_iter().map(|(k, v)| (k, v.into())).collect();
     let doc = serde_json::json!({ "pid": std::process::id(), "addresses": addresses });
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".{}.tmp", std::process::id()));
@@ -243,8 +243,8 @@ mod tests {
 
     struct Two;
     impl Bound for Two {
-        fn addresses(&self) -> Vec<(&'static str, String)> {
-            vec![("grpc", "127.0.0.1:40123".into()), ("socket", "/run/x.sock".into())]
+        fn addresses(&self) -> Vec<(String, String)> {
+            vec![("grpc".into(), "127.0.0.1:40123".into()), ("socket".into(), "/run/x.sock".into())]
         }
     }
 

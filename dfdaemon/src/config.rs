@@ -415,6 +415,23 @@ pub struct ProxyConfig {
     pub ca_cert: Option<PathBuf>,
     /// PEM private key of `ca_cert`.
     pub ca_key: Option<PathBuf>,
+    /// One more listener per registry, for clients that cannot name the
+    /// registry to a mirror (CRI-O and other containers/image clients send
+    /// neither `?ns=` nor headers): every request on `addr` is a mirror
+    /// request for `registry`, as if it carried `?ns=<registry>`. Default
+    /// none; `dfdaemon containerd-config --crio` points CRI-O at them.
+    pub registry_mirrors: Vec<RegistryMirror>,
+}
+
+/// A listener that mirrors one registry (`proxy.registry_mirrors`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryMirror {
+    /// The registry, `host[:port]` as images name it (`docker.io`, `ghcr.io`,
+    /// `10.0.0.1:5000`); plain HTTP when listed in `proxy.insecure_registries`.
+    pub registry: String,
+    /// Listen address (e.g. `127.0.0.1:4011`).
+    pub addr: SocketAddr,
 }
 
 /// The most `back_to_source.max_content_length` may be: every piece of a
@@ -441,6 +458,7 @@ impl Default for ProxyConfig {
             max_header_bytes: ByteSize::kib(64),
             ca_cert: None,
             ca_key: None,
+            registry_mirrors: Vec::new(),
         }
     }
 }
@@ -480,6 +498,30 @@ impl ProxyConfig {
         let head = self.max_header_bytes.as_u64();
         if !(8 * 1024..=1024 * 1024).contains(&head) {
             return Err(FieldError::new("proxy.max_header_bytes", "must be between 8KiB and 1MiB"));
+        }
+        self.validate_registry_mirrors()
+    }
+
+    fn validate_registry_mirrors(&self) -> Result<(), FieldError> {
+        for (i, m) in self.registry_mirrors.iter().enumerate() {
+            crate::containerd::check_registry(&m.registry)
+                .map_err(|e| FieldError::new(format!("proxy.registry_mirrors[{i}].registry"), e))?;
+            if m.addr == self.addr && m.addr.port() != 0 {
+                return Err(FieldError::new(format!("proxy.registry_mirrors[{i}].addr"), "is proxy.addr"));
+            }
+            let earlier = &self.registry_mirrors[..i];
+            if let Some(j) = earlier.iter().position(|e| e.addr == m.addr && m.addr.port() != 0) {
+                return Err(FieldError::new(
+                    format!("proxy.registry_mirrors[{i}].addr"),
+                    format!("also the address of proxy.registry_mirrors[{j}]"),
+                ));
+            }
+            if let Some(j) = earlier.iter().position(|e| e.registry.eq_ignore_ascii_case(&m.registry)) {
+                return Err(FieldError::new(
+                    format!("proxy.registry_mirrors[{i}].registry"),
+                    format!("{} already has a listener (proxy.registry_mirrors[{j}])", m.registry),
+                ));
+            }
         }
         Ok(())
     }

@@ -148,7 +148,20 @@ pub enum Restored {
 /// that does not start with [`HEADER`] is someone else's and stays.
 pub fn restore(certs_dir: &Path, dir_name: &str) -> std::io::Result<Restored> {
     let dir = certs_dir.join(dir_name);
-    let (path, backup) = (dir.join("hosts.toml"), dir.join("hosts.toml.bak"));
+    let restored = restore_file(&dir.join("hosts.toml"))?;
+    if matches!(restored, Restored::Removed(_)) {
+        // Only an empty directory goes (it was made for this file).
+        let _ = std::fs::remove_dir(&dir);
+    }
+    Ok(restored)
+}
+
+/// Undoes [`write_file`] for `path`: puts `<path>.bak` back, or removes the
+/// file this command wrote when there was none before. A file that does
+/// not start with [`HEADER`] is someone else's and stays.
+pub fn restore_file(path: &Path) -> std::io::Result<Restored> {
+    let path = path.to_path_buf();
+    let backup = backup_path(&path);
     let current = match std::fs::read_to_string(&path) {
         Ok(c) => Some(c),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -165,32 +178,46 @@ pub fn restore(certs_dir: &Path, dir_name: &str) -> std::io::Result<Restored> {
         return Ok(Restored::Absent(path));
     }
     std::fs::remove_file(&path)?;
-    // Only an empty directory goes (it was made for this file).
-    let _ = std::fs::remove_dir(&dir);
     Ok(Restored::Removed(path))
 }
 
 /// Writes `content` as `<certs_dir>/<dir_name>/hosts.toml`.
 pub fn write(certs_dir: &Path, dir_name: &str, content: &str) -> std::io::Result<Written> {
-    let dir = certs_dir.join(dir_name);
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join("hosts.toml");
+    write_file(&certs_dir.join(dir_name).join("hosts.toml"), content)
+}
+
+/// Writes `content` to `path` atomically (creating its directory), keeping
+/// a different previous file as `<path>.bak`; an identical file is left alone.
+pub fn write_file(path: &Path, content: &str) -> std::io::Result<Written> {
+    let path = path.to_path_buf();
+    let (dir, name) = match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => (dir, name.to_string_lossy()),
+        _ => return Err(std::io::Error::other(format!("{} is not a file path", path.display()))),
+    };
+    std::fs::create_dir_all(dir)?;
     let backup = match std::fs::read_to_string(&path) {
         Ok(current) if current == content => return Ok(Written::Unchanged(path)),
         Ok(current) => {
-            let backup = dir.join("hosts.toml.bak");
+            let backup = backup_path(&path);
             std::fs::write(&backup, current)?;
             Some(backup)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e),
     };
-    let tmp = dir.join(".hosts.toml.tmp");
+    let tmp = dir.join(format!(".{name}.tmp"));
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(content.as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, &path)?;
     Ok(Written::Written { path, backup })
+}
+
+/// `<path>.bak`.
+fn backup_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".bak");
+    PathBuf::from(name)
 }
 
 #[cfg(test)]

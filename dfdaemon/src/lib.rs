@@ -18,7 +18,8 @@
 //!   connection, plain or TLS (`upload.encrypt`); piece requests carry the
 //!   scheduler's grants (`darter_common::tls::grant`);
 //! - [`proxy`]: the registry mirror and HTTP proxy (P2P for blobs, relay otherwise);
-//!   [`containerd`]: the `hosts.toml` files that point containerd at it;
+//!   [`containerd`]: the `hosts.toml` files that point containerd at it; [`crio`]: the
+//!   `registries.conf` drop-in that points CRI-O (containers/image) at it;
 //! - [`metrics`], [`error`]; private helpers: `disk` (filesystem size), `host` (this host as announced),
 //!   `memory` (heap trimming once idle), `private_fs` (0700 directories, 0600 files);
 //! - `src/bin/`: `dfdaemon` (the daemon) and `dfget` (the CLI, `dfget` module).
@@ -34,6 +35,7 @@ pub mod backend;
 pub mod buffer_pool;
 pub mod config;
 pub mod containerd;
+pub mod crio;
 pub mod dfget;
 pub mod discovery;
 pub mod download;
@@ -92,6 +94,9 @@ pub struct Listeners {
     pub metrics: TcpListener,
     /// Registry mirror and HTTP proxy (`None` when `proxy.enabled` is false).
     pub proxy: Option<TcpListener>,
+    /// One mirror-only listener per `proxy.registry_mirrors` entry, with
+    /// its registry (none when `proxy.enabled` is false).
+    pub registry_mirrors: Vec<(String, TcpListener)>,
 }
 
 impl Listeners {
@@ -134,6 +139,10 @@ impl Listeners {
                 std::io::Error::new(e.kind(), format!("cannot give {} to group {group}: {e}", path.display()))
             })?;
         }
+        let mut registry_mirrors = Vec::new();
+        for m in config.proxy.registry_mirrors.iter().filter(|_| config.proxy.enabled) {
+            registry_mirrors.push((m.registry.clone(), bind(m.addr).await?));
+        }
         Ok(Self {
             download,
             download_path: path,
@@ -141,19 +150,28 @@ impl Listeners {
             piece: bind(config.upload.piece_addr).await?,
             metrics: bind(config.metrics_addr).await?,
             proxy: if config.proxy.enabled { Some(bind(config.proxy.addr).await?) } else { None },
+            registry_mirrors,
         })
     }
 }
 
 impl darter_common::service::Bound for Listeners {
-    fn addresses(&self) -> Vec<(&'static str, String)> {
+    fn addresses(&self) -> Vec<(String, String)> {
         let mut tcp = vec![("upload", &self.upload), ("piece", &self.piece), ("metrics", &self.metrics)];
         tcp.extend(self.proxy.as_ref().map(|p| ("proxy", p)));
         let mut all = darter_common::service::tcp_addresses(tcp);
-        all.push(("download_socket", self.download_path.display().to_string()));
+        for (registry, listener) in &self.registry_mirrors {
+            let (_, addr) = darter_common::service::tcp_addresses([("", listener)]).remove(0);
+            all.push((format!("{REGISTRY_MIRROR_PREFIX}{registry}"), addr));
+        }
+        all.push(("download_socket".into(), self.download_path.display().to_string()));
         all
     }
 }
+
+/// Name of a `proxy.registry_mirrors` listener in the ready file, before
+/// its registry (`registry_mirror:ghcr.io`).
+pub const REGISTRY_MIRROR_PREFIX: &str = "registry_mirror:";
 
 /// Mode of a download socket directory the daemon creates: owner and group,
 /// like the socket (0660) in it.
@@ -387,6 +405,12 @@ impl Daemon {
         );
         servers.spawn("piece", pieces.serve(listeners.piece, stop.clone()));
         if let (Some(proxy), Some(listener)) = (proxy, listeners.proxy) {
+            for (registry, listener) in listeners.registry_mirrors {
+                servers.spawn(
+                    "registry mirror",
+                    until_stopped(proxy.clone().serve_registry(listener, registry, stop.clone())),
+                );
+            }
             servers.spawn("proxy", until_stopped(proxy.serve(listener, stop.clone())));
         }
         // Metrics and health outlive the drain, so probes see 503 while it runs.

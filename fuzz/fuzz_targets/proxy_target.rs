@@ -84,9 +84,16 @@ fn request(uri: &Uri, header: Option<&str>, config: &ProxyConfig) {
         if let Ok(url) = forward_url(uri, config) {
             assert_eq!(segments(url.path()), segments(uri.path()), "{uri} -> {url}");
         }
-    } else if let Ok(url) = mirror_url(uri, header, config) {
-        assert!(url.path().starts_with("/v2"), "{uri} -> {url}");
-        assert_eq!(segments(url.path()), segments(uri.path()), "{uri} -> {url}");
+    } else {
+        if let Ok(url) = mirror_url(uri, header, None, config) {
+            assert!(url.path().starts_with("/v2"), "{uri} -> {url}");
+            assert_eq!(segments(url.path()), segments(uri.path()), "{uri} -> {url}");
+        }
+        // A registry listener's requests never leave for another host.
+        if let Ok(url) = mirror_url(uri, header, Some("ghcr.io"), config) {
+            assert_eq!(url.host_str(), Some("ghcr.io"), "{uri} -> {url}");
+            assert_eq!(segments(url.path()), segments(uri.path()), "{uri} -> {url}");
+        }
     }
 }
 

@@ -64,7 +64,7 @@ impl Listeners {
 }
 
 impl darter_common::service::Bound for Listeners {
-    fn addresses(&self) -> Vec<(&'static str, String)> {
+    fn addresses(&self) -> Vec<(String, String)> {
         darter_common::service::tcp_addresses([("grpc", &self.grpc), ("metrics", &self.metrics)])
     }
 }

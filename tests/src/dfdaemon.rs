@@ -156,6 +156,14 @@ impl DaemonProcess {
         self.process.address("proxy").is_some().then(|| self.process.addr("proxy"))
     }
 
+    /// The address of its `proxy.registry_mirrors` listener for `registry`,
+    /// when it has one.
+    pub fn registry_mirror_addr(&self, registry: &str) -> Option<SocketAddr> {
+        // Its name in the ready file (dfdaemon::REGISTRY_MIRROR_PREFIX).
+        let name = format!("registry_mirror:{registry}");
+        self.process.address(&name).is_some().then(|| self.process.addr(&name))
+    }
+
     /// The process ID, while running.
     pub fn pid(&self) -> Option<u32> {
         self.process.pid()

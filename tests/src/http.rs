@@ -1,5 +1,6 @@
 //! One JSON request over HTTP/1.1 to a service on loopback (the manager's
-//! REST API), without a client library.
+//! REST API), without a client library; and raw exchanges, for requests a
+//! client library would not send.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -56,4 +57,21 @@ async fn send(
     let status = response.status().as_u16();
     let bytes = response.into_body().collect().await?.to_bytes();
     Ok((status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)))
+}
+
+/// Sends `request` as written (a raw HTTP/1.1 exchange, for requests a
+/// client library will not send) and reads the answer until the server
+/// closes the connection; the request should say `Connection: close`.
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.write_all(request).await?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await?;
+        anyhow::Ok(String::from_utf8_lossy(&answer).into_owned())
+    };
+    tokio::time::timeout(TIMEOUT, exchange)
+        .await
+        .map_err(|_| anyhow::anyhow!("{addr}: no answer within {TIMEOUT:?}"))?
 }

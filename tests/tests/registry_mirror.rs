@@ -638,6 +638,74 @@ async fn node_set_up_pulls_through_the_mirror_and_its_uninstall_restores_the_pre
     assert_each_blob_fetched_once_by_containerd(&registry, &large).await;
 }
 
+/// CRI-O's way, with Skopeo standing in (both read `registries.conf` through
+/// containers/image, which names no registry to a mirror): the node's
+/// dfdaemon has a mirror port of its own for the registry
+/// (`proxy.registry_mirrors`), `containerd-config --crio` writes the
+/// drop-in, and a copy through it gets each blob from the registry once, by
+/// dfdaemon. That port mirrors its registry only; `--restore` removes the
+/// drop-in.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_containers_image_client_pulls_through_a_registry_mirror_port_written_by_the_crio_set_up() {
+    if !registry_kit_or_skip(
+        "a_containers_image_client_pulls_through_a_registry_mirror_port_written_by_the_crio_set_up",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (small, _) = images().await;
+    let registry = RegistryProcess::start(&dir.path().join("registry"), RegistryOptions::default()).await.unwrap();
+    let reference = small.push(&registry, "darter/crio").await.unwrap();
+    let cluster = swarm(dir.path(), &registry).await;
+    let host = registry.host();
+    let mirrors = |addr: &str| format!("[{{registry: \"{host}\", addr: \"{addr}\"}}]");
+    let mut options =
+        cluster.daemon_options("node-crio", false, &[("DFDAEMON__PROXY__REGISTRY_MIRRORS", &mirrors("127.0.0.1:0"))]);
+    options.proxy_port = Some(0);
+    let daemon = DaemonProcess::start(options).await.unwrap_or_else(|e| panic!("start the node's dfdaemon: {e:#}"));
+    let mirror = daemon.registry_mirror_addr(&host).expect("a listener for the registry");
+
+    // The node set-up, with the config the daemon runs with (its port fixed).
+    let conf = dir.path().join("containers/registries.conf.d/90-darter.conf");
+    let set_up = |extra: &'static [&'static str]| {
+        let mut cmd = tokio::process::Command::new(bin_dir().join("dfdaemon"));
+        cmd.env("DFDAEMON__PROXY__REGISTRY_MIRRORS", mirrors(&mirror.to_string()));
+        cmd.arg("containerd-config").arg("--crio").arg(&conf).args(["--registry", &host, "--insecure", &host]);
+        cmd.args(extra);
+        cmd
+    };
+    run(&mut set_up(&[]), CONFIG_TIMEOUT).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let written = std::fs::read_to_string(&conf).unwrap();
+    assert!(written.contains(&format!("[[registry.mirror]]\nlocation = \"{mirror}\"\ninsecure = true")), "{written}");
+
+    let out = dir.path().join("copied");
+    let mut copy = tokio::process::Command::new("skopeo");
+    copy.arg("--registries-conf").arg(&conf).args(["--insecure-policy", "copy"]);
+    copy.arg(format!("docker://{reference}")).arg(format!("oci:{}:copied", out.display()));
+    run(&mut copy, SMALL_PULL).await.unwrap_or_else(|e| panic!("{e:#}\n{}", daemon.log_tail(25)));
+    for digest in small.blob_digests() {
+        let blob = out.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
+        assert!(blob.exists(), "{digest} is not in the copied image");
+    }
+    assert_each_blob_served_once_to_dfdaemon(&registry, &small).await;
+    let served = proxy_requests(daemon.metrics_addr()).await;
+    assert!(count(&served, "mirror", "p2p") >= small.blob_digests().len() as u64, "{served:?}");
+
+    // The port is its registry's mirror and nothing else.
+    for (request, why) in [
+        (format!("GET /v2/?ns=quay.io HTTP/1.1\r\nHost: {mirror}\r\nConnection: close\r\n\r\n"), "mirrors"),
+        (format!("GET http://{host}/v2/ HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"), "no proxying"),
+        (format!("CONNECT {host} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"), "no proxying"),
+    ] {
+        let answer = testkit::http::raw_exchange(mirror, request.as_bytes()).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400") && answer.contains(why), "{request:?} -> {answer}");
+    }
+
+    let restored = run(&mut set_up(&["--restore"]), CONFIG_TIMEOUT).await.unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(testkit::tool::text(&restored).contains("removed"), "{}", testkit::tool::text(&restored));
+    assert!(!conf.exists(), "the drop-in is gone");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn with_its_dfdaemon_killed_a_node_pulls_from_the_registry_itself() {
     if !registry_kit_or_skip("with_its_dfdaemon_killed_a_node_pulls_from_the_registry_itself") {

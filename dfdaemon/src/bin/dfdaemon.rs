@@ -56,7 +56,8 @@ struct Cli {
 enum Command {
     /// Point containerd at this node's mirror: write `<certs-dir>/<registry>/hosts.toml`
     /// for each registry (keeping a backup; unchanged files are left alone). containerd
-    /// reads them on the next pull when its `config_path` is the certs dir.
+    /// reads them on the next pull when its `config_path` is the certs dir. With
+    /// `--crio FILE`: a registries.conf drop-in for CRI-O, Podman and Skopeo instead.
     ContainerdConfig {
         /// Registry host[:port], repeatable (docker.io, ghcr.io, 10.0.0.1:5000).
         #[arg(long = "registry", value_name = "HOST")]
@@ -90,6 +91,12 @@ enum Command {
         /// anyway). containerd is never restarted by this command.
         #[arg(long, value_name = "PATH")]
         check_containerd: Option<PathBuf>,
+        /// Write a registries.conf drop-in for CRI-O (and Podman, Skopeo) at this
+        /// path instead (e.g. /etc/containers/registries.conf.d/90-darter.conf):
+        /// each registry's mirror is its proxy.registry_mirrors port, or proxy.addr
+        /// for proxy.default_registry. CRI-O reads it on `systemctl reload crio`.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["all", "certs_dir", "mirror", "cas", "check_containerd"])]
+        crio: Option<PathBuf>,
     },
 }
 
@@ -103,8 +110,17 @@ fn parse_ca(s: &str) -> Result<(String, PathBuf), String> {
 
 /// `dfdaemon containerd-config`: returns the exit code.
 fn containerd_config(config: &Config, command: &Command) -> i32 {
-    let Command::ContainerdConfig { registries, all, certs_dir, mirror, insecure, cas, restore, check_containerd } =
-        command;
+    let Command::ContainerdConfig {
+        registries,
+        all,
+        certs_dir,
+        mirror,
+        insecure,
+        cas,
+        restore,
+        check_containerd,
+        crio,
+    } = command;
     if registries.is_empty() && !all {
         eprintln!("dfdaemon containerd-config: name at least one --registry, or --all");
         return 2;
@@ -118,6 +134,9 @@ fn containerd_config(config: &Config, command: &Command) -> i32 {
     if let Some((host, _)) = cas.iter().find(|(host, _)| !registries.contains(host)) {
         eprintln!("dfdaemon containerd-config: --ca {host}=...: name {host} with --registry too");
         return 2;
+    }
+    if let Some(file) = crio {
+        return crio_config(config, file, registries, insecure, *restore);
     }
     let dirs = registries.iter().cloned().chain(all.then(|| "_default".to_string()));
     if *restore {
@@ -146,21 +165,68 @@ fn containerd_config(config: &Config, command: &Command) -> i32 {
         files.push(("_default".into(), dfdaemon::containerd::render(None, &mirror)));
     }
     for (dir, content) in files {
-        match dfdaemon::containerd::write(certs_dir, &dir, &content) {
-            Ok(dfdaemon::containerd::Written::Unchanged(p)) => println!("unchanged {}", p.display()),
-            Ok(dfdaemon::containerd::Written::Written { path, backup }) => match backup {
-                Some(b) => println!("wrote {} (previous file kept as {})", path.display(), b.display()),
-                None => println!("wrote {}", path.display()),
-            },
-            Err(e) => {
-                eprintln!("dfdaemon containerd-config: {}: {e}", certs_dir.join(&dir).display());
-                return 1;
-            }
+        let written = dfdaemon::containerd::write(certs_dir, &dir, &content);
+        if let Err(code) = report_written(written, &certs_dir.join(&dir)) {
+            return code;
         }
     }
     match check_containerd {
         Some(path) => check_containerd_config(path, certs_dir),
         None => 0,
+    }
+}
+
+/// Prints what writing one file did; 1 when it failed.
+fn report_written(written: std::io::Result<dfdaemon::containerd::Written>, at: &std::path::Path) -> Result<(), i32> {
+    match written {
+        Ok(dfdaemon::containerd::Written::Unchanged(p)) => println!("unchanged {}", p.display()),
+        Ok(dfdaemon::containerd::Written::Written { path, backup }) => match backup {
+            Some(b) => println!("wrote {} (previous file kept as {})", path.display(), b.display()),
+            None => println!("wrote {}", path.display()),
+        },
+        Err(e) => {
+            eprintln!("dfdaemon containerd-config: {}: {e}", at.display());
+            return Err(1);
+        }
+    }
+    Ok(())
+}
+
+/// `containerd-config --crio FILE`: the registries.conf drop-in (or its
+/// restore); returns the exit code.
+fn crio_config(
+    config: &Config,
+    file: &std::path::Path,
+    registries: &[String],
+    insecure: &[String],
+    restore: bool,
+) -> i32 {
+    if restore {
+        return match dfdaemon::containerd::restore_file(file) {
+            Ok(done) => {
+                println!("{}", restored_line(&done));
+                0
+            }
+            Err(e) => {
+                eprintln!("dfdaemon containerd-config: cannot restore {}: {e}", file.display());
+                1
+            }
+        };
+    }
+    let mut mirrored = Vec::new();
+    for r in registries {
+        let registry_insecure = insecure.contains(r);
+        match dfdaemon::crio::mirror_for(r, registry_insecure, &config.proxy) {
+            Ok(mirror) => mirrored.push(dfdaemon::crio::Mirrored { registry: r, insecure: registry_insecure, mirror }),
+            Err(e) => {
+                eprintln!("dfdaemon containerd-config: --crio: {e}");
+                return 2;
+            }
+        }
+    }
+    match report_written(dfdaemon::containerd::write_file(file, &dfdaemon::crio::render(&mirrored)), file) {
+        Ok(()) => 0,
+        Err(code) => code,
     }
 }
 
@@ -208,13 +274,9 @@ fn check_containerd_config(path: &std::path::Path, certs_dir: &std::path::Path) 
 
 /// `dfdaemon containerd-config --restore`: returns the exit code.
 fn restore_files(certs_dir: &std::path::Path, dirs: impl Iterator<Item = String>) -> i32 {
-    use dfdaemon::containerd::Restored;
     for dir in dirs {
         match dfdaemon::containerd::restore(certs_dir, &dir) {
-            Ok(Restored::Backup(p)) => println!("restored {} from its backup", p.display()),
-            Ok(Restored::Removed(p)) => println!("removed {} (there was none before)", p.display()),
-            Ok(Restored::NotOurs(p)) => println!("left {} alone: it was changed since", p.display()),
-            Ok(Restored::Absent(p)) => println!("nothing to restore at {}", p.display()),
+            Ok(done) => println!("{}", restored_line(&done)),
             Err(e) => {
                 eprintln!("dfdaemon containerd-config --restore: {}: {e}", certs_dir.join(&dir).display());
                 return 1;
@@ -222,6 +284,17 @@ fn restore_files(certs_dir: &std::path::Path, dirs: impl Iterator<Item = String>
         }
     }
     0
+}
+
+/// What `--restore` did to one file, as printed.
+fn restored_line(done: &dfdaemon::containerd::Restored) -> String {
+    use dfdaemon::containerd::Restored;
+    match done {
+        Restored::Backup(p) => format!("restored {} from its backup", p.display()),
+        Restored::Removed(p) => format!("removed {} (there was none before)", p.display()),
+        Restored::NotOurs(p) => format!("left {} alone: it was changed since", p.display()),
+        Restored::Absent(p) => format!("nothing to restore at {}", p.display()),
+    }
 }
 
 impl Cli {

@@ -1,5 +1,6 @@
 //! The registry mirror and HTTP proxy, on one port (`proxy.addr`, default
-//! `127.0.0.1:4001`).
+//! `127.0.0.1:4001`), and a mirror-only port per `proxy.registry_mirrors`
+//! entry (for CRI-O, which cannot name the registry to a mirror).
 //!
 //! A request is one of:
 //! - **mirror** (origin-form `/v2/...`, what containerd sends to a `hosts.toml`
@@ -139,6 +140,16 @@ impl Proxy {
 
     /// Serves connections from `listener` until `shutdown`.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
+        self.serve_as(listener, None, shutdown).await
+    }
+
+    /// Serves connections from the listener of a `proxy.registry_mirrors`
+    /// entry: mirror requests for `registry` only.
+    pub async fn serve_registry(self: Arc<Self>, listener: TcpListener, registry: String, shutdown: CancellationToken) {
+        self.serve_as(listener, Some(registry.into()), shutdown).await
+    }
+
+    async fn serve_as(self: Arc<Self>, listener: TcpListener, registry: Option<Arc<str>>, shutdown: CancellationToken) {
         let head_limit = usize::try_from(self.config.max_header_bytes.as_u64()).unwrap_or(64 * 1024);
         let idle = self.config.idle_timeout;
         loop {
@@ -156,11 +167,12 @@ impl Proxy {
             let _ = stream.set_nodelay(true);
             let this = self.clone();
             let shutdown = shutdown.clone();
+            let registry = registry.clone();
             tokio::spawn(async move {
                 let _permit = permit;
                 let svc = service_fn(move |req| {
-                    let this = this.clone();
-                    async move { Ok::<_, Infallible>(this.handle(req).await) }
+                    let (this, registry) = (this.clone(), registry.clone());
+                    async move { Ok::<_, Infallible>(this.handle(req, registry.as_deref()).await) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -177,12 +189,19 @@ impl Proxy {
         }
     }
 
-    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ProxyBody> {
+    /// One request; `registry` is the listener's own (`proxy.registry_mirrors`).
+    async fn handle(self: Arc<Self>, req: Request<Incoming>, registry: Option<&str>) -> Response<ProxyBody> {
         let head = head_size(&req);
         if head > self.config.max_header_bytes.as_u64() {
             self.metrics.proxy_request("any", "refused");
             return Refusal::HeadTooLarge { size: head, limit: self.config.max_header_bytes.as_u64() }
                 .response(Mode::Forward);
+        }
+        let forward = req.method() == Method::CONNECT || req.uri().scheme().is_some();
+        if let (Some(registry), true) = (registry, forward) {
+            self.metrics.proxy_request("forward", "refused");
+            let why = format!("this port mirrors {registry} only (proxy.registry_mirrors): no proxying or CONNECT");
+            return Refusal::from(TargetError::Bad(why)).response(Mode::Forward);
         }
         if req.method() == Method::CONNECT {
             return self.connect(req).await;
@@ -200,8 +219,8 @@ impl Proxy {
         let url = match mode {
             Mode::Forward => target::forward_url(req.uri(), &self.config),
             Mode::Mirror => {
-                let registry = req.headers().get(target::REGISTRY_HEADER).and_then(|v| v.to_str().ok());
-                target::mirror_url(req.uri(), registry, &self.config)
+                let header = req.headers().get(target::REGISTRY_HEADER).and_then(|v| v.to_str().ok());
+                target::mirror_url(req.uri(), header, registry, &self.config)
             }
         };
         let url = match url {

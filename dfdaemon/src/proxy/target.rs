@@ -33,8 +33,15 @@ pub enum Mode {
 }
 
 /// The upstream URL of a mirror request (origin-form `/v2/...`), without the
-/// `ns` parameter.
-pub fn mirror_url(uri: &Uri, registry_header: Option<&str>, config: &ProxyConfig) -> Result<Url, TargetError> {
+/// `ns` parameter. On a listener of `proxy.registry_mirrors`, `listener` is
+/// its registry: the request is for it, whatever header it carries, and an
+/// `ns` naming another registry is refused.
+pub fn mirror_url(
+    uri: &Uri,
+    registry_header: Option<&str>,
+    listener: Option<&str>,
+    config: &ProxyConfig,
+) -> Result<Url, TargetError> {
     let path = uri.path();
     if !path.starts_with("/v2") {
         return Err(TargetError::Bad(format!(
@@ -50,6 +57,17 @@ pub fn mirror_url(uri: &Uri, registry_header: Option<&str>, config: &ProxyConfig
             rest.push((k.into_owned(), v.into_owned()));
         }
     }
+    if let Some(registry) = listener {
+        if let Some(asked) = &ns
+            && registry_host(asked)? != registry_host(registry)?
+        {
+            return Err(TargetError::Bad(format!(
+                "this port mirrors {registry} only (proxy.registry_mirrors), not ns={asked}"
+            )));
+        }
+        ns = Some(registry.to_owned());
+    }
+    let registry_header = registry_header.filter(|_| listener.is_none());
     let base = match (ns, registry_header) {
         (Some(ns), _) => {
             let host = registry_host(&ns)?;
@@ -205,7 +223,26 @@ mod tests {
     }
 
     fn mirror(uri: &str, header: Option<&str>, c: &ProxyConfig) -> Result<String, TargetError> {
-        mirror_url(&uri.parse().unwrap(), header, c).map(|u| u.to_string())
+        mirror_url(&uri.parse().unwrap(), header, None, c).map(|u| u.to_string())
+    }
+
+    #[test]
+    fn a_registry_listener_mirrors_its_registry_only() {
+        let c = config();
+        let on = |uri: &str, header: Option<&str>, registry: &str| {
+            mirror_url(&uri.parse().unwrap(), header, Some(registry), &c).map(|u| u.to_string())
+        };
+        let blob = "/v2/library/alpine/blobs/sha256:ab";
+        assert_eq!(on(blob, None, "docker.io").unwrap(), format!("https://registry-1.docker.io{blob}"));
+        assert_eq!(on("/v2/x/manifests/1", None, "127.0.0.1:5000").unwrap(), "http://127.0.0.1:5000/v2/x/manifests/1");
+        // A header cannot send the request elsewhere; a matching ns is fine.
+        assert_eq!(on("/v2/", Some("https://evil.example"), "ghcr.io").unwrap(), "https://ghcr.io/v2/");
+        assert_eq!(on("/v2/?ns=index.docker.io", None, "docker.io").unwrap(), "https://registry-1.docker.io/v2/");
+        let other = on("/v2/?ns=quay.io", None, "ghcr.io").unwrap_err();
+        assert!(other.to_string().contains("mirrors ghcr.io only"), "{other}");
+        let strict = ProxyConfig { allowed_hosts: vec!["ghcr.io".into()], ..config() };
+        let refused = mirror_url(&"/v2/".parse().unwrap(), None, Some("quay.io"), &strict);
+        assert!(matches!(refused, Err(TargetError::NotAllowed(_))));
     }
 
     #[test]
