@@ -18,7 +18,14 @@
 #   - trust_smoke.py (value sets with the manager and join tokens): the
 #     manager and every member start from the rendered files on loopback and
 #     every member enrolls; then, rendered again as after a reinstall (new
-#     CA), every member enrolls again on the data directory it kept.
+#     CA), every member enrolls again on the data directory it kept;
+#   - swarm_smoke.py (swarm-values.yaml, a registry on the node's loopback
+#     in the node set-up): the same start-up, then dfget through the
+#     node's download socket and `ctr images pull` through the node set-up
+#     as rendered (a private containerd, the Debian docker-registry) both
+#     go through the seed peer and the swarm: the origin and the registry
+#     serve each byte once, to the seed peer. Needs root, containerd,
+#     docker-registry, skopeo and umoci (skipped without, failing under CI).
 # Then value combinations the chart must refuse, each with its message.
 #
 # Tools (helm, kubectl, kubernetes-validate) are installed once into
@@ -167,6 +174,10 @@ for entry in "${renders[@]}"; do
       "$helm" template "$release" "$chart" --namespace "$namespace" -f "${entry#*:}" >"$out/$name.again.yaml"
       checker "$name: trust_smoke.py (manager and members start and enroll on loopback, and again after a reinstall)" \
         "$py" "$tests/trust_smoke.py" "$rendered" "$out/$name.again.yaml"
+      ;;
+    swarm-values)
+      checker "$name: swarm_smoke.py (dfget and a ctr pull through the rendered node set-up go through the seed peer and the swarm)" \
+        "$py" "$tests/swarm_smoke.py" "$rendered"
       ;;
   esac
 done
