@@ -177,9 +177,9 @@ def wait_ready(report: Report, cluster: Cluster, mirror: str) -> tuple[Member, M
     Members start at once, as pods do: a dfdaemon that asks the manager
     before the scheduler registered serves without a scheduler (downloads go
     to the origin) and asks again a second later. A scheduler that has not
-    heard from the seed does not trigger it (even when the manager lists it
-    and scheduler_seed_peers counts it), so the check waits for both
-    announcements (the scheduler's "host announced" lines)."""
+    heard from the seed does not trigger it (even when the manager lists it),
+    so the check waits for both announcements (the scheduler's "host
+    announced" lines) and for scheduler_seed_peers_announced."""
     for m in cluster.members:
         addr = m.addresses()["metrics"]
         wait_for(f"{m.pod.title} /healthz on {addr}", lambda: healthy(addr), 60)
@@ -188,8 +188,8 @@ def wait_ready(report: Report, cluster: Cluster, mirror: str) -> tuple[Member, M
     hosts = [host for role, host in expected(cluster.members) if role != "scheduler"]
     wait_for(f"the scheduler to log \"host announced\" for {', '.join(hosts)}",
              lambda: all(any(i.startswith(f"{h}-") for i in announced(scheduler.log)) for h in hosts), 60)
-    wait_for("the scheduler to count the seed peer (scheduler_seed_peers)",
-             lambda: value(metrics(scheduler.addresses()["metrics"]), "scheduler_seed_peers") >= 1, 60)
+    wait_for("the scheduler to count the seed peer (scheduler_seed_peers_announced)",
+             lambda: value(metrics(scheduler.addresses()["metrics"]), "scheduler_seed_peers_announced") >= 1, 60)
     report.ok(f"the scheduler, the seed peer and the peer serve; {', '.join(hosts)} announced themselves to the "
               "scheduler, which counts the seed peer")
     proxy = roles["peer"].addresses().get("proxy")

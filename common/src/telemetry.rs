@@ -101,7 +101,10 @@ pub fn init(
     let filter = EnvFilter::try_new(&log.level)?;
     let (fmt_text, fmt_json) = match log.format {
         LogFormat::Text => {
-            (Some(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(true)), None)
+            // Colours only for a terminal: a file or `kubectl logs` gets plain text.
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+            let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(true).with_ansi(ansi);
+            (Some(layer), None)
         }
         LogFormat::Json => (None, Some(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr))),
     };

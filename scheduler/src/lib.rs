@@ -114,7 +114,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         established.transport,
     ));
 
-    metrics.set_seed_peers(ctx.seed_peers.all().len());
+    ctx.update_seed_gauge();
     tracker.spawn(gc::run(ctx.clone(), shutdown.clone()));
     membership::spawn(ctx.clone(), addrs.0, shutdown.clone(), &tracker);
     let service = SchedulerServer::new(SchedulerService::new(ctx.clone()))

@@ -136,7 +136,6 @@ fn apply(ctx: &Context, listed: &[pb::Member]) {
     }
     let Some(change) = ctx.seed_peers.set_from_manager(addrs) else { return };
     let trusted = ctx.seed_peers.all();
-    ctx.update_seed_gauge();
     tracing::info!(
         added = ?change.added, removed = ?change.removed, seed_peers = ?trusted,
         "seed peers from the manager changed"
@@ -145,4 +144,5 @@ fn apply(ctx: &Context, listed: &[pb::Member]) {
     for (host_id, seed) in changed {
         tracing::info!(%host_id, seed, "host reclassified");
     }
+    ctx.update_seed_gauge();
 }

@@ -42,6 +42,7 @@ pub struct Metrics {
     tasks: IntGauge,
     peers: IntGauge,
     seed_peers: IntGauge,
+    seed_peers_announced: IntGauge,
 }
 
 fn counter_vec(name: &str, help: &str, label: &str) -> IntCounterVec {
@@ -78,10 +79,17 @@ impl Metrics {
         let hosts = IntGauge::new("hosts", "Hosts known").expect("valid metric");
         let tasks = IntGauge::new("tasks", "Tasks known").expect("valid metric");
         let peers = IntGauge::new("peers", "Peers known").expect("valid metric");
-        let seed_peers =
-            IntGauge::new("seed_peers", "Trusted seed peer addresses (configured and listed by the manager)")
-                .expect("valid metric");
-        let collectors: [Box<dyn Collector>; 13] = [
+        let seed_peers = IntGauge::new(
+            "seed_peers",
+            "Trusted seed peer addresses (configured, listed by the manager, or announced with a seed certificate)",
+        )
+        .expect("valid metric");
+        let seed_peers_announced = IntGauge::new(
+            "seed_peers_announced",
+            "Trusted seed peers that announced themselves: the ones a task can be sent to now",
+        )
+        .expect("valid metric");
+        let collectors: [Box<dyn Collector>; 14] = [
             Box::new(registrations.clone()),
             Box::new(decisions.clone()),
             Box::new(scheduling_seconds.clone()),
@@ -95,6 +103,7 @@ impl Metrics {
             Box::new(tasks.clone()),
             Box::new(peers.clone()),
             Box::new(seed_peers.clone()),
+            Box::new(seed_peers_announced.clone()),
         ];
         for c in collectors {
             registry.register(c).expect("unique metric");
@@ -114,6 +123,7 @@ impl Metrics {
             tasks,
             peers,
             seed_peers,
+            seed_peers_announced,
         }
     }
 
@@ -155,9 +165,10 @@ impl Metrics {
         self.seed_triggers.with_label_values(&[if ok { "ok" } else { "error" }]).inc();
     }
 
-    /// How many seed peers are trusted now.
-    pub fn set_seed_peers(&self, n: usize) {
-        self.seed_peers.set(n as i64);
+    /// How many seed peers are trusted now, and how many of them announced.
+    pub fn set_seed_peers(&self, trusted: usize, announced: usize) {
+        self.seed_peers.set(trusted as i64);
+        self.seed_peers_announced.set(announced as i64);
     }
 
     /// Sizes of the model.

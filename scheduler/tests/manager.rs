@@ -30,8 +30,12 @@ fn listed_seed(addr: std::net::SocketAddr) -> mpb::Member {
 }
 
 async fn seed_peer_gauge(scheduler: &Scheduler, n: u32) {
-    eventually_some(&format!("scheduler_seed_peers {n}"), || async {
-        scheduler.metrics().await.contains(&format!("scheduler_seed_peers {n}\n")).then_some(())
+    gauge(scheduler, "scheduler_seed_peers", n).await;
+}
+
+async fn gauge(scheduler: &Scheduler, name: &str, n: u32) {
+    eventually_some(&format!("{name} {n}"), || async {
+        scheduler.metrics().await.contains(&format!("{name} {n}\n")).then_some(())
     })
     .await;
 }
@@ -81,8 +85,12 @@ async fn manager_listed_seed_peers_count_while_listed() {
     a.next_back_to_source().await;
     assert!(seed.calls().is_empty());
 
-    manager.state().seed_peers = vec![listed_seed(seed_addr)];
-    seed_peer_gauge(&scheduler, 1).await;
+    // Listed, the seed that announced is sent tasks; a listed seed that
+    // never announced is trusted but not sent any (no host ID, no ports).
+    let silent: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    manager.state().seed_peers = vec![listed_seed(seed_addr), listed_seed(silent)];
+    seed_peer_gauge(&scheduler, 2).await;
+    gauge(&scheduler, "scheduler_seed_peers_announced", 1).await;
     let mut b = Peer::open(&mut client, "host-a", &task_id("http://origin/2"), "peer-2").await;
     b.register(download("http://origin/2")).await;
     let parents = b.next_normal().await.candidate_parents;
@@ -92,6 +100,7 @@ async fn manager_listed_seed_peers_count_while_listed() {
     // Gone from the manager's list: no longer a seed, no more triggers.
     manager.state().seed_peers.clear();
     seed_peer_gauge(&scheduler, 0).await;
+    gauge(&scheduler, "scheduler_seed_peers_announced", 0).await;
     let mut c = Peer::open(&mut client, "host-a", &task_id("http://origin/3"), "peer-3").await;
     c.register(download("http://origin/3")).await;
     c.next_back_to_source().await;

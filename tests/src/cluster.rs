@@ -355,8 +355,8 @@ impl Cluster {
         if self.options.seed {
             self.seed = Some(DaemonProcess::start(self.daemon_options("seed", true, &[])).await?);
             let scheduler = &self.scheduler;
-            let learned = wait_until("the scheduler to learn the seed from the manager", START_DEADLINE, || async {
-                scheduler.metric("scheduler_seed_peers").await.is_some_and(|n| n >= 1.0)
+            let learned = wait_until("the seed to announce itself to the scheduler", START_DEADLINE, || async {
+                scheduler.metric("scheduler_seed_peers_announced").await.is_some_and(|n| n >= 1.0)
             })
             .await;
             learned.map_err(|e| self.wiring_error(e))?;

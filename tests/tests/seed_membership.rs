@@ -17,8 +17,8 @@ async fn a_seed_counts_from_its_first_announcement() {
     let dir = tempfile::tempdir().unwrap();
     let mut options = ClusterOptions::new(dir.path(), &bin_dir(), 1).with_manager();
     options.scheduler_env.push(("SCHEDULER__MANAGER__REFRESH_INTERVAL".into(), "1h".into()));
-    // Cluster::start waits for the scheduler's `scheduler_seed_peers` to
-    // count the seed: before, that took the manager's next answer (an hour).
+    // Cluster::start waits for the scheduler's `scheduler_seed_peers_announced`
+    // to count the seed: before, that took the manager's next answer (an hour).
     let cluster = Cluster::start(&options).await.unwrap();
     let origin = Origin::start().await;
     let data = random_bytes(4 << 20, 152);

@@ -102,8 +102,8 @@ impl SwarmCluster {
         let mut seed_options = seed_options;
         seed_options.args.push("--seed".into());
         let seed = DaemonProcess::start(seed_options).await?;
-        let learned = wait_until("the scheduler to learn the seed from the manager", WIRING_TIMEOUT, || async {
-            scheduler.metric("scheduler_seed_peers").await.is_some_and(|n| n >= 1.0)
+        let learned = wait_until("the seed to announce itself to the scheduler", WIRING_TIMEOUT, || async {
+            scheduler.metric("scheduler_seed_peers_announced").await.is_some_and(|n| n >= 1.0)
         })
         .await;
         learned.with_context(|| format!("seed log:\n{}", seed.log_tail(20)))?;

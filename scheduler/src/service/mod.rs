@@ -105,12 +105,17 @@ impl Context {
         }
     }
 
-    /// Sets the `scheduler_seed_peers` gauge: the seeds a task may be sent
-    /// to (listed, and announced with a seed peer's certificate).
+    /// Sets the `scheduler_seed_peers` gauge, the trusted seeds (listed, and
+    /// announced with a seed peer's certificate), and
+    /// `scheduler_seed_peers_announced`, those of them a task can be sent to
+    /// now: a listed seed is triggered only once it announced itself.
     pub fn update_seed_gauge(&self) {
         let listed = self.seed_peers.all();
-        let n = crate::resource::host::trigger_seeds(&self.resources.lock().hosts, &listed).len();
-        self.metrics.set_seed_peers(n);
+        let resources = self.resources.lock();
+        let hosts = &resources.hosts;
+        let seeds = crate::resource::host::trigger_seeds(hosts, &listed);
+        let announced = seeds.iter().filter(|a| crate::resource::host::seed_at(hosts, **a).is_some()).count();
+        self.metrics.set_seed_peers(seeds.len(), announced);
     }
 
     /// The scheduling limits in force now.
