@@ -859,6 +859,10 @@ async function loadTrust() {
   }
 }
 
+// A join token made with ttl "never" expires at the end of the year 9999
+// (the manager's NEVER_EXPIRES).
+const NEVER_EXPIRES = 253402300799999;
+
 function tokenState(token) {
   if (token.revoked_at) return "revoked";
   if (token.expires_at <= Date.now()) return "expired";
@@ -875,7 +879,7 @@ function joinTokenRow(token) {
     el("td", { textContent: token.role }),
     el("td", { textContent: clusterLabel(token.cluster_id) }),
     el("td", { textContent: token.max_uses > 0 ? `${token.uses} / ${token.max_uses}` : `${token.uses}` }),
-    el("td", { textContent: formatTime(new Date(token.expires_at).toISOString()) }),
+    el("td", { textContent: token.expires_at >= NEVER_EXPIRES ? "never" : formatTime(new Date(token.expires_at).toISOString()) }),
     el("td", { textContent: tokenState(token) }),
     el("td", { textContent: token.description }),
     el("td", { class: "row-actions" }, ...(live ? [button("Revoke", "delete danger", () => revokeJoinToken(token))] : [])),

@@ -341,6 +341,11 @@ pub struct ManagerTlsConfig {
     /// The longest a join token may be valid (default `720h`).
     #[serde(with = "duration")]
     pub max_token_ttl: Duration,
+    /// Whether root may make join tokens that work until revoked (`ttl:
+    /// never`), as the bootstrap tokens file's do while listed: what a
+    /// cluster whose nodes come and go (a DaemonSet, an autoscaler) joins
+    /// with (default true; false holds every token to `max_token_ttl`).
+    pub non_expiring_tokens: bool,
     /// The host name in the manager's own certificate (default: the OS host name).
     pub hostname: Option<String>,
     /// Join tokens kept alive from a file (a Kubernetes Secret, as kubeadm's
@@ -359,6 +364,7 @@ impl Default for ManagerTlsConfig {
             ca_key_file: None,
             cert_validity: Duration::from_secs(24 * 3600),
             max_token_ttl: Duration::from_secs(30 * 24 * 3600),
+            non_expiring_tokens: true,
             hostname: None,
             bootstrap_tokens_file: None,
         }

@@ -610,7 +610,7 @@ async fn trust_view(b: &Browser, m: &Manager, token: &str, cluster_id: i64) -> a
 /// the multi-cluster guide): a bad manager address is named and creates
 /// nothing; a good one creates one join token per role for the cluster and
 /// shows values that name the cluster, the address, the CA pin and those
-/// tokens (docs/kubernetes.md).
+/// tokens, which never expire (docs/kubernetes.md).
 async fn helm_values(b: &Browser, m: &Manager, token: &str, cluster_id: i64) -> anyhow::Result<()> {
     let tokens_of = |list: &Value| -> Vec<(String, String)> {
         let mut v: Vec<(String, String)> = list
@@ -666,6 +666,10 @@ async fn helm_values(b: &Browser, m: &Manager, token: &str, cluster_id: i64) -> 
     ensure!(roles == ["peer", "scheduler", "seed_peer"], "tokens created: {new:?}");
     for (id, role) in &new {
         ensure!(yaml.contains(&format!("      {role}: \"{id}.")), "values lack the {role} token {id}:\n{yaml}");
+        // The form's default lifetime, "never": the cluster's nodes come and go.
+        let listed = after.as_array().into_iter().flatten().find(|t| t["id"] == id.as_str());
+        let expires = listed.map(|t| t["expires_at"].clone()).unwrap_or_default();
+        ensure!(expires == json!(253_402_300_799_999_i64), "the {role} token {id} expires at {expires}");
     }
     b.click("#cluster-values-close").await?;
     Ok(())

@@ -703,6 +703,49 @@ async fn revoked_and_used_up_join_tokens_do_not_enroll() {
     refused("peer-second", DaemonProcess::start(daemon("peer-second", &once)).await.unwrap_err());
 }
 
+/// A join token made with `ttl: "never"` (what the console's Helm values
+/// for another cluster default to: its nodes come and go) enrolls members
+/// and is listed with the year-9999 expiry the console shows as "never";
+/// revoking it stops it like any other. A manager with
+/// `tls.non_expiring_tokens: false` refuses to make one, naming the field.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_join_token_that_never_expires_enrolls_until_revoked() {
+    const NEVER: i64 = 253_402_300_799_999;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = bin_dir();
+    let manager = ManagerProcess::start(&bin.join("manager"), &dir.path().join("manager"), &[], "darter-test-root")
+        .await
+        .unwrap();
+    let daemon = |name: &str, join: &pki::Join| {
+        let mut d = DaemonOptions::new(bin.join("dfdaemon"), dir.path().join(name));
+        d.tls = join.env("DFDAEMON");
+        d.tls.push(("DFDAEMON__HOST__HOSTNAME".into(), name.into()));
+        d.args = vec!["--manager".into(), manager.grpc_addr.to_string()];
+        d
+    };
+    let join = manager.create_join_token(&serde_json::json!({ "role": "peer", "ttl": "never" })).await.unwrap();
+    let id = join.token.split('.').next().unwrap().to_owned();
+    let (status, tokens) = manager.rest("GET", "/api/v1/join-tokens", None).await.unwrap();
+    assert_eq!(status, 200, "{tokens}");
+    let listed = tokens.as_array().unwrap().iter().find(|t| t["id"] == id.as_str()).expect("listed").clone();
+    assert_eq!(listed["expires_at"], NEVER, "{listed}");
+    let member = DaemonProcess::start(daemon("peer-never", &join)).await;
+    assert!(member.is_ok(), "a member enrolls with it: {:?}", member.err());
+    let (status, body) = manager.rest("DELETE", &format!("/api/v1/join-tokens/{id}"), None).await.unwrap();
+    assert_eq!(status, 204, "{body}");
+    let after = DaemonProcess::start(daemon("peer-after-revoke", &join)).await;
+    assert!(after.is_err(), "revoked, it enrolls no one");
+
+    let env = [("MANAGER__TLS__NON_EXPIRING_TOKENS".to_owned(), "false".to_owned())];
+    let strict = ManagerProcess::start(&bin.join("manager"), &dir.path().join("strict"), &env, "darter-test-root")
+        .await
+        .unwrap();
+    let request = serde_json::json!({ "role": "peer", "ttl": "never" });
+    let (status, body) = strict.rest("POST", "/api/v1/join-tokens", Some(&request)).await.unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("tls.non_expiring_tokens"), "{body}");
+}
+
 /// Piece data: a parent serves a piece only with a grant from a scheduler
 /// of its cluster for that task and that parent. Without one, with one
 /// signed by a peer, by another CA's scheduler, or for another task or

@@ -44,10 +44,15 @@ pub struct Pki {
     credentials: Arc<Credentials>,
     validity: Duration,
     max_token_ttl: Duration,
+    non_expiring_tokens: bool,
     host: String,
     store: Store,
     clock: Clock,
 }
+
+/// The expiry of a join token made with `ttl: "never"`: the last
+/// millisecond of the year 9999 (what the console shows as "never").
+pub const NEVER_EXPIRES: Timestamp = Timestamp(253_402_300_799_999);
 
 /// A join token as created: the stored row and the one time its secret is
 /// shown.
@@ -70,7 +75,8 @@ pub struct JoinTokenRequest {
     pub role: String,
     /// The cluster its members join (default: the default cluster).
     pub cluster_id: Option<i64>,
-    /// How long it works, e.g. `24h` (default `24h`, at most `tls.max_token_ttl`).
+    /// How long it works, e.g. `24h` (default `24h`, at most `tls.max_token_ttl`),
+    /// or `never`: until revoked (unless `tls.non_expiring_tokens` is false).
     pub ttl: Option<String>,
     /// How many members may enroll with it (default 0: any number until it expires).
     pub max_uses: Option<i64>,
@@ -112,6 +118,7 @@ impl Pki {
             credentials: Credentials::new(material),
             validity: config.cert_validity,
             max_token_ttl: config.max_token_ttl,
+            non_expiring_tokens: config.non_expiring_tokens,
             host,
             store: store.clone(),
             clock,
@@ -234,11 +241,16 @@ impl Pki {
         if role == Role::Manager {
             return Err(Error::invalid("role", "members join as scheduler, seed_peer or peer"));
         }
+        let never = req.ttl.as_deref().is_some_and(|t| t.trim().eq_ignore_ascii_case("never"));
+        if never && !self.non_expiring_tokens {
+            return Err(Error::invalid("ttl", "tokens that never expire are turned off (tls.non_expiring_tokens)"));
+        }
         let ttl = match &req.ttl {
+            _ if never => Duration::ZERO,
             None => Duration::from_secs(24 * 3600),
             Some(s) => humantime::parse_duration(s).map_err(|e| Error::invalid("ttl", format!("{s:?}: {e}")))?,
         };
-        if ttl.is_zero() || ttl > self.max_token_ttl {
+        if !never && (ttl.is_zero() || ttl > self.max_token_ttl) {
             return Err(Error::invalid(
                 "ttl",
                 format!(
@@ -268,7 +280,7 @@ impl Pki {
             role: role.as_str().to_owned(),
             cluster_id,
             description,
-            expires_at: now.saturating_add(ttl),
+            expires_at: if never { NEVER_EXPIRES } else { now.saturating_add(ttl) },
             max_uses,
         };
         let token = self.store.create_join_token(&new, now).await.map_err(store_err)?;
