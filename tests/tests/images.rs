@@ -26,9 +26,20 @@ fn repo_root() -> PathBuf {
 
 /// A loopback port free now. The kit otherwise binds port 0 and reads a
 /// ready file, but that takes a flag, and this test runs each image with its
-/// own entrypoint and environment only.
+/// own entrypoint and environment only. The port is drawn below the
+/// kernel's ephemeral range (32768 and up), where the outgoing connections
+/// and port-0 listeners of the tests running alongside cannot take it
+/// between this check and the container's bind.
 fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    use rand::Rng as _;
+    let mut rng = rand::rng();
+    for _ in 0..1000 {
+        let addr = SocketAddr::from(([127, 0, 0, 1], rng.random_range(10_000..20_000)));
+        if TcpListener::bind(addr).is_ok() {
+            return addr;
+        }
+    }
+    panic!("no free loopback port in 10000..20000");
 }
 
 /// The test's containers, in a containerd namespace of their own (runc
