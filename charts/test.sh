@@ -116,6 +116,7 @@ check_notes() {
     plaintext-values) expect+=("WARNING: tls.mode is plaintext" "/console/") ;;
     cluster-b-values | console-values) expect+=("This release is cluster 2 of the manager at" "schedulers darter-scheduler-0") ;;
     monitoring-values) expect+=("NOTE: serviceMonitor.enabled is set, but this cluster has no") ;;
+    crio-values) expect+=("/console/" "CRI-O's drop-in" "systemctl reload crio") ;;
     *) expect+=("/console/" "base64 -d" "node-setup") ;;
   esac
   local missing=()
@@ -211,6 +212,12 @@ refuse "tls.joinTokens.existingSecret is gone" --set tls.joinTokens.existingSecr
 refuse "tls.ca.certConfigMap: members must not mount Secret corp-ca" --set tls.ca.existingSecret=corp-ca
 refuse "manager.redis.url: a URL with credentials" --set manager.redis.url=redis://:secret@redis:6379/0
 refuse "Does not match pattern" --set tls.joinTokens.tokens.peer=NOT-A-TOKEN
+refuse "nodeSetup.runtime crio: the per-registry mirror ports listen on the node's loopback; needs dfdaemon.hostNetwork" \
+  --set nodeSetup.runtime=crio --set dfdaemon.hostNetwork=false
+refuse "CRI-O has no catch-all registry" --set nodeSetup.runtime=crio --set nodeSetup.all=true
+refuse "CRI-O reads a registry's CA from /etc/containers/certs.d" --set nodeSetup.runtime=crio \
+  --set-string "nodeSetup.registryCAs.docker\.io=/etc/ssl/ca.crt"
+refuse "nodeSetup.runtime must be one of the following" --set nodeSetup.runtime=docker
 refuse "tls.certManager.caSecret" --set tls.source=certManager --set tls.certManager.issuerRef.name=corp-ca
 refuse "networkPolicy.nodeCIDRs" --set networkPolicy.enabled=true
 refuse "out of containerd's reach without dfdaemon.hostNetwork" --set dfdaemon.hostNetwork=false \

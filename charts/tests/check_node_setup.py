@@ -11,9 +11,13 @@ a pod of its own DaemonSet, runs). The node-setup pods must run on exactly
 the dfdaemon nodes. The uninstall hook must restore the same registries on
 the same nodes (its init container is run after the set-up and must remove
 what it wrote), and its Job wait for that DaemonSet with arguments kubectl
-accepts and the RBAC to do so.
+accepts and the RBAC to do so. With nodeSetup.runtime crio, the set-up
+writes CRI-O's registries.conf drop-in instead, each registry behind its own
+loopback mirror port of the dfdaemons' proxy.registry_mirrors, and the hook
+removes it (NodeSetup.check_crio).
 """
 
+import json
 import os
 import pathlib
 import re
@@ -86,6 +90,9 @@ class NodeSetup:
         policy = c.get("terminationMessagePolicy") == "FallbackToLogsOnError"
         (self.report.ok if policy else self.report.fail)(
             f"{where}: terminationMessagePolicy FallbackToLogsOnError (the verdict shows in the pod's status)")
+        if "--crio" in opts:
+            self.check_crio(where, pod, c, dpod, cfg, opts)
+            return
         self.check_mounts(where, pod, c, opts)
         self.check_mirror(where, dpod, daemon, cfg, opts)
         for host in opts["--insecure"]:
@@ -116,6 +123,62 @@ class NodeSetup:
             self.check_mirror_off(where, pod, c, opts)
         else:
             self.report.note(f"{where}: checkContainerd off: containerd's config_path is not checked")
+
+    # CRI-O (nodeSetup.runtime crio).
+
+    def check_crio(self, where: str, pod: Pod, c: dict, dpod: Pod, cfg: dict, opts: dict) -> None:
+        """The drop-in's directory is the node's, writable; each registry's
+        mirror is a loopback port of the dfdaemons' proxy.registry_mirrors
+        (host network), given to the set-up as they have it; run in a
+        sandbox, the set-up writes a [[registry]] with that mirror for each
+        registry, and the uninstall hook removes the file."""
+        drop_in = opts["--crio"]
+        folder = str(pathlib.PurePosixPath(drop_in).parent)
+        vm = next((m for m in c.get("volumeMounts", []) if m["mountPath"] == folder), None)
+        host = (pod.volume(vm["name"]) or {}).get("hostPath", {}).get("path") if vm else None
+        (self.report.ok if host == folder and not vm.get("readOnly") else self.report.fail)(
+            f"{where}: node's {folder} mounted writable at the same path")
+        for host in opts["--insecure"]:
+            ok = host in (cfg.get("proxy", {}).get("insecure_registries") or [])
+            (self.report.ok if ok else self.report.fail)(f"{where}: --insecure {host} is in the dfdaemons' proxy.insecure_registries")
+        mirrors = {m["registry"]: m["addr"] for m in cfg.get("proxy", {}).get("registry_mirrors") or []}
+        given = next((e.get("value") for e in c.get("env", []) if e["name"] == "DFDAEMON__PROXY__REGISTRY_MIRRORS"), "[]")
+        same = {m["registry"]: m["addr"] for m in json.loads(given)} == mirrors
+        (self.report.ok if same else self.report.fail)(
+            f"{where}: DFDAEMON__PROXY__REGISTRY_MIRRORS is the dfdaemons' proxy.registry_mirrors ({given})")
+        own = all(r in mirrors and mirrors[r].startswith("127.") for r in opts["--registry"])
+        (self.report.ok if own and dpod.host_network else self.report.fail)(
+            f"{where}: every registry has a mirror port on the node's loopback, where CRI-O reaches it (host network): {mirrors}")
+        with tempfile.TemporaryDirectory(prefix="darter-node-") as tmp:
+            box = self.sandbox(where, pod, c, pathlib.Path(tmp))
+            if box is None:
+                return
+            proc = self.run_setup(box, c, pathlib.Path(tmp))
+            written = pathlib.Path(box.host(drop_in))
+            text = written.read_text() if written.exists() else ""
+            missing = [r for r in opts["--registry"]
+                       if f'prefix = "{r}"' not in text or f'location = "{mirrors.get(r)}"\ninsecure = true' not in text]
+            ok = proc.returncode == 0 and not missing
+            (self.report.ok if ok else self.report.fail)(
+                f"{where}: writes {drop_in}, each registry behind its mirror port (exit {proc.returncode}"
+                + (f"; missing {missing}: {proc.stderr.strip()}" if missing else "") + ")")
+            self.check_crio_restore(pod, box, opts, written)
+
+    def check_crio_restore(self, setup_pod: Pod, box: Sandbox, opts: dict, written: pathlib.Path) -> None:
+        restores = [(p, c) for p in self.r.pods for c in p.containers(init=True)
+                    if (c.get("args") or [])[:1] == ["containerd-config"] and "--restore" in c["args"]]
+        for pod, c in restores:
+            where = f"{pod.title} init {c['name']}"
+            r = options(c["args"])
+            (self.report.ok if r.get("--crio") == opts["--crio"] else self.report.fail)(
+                f"{where}: restores {opts['--crio']}")
+            args = [box.rewrite(a) if a.startswith("/") else a for a in c["args"]]
+            proc = subprocess.run([str(self.bins / "dfdaemon"), *args], env={"PATH": "/usr/bin:/bin"},
+                                  capture_output=True, text=True, timeout=60)
+            ok = proc.returncode == 0 and not written.exists()
+            (self.report.ok if ok else self.report.fail)(
+                f"{where}: after the set-up, --restore exits {proc.returncode} and removes the drop-in it wrote")
+            self.check_wait_job(pod)
 
     def sandbox(self, where: str, pod: Pod, c: dict, root: pathlib.Path) -> Sandbox | None:
         try:

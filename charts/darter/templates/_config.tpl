@@ -135,6 +135,10 @@ tls:
 {{- $_ := set $c "download" (dict "socket" (printf "%s/dfdaemon.sock" $v.socketDir)) }}
 {{- $proxyHost := ternary "127.0.0.1" "0.0.0.0" $v.hostNetwork }}
 {{- $_ := set $c "proxy" (dict "addr" (printf "%s:%d" $proxyHost (int $v.proxyPort))) }}
+{{- if and .Values.nodeSetup.enabled (include "darter.nodeSetup.crio" .) }}
+{{- /* CRI-O names no registry to a mirror: a port per registry. */}}
+{{- $_ := set $c.proxy "registry_mirrors" (include "darter.nodeSetup.crioMirrors" . | fromYamlArray) }}
+{{- end }}
 {{- include "darter.deepMerge" (dict "dst" $c "src" (deepCopy $v.config)) }}
 {{- /* Registries containerd reaches over plain HTTP are the mirror's too. */}}
 {{- $insecure := concat (default (list) $c.proxy.insecure_registries) .Values.nodeSetup.insecureRegistries | uniq }}

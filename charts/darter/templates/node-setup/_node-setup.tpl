@@ -4,10 +4,30 @@ each registry (the node-setup DaemonSet) and restores what was there on
 uninstall (the pre-delete hook). Both mount the node's certs directory
 read-write and containerd's config directory read-only, at the same paths
 as on the node, so the check compares containerd's config_path with the
-real directory and `ca =` lines name node paths. The images have no shell:
-containerd-config runs as the init container's command, and its exit code
-is the pod's status.
+real directory and `ca =` lines name node paths. With nodeSetup.runtime
+crio, they write and restore CRI-O's registries.conf drop-in instead (its
+directory mounted read-write), each registry's mirror being its own port
+(proxy.registry_mirrors, darter.nodeSetup.crioMirrors). The images have no
+shell: containerd-config runs as the init container's command, and its exit
+code is the pod's status.
 */}}
+
+{{/* Whether the nodes run CRI-O. */}}
+{{- define "darter.nodeSetup.crio" -}}
+{{- if eq .Values.nodeSetup.runtime "crio" }}true{{ end }}
+{{- end }}
+
+{{/*
+CRI-O's mirror ports: registries[i] on the node's loopback at
+crio.firstPort + i, as the dfdaemons' proxy.registry_mirrors.
+*/}}
+{{- define "darter.nodeSetup.crioMirrors" -}}
+{{- $n := .Values.nodeSetup }}
+{{- range $i, $r := $n.registries }}
+- registry: {{ $r | quote }}
+  addr: {{ printf "127.0.0.1:%d" (add (int $n.crio.firstPort) $i) | quote }}
+{{- end }}
+{{- end }}
 
 {{/* Arguments naming the registries and the directory, shared by set-up and restore. */}}
 {{- define "darter.nodeSetup.registryArgs" -}}
@@ -16,11 +36,16 @@ is the pod's status.
 - --registry
 - {{ . | quote }}
 {{- end }}
+{{- if include "darter.nodeSetup.crio" . }}
+- --crio
+- {{ $n.crio.dropIn | quote }}
+{{- else }}
 {{- if $n.all }}
 - --all
 {{- end }}
 - --certs-dir
 - {{ $n.containerd.certsDir | quote }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -46,12 +71,13 @@ else the node's address (HOST_IP), where the hostPort publishes the proxy.
 {{- $n := .Values.nodeSetup }}
 - containerd-config
 {{- with (include "darter.nodeSetup.registryArgs" . | trim) }}{{ . | nindent 0 }}{{ end }}
-- --mirror
-- {{ include "darter.nodeSetup.mirror" . | quote }}
 {{- range $n.insecureRegistries }}
 - --insecure
 - {{ . | quote }}
 {{- end }}
+{{- if not (include "darter.nodeSetup.crio" .) }}
+- --mirror
+- {{ include "darter.nodeSetup.mirror" . | quote }}
 {{- range $host, $path := $n.registryCAs }}
 - --ca
 - {{ printf "%s=%s" $host $path | quote }}
@@ -59,6 +85,7 @@ else the node's address (HOST_IP), where the hostPort publishes the proxy.
 {{- if $n.checkContainerd }}
 - --check-containerd
 - {{ $n.containerd.configFile | quote }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -74,14 +101,25 @@ capabilities:
 {{- end }}
 
 {{- define "darter.nodeSetup.mounts" -}}
+{{- if include "darter.nodeSetup.crio" . }}
+- name: crio-registries
+  mountPath: {{ dir .Values.nodeSetup.crio.dropIn }}
+{{- else }}
 - name: containerd-config
   mountPath: {{ dir .Values.nodeSetup.containerd.configFile }}
   readOnly: true
 - name: containerd-certs
   mountPath: {{ .Values.nodeSetup.containerd.certsDir }}
 {{- end }}
+{{- end }}
 
 {{- define "darter.nodeSetup.volumes" -}}
+{{- if include "darter.nodeSetup.crio" . }}
+- name: crio-registries
+  hostPath:
+    path: {{ dir .Values.nodeSetup.crio.dropIn }}
+    type: DirectoryOrCreate
+{{- else }}
 - name: containerd-config
   hostPath:
     path: {{ dir .Values.nodeSetup.containerd.configFile }}
@@ -90,6 +128,7 @@ capabilities:
   hostPath:
     path: {{ .Values.nodeSetup.containerd.certsDir }}
     type: DirectoryOrCreate
+{{- end }}
 {{- end }}
 
 {{/*
