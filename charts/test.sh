@@ -218,6 +218,9 @@ refuse "CRI-O has no catch-all registry" --set nodeSetup.runtime=crio --set node
 refuse "CRI-O reads a registry's CA from /etc/containers/certs.d" --set nodeSetup.runtime=crio \
   --set-string "nodeSetup.registryCAs.docker\.io=/etc/ssl/ca.crt"
 refuse "nodeSetup.runtime must be one of the following" --set nodeSetup.runtime=docker
+refuse "mirror port 4000 is also the dfdaemons' upload.grpc_addr" --set nodeSetup.runtime=crio --set nodeSetup.crio.firstPort=4000
+refuse "Does not match pattern" --set nodeSetup.runtime=crio --set nodeSetup.crio.dropIn=/etc/containers/registries.conf
+refuse "is listed twice (registry names ignore case)" --set nodeSetup.runtime=crio --set "nodeSetup.registries={ghcr.io,GHCR.io}"
 refuse "tls.certManager.caSecret" --set tls.source=certManager --set tls.certManager.issuerRef.name=corp-ca
 refuse "networkPolicy.nodeCIDRs" --set networkPolicy.enabled=true
 refuse "out of containerd's reach without dfdaemon.hostNetwork" --set dfdaemon.hostNetwork=false \

@@ -102,7 +102,8 @@ pub fn init(
     let (fmt_text, fmt_json) = match log.format {
         LogFormat::Text => {
             // Colours only for a terminal: a file or `kubectl logs` gets plain text.
-            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
             let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(true).with_ansi(ansi);
             (Some(layer), None)
         }

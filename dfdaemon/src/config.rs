@@ -499,30 +499,6 @@ impl ProxyConfig {
         if !(8 * 1024..=1024 * 1024).contains(&head) {
             return Err(FieldError::new("proxy.max_header_bytes", "must be between 8KiB and 1MiB"));
         }
-        self.validate_registry_mirrors()
-    }
-
-    fn validate_registry_mirrors(&self) -> Result<(), FieldError> {
-        for (i, m) in self.registry_mirrors.iter().enumerate() {
-            crate::containerd::check_registry(&m.registry)
-                .map_err(|e| FieldError::new(format!("proxy.registry_mirrors[{i}].registry"), e))?;
-            if m.addr == self.addr && m.addr.port() != 0 {
-                return Err(FieldError::new(format!("proxy.registry_mirrors[{i}].addr"), "is proxy.addr"));
-            }
-            let earlier = &self.registry_mirrors[..i];
-            if let Some(j) = earlier.iter().position(|e| e.addr == m.addr && m.addr.port() != 0) {
-                return Err(FieldError::new(
-                    format!("proxy.registry_mirrors[{i}].addr"),
-                    format!("also the address of proxy.registry_mirrors[{j}]"),
-                ));
-            }
-            if let Some(j) = earlier.iter().position(|e| e.registry.eq_ignore_ascii_case(&m.registry)) {
-                return Err(FieldError::new(
-                    format!("proxy.registry_mirrors[{i}].registry"),
-                    format!("{} already has a listener (proxy.registry_mirrors[{j}])", m.registry),
-                ));
-            }
-        }
         Ok(())
     }
 }
@@ -653,8 +629,51 @@ impl Validate for Config {
         }
         darter_common::host::validate("host", self.host.hostname.as_deref(), self.host.ip)?;
         self.proxy.validate()?;
+        self.validate_registry_mirrors()?;
         self.log.validate("log")?;
         self.tracing.validate("tracing")
+    }
+}
+
+impl Config {
+    /// `proxy.registry_mirrors`: a registry once (under any of its names),
+    /// each on a port of its own (no other listener of this daemon on it),
+    /// and only with the proxy on.
+    fn validate_registry_mirrors(&self) -> Result<(), FieldError> {
+        let mirrors = &self.proxy.registry_mirrors;
+        if !mirrors.is_empty() && !self.proxy.enabled {
+            return Err(FieldError::new("proxy.registry_mirrors", "the proxy is off (proxy.enabled: false)"));
+        }
+        let listeners = [
+            ("proxy.addr", self.proxy.addr),
+            ("upload.grpc_addr", self.upload.grpc_addr),
+            ("upload.piece_addr", self.upload.piece_addr),
+            ("metrics_addr", self.metrics_addr),
+        ];
+        let clash = |a: SocketAddr, b: SocketAddr| {
+            a.port() != 0
+                && a.port() == b.port()
+                && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+        };
+        for (i, m) in mirrors.iter().enumerate() {
+            let field = |f: &str| format!("proxy.registry_mirrors[{i}].{f}");
+            crate::containerd::check_registry(&m.registry).map_err(|e| FieldError::new(field("registry"), e))?;
+            if let Some((name, _)) = listeners.iter().find(|(_, addr)| clash(m.addr, *addr)) {
+                return Err(FieldError::new(field("addr"), format!("{} is also {name}'s port", m.addr)));
+            }
+            let earlier = &mirrors[..i];
+            if let Some(j) = earlier.iter().position(|e| clash(m.addr, e.addr)) {
+                return Err(FieldError::new(field("addr"), format!("also the port of proxy.registry_mirrors[{j}]")));
+            }
+            let upstream = crate::containerd::server(&m.registry, false);
+            if let Some(j) = earlier.iter().position(|e| crate::containerd::server(&e.registry, false) == upstream) {
+                return Err(FieldError::new(
+                    field("registry"),
+                    format!("{} is the registry of proxy.registry_mirrors[{j}] ({upstream})", m.registry),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -684,6 +703,39 @@ mod tests {
         assert_eq!(field(|p| p.idle_timeout = Duration::ZERO), "proxy.idle_timeout");
         assert_eq!(field(|p| p.ca_cert = Some("/ca.pem".into())), "proxy.ca_key");
         assert_eq!(field(|p| p.ca_key = Some("/ca.key".into())), "proxy.ca_cert");
+    }
+
+    #[test]
+    fn registry_mirrors_each_have_a_registry_and_a_port_of_their_own() {
+        let mirror = |registry: &str, port: u16| RegistryMirror {
+            registry: registry.into(),
+            addr: ([127, 0, 0, 1], port).into(),
+        };
+        let check = |mirrors: Vec<RegistryMirror>| {
+            let mut c = Config::default();
+            c.proxy.registry_mirrors = mirrors;
+            c.validate().map_err(|e| (e.field, e.message))
+        };
+        check(vec![mirror("ghcr.io", 4011), mirror("docker.io", 4012)]).unwrap();
+        // Port 0 (tests) never clashes.
+        check(vec![mirror("ghcr.io", 0), mirror("quay.io", 0)]).unwrap();
+        let (field, message) = check(vec![mirror("ghcr.io", 4001)]).unwrap_err();
+        assert_eq!((field.as_str(), message.contains("proxy.addr")), ("proxy.registry_mirrors[0].addr", true));
+        // The upload port listens on 0.0.0.0: 127.0.0.1 on the same port clashes.
+        let (field, message) = check(vec![mirror("ghcr.io", 4000)]).unwrap_err();
+        assert_eq!((field.as_str(), message.contains("upload.grpc_addr")), ("proxy.registry_mirrors[0].addr", true));
+        let (field, _) = check(vec![mirror("ghcr.io", 4011), mirror("quay.io", 4011)]).unwrap_err();
+        assert_eq!(field, "proxy.registry_mirrors[1].addr");
+        for (a, b) in [("docker.io", "index.docker.io"), ("ghcr.io", "GHCR.io")] {
+            let (field, _) = check(vec![mirror(a, 4011), mirror(b, 4012)]).unwrap_err();
+            assert_eq!(field, "proxy.registry_mirrors[1].registry", "{a} and {b}");
+        }
+        let (field, _) = check(vec![mirror("bad host", 4011)]).unwrap_err();
+        assert_eq!(field, "proxy.registry_mirrors[0].registry");
+        let mut off = Config::default();
+        off.proxy.enabled = false;
+        off.proxy.registry_mirrors = vec![mirror("ghcr.io", 4011)];
+        assert_eq!(off.validate().unwrap_err().field, "proxy.registry_mirrors");
     }
 
     #[test]

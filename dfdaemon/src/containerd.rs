@@ -24,7 +24,8 @@ pub enum Written {
 /// The registry API endpoint containerd would use for `registry`
 /// (`docker.io` is served by `registry-1.docker.io`).
 pub fn server(registry: &str, insecure: bool) -> String {
-    let host = match registry {
+    let registry = registry.to_ascii_lowercase();
+    let host = match registry.as_str() {
         "docker.io" | "index.docker.io" => "registry-1.docker.io",
         other => other,
     };
@@ -197,6 +198,9 @@ pub fn write_file(path: &Path, content: &str) -> std::io::Result<Written> {
     std::fs::create_dir_all(dir)?;
     let backup = match std::fs::read_to_string(&path) {
         Ok(current) if current == content => return Ok(Written::Unchanged(path)),
+        // An earlier run's file (an upgrade): the backup, if any, is still
+        // what was there before this command, and stays.
+        Ok(current) if current.starts_with(HEADER) => None,
         Ok(current) => {
             let backup = backup_path(&path);
             std::fs::write(&backup, current)?;
@@ -266,6 +270,11 @@ mod tests {
             write(dir.path(), "ghcr.io", &content).unwrap(),
             Written::Unchanged(dir.path().join("ghcr.io/hosts.toml"))
         );
+        assert_eq!(std::fs::read_to_string(&backup).unwrap(), "server = \"https://ghcr.io\"\n", "backup kept");
+        // An upgrade (another mirror) rewrites this command's own file: the
+        // backup is still the file from before the first run.
+        let upgraded = render(registry("ghcr.io", false), "http://127.0.0.1:4005");
+        assert!(matches!(write(dir.path(), "ghcr.io", &upgraded).unwrap(), Written::Written { backup: None, .. }));
         assert_eq!(std::fs::read_to_string(&backup).unwrap(), "server = \"https://ghcr.io\"\n", "backup kept");
         assert!(matches!(write(dir.path(), "quay.io", &content).unwrap(), Written::Written { backup: None, .. }));
 

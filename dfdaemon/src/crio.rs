@@ -39,10 +39,10 @@ pub struct Mirrored<'a> {
 pub fn mirror_for(registry: &str, insecure: bool, config: &ProxyConfig) -> Result<String, String> {
     let same = |a: &str| server(a, insecure).eq_ignore_ascii_case(&server(registry, insecure));
     if let Some(m) = config.registry_mirrors.iter().find(|m| same(&m.registry)) {
-        return Ok(dialled(m.addr));
+        return dialled(m.addr);
     }
     if server(registry, insecure).eq_ignore_ascii_case(config.default_registry.trim_end_matches('/')) {
-        return Ok(dialled(config.addr));
+        return dialled(config.addr);
     }
     Err(format!(
         "CRI-O cannot tell a mirror which registry it wants, so {registry} needs a mirror port of its own: \
@@ -52,11 +52,14 @@ pub fn mirror_for(registry: &str, insecure: bool, config: &ProxyConfig) -> Resul
     ))
 }
 
-fn dialled(mut addr: SocketAddr) -> String {
+fn dialled(mut addr: SocketAddr) -> Result<String, String> {
+    if addr.port() == 0 {
+        return Err(format!("{addr}: a mirror port of 0 is picked at start; CRI-O needs the port it will listen on"));
+    }
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    addr.to_string()
+    Ok(addr.to_string())
 }
 
 /// The `registries.conf` drop-in for `registries`.
@@ -98,6 +101,11 @@ mod tests {
         // The default registry is proxy.addr's, under either of its names.
         assert_eq!(mirror_for("docker.io", false, &c).unwrap(), "127.0.0.1:4001");
         assert_eq!(mirror_for("index.docker.io", false, &c).unwrap(), "127.0.0.1:4001");
+        let ephemeral = ProxyConfig {
+            registry_mirrors: vec![RegistryMirror { registry: "quay.io".into(), addr: ([127, 0, 0, 1], 0).into() }],
+            ..config()
+        };
+        assert!(mirror_for("quay.io", false, &ephemeral).unwrap_err().contains("port of 0"));
         let missing = mirror_for("quay.io", false, &c).unwrap_err();
         assert!(missing.contains("proxy.registry_mirrors") && missing.contains("quay.io"), "{missing}");
     }

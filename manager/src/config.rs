@@ -344,7 +344,8 @@ pub struct ManagerTlsConfig {
     /// Whether root may make join tokens that work until revoked (`ttl:
     /// never`), as the bootstrap tokens file's do while listed: what a
     /// cluster whose nodes come and go (a DaemonSet, an autoscaler) joins
-    /// with (default true; false holds every token to `max_token_ttl`).
+    /// with (default true; false refuses to make them, and tokens made so
+    /// earlier enroll no one while it is false).
     pub non_expiring_tokens: bool,
     /// The host name in the manager's own certificate (default: the OS host name).
     pub hostname: Option<String>,

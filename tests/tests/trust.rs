@@ -706,44 +706,54 @@ async fn revoked_and_used_up_join_tokens_do_not_enroll() {
 /// A join token made with `ttl: "never"` (what the console's Helm values
 /// for another cluster default to: its nodes come and go) enrolls members
 /// and is listed with the year-9999 expiry the console shows as "never";
-/// revoking it stops it like any other. A manager with
-/// `tls.non_expiring_tokens: false` refuses to make one, naming the field.
+/// revoking it stops it like any other. The same manager restarted with
+/// `tls.non_expiring_tokens: false` refuses to make one, naming the field,
+/// and a token made so earlier enrolls no one any more.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_join_token_that_never_expires_enrolls_until_revoked() {
     const NEVER: i64 = 253_402_300_799_999;
     let dir = tempfile::tempdir().unwrap();
     let bin = bin_dir();
-    let manager = ManagerProcess::start(&bin.join("manager"), &dir.path().join("manager"), &[], "darter-test-root")
+    let mut manager = ManagerProcess::start(&bin.join("manager"), &dir.path().join("manager"), &[], "darter-test-root")
         .await
         .unwrap();
-    let daemon = |name: &str, join: &pki::Join| {
+    let daemon = |name: &str, join: &pki::Join, manager: &ManagerProcess| {
         let mut d = DaemonOptions::new(bin.join("dfdaemon"), dir.path().join(name));
         d.tls = join.env("DFDAEMON");
         d.tls.push(("DFDAEMON__HOST__HOSTNAME".into(), name.into()));
         d.args = vec!["--manager".into(), manager.grpc_addr.to_string()];
         d
     };
-    let join = manager.create_join_token(&serde_json::json!({ "role": "peer", "ttl": "never" })).await.unwrap();
+    let refused = |name: &str, e: anyhow::Error| {
+        let text = format!("{e:#}");
+        assert!(text.contains("exit status: ") && !text.contains("exit status: 0"), "{name} exits non-zero: {text}");
+        let log = std::fs::read_to_string(dir.path().join(name).join("dfdaemon.log")).unwrap();
+        assert!(log.contains("refused the join token"), "{name}'s log says why:\n{log}");
+    };
+    let never = serde_json::json!({ "role": "peer", "ttl": "never" });
+    let join = manager.create_join_token(&never).await.unwrap();
+    let kept = manager.create_join_token(&never).await.unwrap();
     let id = join.token.split('.').next().unwrap().to_owned();
     let (status, tokens) = manager.rest("GET", "/api/v1/join-tokens", None).await.unwrap();
     assert_eq!(status, 200, "{tokens}");
     let listed = tokens.as_array().unwrap().iter().find(|t| t["id"] == id.as_str()).expect("listed").clone();
     assert_eq!(listed["expires_at"], NEVER, "{listed}");
-    let member = DaemonProcess::start(daemon("peer-never", &join)).await;
+    let member = DaemonProcess::start(daemon("peer-never", &join, &manager)).await;
     assert!(member.is_ok(), "a member enrolls with it: {:?}", member.err());
+    drop(member);
     let (status, body) = manager.rest("DELETE", &format!("/api/v1/join-tokens/{id}"), None).await.unwrap();
     assert_eq!(status, 204, "{body}");
-    let after = DaemonProcess::start(daemon("peer-after-revoke", &join)).await;
-    assert!(after.is_err(), "revoked, it enrolls no one");
+    refused("peer-after-revoke", DaemonProcess::start(daemon("peer-after-revoke", &join, &manager)).await.unwrap_err());
 
+    manager.terminate().await.unwrap();
     let env = [("MANAGER__TLS__NON_EXPIRING_TOKENS".to_owned(), "false".to_owned())];
-    let strict = ManagerProcess::start(&bin.join("manager"), &dir.path().join("strict"), &env, "darter-test-root")
+    let strict = ManagerProcess::start(&bin.join("manager"), &dir.path().join("manager"), &env, "darter-test-root")
         .await
         .unwrap();
-    let request = serde_json::json!({ "role": "peer", "ttl": "never" });
-    let (status, body) = strict.rest("POST", "/api/v1/join-tokens", Some(&request)).await.unwrap();
+    let (status, body) = strict.rest("POST", "/api/v1/join-tokens", Some(&never)).await.unwrap();
     assert_eq!(status, 400, "{body}");
     assert!(body.to_string().contains("tls.non_expiring_tokens"), "{body}");
+    refused("peer-turned-off", DaemonProcess::start(daemon("peer-turned-off", &kept, &strict)).await.unwrap_err());
 }
 
 /// Piece data: a parent serves a piece only with a grant from a scheduler

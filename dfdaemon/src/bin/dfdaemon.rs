@@ -122,7 +122,8 @@ fn containerd_config(config: &Config, command: &Command) -> i32 {
         crio,
     } = command;
     if registries.is_empty() && !all {
-        eprintln!("dfdaemon containerd-config: name at least one --registry, or --all");
+        let or_all = if crio.is_some() { "" } else { ", or --all" };
+        eprintln!("dfdaemon containerd-config: name at least one --registry{or_all}");
         return 2;
     }
     for r in registries.iter().chain(insecure) {
@@ -215,7 +216,9 @@ fn crio_config(
     }
     let mut mirrored = Vec::new();
     for r in registries {
-        let registry_insecure = insecure.contains(r);
+        // Plain HTTP for CRI-O's own fallback exactly when the mirror uses it.
+        let registry_insecure =
+            insecure.iter().chain(&config.proxy.insecure_registries).any(|h| h.eq_ignore_ascii_case(r));
         match dfdaemon::crio::mirror_for(r, registry_insecure, &config.proxy) {
             Ok(mirror) => mirrored.push(dfdaemon::crio::Mirrored { registry: r, insecure: registry_insecure, mirror }),
             Err(e) => {

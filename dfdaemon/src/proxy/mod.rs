@@ -199,9 +199,9 @@ impl Proxy {
         }
         let forward = req.method() == Method::CONNECT || req.uri().scheme().is_some();
         if let (Some(registry), true) = (registry, forward) {
-            self.metrics.proxy_request("forward", "refused");
+            self.metrics.proxy_request("mirror", "refused");
             let why = format!("this port mirrors {registry} only (proxy.registry_mirrors): no proxying or CONNECT");
-            return Refusal::from(TargetError::Bad(why)).response(Mode::Forward);
+            return Refusal::from(TargetError::Bad(why)).response(Mode::Mirror);
         }
         if req.method() == Method::CONNECT {
             return self.connect(req).await;

@@ -165,9 +165,10 @@ fn registry_host(ns: &str) -> Result<String, TargetError> {
     if !valid || Url::parse(&format!("https://{ns}/")).map_or(true, |u| u.host_str().is_none()) {
         return Err(TargetError::Bad(format!("ns {ns:?} is not a registry host")));
     }
-    Ok(match ns {
+    let ns = ns.to_ascii_lowercase();
+    Ok(match ns.as_str() {
         "docker.io" | "index.docker.io" => "registry-1.docker.io".to_owned(),
-        other => other.to_ascii_lowercase(),
+        _ => ns,
     })
 }
 

@@ -172,6 +172,13 @@ impl Pki {
         darter_common::tls::config::check_token_form(&req.token).map_err(|_| refused())?;
         let role: Role = req.role.parse().map_err(|e: String| Error::invalid("role", e))?;
         darter_common::tls::identity::check_host(&req.hostname).map_err(|e| Error::invalid("hostname", e))?;
+        // Turned off, tokens made to never expire stop working too.
+        if !self.non_expiring_tokens
+            && self.store.get_join_token(id).await.is_ok_and(|t| t.expires_at >= NEVER_EXPIRES.0)
+        {
+            tracing::warn!(token = %id, "a join token that never expires was refused (tls.non_expiring_tokens: false)");
+            return Err(refused());
+        }
         let token =
             self.store.consume_join_token(id, &token_secret_hash(secret), self.clock.timestamp()).await.map_err(
                 |e| match e {

@@ -265,9 +265,8 @@ impl Scheduler for SchedulerService {
         };
         if news {
             tracing::info!(host_id = %id, %ip, seed, "host announced");
-            if seed {
-                self.ctx.update_seed_gauge();
-            }
+            // A new seed, or a host that stopped or started being one.
+            self.ctx.update_seed_gauge();
         } else {
             tracing::debug!(host_id = %id, "host re-announced");
         }
