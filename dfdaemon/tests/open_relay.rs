@@ -333,10 +333,11 @@ async fn a_stalled_upstream_is_cut_after_the_idle_timeout() {
     let body = tokio::time::timeout(limit, resp.bytes()).await.expect("the body ended");
     assert!(body.is_err(), "a body cut short of its length: {body:?}");
 
-    // A tunnel on which nothing moves is closed.
+    // A tunnel on which nothing moves is closed. Timed from before the
+    // CONNECT: the proxy's idle clock starts before its 200 reaches us.
+    let started = Instant::now();
     let (mut s, head, _) = connect(proxy, &silent.addr.to_string()).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let started = Instant::now();
     let mut byte = [0u8; 1];
     let read = tokio::time::timeout(limit, s.read(&mut byte)).await.expect("the tunnel was closed");
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
