@@ -179,9 +179,19 @@ pub async fn serve_until_shutdown(
         _ = shutdown.cancelled() => None,
         stopped = first_to_stop => Some(stopped),
     };
-    let failure = stopped.map(|(i, result)| {
+    let failure = stopped.and_then(|(i, result)| {
         // Finished: removed, so the drain neither awaits nor aborts it again.
         let (server, _) = servers.0.remove(i);
+        // `shutdown` may have been cancelled between the select's two polls,
+        // and this server stopped because of it: then it was told to.
+        if shutdown.is_cancelled() {
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(server, error = %e, "{name}: server failed while shutting down"),
+                Err(e) => tracing::warn!(server, error = %e, "{name}: server panicked while shutting down"),
+            }
+            return None;
+        }
         let cause = match result {
             Ok(Ok(())) => "stopped on its own".to_owned(),
             Ok(Err(e)) => format!("failed: {e}"),
@@ -191,7 +201,7 @@ pub async fn serve_until_shutdown(
             },
         };
         shutdown.cancel();
-        ServerStopped { server, cause }
+        Some(ServerStopped { server, cause })
     });
     health.set_ready(false);
     tracker.close();
