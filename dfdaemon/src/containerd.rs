@@ -203,18 +203,31 @@ pub fn write_file(path: &Path, content: &str) -> std::io::Result<Written> {
         Ok(current) if current.starts_with(HEADER) => None,
         Ok(current) => {
             let backup = backup_path(&path);
-            std::fs::write(&backup, current)?;
+            fresh_file(&backup)?.write_all(current.as_bytes())?;
             Some(backup)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e),
     };
     let tmp = dir.join(format!(".{name}.tmp"));
-    let mut f = std::fs::File::create(&tmp)?;
+    let mut f = fresh_file(&tmp)?;
     f.write_all(content.as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, &path)?;
     Ok(Written::Written { path, backup })
+}
+
+/// A new file at `path` (0644), replacing whatever was there without
+/// following it: this runs as root, and a symlink planted at a predictable
+/// name (`.bak`, `.tmp`) must not redirect the write.
+fn fresh_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(path)
 }
 
 /// `<path>.bak`.
@@ -277,6 +290,13 @@ mod tests {
         assert!(matches!(write(dir.path(), "ghcr.io", &upgraded).unwrap(), Written::Written { backup: None, .. }));
         assert_eq!(std::fs::read_to_string(&backup).unwrap(), "server = \"https://ghcr.io\"\n", "backup kept");
         assert!(matches!(write(dir.path(), "quay.io", &content).unwrap(), Written::Written { backup: None, .. }));
+        // A symlink planted at the temporary name is replaced, not followed.
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("quay.io/.hosts.toml.tmp")).unwrap();
+        write(dir.path(), "quay.io", &upgraded).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert_eq!(std::fs::read_to_string(dir.path().join("quay.io/hosts.toml")).unwrap(), upgraded);
 
         // Uninstall: the previous file is back, a file that was not there is gone.
         let ghcr = dir.path().join("ghcr.io/hosts.toml");

@@ -32,14 +32,19 @@ fn repo_root() -> PathBuf {
 /// between this check and the container's bind.
 fn free_addr() -> SocketAddr {
     use rand::Rng as _;
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let ports = ephemeral_start.saturating_sub(10_000).max(1024)..ephemeral_start;
     let mut rng = rand::rng();
     for _ in 0..1000 {
-        let addr = SocketAddr::from(([127, 0, 0, 1], rng.random_range(10_000..20_000)));
+        let addr = SocketAddr::from(([127, 0, 0, 1], rng.random_range(ports.clone())));
         if TcpListener::bind(addr).is_ok() {
             return addr;
         }
     }
-    panic!("no free loopback port in 10000..20000");
+    panic!("no free loopback port in {ports:?}");
 }
 
 /// The test's containers, in a containerd namespace of their own (runc
