@@ -664,6 +664,24 @@ async fn a_download_survives_a_manager_restart() {
     download_from_the_swarm(&cluster, &late, &url, &out, &expected).await;
 }
 
+/// A peer dfdaemon in `dir/name` that enrolls with `join` at `manager`.
+fn joining_daemon(dir: &Path, name: &str, join: &pki::Join, manager: &ManagerProcess) -> DaemonOptions {
+    let mut d = DaemonOptions::new(bin_dir().join("dfdaemon"), dir.join(name));
+    d.tls = join.env("DFDAEMON");
+    d.tls.push(("DFDAEMON__HOST__HOSTNAME".into(), name.into()));
+    d.args = vec!["--manager".into(), manager.grpc_addr.to_string()];
+    d
+}
+
+/// The start of `dir/name` failed because the manager refused its join
+/// token: it exited non-zero and its log says so.
+fn assert_join_refused(dir: &Path, name: &str, e: anyhow::Error) {
+    let text = format!("{e:#}");
+    assert!(text.contains("exit status: ") && !text.contains("exit status: 0"), "{name} exits non-zero: {text}");
+    let log = std::fs::read_to_string(dir.join(name).join("dfdaemon.log")).unwrap();
+    assert!(log.contains("refused the join token"), "{name}'s log says why:\n{log}");
+}
+
 /// Join tokens: one revoked by root no longer enrolls (the member exits
 /// non-zero saying the manager refused its token), and one with
 /// `max_uses: 1` enrolls one member, not two.
@@ -674,19 +692,8 @@ async fn revoked_and_used_up_join_tokens_do_not_enroll() {
     let manager = ManagerProcess::start(&bin.join("manager"), &dir.path().join("manager"), &[], "darter-test-root")
         .await
         .unwrap();
-    let daemon = |name: &str, join: &pki::Join| {
-        let mut d = DaemonOptions::new(bin.join("dfdaemon"), dir.path().join(name));
-        d.tls = join.env("DFDAEMON");
-        d.tls.push(("DFDAEMON__HOST__HOSTNAME".into(), name.into()));
-        d.args = vec!["--manager".into(), manager.grpc_addr.to_string()];
-        d
-    };
-    let refused = |name: &str, e: anyhow::Error| {
-        let text = format!("{e:#}");
-        assert!(text.contains("exit status: ") && !text.contains("exit status: 0"), "{name} exits non-zero: {text}");
-        let log = std::fs::read_to_string(dir.path().join(name).join("dfdaemon.log")).unwrap();
-        assert!(log.contains("refused the join token"), "{name}'s log says why:\n{log}");
-    };
+    let daemon = |name: &str, join: &pki::Join| joining_daemon(dir.path(), name, join, &manager);
+    let refused = |name: &str, e: anyhow::Error| assert_join_refused(dir.path(), name, e);
 
     let revoked = manager.join("peer", None).await.unwrap();
     let id = revoked.token.split('.').next().unwrap();
@@ -717,19 +724,9 @@ async fn a_join_token_that_never_expires_enrolls_until_revoked() {
     let mut manager = ManagerProcess::start(&bin.join("manager"), &dir.path().join("manager"), &[], "darter-test-root")
         .await
         .unwrap();
-    let daemon = |name: &str, join: &pki::Join, manager: &ManagerProcess| {
-        let mut d = DaemonOptions::new(bin.join("dfdaemon"), dir.path().join(name));
-        d.tls = join.env("DFDAEMON");
-        d.tls.push(("DFDAEMON__HOST__HOSTNAME".into(), name.into()));
-        d.args = vec!["--manager".into(), manager.grpc_addr.to_string()];
-        d
-    };
-    let refused = |name: &str, e: anyhow::Error| {
-        let text = format!("{e:#}");
-        assert!(text.contains("exit status: ") && !text.contains("exit status: 0"), "{name} exits non-zero: {text}");
-        let log = std::fs::read_to_string(dir.path().join(name).join("dfdaemon.log")).unwrap();
-        assert!(log.contains("refused the join token"), "{name}'s log says why:\n{log}");
-    };
+    let daemon =
+        |name: &str, join: &pki::Join, manager: &ManagerProcess| joining_daemon(dir.path(), name, join, manager);
+    let refused = |name: &str, e: anyhow::Error| assert_join_refused(dir.path(), name, e);
     let never = serde_json::json!({ "role": "peer", "ttl": "never" });
     let join = manager.create_join_token(&never).await.unwrap();
     let kept = manager.create_join_token(&never).await.unwrap();

@@ -114,7 +114,10 @@ impl Context {
         let resources = self.resources.lock();
         let hosts = &resources.hosts;
         let seeds = crate::resource::host::trigger_seeds(hosts, &listed);
-        let announced = seeds.iter().filter(|a| crate::resource::host::seed_at(hosts, **a).is_some()).count();
+        // One walk over the hosts, not one per seed (what `seed_at` finds).
+        let seed_hosts: std::collections::HashSet<std::net::SocketAddr> =
+            hosts.values().filter(|h| h.is_seed()).map(crate::resource::host::Host::upload_addr).collect();
+        let announced = seeds.iter().filter(|a| seed_hosts.contains(a)).count();
         self.metrics.set_seed_peers(seeds.len(), announced);
     }
 
@@ -255,18 +258,23 @@ impl Scheduler for SchedulerService {
         let (id, ip, seed) = (info.id.clone(), info.ip, info.kind == crate::resource::HostType::Seed);
         // New hosts, and hosts whose role changed (a seed announced before the
         // manager listed it is a normal host until then), are worth a line.
-        let news = {
+        let (news, seeds_changed) = {
             let mut state = self.ctx.resources.lock();
             state.check_owner(&id, caller.as_ref()).map_err(|e| self.ctx.reject(e))?;
-            let news = state.hosts.get(&id).is_none_or(|h| h.info.kind != info.kind);
+            let before = state.hosts.get(&id).map(|h| (h.info.kind == info.kind, h.is_seed()));
             state.announce_host(info, Instant::now());
             state.set_owner(&id, caller.as_ref());
-            news
+            let is_seed = state.hosts.get(&id).is_some_and(|h| h.is_seed());
+            let was_seed = before.is_some_and(|(_, seed)| seed);
+            (before.is_none_or(|(same_kind, _)| !same_kind), is_seed || was_seed)
         };
         if news {
             tracing::info!(host_id = %id, %ip, seed, "host announced");
-            // A new seed, or a host that stopped or started being one.
-            self.ctx.update_seed_gauge();
+            // A new seed, or a host that stopped or started being one (not
+            // every new host: the gauge walks every host).
+            if seeds_changed {
+                self.ctx.update_seed_gauge();
+            }
         } else {
             tracing::debug!(host_id = %id, "host re-announced");
         }
