@@ -69,7 +69,8 @@ impl BufferPool {
         self.idle.locked().clear();
     }
 
-    fn give_back(&self, mut buf: Vec<u8>) {
+    /// Takes `buf` back for later pieces (if the pool has room).
+    pub fn give_back(&self, mut buf: Vec<u8>) {
         buf.clear();
         let mut idle = self.idle.locked();
         let held: usize = idle.iter().map(Vec::capacity).sum();

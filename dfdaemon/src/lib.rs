@@ -15,7 +15,8 @@
 //! - [`piece_server`]: piece bytes to other peers over HTTP (`sendfile` from the page cache);
 //!   [`piece_client`]: fetching them (kept-alive connections, one wake-up per 256 KiB
 //!   received, into reused buffers from [`buffer_pool`]); [`piece_wire`]: a piece
-//!   connection, plain or TLS (`upload.encrypt`); piece requests carry the
+//!   connection, plain or TLS 1.3 (`upload.encrypt`: rustls's handshake, then
+//!   dfdaemon's own record layer, sealing and opening where the bytes lie); piece requests carry the
 //!   scheduler's grants (`darter_common::tls::grant`);
 //! - [`proxy`]: the registry mirror and HTTP proxy (P2P for blobs, relay otherwise);
 //!   [`containerd`]: the `hosts.toml` files that point containerd at it; [`crio`]: the

@@ -29,7 +29,6 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
 use darter_common::sockopt::set_recv_low_water;
 use darter_common::sync::MutexExt as _;
@@ -37,7 +36,7 @@ use darter_common::tls::grant::GRANT_HEADER;
 
 use crate::buffer_pool::BufferPool;
 use crate::piece_server::slots::HAVE_HEADER;
-use crate::piece_wire::Wire;
+use crate::piece_wire::{Sealed, Wire, handshake};
 
 /// Most bytes the socket collects before the reader is woken.
 pub const WAKE_BYTES: usize = 256 * 1024;
@@ -82,12 +81,15 @@ struct Conn {
 impl Conn {
     /// Appends at most `max` bytes to `buf` (into its spare capacity),
     /// waking only once `want` bytes are queued (or the parent closed);
-    /// 0 means the parent closed. On TLS the low-water mark stays unset:
-    /// decrypted bytes may already wait in the TLS session while the socket
-    /// holds fewer than `want`.
+    /// 0 means the parent closed. An encrypted connection is read a record
+    /// at a time (`want` is for plain ones; bodies take
+    /// [`Sealed::read_body`](crate::piece_wire::Sealed::read_body)).
     async fn read_into(&mut self, buf: &mut Vec<u8>, max: usize, want: usize) -> Result<usize, FetchError> {
         let tcp = match &mut self.stream {
-            Wire::Tls(tls) => return tls.read_buf(&mut (&mut *buf).limit(max)).await.map_err(|e| transport("read", e)),
+            Wire::Sealed(sealed) => {
+                sealed.set_low_water(1).map_err(|e| transport("set SO_RCVLOWAT", e))?;
+                return sealed.read_buf(&mut (&mut *buf).limit(max)).await.map_err(|e| transport("read", e));
+            }
             Wire::Plain(tcp) => tcp,
         };
         if self.low_water != want {
@@ -157,7 +159,7 @@ pub struct PieceClient {
     max_idle: usize,
     connect_timeout: Duration,
     buffers: Arc<BufferPool>,
-    tls: Option<TlsConnector>,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for PieceClient {
@@ -174,7 +176,7 @@ impl PieceClient {
 
     /// The same, dialing encrypted parents with `tls` (see [`crate::piece_wire::client_config`]).
     pub fn with_tls(mut self, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
-        self.tls = tls.map(TlsConnector::from);
+        self.tls = tls;
         self
     }
 
@@ -281,12 +283,13 @@ impl PieceClient {
                 "the parent at {addr} encrypts piece traffic, and this peer has no TLS credentials"
             )));
         };
+        let mut stream = stream;
         let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
-        let tls = tokio::time::timeout_at(deadline, tls.connect(name, stream))
+        let established = tokio::time::timeout_at(deadline, handshake::client(tls.clone(), name, &mut stream))
             .await
             .map_err(|_| timed_out())?
             .map_err(|e| transport(&format!("TLS to {addr}"), e))?;
-        Ok(Wire::Tls(Box::new(tokio_rustls::TlsStream::Client(tls))))
+        Ok(Wire::Sealed(Box::new(Sealed::new(stream, established))))
     }
 }
 
@@ -388,6 +391,10 @@ async fn read_body(conn: &mut Conn, leftover: &[u8], mut body: Vec<u8>, length: 
         return Err(FetchError::Transport("parent sent more than it announced".into()));
     }
     body.extend_from_slice(leftover);
+    if let Wire::Sealed(sealed) = &mut conn.stream {
+        sealed.read_body(&mut body, length).await.map_err(|e| transport("read", e))?;
+        return Ok(body);
+    }
     while body.len() < length {
         let remaining = length - body.len();
         let n = conn.read_into(&mut body, remaining, remaining.min(WAKE_BYTES)).await?;

@@ -209,12 +209,15 @@ async fn nobody_listening_is_a_transport_error() {
     assert!(matches!(e, FetchError::Transport(ref m) if m.contains("connect to")), "{e}");
 }
 
-#[tokio::test]
-async fn the_real_piece_server_serves_the_client() {
+/// A piece server over a task whose second piece (1000 bytes) is stored;
+/// its address, the task and that piece. Encrypted with `encryption`.
+async fn real_piece_server(
+    encryption: Option<crate::piece_server::Encryption>,
+) -> (SocketAddr, darter_common::task_id::TaskId, Vec<u8>, tokio_util::sync::CancellationToken, tempfile::TempDir) {
     use darter_common::digest::Digest;
 
     use crate::metrics::Metrics;
-    use crate::piece_server::{PieceServer, piece_path};
+    use crate::piece_server::{Limits, PieceServer};
     use crate::storage::{Shape, Storage};
 
     let dir = tempfile::tempdir().unwrap();
@@ -224,18 +227,77 @@ async fn the_real_piece_server_serves_the_client() {
     let content: Vec<u8> = (0..piece_length + 1000).map(|i| (i * 7 % 256) as u8).collect();
     let shape = Shape { content_length: Some(content.len() as u64), piece_length, validator: None };
     let lease = storage.open_task(&id, &darter_common::secret::redact_url_str("http://origin/f"), shape).unwrap();
-    let second = &content[piece_length as usize..];
-    lease.write_piece(1, piece_length, &[second], Digest::of(second)).unwrap();
+    let second = content[piece_length as usize..].to_vec();
+    lease.write_piece(1, piece_length, &[&second], Digest::of(&second)).unwrap();
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(PieceServer::new(storage, 4, Arc::new(Metrics::new())).serve(listener, shutdown.clone()));
+    let limits = Limits { slots: 4, ..Limits::default() };
+    let server = PieceServer::with_security(storage, limits, Arc::new(Metrics::new()), None, encryption);
+    tokio::spawn(server.serve(listener, shutdown.clone()));
+    (addr, id, second, shutdown, dir)
+}
 
+#[tokio::test]
+async fn the_real_piece_server_serves_the_client() {
+    use crate::piece_server::piece_path;
+
+    let (addr, id, second, shutdown, _dir) = real_piece_server(None).await;
+    let piece_length = darter_common::piece::MIN_PIECE_LENGTH;
     let c = client();
     assert_eq!(c.fetch(addr, &piece_path(&id, 1), 1000, 0).await.unwrap(), second);
     assert_eq!(c.fetch(addr, &piece_path(&id, 0), piece_length, 0).await, Err(FetchError::Status(404)));
     assert_eq!(c.fetch(addr, &piece_path(&id, 1), 1000, 0).await.unwrap(), second);
     assert_eq!(c.idle_connections(), 1);
+    shutdown.cancel();
+}
+
+/// Encrypted (`upload.encrypt`): the client and server each run their own
+/// record layer after rustls's handshake, on one kept connection; a HEAD
+/// answer (written, not sent with a body) reaches a plain rustls client
+/// before its next request.
+#[tokio::test]
+async fn the_real_piece_server_serves_the_client_encrypted() {
+    use darter_common::tls::{Expect, Role};
+    use testkit::pki::{self, TestCa};
+
+    use crate::piece_server::{Encryption, piece_path};
+
+    let ca = TestCa::new();
+    let parent = ca.transport(&pki::identity(Role::Peer, "parent"));
+    let child = ca.transport(&pki::identity(Role::Peer, "child"));
+    let (addr, id, second, shutdown, _dir) = real_piece_server(Encryption::new(&parent, pki::CLUSTER)).await;
+    let config = child.piece_client_config(Expect::daemon(pki::CLUSTER)).unwrap();
+    let c = client().with_tls(Some(config.clone()));
+    let source = Source { addr, encrypted: true, grant: "".into() };
+    let piece_length = darter_common::piece::MIN_PIECE_LENGTH;
+    for _ in 0..3 {
+        assert_eq!(c.fetch_from(&source, &piece_path(&id, 1), 1000, 0).await.unwrap(), second);
+        assert_eq!(c.fetch_from(&source, &piece_path(&id, 0), piece_length, 0).await, Err(FetchError::Status(404)));
+    }
+    assert_eq!(c.idle_connections(), 1);
+
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let mut tls = connector.connect(name, TcpStream::connect(addr).await.unwrap()).await.unwrap();
+    let path = piece_path(&id, 1);
+    tls.write_all(format!("HEAD {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut byte)).await.expect("the HEAD answer");
+        assert_eq!(n.unwrap(), 1, "{}", String::from_utf8_lossy(&head));
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head));
+    tls.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tls.read_to_end(&mut answer).await.expect("the answer, then close_notify");
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200") && answer.ends_with(&second),
+        "{}",
+        String::from_utf8_lossy(&answer[..64])
+    );
     shutdown.cancel();
 }

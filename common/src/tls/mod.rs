@@ -44,6 +44,9 @@ pub(crate) fn provider() -> rustls::crypto::CryptoProvider {
 
 const ALPN_H2: &[u8] = b"h2";
 
+/// The protocol versions of encrypted piece connections.
+const TLS13_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+
 /// The ALPN protocol of an encrypted piece connection, so it is never taken
 /// for a gRPC one.
 pub const ALPN_PIECES: &[u8] = b"darter-pieces/1";
@@ -96,34 +99,40 @@ impl Transport {
 
     /// The rustls server config for a gRPC server (`None`: plaintext).
     pub fn server_config(&self, client_auth: ClientAuth) -> Option<Arc<rustls::ServerConfig>> {
-        self.server_config_with(provider(), client_auth, ALPN_H2)
+        self.server_config_with(provider(), rustls::DEFAULT_VERSIONS, client_auth, ALPN_H2).map(Arc::new)
     }
 
     /// The rustls server config of a piece server (`upload.encrypt`): client
     /// certificates required, [`ALPN_PIECES`], [`bulk_provider`] (`None`:
-    /// plaintext).
+    /// plaintext). dfdaemon seals and opens the records itself after the
+    /// handshake (its `piece_wire`), so: TLS 1.3 only, secret extraction
+    /// on, no session tickets.
     pub fn piece_server_config(&self) -> Option<Arc<rustls::ServerConfig>> {
-        self.server_config_with(bulk_provider(), ClientAuth::Required, ALPN_PIECES)
+        let mut config = self.server_config_with(bulk_provider(), TLS13_ONLY, ClientAuth::Required, ALPN_PIECES)?;
+        config.enable_secret_extraction = true;
+        config.send_tls13_tickets = 0;
+        Some(Arc::new(config))
     }
 
     fn server_config_with(
         &self,
         provider: rustls::crypto::CryptoProvider,
+        versions: &[&'static rustls::SupportedProtocolVersion],
         client_auth: ClientAuth,
         alpn: &[u8],
-    ) -> Option<Arc<rustls::ServerConfig>> {
+    ) -> Option<rustls::ServerConfig> {
         let credentials = self.credentials()?;
         let verifier = Arc::new(verify::MemberClients {
             credentials: credentials.clone(),
             optional: client_auth == ClientAuth::Optional,
         });
         let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default TLS versions")
+            .with_protocol_versions(versions)
+            .expect("ring supports TLS 1.2 and 1.3")
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(Arc::new(OwnCertificate(credentials.clone())));
         config.alpn_protocols = vec![alpn.to_vec()];
-        Some(Arc::new(config))
+        Some(config)
     }
 
     /// The rustls client config for dialing a server that must satisfy
@@ -131,15 +140,27 @@ impl Transport {
     pub fn client_config(&self, expect: Expect) -> Option<Arc<rustls::ClientConfig>> {
         let credentials = self.credentials()?;
         let verifier = verify::ExpectedServer { anchor: verify::Anchor::Member(credentials.clone()), expect };
-        Some(client_config(provider(), Arc::new(verifier), Some(credentials.clone()), ALPN_H2))
+        Some(Arc::new(client_config(
+            provider(),
+            rustls::DEFAULT_VERSIONS,
+            Arc::new(verifier),
+            Some(credentials.clone()),
+            ALPN_H2,
+        )))
     }
 
     /// The rustls client config for an encrypted piece server, which must
-    /// satisfy `expect` ([`ALPN_PIECES`], [`bulk_provider`]; `None`: plaintext).
+    /// satisfy `expect` ([`ALPN_PIECES`], [`bulk_provider`]; `None`:
+    /// plaintext). As on the server: TLS 1.3 only, secret extraction on,
+    /// no resumption.
     pub fn piece_client_config(&self, expect: Expect) -> Option<Arc<rustls::ClientConfig>> {
         let credentials = self.credentials()?;
         let verifier = verify::ExpectedServer { anchor: verify::Anchor::Member(credentials.clone()), expect };
-        Some(client_config(bulk_provider(), Arc::new(verifier), Some(credentials.clone()), ALPN_PIECES))
+        let mut config =
+            client_config(bulk_provider(), TLS13_ONLY, Arc::new(verifier), Some(credentials.clone()), ALPN_PIECES);
+        config.enable_secret_extraction = true;
+        config.resumption = rustls::client::Resumption::disabled();
+        Some(Arc::new(config))
     }
 
     /// A lazy gRPC channel over `endpoint`, whose server must satisfy `expect`.
@@ -150,13 +171,14 @@ impl Transport {
 
 fn client_config(
     provider: rustls::crypto::CryptoProvider,
+    versions: &[&'static rustls::SupportedProtocolVersion],
     verifier: Arc<dyn rustls::client::danger::ServerCertVerifier>,
     own: Option<Arc<Credentials>>,
     alpn: &[u8],
-) -> Arc<rustls::ClientConfig> {
+) -> rustls::ClientConfig {
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default TLS versions")
+        .with_protocol_versions(versions)
+        .expect("ring supports TLS 1.2 and 1.3")
         .dangerous()
         .with_custom_certificate_verifier(verifier);
     let mut config = match own {
@@ -164,7 +186,7 @@ fn client_config(
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![alpn.to_vec()];
-    Arc::new(config)
+    config
 }
 
 /// A client config for the first contact with the manager, before the
@@ -183,7 +205,7 @@ pub fn first_contact_config(manager_ca: &config::ManagerCa) -> Result<Arc<rustls
         }
     };
     let verifier = verify::ExpectedServer { anchor, expect: Expect::manager() };
-    Ok(client_config(provider(), Arc::new(verifier), None, ALPN_H2))
+    Ok(Arc::new(client_config(provider(), rustls::DEFAULT_VERSIONS, Arc::new(verifier), None, ALPN_H2)))
 }
 
 /// Presents the member's current certificate, on both sides.

@@ -55,12 +55,12 @@ use http::StatusCode;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use self::request::{BadRequest, Request, read_request};
 use self::send_file::send_file;
 use self::slots::{Slot, UploadSlots};
+use crate::buffer_pool::BufferPool;
 use crate::metrics::Metrics;
 use crate::piece_wire::Wire;
 use crate::rate_limit::RateLimit;
@@ -89,6 +89,11 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time a reader may take nothing of a piece before its connection (and
 /// upload slot) is dropped.
 pub const SEND_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Records an encrypted connection keeps in hand for its last response:
+/// once its key has fewer left, the response says `connection: close`
+/// (a piece of 1 GiB is 65,536 records).
+const RECORD_RESERVE: u64 = 1 << 16;
 
 /// Pause after `accept` failed for lack of descriptors or memory, so the
 /// loop does not spin while connections close.
@@ -138,13 +143,15 @@ pub struct PieceServer {
     rate: Option<RateLimit>,
     grants: Option<Checker>,
     encryption: Option<Encryption>,
+    /// Record batches of encrypted sends, lent for one piece at a time.
+    batches: Arc<BufferPool>,
 }
 
-/// Encrypted piece connections (`upload.encrypt`): the TLS acceptor and the
+/// Encrypted piece connections (`upload.encrypt`): the TLS config and the
 /// cluster whose peers and seed peers may connect.
 #[derive(Clone)]
 pub struct Encryption {
-    acceptor: TlsAcceptor,
+    config: Arc<rustls::ServerConfig>,
     cluster: u64,
 }
 
@@ -158,15 +165,16 @@ impl Encryption {
     /// TLS with `transport`'s credentials, for the members of `cluster`
     /// (`None` in plaintext mode).
     pub fn new(transport: &darter_common::tls::Transport, cluster: u64) -> Option<Self> {
-        Some(Encryption { acceptor: TlsAcceptor::from(crate::piece_wire::server_config(transport)?), cluster })
+        Some(Encryption { config: crate::piece_wire::server_config(transport)?, cluster })
     }
 
     /// The handshake, within [`HEADER_READ_TIMEOUT`]; `None` (logged) when
     /// it fails or the client is not a peer or seed peer of the cluster.
-    async fn accept(&self, stream: TcpStream) -> Option<Wire> {
+    async fn accept(&self, mut stream: TcpStream) -> Option<Wire> {
         let addr = stream.peer_addr().ok();
-        let mut tls = match tokio::time::timeout(HEADER_READ_TIMEOUT, self.acceptor.accept(stream)).await {
-            Ok(Ok(tls)) => tls,
+        let handshake = crate::piece_wire::handshake::server(self.config.clone(), &mut stream);
+        let established = match tokio::time::timeout(HEADER_READ_TIMEOUT, handshake).await {
+            Ok(Ok(established)) => established,
             Ok(Err(e)) => {
                 tracing::debug!(client = ?addr, error = %e, "piece connection: TLS handshake refused");
                 return None;
@@ -176,11 +184,10 @@ impl Encryption {
                 return None;
             }
         };
-        let identity = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| Facts::parse(c));
+        let identity = established.peer.as_ref().map(|c| Facts::parse(c));
         match identity {
             Some(Ok(facts)) if Expect::daemon(self.cluster).check(&facts.identity).is_ok() => {
-                tls.get_mut().1.set_buffer_limit(Some(crate::piece_wire::TLS_BUFFER));
-                Some(Wire::Tls(Box::new(tokio_rustls::TlsStream::Server(tls))))
+                Some(Wire::Sealed(Box::new(crate::piece_wire::Sealed::new(stream, established))))
             }
             other => {
                 tracing::debug!(client = ?addr, certificate = ?other.map(|f| f.map(|f| f.identity.to_string())), "piece connection from outside the cluster refused");
@@ -352,6 +359,8 @@ impl PieceServer {
             rate: limits.rate_limit.map(RateLimit::new),
             grants,
             encryption,
+            // As many as uploads can run at once (up to 32), kept when idle.
+            batches: BufferPool::new(limits.slots.min(32) * crate::piece_wire::sealed::BATCH_BYTES),
         })
     }
 
@@ -444,13 +453,18 @@ impl PieceServer {
             self.metrics.uploads.with_label_values(&[reply.result()]).inc();
             // A refused grant ends the connection: each guess at a grant
             // costs the caller a new connection, not just a request.
-            let close = !request.keep_alive || matches!(reply, Reply::Plain(StatusCode::FORBIDDEN, _));
+            let close = !request.keep_alive
+                || matches!(reply, Reply::Plain(StatusCode::FORBIDDEN, _))
+                || stream.records_left() < RECORD_RESERVE;
             match reply {
                 Reply::Plain(status, msg) => write_plain(&mut stream, status, msg, close).await?,
                 Reply::Piece { lease, piece, head_only, _slot } => {
                     self.send_piece(&mut stream, &lease, &piece, head_only, close).await?
                 }
             }
+            // An encrypted connection seals what was written into records
+            // and sends them now (a HEAD answer is only written).
+            stream.flush().await?;
             if close {
                 // A TLS client learns the answer is whole (close_notify).
                 return stream.shutdown().await;
@@ -519,7 +533,10 @@ impl PieceServer {
             Wire::Plain(tcp) => {
                 send_file(tcp, lease.content_file(), piece.offset, piece.length, SEND_STALL_TIMEOUT).await?
             }
-            Wire::Tls(_) => copy_range(stream, lease, piece.offset, piece.length, SEND_STALL_TIMEOUT).await?,
+            Wire::Sealed(sealed) => {
+                let file = lease.content_file();
+                sealed.send_range(file, piece.offset, piece.length, SEND_STALL_TIMEOUT, &self.batches).await?
+            }
         }
         self.metrics.upload_bytes.inc_by(piece.length);
         Ok(())
@@ -549,37 +566,6 @@ impl PieceServer {
         self.metrics.upload_bytes.inc_by(piece.length);
         Ok(())
     }
-}
-
-/// Bytes read from the content file per step of an encrypted send: small
-/// enough that they are still in the CPU cache when rustls copies and
-/// encrypts them.
-const COPY_CHUNK: usize = 256 << 10;
-
-/// Sends `length` bytes of the task's content from `offset` through a TLS
-/// connection: read from the page cache, encrypted and written, a chunk at
-/// a time. The read happens on the calling thread, as `sendfile` reads the
-/// file side (a hop to a blocking thread per chunk cost more CPU than the
-/// read: measured 0.80 against 0.58 CPU s/GiB). Fails when the reader takes
-/// nothing for `stall`.
-async fn copy_range(
-    stream: &mut Wire,
-    lease: &Lease,
-    offset: u64,
-    length: u64,
-    stall: Duration,
-) -> std::io::Result<()> {
-    let stalled =
-        || std::io::Error::new(std::io::ErrorKind::TimedOut, format!("the reader took nothing for {stall:?}"));
-    let mut buf = vec![0u8; (length as usize).min(COPY_CHUNK)];
-    let mut at = 0u64;
-    while at < length {
-        let n = (length - at).min(COPY_CHUNK as u64) as usize;
-        lease.read_at(&mut buf[..n], offset + at).map_err(|e| std::io::Error::other(e.to_string()))?;
-        tokio::time::timeout(stall, stream.write_all(&buf[..n])).await.map_err(|_| stalled())??;
-        at += n as u64;
-    }
-    tokio::time::timeout(stall, stream.flush()).await.map_err(|_| stalled())?
 }
 
 /// A short text answer.

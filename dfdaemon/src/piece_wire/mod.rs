@@ -1,5 +1,5 @@
-//! One piece connection, plain TCP or TLS (`upload.encrypt`), for both the
-//! piece server and the piece client.
+//! One piece connection, plain TCP or encrypted (`upload.encrypt`), for
+//! both the piece server and the piece client.
 //!
 //! Plain is the default: a parent sends a piece with `sendfile` (see
 //! `piece_server::send_file`) and a child sets the socket's receive
@@ -10,6 +10,21 @@
 //! certificates: the parent accepts only peers and seed peers of its cluster,
 //! the child only a parent of its cluster
 //! (`Transport::piece_server_config`, `Transport::piece_client_config`).
+//!
+//! rustls runs the TLS 1.3 handshake ([`handshake`]); the records after it
+//! are sealed and opened here ([`record`], [`sealed`]), so that piece bytes
+//! are encrypted where they were read and decrypted where they arrived.
+//!
+//! - [`handshake`]: the handshake through rustls's unbuffered API, and the
+//!   traffic secrets it hands over.
+//! - [`record`]: TLS 1.3 records: seal and open in place.
+//! - [`sealed`]: the connection after the handshake, with the bulk paths;
+//!   [`assembly`]: a piece body put together from its records.
+
+pub mod assembly;
+pub mod handshake;
+pub mod record;
+pub mod sealed;
 
 use std::io;
 use std::pin::Pin;
@@ -20,17 +35,15 @@ use darter_common::tls::{Expect, Transport};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// Bytes of encrypted records a TLS connection buffers before writing them
-/// out (rustls's default is 64 KiB): fewer, larger writes per piece.
-pub const TLS_BUFFER: usize = 1 << 20;
+pub use self::sealed::Sealed;
 
 /// A piece connection.
 #[derive(Debug)]
 pub enum Wire {
     /// Plain TCP: zero-copy sends and low-water reads.
     Plain(TcpStream),
-    /// TLS over TCP (either side).
-    Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
+    /// TLS 1.3 over TCP (either side).
+    Sealed(Box<Sealed>),
 }
 
 impl Wire {
@@ -38,7 +51,15 @@ impl Wire {
     pub fn tcp(&self) -> &TcpStream {
         match self {
             Wire::Plain(s) => s,
-            Wire::Tls(s) => s.get_ref().0,
+            Wire::Sealed(s) => s.tcp(),
+        }
+    }
+
+    /// Records the connection can still send (unbounded when plain).
+    pub fn records_left(&self) -> u64 {
+        match self {
+            Wire::Plain(_) => u64::MAX,
+            Wire::Sealed(s) => s.records_left(),
         }
     }
 }
@@ -62,7 +83,7 @@ macro_rules! delegate {
                 let $s = Pin::new($s);
                 $e
             }
-            Wire::Tls($s) => {
+            Wire::Sealed($s) => {
                 let $s = Pin::new($s.as_mut());
                 $e
             }
@@ -89,3 +110,6 @@ impl AsyncWrite for Wire {
         delegate!(self, s => s.poll_shutdown(cx))
     }
 }
+
+#[cfg(test)]
+mod tests;
