@@ -47,6 +47,21 @@ impl BufferPool {
     /// An empty buffer with room for `len` bytes: an idle one that fits
     /// (and is not more than twice as large), else a new one.
     pub fn take(&self, len: usize) -> Vec<u8> {
+        let mut buf = self.take_any(len);
+        buf.clear();
+        buf
+    }
+
+    /// A buffer of `len` bytes, for a caller that overwrites what it uses:
+    /// the bytes an earlier user left (only what an idle buffer lacks is
+    /// zeroed, so a reused one costs no pass over its memory).
+    pub fn take_initialized(&self, len: usize) -> Vec<u8> {
+        let mut buf = self.take_any(len);
+        buf.resize(len, 0);
+        buf
+    }
+
+    fn take_any(&self, len: usize) -> Vec<u8> {
         let mut idle = self.idle.locked();
         match idle.iter().position(|b| b.capacity() >= len && b.capacity() / 2 <= len) {
             Some(i) => idle.swap_remove(i),
@@ -70,8 +85,7 @@ impl BufferPool {
     }
 
     /// Takes `buf` back for later pieces (if the pool has room).
-    pub fn give_back(&self, mut buf: Vec<u8>) {
-        buf.clear();
+    pub fn give_back(&self, buf: Vec<u8>) {
         let mut idle = self.idle.locked();
         let held: usize = idle.iter().map(Vec::capacity).sum();
         if held + buf.capacity() <= self.max_bytes {
@@ -100,6 +114,21 @@ mod tests {
         let again = pool.take(1 << 20);
         assert_eq!((again.as_ptr(), again.len()), (ptr, 0), "the same memory, empty");
         assert_eq!(pool.idle_bytes(), 0);
+    }
+
+    #[test]
+    fn an_initialized_buffer_comes_back_without_a_new_pass_over_it() {
+        let pool = BufferPool::new(4 << 20);
+        let mut buf = pool.take_initialized(1 << 20);
+        assert_eq!(buf.len(), 1 << 20);
+        buf[..4].copy_from_slice(&[9, 9, 9, 9]);
+        let ptr = buf.as_ptr();
+        pool.give_back(buf);
+        let again = pool.take_initialized(1 << 20);
+        assert_eq!((again.as_ptr(), again.len()), (ptr, 1 << 20), "the same memory, as it was left");
+        assert_eq!(again[..4], [9, 9, 9, 9]);
+        pool.give_back(again);
+        assert_eq!(pool.take(1 << 20).len(), 0, "take() empties it");
     }
 
     #[test]

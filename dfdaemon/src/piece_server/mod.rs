@@ -359,8 +359,8 @@ impl PieceServer {
             rate: limits.rate_limit.map(RateLimit::new),
             grants,
             encryption,
-            // As many as uploads can run at once (up to 32), kept when idle.
-            batches: BufferPool::new(limits.slots.min(32) * crate::piece_wire::sealed::BATCH_BYTES),
+            // Kept when idle: as many as uploads can run at once, up to 8.
+            batches: BufferPool::new(limits.slots.min(8) * crate::piece_wire::sealed::BATCH_BYTES),
         })
     }
 
