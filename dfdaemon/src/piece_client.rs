@@ -30,13 +30,12 @@ use bytes::{BufMut, Bytes};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use darter_common::sockopt::set_recv_low_water;
 use darter_common::sync::MutexExt as _;
 use darter_common::tls::grant::GRANT_HEADER;
 
 use crate::buffer_pool::BufferPool;
 use crate::piece_server::slots::HAVE_HEADER;
-use crate::piece_wire::{Sealed, Wire, handshake};
+use crate::piece_wire::{LowWater, Sealed, Wire, handshake, read_when_ready};
 
 /// Most bytes the socket collects before the reader is woken.
 pub const WAKE_BYTES: usize = 256 * 1024;
@@ -75,7 +74,7 @@ impl std::fmt::Display for FetchError {
 /// A connection and the low-water mark it has set.
 struct Conn {
     stream: Wire,
-    low_water: usize,
+    low_water: LowWater,
 }
 
 impl Conn {
@@ -92,18 +91,8 @@ impl Conn {
             }
             Wire::Plain(tcp) => tcp,
         };
-        if self.low_water != want {
-            set_recv_low_water(tcp, want).map_err(|e| transport("set SO_RCVLOWAT", e))?;
-            self.low_water = want;
-        }
-        loop {
-            tcp.readable().await.map_err(|e| transport("wait for data", e))?;
-            match tcp.try_read_buf(&mut (&mut *buf).limit(max)) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(transport("read", e)),
-            }
-        }
+        self.low_water.set(tcp, want).map_err(|e| transport("set SO_RCVLOWAT", e))?;
+        read_when_ready(tcp, buf, max).await.map_err(|e| transport("read", e))
     }
 }
 
@@ -206,7 +195,7 @@ impl PieceClient {
         request.push_str("\r\n");
         let key = (addr, source.encrypted);
         if let Some(stream) = self.take_idle(key) {
-            let mut conn = Conn { stream, low_water: 0 };
+            let mut conn = Conn { stream, low_water: LowWater::default() };
             match exchange(&mut conn, &request, length, &self.buffers).await {
                 Exchange::Done(result, keep) => return self.finish(key, conn, result, keep),
                 Exchange::Stale(e) => {
@@ -214,7 +203,7 @@ impl PieceClient {
                 }
             }
         }
-        let mut conn = Conn { stream: self.connect(addr, source.encrypted).await?, low_water: 0 };
+        let mut conn = Conn { stream: self.connect(addr, source.encrypted).await?, low_water: LowWater::default() };
         match exchange(&mut conn, &request, length, &self.buffers).await {
             Exchange::Done(result, keep) => self.finish(key, conn, result, keep),
             Exchange::Stale(e) => Err(e),

@@ -71,31 +71,26 @@ trait Unbuffered {
     fn secrets(self) -> Result<ExtractedSecrets, rustls::Error>;
 }
 
-impl Unbuffered for UnbufferedServerConnection {
-    type Data = rustls::server::ServerConnectionData;
-    fn process<'c, 'i>(&'c mut self, incoming: &'i mut [u8]) -> UnbufferedStatus<'c, 'i, Self::Data> {
-        self.process_tls_records(incoming)
-    }
-    fn peer(&self) -> Option<CertificateDer<'static>> {
-        self.peer_certificates().and_then(|c| c.first()).map(|c| c.clone().into_owned())
-    }
-    fn secrets(self) -> Result<ExtractedSecrets, rustls::Error> {
-        Ok(self.dangerous_into_kernel_connection()?.0)
-    }
+/// The same three calls on either side (rustls defines them per side).
+macro_rules! unbuffered {
+    ($connection:ty, $data:ty) => {
+        impl Unbuffered for $connection {
+            type Data = $data;
+            fn process<'c, 'i>(&'c mut self, incoming: &'i mut [u8]) -> UnbufferedStatus<'c, 'i, Self::Data> {
+                self.process_tls_records(incoming)
+            }
+            fn peer(&self) -> Option<CertificateDer<'static>> {
+                self.peer_certificates().and_then(|c| c.first()).map(|c| c.clone().into_owned())
+            }
+            fn secrets(self) -> Result<ExtractedSecrets, rustls::Error> {
+                Ok(self.dangerous_into_kernel_connection()?.0)
+            }
+        }
+    };
 }
 
-impl Unbuffered for UnbufferedClientConnection {
-    type Data = rustls::client::ClientConnectionData;
-    fn process<'c, 'i>(&'c mut self, incoming: &'i mut [u8]) -> UnbufferedStatus<'c, 'i, Self::Data> {
-        self.process_tls_records(incoming)
-    }
-    fn peer(&self) -> Option<CertificateDer<'static>> {
-        self.peer_certificates().and_then(|c| c.first()).map(|c| c.clone().into_owned())
-    }
-    fn secrets(self) -> Result<ExtractedSecrets, rustls::Error> {
-        Ok(self.dangerous_into_kernel_connection()?.0)
-    }
-}
+unbuffered!(UnbufferedServerConnection, rustls::server::ServerConnectionData);
+unbuffered!(UnbufferedClientConnection, rustls::client::ClientConnectionData);
 
 /// Runs the handshake to its end: encodes and sends what rustls asks for,
 /// reads what it waits for, and keeps what comes after.

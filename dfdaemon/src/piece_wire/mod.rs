@@ -31,6 +31,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::BufMut as _;
+use darter_common::sockopt::set_recv_low_water;
 use darter_common::tls::{Expect, Transport};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -89,6 +91,34 @@ macro_rules! delegate {
             }
         }
     };
+}
+
+/// A socket's receive low-water mark (`SO_RCVLOWAT`) as last set, so that
+/// it is set only when it changes.
+#[derive(Debug, Default)]
+pub struct LowWater(usize);
+
+impl LowWater {
+    /// Wakes readers of `tcp` only once `want` bytes are queued (or it closed).
+    pub fn set(&mut self, tcp: &TcpStream, want: usize) -> io::Result<()> {
+        if self.0 != want {
+            set_recv_low_water(tcp, want)?;
+            self.0 = want;
+        }
+        Ok(())
+    }
+}
+
+/// Appends at most `max` bytes from `tcp` to `buf` (into its spare
+/// capacity) once the socket is readable; 0 means the peer closed.
+pub async fn read_when_ready(tcp: &TcpStream, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    loop {
+        tcp.readable().await?;
+        match tcp.try_read_buf(&mut (&mut *buf).limit(max)) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            read => return read,
+        }
+    }
 }
 
 impl AsyncRead for Wire {

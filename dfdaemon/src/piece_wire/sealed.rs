@@ -28,16 +28,14 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::BufMut as _;
-use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::assembly::{Assembly, BodyError};
 use super::handshake::Established;
 use super::record::{Direction, HEADER, MAX_PLAINTEXT, MAX_RECORD, OVERHEAD, Opened};
+use super::{LowWater, read_when_ready};
 use crate::buffer_pool::BufferPool;
-use darter_common::sockopt::set_recv_low_water;
 
 /// Records a parent seals and writes at once when it sends a piece: 1 MiB,
 /// which still fits a core's L2 cache between the read, the encryption and
@@ -50,6 +48,8 @@ pub const BATCH_RECORDS: usize = 64;
 const RECORD_SLOT: usize = MAX_PLAINTEXT + OVERHEAD;
 /// Bytes of a batch of records.
 pub const BATCH_BYTES: usize = BATCH_RECORDS * RECORD_SLOT;
+/// Plaintext bytes of a batch.
+const BATCH_PLAINTEXT: usize = BATCH_RECORDS * MAX_PLAINTEXT;
 /// Received bytes buffered for the byte-stream interface: room for a
 /// record cut in two and a whole one after it.
 const INCOMING: usize = 2 * MAX_RECORD;
@@ -63,7 +63,6 @@ pub struct Sealed {
     tcp: TcpStream,
     tx: Direction,
     rx: Direction,
-    peer: Option<CertificateDer<'static>>,
     /// Received bytes: `incoming[plain]` opened and not yet read,
     /// `incoming[raw..filled]` records not yet opened.
     incoming: Vec<u8>,
@@ -78,8 +77,8 @@ pub struct Sealed {
     end: usize,
     open: Option<usize>,
     close_sent: bool,
-    /// The socket's receive low-water mark as last set.
-    low_water: usize,
+    /// The socket's receive low-water mark.
+    low_water: LowWater,
 }
 
 impl std::fmt::Debug for Sealed {
@@ -91,7 +90,7 @@ impl std::fmt::Debug for Sealed {
 impl Sealed {
     /// The connection whose handshake ended in `established`.
     pub fn new(tcp: TcpStream, established: Established) -> Self {
-        let Established { tx, rx, plaintext, received, peer } = established;
+        let Established { tx, rx, plaintext, received, .. } = established;
         let mut incoming = plaintext;
         let plain = 0..incoming.len();
         incoming.extend_from_slice(&received);
@@ -101,7 +100,6 @@ impl Sealed {
             tcp,
             tx,
             rx,
-            peer,
             incoming,
             plain: plain.clone(),
             raw: plain.end,
@@ -112,18 +110,13 @@ impl Sealed {
             end: 0,
             open: None,
             close_sent: false,
-            low_water: 0,
+            low_water: LowWater::default(),
         }
     }
 
     /// The TCP connection underneath.
     pub fn tcp(&self) -> &TcpStream {
         &self.tcp
-    }
-
-    /// The peer's certificate, as verified in the handshake.
-    pub fn peer_certificate(&self) -> Option<&CertificateDer<'static>> {
-        self.peer.as_ref()
     }
 
     /// Records the sending key can still seal before the connection must end.
@@ -146,12 +139,12 @@ impl Sealed {
         let stalled = || io::Error::new(io::ErrorKind::TimedOut, format!("the reader took nothing for {stall:?}"));
         self.seal_open()?;
         tokio::time::timeout(stall, std::future::poll_fn(|cx| self.poll_drain(cx))).await.map_err(|_| stalled())??;
-        let first = length.min((BATCH_RECORDS * MAX_PLAINTEXT) as u64) as usize;
-        let mut batch = batches.take_initialized(first + first.div_ceil(MAX_PLAINTEXT) * OVERHEAD);
+        let step = |from: u64| (length - from).min(BATCH_PLAINTEXT as u64) as usize;
+        let mut batch = batches.take_initialized(on_the_wire(step(0)));
         let mut at = 0u64;
         while at < length {
-            let n = (length - at).min((BATCH_RECORDS * MAX_PLAINTEXT) as u64) as usize;
-            let batch_end = n + n.div_ceil(MAX_PLAINTEXT) * OVERHEAD;
+            let n = step(at);
+            let batch_end = on_the_wire(n);
             let records = &mut batch[..batch_end];
             let mut payloads: Vec<IoSliceMut<'_>> = records
                 .chunks_mut(RECORD_SLOT)
@@ -178,7 +171,7 @@ impl Sealed {
     /// the records' overhead): see [`super::assembly`].
     pub async fn read_body(&mut self, body: &mut Vec<u8>, length: usize) -> io::Result<()> {
         let failed = |e: BodyError| match e {
-            BodyError::TooLong => io::Error::new(io::ErrorKind::InvalidData, "parent sent more than it announced"),
+            BodyError::TooLong => too_long(),
             BodyError::Closed(p) => closed_after(p, length),
             BodyError::Record(e) => e.into(),
         };
@@ -197,39 +190,27 @@ impl Sealed {
         })? {
             assembly.make_room(body);
             let to_come = assembly.to_come(body);
-            self.set_low_water(to_come.clamp(1, WAKE_BYTES))?;
+            self.low_water.set(&self.tcp, to_come.clamp(1, WAKE_BYTES))?;
             // No more than the body's records can hold, so that a parent
             // cannot park bytes after the body in this connection.
             let spare = (body.capacity() - body.len()).min(to_come + MAX_RECORD);
-            let n = loop {
-                self.tcp.readable().await?;
-                match self.tcp.try_read_buf(&mut (&mut *body).limit(spare)) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) => return Err(e),
-                }
-            };
-            if n == 0 {
+            if read_when_ready(&self.tcp, body, spare).await? == 0 {
                 return Err(closed_after(assembly.opened(), length));
             }
         }
         // Bytes of later records go back to the stream.
         let rest = assembly.finish(body);
         if rest.len() > self.incoming.len() {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "parent sent more than it announced"));
+            return Err(too_long());
         }
         self.incoming[..rest.len()].copy_from_slice(&rest);
         self.filled = rest.len();
         Ok(())
     }
 
-    /// Sets the socket's receive low-water mark, when it changes.
+    /// Sets the socket's receive low-water mark (before reading a head).
     pub fn set_low_water(&mut self, want: usize) -> io::Result<()> {
-        if self.low_water != want {
-            set_recv_low_water(&self.tcp, want)?;
-            self.low_water = want;
-        }
-        Ok(())
+        self.low_water.set(&self.tcp, want)
     }
 
     /// Opens the next record into `plain`; false while it is incomplete.
@@ -376,6 +357,16 @@ impl AsyncWrite for Sealed {
         ready!(this.poll_drain(cx))?;
         Pin::new(&mut this.tcp).poll_shutdown(cx)
     }
+}
+
+/// Bytes on the wire of `n` plaintext bytes in full records.
+fn on_the_wire(n: usize) -> usize {
+    n + n.div_ceil(MAX_PLAINTEXT) * OVERHEAD
+}
+
+/// The error of a body whose records carry more than its length.
+fn too_long() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, "parent sent more than it announced")
 }
 
 /// The error of a body cut short after `p` of `length` bytes.

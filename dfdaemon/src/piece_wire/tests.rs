@@ -112,16 +112,23 @@ async fn a_rustls_child_reads_what_a_sealed_parent_sends() {
     tokio::join!(server, client);
 }
 
-#[tokio::test]
-async fn a_sealed_child_reads_what_a_rustls_parent_sends() {
-    let ca = TestCa::new();
-    let (parent, child) = pair(&ca);
-    let data = bytes(5 * MAX_PLAINTEXT + 999, 2);
+/// A child on the record layer connected to a parent on rustls, both
+/// past the handshake.
+async fn sealed_child_of_a_rustls_parent(ca: &TestCa) -> (Sealed, tokio_rustls::server::TlsStream<TcpStream>) {
+    let (parent, child) = pair(ca);
     let (server_tcp, mut client_tcp) = tcp_pair().await;
     let acceptor = tokio_rustls::TlsAcceptor::from(parent.piece_server_config().unwrap());
+    let (tls, established) =
+        tokio::join!(acceptor.accept(server_tcp), handshake::client(client_config(&child), name(), &mut client_tcp));
+    (Sealed::new(client_tcp, established.unwrap()), tls.unwrap())
+}
+
+#[tokio::test]
+async fn a_sealed_child_reads_what_a_rustls_parent_sends() {
+    let (mut sealed, mut tls) = sealed_child_of_a_rustls_parent(&TestCa::new()).await;
+    let data = bytes(5 * MAX_PLAINTEXT + 999, 2);
     let sent = data.clone();
     let server = async move {
-        let mut tls = acceptor.accept(server_tcp).await.unwrap();
         // Records of every size: head and body in one write, in many small
         // writes, and cut at odd places.
         for (round, step) in [usize::MAX, 1000, 16_385, 77].into_iter().enumerate() {
@@ -137,8 +144,6 @@ async fn a_sealed_child_reads_what_a_rustls_parent_sends() {
         tls.shutdown().await.unwrap();
     };
     let client = async move {
-        let established = handshake::client(client_config(&child), name(), &mut client_tcp).await.unwrap();
-        let mut sealed = Sealed::new(client_tcp, established);
         for round in 0..4 {
             sealed.write_all(format!("GET /{round} HTTP/1.1\r\n\r\n").as_bytes()).await.unwrap();
             sealed.flush().await.unwrap();
@@ -157,12 +162,9 @@ async fn a_sealed_child_reads_what_a_rustls_parent_sends() {
 #[tokio::test]
 async fn a_child_that_gets_more_than_announced_or_a_cut_connection_fails() {
     let ca = TestCa::new();
-    let (parent, child) = pair(&ca);
     for (announce, send, close) in [(100, 200, false), (50_000, 20_000, true)] {
-        let (server_tcp, mut client_tcp) = tcp_pair().await;
-        let acceptor = tokio_rustls::TlsAcceptor::from(parent.piece_server_config().unwrap());
+        let (mut sealed, mut tls) = sealed_child_of_a_rustls_parent(&ca).await;
         let server = async move {
-            let mut tls = acceptor.accept(server_tcp).await.unwrap();
             tls.write_all(&bytes(send, 3)).await.unwrap();
             if close {
                 tls.shutdown().await.unwrap();
@@ -170,8 +172,6 @@ async fn a_child_that_gets_more_than_announced_or_a_cut_connection_fails() {
             tls
         };
         let client = async {
-            let established = handshake::client(client_config(&child), name(), &mut client_tcp).await.unwrap();
-            let mut sealed = Sealed::new(client_tcp, established);
             let mut body = Vec::new();
             sealed.read_body(&mut body, announce).await.unwrap_err().to_string()
         };
